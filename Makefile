@@ -1,0 +1,46 @@
+# Everything a person does with this project. On a fresh machine:
+#   make load    # creates .venv, installs, initialises the embedded shards, loads data/incoming/
+#   make test    # the test suite, against real PostgreSQL servers it starts itself
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+INCOMING ?= data/incoming
+
+.PHONY: venv init load status stop test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+init: venv
+	$(BIN)/pipeline init
+
+load: init
+	@echo "make load: shards initialised; \`pipeline load\` arrives with the load issue (#3)."
+
+status: venv
+	$(BIN)/pipeline status
+
+stop: venv
+	$(BIN)/pipeline embedded stop
+
+test: venv
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	-$(BIN)/pipeline embedded stop 2>/dev/null
+	rm -rf $(VENV) .pipeline .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,157 @@
+"""The `pipeline` command: a thin click layer over the library.
+
+It parses options, calls the library, prints, and maps the project's exceptions to
+one-line messages and exit codes: 0 ok, 1 a data or shard problem, 2 a usage or
+configuration error. No business logic lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from pipeline import embedded, schema
+from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_shard_map
+from pipeline.errors import EXIT_DATA, PipelineError
+from pipeline.status import all_status, format_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    """Print `Error: <message>` on stderr and exit with `code`: how every error leaves."""
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(code)
+
+
+class _PipelineGroup(click.Group):
+    """Turns the library's errors into one line and their exit code: never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            fail(ctx, str(exc), exc.exit_code)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def _shard_map(ctx: click.Context) -> ShardMap:
+    """The shard map, parsed on first use so that --help works without one."""
+    obj = ctx.ensure_object(dict)
+    if "shard_map" not in obj:
+        obj["shard_map"] = load_shard_map(obj["config_path"])
+    shard_map: ShardMap = obj["shard_map"]
+    return shard_map
+
+
+@click.group(cls=_PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    envvar="PIPELINE_CONFIG",
+    help="The shard map (also PIPELINE_CONFIG).",
+)
+@click.version_option(package_name="resident-pipeline")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path) -> None:
+    """Route resident records by country into regional PostgreSQL shards, and back out.
+
+    Exit codes: 0 ok, 1 a data or shard problem, 2 a usage or configuration error.
+    """
+    ctx.ensure_object(dict)["config_path"] = config_path
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create or upgrade the schema on every shard and set its residency constraint.
+
+    Safe to re-run: applied migrations are skipped, and the constraint is only
+    rebuilt when the shard map changed. Stops (exit 1) on a shard whose existing
+    rows would break its new residency rule, and says how many.
+
+    Example: pipeline init
+    """
+    shard_map = _shard_map(ctx)
+    failed = 0
+    for result in schema.init_all(shard_map):
+        if isinstance(result, PipelineError):
+            failed += 1
+            click.echo(f"Error: {result}", err=True)
+            continue
+        if result.from_version == result.to_version:
+            migrated = f"schema {result.to_version} (up to date)"
+        else:
+            migrated = f"schema {result.from_version} -> {result.to_version}"
+        rule = ("set to " if result.rule_changed else "unchanged: ") + result.rule
+        click.echo(f"{result.shard}: {migrated}; residency {rule}")
+    if failed:
+        fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each shard: DSN (password hidden), reachable, schema version, residents, last load.
+
+    Exits 1 when any shard is unreachable.
+
+    Example: pipeline status --json
+    """
+    statuses = all_status(_shard_map(ctx))
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
+    else:
+        for s in statuses:
+            click.echo(format_line(s))
+    if not all(s.reachable for s in statuses):
+        ctx.exit(EXIT_DATA)
+
+
+@cli.group(name="embedded")
+def embedded_group() -> None:
+    """Manage the embedded PostgreSQL server behind `embedded:NAME` shards."""
+
+
+@embedded_group.command(name="start")
+@click.pass_context
+def embedded_start(ctx: click.Context) -> None:
+    """Start the embedded server and create its shard databases (commands do this on demand).
+
+    Example: pipeline embedded start
+    """
+    shard_map = _shard_map(ctx)
+    names = [s.embedded_database for s in shard_map.shards if s.embedded_database is not None]
+    for name in names:
+        embedded.server_uri(shard_map.embedded_dir, name)
+    used = ", ".join(names) or "no shard uses it"
+    click.echo(f"embedded PostgreSQL running in {shard_map.embedded_dir} ({used})")
+
+
+@embedded_group.command(name="stop")
+@click.pass_context
+def embedded_stop(ctx: click.Context) -> None:
+    """Stop the embedded server; its data stays for the next command.
+
+    Example: pipeline embedded stop
+    """
+    shard_map = _shard_map(ctx)
+    if embedded.stop(shard_map.embedded_dir):
+        click.echo(f"stopped embedded PostgreSQL in {shard_map.embedded_dir}")
+    else:
+        click.echo(f"embedded PostgreSQL in {shard_map.embedded_dir} was not running")
+
+
+def main() -> None:
+    cli(prog_name="pipeline")

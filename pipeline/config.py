@@ -1,0 +1,280 @@
+"""The shard map: `config/shards.yaml` parsed and validated once, into typed objects.
+
+This is the only module that reads YAML or the environment. Every error names the
+file and the key (`config/shards.yaml: routes.db_us[0]: ...`), so a user can fix the
+map without reading code.
+
+    shards:
+      default: {dsn: "${DB1_DSN:-embedded:default}"}
+      db_us:   {dsn: "${DB2_DSN:-embedded:db_us}"}
+    routes:
+      db_us: [US]
+    default: default        # or `reject`
+    embedded:               # optional
+      data_dir: .pipeline/postgres
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pycountry
+import yaml
+from psycopg import conninfo
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
+DEFAULT_EMBEDDED_DIR = Path(".pipeline/postgres")
+EMBEDDED_PREFIX = "embedded:"
+REJECT = "reject"
+
+_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded"}
+_SHARD_KEYS = {"dsn"}
+_EMBEDDED_KEYS = {"data_dir"}
+_SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One regional database and the countries routed to it."""
+
+    name: str
+    dsn: str  # after ${VAR} expansion; may hold a password, so never print it: see pipeline.dsn
+    countries: frozenset[str]  # countries the routes send here (not counting the default)
+    is_default: bool  # also holds every country no route names
+
+    @property
+    def embedded_database(self) -> str | None:
+        """The database name when the DSN is `embedded:NAME`, else None."""
+        if self.dsn.startswith(EMBEDDED_PREFIX):
+            return self.dsn[len(EMBEDDED_PREFIX) :]
+        return None
+
+
+@dataclass(frozen=True)
+class ShardMap:
+    """The parsed shard map: which shard holds the residents of each country."""
+
+    path: Path
+    shards: tuple[Shard, ...]  # in the order the file lists them: the order of every output
+    default: str | None  # the default shard's name, or None when unrouted countries are rejected
+    embedded_dir: Path
+    _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def shard(self, name: str) -> Shard:
+        for shard in self.shards:
+            if shard.name == name:
+                return shard
+        raise ConfigError(f"{self.path}: no shard named {name!r}")
+
+    def route_for(self, country: str) -> Shard | None:
+        """The shard that holds residents of `country`, or None when they are to be rejected."""
+        name = self._routes.get(country, self.default)
+        return None if name is None else self.shard(name)
+
+    @property
+    def routed_countries(self) -> frozenset[str]:
+        return frozenset(self._routes)
+
+    def other_routed_countries(self, shard: Shard) -> frozenset[str]:
+        """Countries the routes send to shards other than `shard`."""
+        return frozenset(c for c, name in self._routes.items() if name != shard.name)
+
+    @property
+    def uses_embedded(self) -> bool:
+        return any(s.embedded_database is not None for s in self.shards)
+
+
+def load_shard_map(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> ShardMap:
+    """Read, expand and validate a shard map; raise ConfigError naming the file and key."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    environ = os.environ if environ is None else environ
+    document = _read_yaml(path)
+    return _parse(path, document, environ)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (use --config or PIPELINE_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one,
+    and a shard defined twice is a mistake the user wants to hear about."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+
+    if not isinstance(doc, dict):
+        raise fail("", "expected a mapping with keys shards, routes and default")
+    unknown = sorted(set(map(str, doc)) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise fail(
+            unknown[0], f"unknown key (expected one of {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+        )
+
+    raw_shards = doc.get("shards")
+    if not isinstance(raw_shards, dict) or not raw_shards:
+        raise fail(
+            "shards", "expected a mapping of shard name to {dsn: ...}, with at least one shard"
+        )
+    dsns: dict[str, str] = {}
+    for name, body in raw_shards.items():
+        key = f"shards.{name}"
+        if not isinstance(name, str) or not _SHARD_NAME.match(name):
+            raise fail(key, "a shard name is letters, digits, _ and -, starting with a letter")
+        if name == REJECT:
+            raise fail(key, f"{REJECT!r} is reserved (default: reject refuses unrouted countries)")
+        if not isinstance(body, dict):
+            raise fail(key, "expected a mapping with a dsn")
+        extra = sorted(set(map(str, body)) - _SHARD_KEYS)
+        if extra:
+            raise fail(f"{key}.{extra[0]}", "unknown key (expected dsn)")
+        dsn = body.get("dsn")
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise fail(f"{key}.dsn", "missing: a libpq connection string, a URI or embedded:NAME")
+        dsns[name] = _check_dsn(f"{key}.dsn", _expand(dsn, environ, f"{key}.dsn", fail), fail)
+
+    routes = _parse_routes(doc.get("routes"), dsns, fail)
+
+    default = doc.get("default")
+    if default is None:
+        raise fail("default", f"missing: name the shard for unrouted countries, or {REJECT!r}")
+    if not isinstance(default, str) or (default != REJECT and default not in dsns):
+        raise fail("default", f"{default!r} is not a shard in shards (nor {REJECT!r})")
+    default_name = None if default == REJECT else default
+
+    shards = tuple(
+        Shard(
+            name=name,
+            dsn=dsn,
+            countries=frozenset(c for c, s in routes.items() if s == name),
+            is_default=name == default_name,
+        )
+        for name, dsn in dsns.items()
+    )
+    return ShardMap(
+        path=path,
+        shards=shards,
+        default=default_name,
+        embedded_dir=_parse_embedded(doc.get("embedded"), fail),
+        _routes=routes,
+    )
+
+
+def _parse_routes(raw: Any, dsns: Mapping[str, str], fail: Any) -> dict[str, str]:
+    """Map each routed country to its shard, refusing unknown shards, bad codes and doubles."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail("routes", "expected a mapping of shard name to a list of country codes")
+    routes: dict[str, str] = {}
+    for name, countries in raw.items():
+        key = f"routes.{name}"
+        if name not in dsns:
+            raise fail(key, f"route to unknown shard {name!r} (shards: {', '.join(dsns)})")
+        if not isinstance(countries, list):
+            raise fail(key, "expected a list of ISO 3166-1 alpha-2 country codes, e.g. [US]")
+        for i, code in enumerate(countries):
+            item = f"{key}[{i}]"
+            if isinstance(code, bool):
+                # YAML 1.1 reads a bare NO (Norway) as false.
+                raise fail(
+                    item, f"{code!r} is not a country code (write 'NO' in quotes for Norway)"
+                )
+            if not isinstance(code, str) or pycountry.countries.get(alpha_2=code.upper()) is None:
+                raise fail(item, f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+            country = code.upper()
+            owner = routes.get(country)
+            if owner is not None and owner != name:
+                raise fail(item, f"country {country} is routed to both {owner} and {name}")
+            routes[country] = name
+    return routes
+
+
+def _parse_embedded(raw: Any, fail: Any) -> Path:
+    if raw is None:
+        return DEFAULT_EMBEDDED_DIR
+    if not isinstance(raw, dict):
+        raise fail("embedded", "expected a mapping with data_dir")
+    extra = sorted(set(map(str, raw)) - _EMBEDDED_KEYS)
+    if extra:
+        raise fail(f"embedded.{extra[0]}", "unknown key (expected data_dir)")
+    data_dir = raw.get("data_dir", str(DEFAULT_EMBEDDED_DIR))
+    if not isinstance(data_dir, str) or not data_dir:
+        raise fail("embedded.data_dir", "expected a folder path")
+    return Path(data_dir)
+
+
+def _expand(value: str, environ: Mapping[str, str], key: str, fail: Any) -> str:
+    """Expand ${VAR} and ${VAR:-fallback} the way a shell does (fallback when unset or empty)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, fallback = match.group(1), match.group(2)
+        current = environ.get(name)
+        if current:
+            return current
+        if fallback is not None:
+            return fallback
+        raise fail(
+            key, f"environment variable {name} is not set and has no fallback (${{{name}:-...}})"
+        )
+
+    return _VARIABLE.sub(substitute, value).strip()
+
+
+def _check_dsn(key: str, dsn: str, fail: Any) -> str:
+    if dsn.startswith(EMBEDDED_PREFIX):
+        database = dsn[len(EMBEDDED_PREFIX) :]
+        if not _DB_NAME.match(database):
+            raise fail(key, "embedded:NAME needs a database name of letters, digits and _")
+        return dsn
+    try:
+        conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        # libpq's message can quote the string back, password and all: do not pass it on.
+        raise fail(key, "not a valid libpq connection string or postgresql:// URI") from None
+    return dsn

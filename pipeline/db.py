@@ -1,0 +1,65 @@
+"""Connections to shards: DSN resolution (including the embedded default) and clean errors.
+
+Every connection the project opens goes through `connect()`, so that a failure
+anywhere reads `shard db_us: <reason>` with the password scrubbed, and so that an
+unreachable shard costs seconds, not libpq's default of waiting forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from pipeline import embedded
+from pipeline.config import Shard, ShardMap
+from pipeline.dsn import redact, scrub
+from pipeline.errors import ShardError
+
+CONNECT_TIMEOUT_SECONDS = 10
+APPLICATION_NAME = "resident-pipeline"
+
+# Advisory lock keys (pg_advisory_xact_lock takes a bigint; these spell "RPinit"/"RPload").
+LOCK_INIT = 0x5250_696E_6974
+LOCK_LOAD = 0x5250_6C6F_6164
+
+
+def display_dsn(shard: Shard) -> str:
+    """The shard's DSN as it may be printed."""
+    return shard.dsn if shard.embedded_database is not None else redact(shard.dsn)
+
+
+def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
+    """A DSN libpq understands: embedded:NAME becomes the embedded server's URI."""
+    database = shard.embedded_database
+    if database is None:
+        return shard.dsn
+    return embedded.server_uri(shard_map.embedded_dir, database)
+
+
+@contextmanager
+def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to `shard`; any psycopg error inside the block becomes a ShardError."""
+    dsn = resolve_dsn(shard_map, shard)
+    params = conninfo.conninfo_to_dict(dsn)
+    # Only fill what the DSN leaves open: the user's settings win.
+    extra: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("connect_timeout", CONNECT_TIMEOUT_SECONDS),
+            ("application_name", APPLICATION_NAME),
+        )
+        if key not in params
+    }
+    try:
+        conn = psycopg.connect(dsn, **extra, **kwargs)
+    except psycopg.Error as exc:
+        raise ShardError(shard.name, f"unreachable: {scrub(str(exc), dsn)}") from None
+    try:
+        with conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise ShardError(shard.name, scrub(str(exc), dsn)) from None

@@ -1,0 +1,47 @@
+"""The project's exceptions, and the exit code each one means at the command line.
+
+Library code raises these; `pipeline.cli` turns them into a one-line message and
+an exit code. Anything else escaping the library is a bug.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_DATA = 1  # a data or shard problem: bad rows over budget, a shard unreachable or failing
+EXIT_USAGE = 2  # a usage or configuration error: nothing was written
+
+
+class PipelineError(Exception):
+    """Base class: a problem the user can act on, with a message fit to print."""
+
+    exit_code = EXIT_DATA
+
+
+class ConfigError(PipelineError):
+    """The shard map (or another configuration file) is missing or invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class ShardError(PipelineError):
+    """A shard could not be reached, or a statement on it failed."""
+
+    def __init__(self, shard: str, message: str) -> None:
+        super().__init__(f"shard {shard}: {message}")
+        self.shard = shard
+        self.reason = message
+
+
+class ResidencyViolation(ShardError):
+    """Rows already on a shard would break the residency rule the shard map now asks for."""
+
+    def __init__(self, shard: str, rule: str, by_country: dict[str, int]) -> None:
+        total = sum(by_country.values())
+        countries = ", ".join(f"{c} ({n})" for c, n in by_country.items())
+        super().__init__(
+            shard,
+            f"{total} existing row(s) would break the new residency rule {rule}: "
+            f"{countries}; the rule was not changed (move those rows first)",
+        )
+        self.rule = rule
+        self.by_country = by_country

@@ -1,0 +1,78 @@
+"""`pipeline status`: one look at every shard (reachable, schema version, residents, last load)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap
+from pipeline.errors import PipelineError
+from pipeline.schema import current_version, latest_version
+from pipeline.sqlfiles import query
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    shard: str
+    dsn: str  # redacted
+    reachable: bool
+    error: str | None
+    schema_version: int | None
+    latest_version: int
+    residents: int | None
+    last_load_at: datetime | None
+    last_load_file: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["last_load_at"] = self.last_load_at.isoformat() if self.last_load_at else None
+        return data
+
+
+def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
+    version: int | None = None
+    residents: int | None = None
+    last_at: datetime | None = None
+    last_file: str | None = None
+    error: str | None = None
+    try:
+        with db.connect(shard_map, shard) as conn:
+            version = current_version(conn)
+            if version >= latest_version():
+                row = conn.execute(query("status")).fetchone()
+                if row is not None:
+                    residents, last_at, last_file = int(row[0]), row[1], row[2]
+    except PipelineError as exc:
+        error = getattr(exc, "reason", str(exc))
+    return ShardStatus(
+        shard=shard.name,
+        dsn=db.display_dsn(shard),
+        reachable=error is None,
+        error=error,
+        schema_version=version,
+        latest_version=latest_version(),
+        residents=residents,
+        last_load_at=last_at,
+        last_load_file=last_file,
+    )
+
+
+def all_status(shard_map: ShardMap) -> list[ShardStatus]:
+    return [shard_status(shard_map, shard) for shard in shard_map.shards]
+
+
+def format_line(status: ShardStatus) -> str:
+    """One line of `pipeline status`."""
+    if not status.reachable:
+        return f"{status.shard}  {status.dsn}  {status.error}"
+    version = f"schema {status.schema_version}/{status.latest_version}"
+    if status.schema_version != status.latest_version:
+        return f"{status.shard}  {status.dsn}  reachable  {version} (run `pipeline init`)"
+    last = "no loads yet"
+    if status.last_load_at is not None:
+        last = f"last load {status.last_load_at:%Y-%m-%d %H:%M:%S%z} {status.last_load_file}"
+    return (
+        f"{status.shard}  {status.dsn}  reachable  {version}  {status.residents} residents  {last}"
+    )

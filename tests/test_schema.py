@@ -1,0 +1,169 @@
+"""`pipeline init`: migrations on every shard and residency enforced by PostgreSQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from pipeline.sqlfiles import migrations, query
+from tests.conftest import shard_map_yaml
+
+Connect = Callable[[str], psycopg.Connection[Any]]
+INSERT = (
+    "INSERT INTO residents (id, country, name, gender, age, address)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def versions(conn: psycopg.Connection[Any]) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def test_init_brings_every_shard_to_the_latest_version(
+    run_cli: Callable[..., Result], connect: Connect
+) -> None:
+    result = run_cli("init")
+    assert result.exit_code == 0, result.output
+    assert "default: schema 0 -> 2; residency set to country NOT IN (US)" in result.output
+    assert "db_us: schema 0 -> 2; residency set to country IN (US)" in result.output
+    latest = [m.version for m in migrations()]
+    for shard in ("default", "db_us"):
+        with connect(shard) as conn:
+            assert versions(conn) == latest
+
+
+def test_init_twice_is_a_no_op(run_cli: Callable[..., Result], initialised: None) -> None:
+    result = run_cli("init")
+    assert result.exit_code == 0
+    assert (
+        "default: schema 2 (up to date); residency unchanged: country NOT IN (US)" in result.output
+    )
+
+
+def test_a_shard_behind_is_brought_up_to_date(
+    run_cli: Callable[..., Result], connect: Connect
+) -> None:
+    first = migrations()[0]
+    with connect("db_us") as conn:
+        conn.execute(query("migrations_table"))
+        conn.execute(first.text.encode())
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, %s)", [first.name])
+        conn.execute(INSERT, [7, "US", "Kept Through Upgrade", "Male", 40, "1 Main St"])
+    result = run_cli("init")
+    assert result.exit_code == 0, result.output
+    assert "db_us: schema 1 -> 2" in result.output
+    with connect("db_us") as conn:
+        assert versions(conn) == [1, 2]
+        assert conn.execute("SELECT name FROM residents WHERE id = 7").fetchone() == (
+            "Kept Through Upgrade",
+        )
+
+
+def test_a_us_row_inserted_by_hand_into_default_is_refused(
+    initialised: None, connect: Connect
+) -> None:
+    with (
+        connect("default") as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match="residents_residency"),
+    ):
+        conn.execute(INSERT, [1, "US", "John Doe", "Male", 30, "5th Ave"])
+
+
+def test_a_non_us_row_inserted_by_hand_into_db_us_is_refused(
+    initialised: None, connect: Connect
+) -> None:
+    with (
+        connect("db_us") as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match="residents_residency"),
+    ):
+        conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
+
+
+def test_rows_in_the_right_region_are_accepted(initialised: None, connect: Connect) -> None:
+    with connect("default") as conn:
+        conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
+    with connect("db_us") as conn:
+        conn.execute(INSERT, [1000, "US", "John Doe", "Male", 30, "5th Ave"])
+        # id is an identity: a row without one gets one
+        row = conn.execute(
+            "INSERT INTO residents (country, name) VALUES ('US', 'No Id') RETURNING id"
+        ).fetchone()
+        assert row is not None and row[0] >= 1
+
+
+@pytest.mark.parametrize("age", [-1, 151])
+def test_age_outside_0_to_150_is_refused(initialised: None, connect: Connect, age: int) -> None:
+    with (
+        connect("default") as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match="residents_age_range"),
+    ):
+        conn.execute(INSERT, [1, "DE", "Hans", "Male", age, None])
+
+
+def test_a_changed_map_moves_the_constraint(
+    run_cli: Callable[..., Result],
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    connect: Connect,
+) -> None:
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("init", config=wider)
+    assert result.exit_code == 0, result.output
+    assert (
+        "default: schema 2 (up to date); residency set to country NOT IN (CA, US)" in result.output
+    )
+    with connect("db_us") as conn:
+        conn.execute(INSERT, [1, "CA", "Jeanne", "Female", 30, "Rue 1"])
+    with connect("default") as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(INSERT, [1, "CA", "Jeanne", "Female", 30, "Rue 1"])
+
+
+def test_init_stops_when_existing_rows_would_break_the_new_rule(
+    run_cli: Callable[..., Result],
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    connect: Connect,
+) -> None:
+    with connect("default") as conn:
+        conn.cursor().executemany(
+            INSERT, [[i, "CA", f"Canadian {i}", None, 30, None] for i in range(1, 4)]
+        )
+        conn.execute(INSERT, [9, "DE", "Hans", "Male", 30, None])
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("init", config=wider)
+    assert result.exit_code == 1
+    assert (
+        "shard default: 3 existing row(s) would break the new residency rule"
+        " country NOT IN (CA, US): CA (3)" in result.output
+    )
+    assert "Traceback" not in result.output
+    # the old rule is still in force on default, and db_us did take its new one
+    with connect("default") as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(INSERT, [10, "US", "John", None, 1, None])
+        conn.execute(INSERT, [11, "CA", "Still Allowed Here", None, 1, None])
+    with connect("db_us") as conn:
+        conn.execute(INSERT, [1, "CA", "Jeanne", "Female", 30, "Rue 1"])
+
+
+def test_default_reject_makes_every_shard_an_allow_list(
+    run_cli: Callable[..., Result], shard_dsns: dict[str, str], tmp_path: Path, connect: Connect
+) -> None:
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(
+        shard_map_yaml(shard_dsns, routes="{default: [DE, FR], db_us: [US]}", default="reject")
+    )
+    result = run_cli("init", config=strict)
+    assert result.exit_code == 0, result.output
+    assert "default: schema 0 -> 2; residency set to country IN (DE, FR)" in result.output
+    with connect("default") as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(INSERT, [1, "JP", "Taro", None, 30, None])

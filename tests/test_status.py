@@ -1,0 +1,62 @@
+"""`pipeline status`: one line per shard, JSON for scripts, exit 1 when a shard is down."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+
+from tests.conftest import shard_map_yaml
+
+
+def test_status_before_init_says_to_run_init(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("status")
+    assert result.exit_code == 0
+    assert "schema 0/2 (run `pipeline init`)" in result.output
+
+
+def test_status_shows_each_shard(run_cli: Callable[..., Result], initialised: None) -> None:
+    result = run_cli("status")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["default", "db_us"]
+    assert all("reachable  schema 2/2  0 residents  no loads yet" in line for line in lines)
+
+
+def test_status_json(run_cli: Callable[..., Result], initialised: None) -> None:
+    result = run_cli("status", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert [d["shard"] for d in data] == ["default", "db_us"]
+    assert all(d["reachable"] and d["schema_version"] == d["latest_version"] == 2 for d in data)
+    assert all(d["residents"] == 0 and d["last_load_at"] is None for d in data)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_shard_exits_1_and_hides_the_password(
+    run_cli: Callable[..., Result], shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    dsns = dict(shard_dsns)
+    dsns["db_us"] = (
+        f"postgresql://app:Sup3rS3cret@127.0.0.1:{_closed_port()}/residents?connect_timeout=3"
+    )
+    path = tmp_path / "down.yaml"
+    path.write_text(shard_map_yaml(dsns))
+    for args in (["status"], ["status", "--json"], ["init"]):
+        result = run_cli(*args, config=path)
+        assert result.exit_code == 1, result.output
+        assert "Sup3rS3cret" not in result.output
+        assert "Traceback" not in result.output
+    text = run_cli("status", config=path).output
+    assert "db_us  postgresql://app:***@127.0.0.1" in text
+    assert "unreachable: " in text
+    data = json.loads(run_cli("status", "--json", config=path).stdout)
+    assert data[1]["reachable"] is False and data[0]["reachable"] is True
