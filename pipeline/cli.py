@@ -7,6 +7,7 @@ configuration error. No business logic lives here.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline import embedded, schema
-from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_shard_map
+from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_rules, load_shard_map
 from pipeline.errors import EXIT_DATA, PipelineError
+from pipeline.load import DEFAULT_REJECTS_DIR, Budget, LoadOptions, find_files, load
 from pipeline.status import all_status, format_line
+from pipeline.summary import ProgressBars, error_lines, summary_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +100,95 @@ def init(ctx: click.Context) -> None:
         click.echo(f"{result.shard}: {migrated}; residency {rule}")
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
+
+
+def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
+    try:
+        return Budget.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise click.BadParameter(f"unknown encoding {value!r}") from None
+    return value
+
+
+@cli.command(name="load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--max-rejects",
+    default="10%",
+    show_default=True,
+    callback=_budget,
+    help="Rejects a file may have and still load: a count (25) or a percentage (10%).",
+)
+@click.option(
+    "--rejects",
+    "rejects_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_REJECTS_DIR,
+    show_default=True,
+    help="Folder for the rejects file (NDJSON, mode 0600).",
+)
+@click.option("--force", is_flag=True, help="Load files the ledger says are already loaded.")
+@click.option("--dry-run", is_flag=True, help="Check and route, report the counts, write nothing.")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    callback=_encoding,
+    help="Text encoding of the files.",
+)
+@json_option
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors still print."
+)
+@click.pass_context
+def load_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    max_rejects: Budget,
+    rejects_dir: Path,
+    force: bool,
+    dry_run: bool,
+    encoding: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Load resident files into the shards, each row into the shard its country routes to.
+
+    PATHS are files or folders (a folder means its .csv, .json, .ndjson and .jsonl
+    files, each maybe gzipped). Every record is loaded or written to the rejects file
+    with a reason; a file over its reject budget loads nothing. A file already in a
+    shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
+
+    Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
+    failed (re-running the same command completes it), 2 for usage errors.
+
+    Example: pipeline load data/incoming/ --max-rejects 5%
+    """
+    shard_map = _shard_map(ctx)
+    rules = load_rules(shard_map)
+    files = find_files(paths)
+    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
+    result = load(shard_map, rules, files, options, progress=ProgressBars(quiet or as_json))
+    for f in result.files:
+        for warning in f.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+    if not quiet:
+        if not files:
+            click.echo(f"no loadable files in {', '.join(map(str, paths))}", err=True)
+        for line in summary_lines(result):
+            click.echo(line, err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    for line in error_lines(result):
+        click.echo(f"Error: {line}", err=True)
+    ctx.exit(result.exit_code)
 
 
 @cli.command()

@@ -12,6 +12,10 @@ map without reading code.
     default: default        # or `reject`
     embedded:               # optional
       data_dir: .pipeline/postgres
+    rules: rules.yaml       # optional: the load rules, relative to this file
+
+The rules file (`config/rules.yaml`) is read here too, by `load_rules`, and
+turned into `pipeline.rules.Rules`.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import yaml
 from psycopg import conninfo
 
 from pipeline.errors import ConfigError
+from pipeline.rules import Rules, parse_rules
 
 DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
 DEFAULT_EMBEDDED_DIR = Path(".pipeline/postgres")
+DEFAULT_RULES_NAME = "rules.yaml"
 EMBEDDED_PREFIX = "embedded:"
 REJECT = "reject"
 
-_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded"}
+_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules"}
 _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
@@ -67,6 +73,7 @@ class ShardMap:
     shards: tuple[Shard, ...]  # in the order the file lists them: the order of every output
     default: str | None  # the default shard's name, or None when unrouted countries are rejected
     embedded_dir: Path
+    rules_path: Path  # the load rules (see load_rules)
     _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def shard(self, name: str) -> Shard:
@@ -201,6 +208,7 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         shards=shards,
         default=default_name,
         embedded_dir=_parse_embedded(doc.get("embedded"), fail),
+        rules_path=_parse_rules_path(path, doc.get("rules"), fail),
         _routes=routes,
     )
 
@@ -233,6 +241,25 @@ def _parse_routes(raw: Any, dsns: Mapping[str, str], fail: Any) -> dict[str, str
                 raise fail(item, f"country {country} is routed to both {owner} and {name}")
             routes[country] = name
     return routes
+
+
+def _parse_rules_path(path: Path, raw: Any, fail: Any) -> Path:
+    if raw is None:
+        return path.parent / DEFAULT_RULES_NAME
+    if not isinstance(raw, str) or not raw:
+        raise fail("rules", "expected the path of a rules file, relative to this file")
+    return path.parent / raw
+
+
+def load_rules(shard_map: ShardMap) -> Rules:
+    """The load rules the shard map points at (by default rules.yaml beside it)."""
+    path = shard_map.rules_path
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: file not found (the load rules live beside the shard map; "
+            f"set `rules:` in {shard_map.path} to use another file)"
+        )
+    return parse_rules(path, _read_yaml(path))
 
 
 def _parse_embedded(raw: Any, fail: Any) -> Path:

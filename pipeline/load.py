@@ -1,0 +1,402 @@
+"""`pipeline load`: read files, route each record by country, load every shard once per file.
+
+For each file, in order:
+1. hash it (sha256 of its bytes), and open a transaction on every shard (`ShardWriter.begin`),
+   in shard-map order so two loads lock shards in the same order and cannot deadlock;
+   a shard whose ledger already holds the file is skipped;
+2. stream its records: malformed ones, bad or missing countries and unrouted countries are
+   rejected here; every other row goes to its shard's staging COPY;
+3. run the checks on every shard; if the file's rejects exceed its budget, roll every
+   shard back: nothing of the file is loaded;
+4. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
+   others, and re-running the same command completes it (the ledger skips the rest).
+
+Every record ends up loaded, rejected (written to the rejects file with a reason) or, when
+its shard failed, pending: `rows_read = rows_loaded + rows_rejected + rows_pending`, and
+pending is 0 unless the run exits 1 naming the shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ShardMap
+from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, ShardError
+from pipeline.rejects import Reject, RejectWriter
+from pipeline.rules import Rules
+from pipeline.sources import Record, Source, SourceError, open_source, source_format
+from pipeline.writer import ShardCounts, ShardWriter
+
+DEFAULT_REJECTS_DIR = Path("data/rejects")
+DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
+PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many rejects a file may have and still load: a count, or a percentage of its records."""
+
+    limit: float
+    percent: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
+        if not match or (match.group(2) and float(match.group(1)) > 100):
+            raise ValueError(f"{text!r} is not a count (25) or a percentage (10%)")
+        return cls(float(match.group(1)), bool(match.group(2)))
+
+    def exceeded(self, rejected: int, read: int) -> bool:
+        allowed = self.limit * read / 100 if self.percent else self.limit
+        return rejected > allowed
+
+    def __str__(self) -> str:
+        return f"{self.limit:g}%" if self.percent else f"{self.limit:g}"
+
+
+@dataclass
+class LoadOptions:
+    max_rejects: Budget = field(default_factory=lambda: Budget(10, True))
+    rejects_dir: Path = DEFAULT_REJECTS_DIR
+    force: bool = False
+    dry_run: bool = False
+    encoding: str = "utf-8"
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_pending: int = 0
+    skipped: bool = False
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    shards: dict[str, ShardCounts] = field(default_factory=dict)
+    shard_errors: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_rejected": self.rows_rejected,
+            "rows_pending": self.rows_pending,
+            "skipped": self.skipped,
+            "error": self.error,
+            "shard_errors": self.shard_errors,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class LoadResult:
+    load_id: str
+    dry_run: bool
+    files: list[FileResult]
+    shard_names: list[str]
+    rejects_file: Path | None
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(f, name)) for f in self.files)
+
+    def shard_totals(self) -> dict[str, dict[str, int]]:
+        totals = {
+            n: {"inserted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            for n in self.shard_names
+        }
+        for f in self.files:
+            for name, counts in f.shards.items():
+                for key in totals[name]:
+                    totals[name][key] += getattr(counts, key)
+        return totals
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(f.error or f.shard_errors for f in self.files)
+        return EXIT_DATA if failed else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "load_id": self.load_id,
+            "dry_run": self.dry_run,
+            "files": [f.to_json() for f in self.files],
+            "rows_read": self.total("rows_read"),
+            "rows_loaded": self.total("rows_loaded"),
+            "rows_rejected": self.total("rows_rejected"),
+            "rows_pending": self.total("rows_pending"),
+            "shards": self.shard_totals(),
+            "rejects_file": str(self.rejects_file) if self.rejects_file else None,
+        }
+
+
+# Called with (file result so far, records read so far) as a file streams, and once more
+# when it is done; the CLI draws its progress bar from this.
+Progress = Callable[[FileResult, int, bool], None]
+
+
+def find_files(paths: Iterable[Path]) -> list[Path]:
+    """The files to load: each file given, and the supported files of each folder, by name."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                p
+                for p in sorted(path.iterdir())
+                if p.is_file() and not p.name.startswith(".") and source_format(p) is not None
+            )
+        elif source_format(path) is None:
+            raise ConfigError(
+                f"{path}: unsupported file type (.csv, .json, .ndjson, .jsonl, maybe .gz)"
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def load(
+    shard_map: ShardMap,
+    rules: Rules,
+    files: list[Path],
+    options: LoadOptions | None = None,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Load `files` into the shards of `shard_map`; see the module docstring for the guarantees."""
+    options = options or LoadOptions()
+    load_id = str(uuid.uuid4())
+    started = datetime.now().astimezone()
+    rejects = RejectWriter(options.rejects_dir, load_id, started, enabled=not options.dry_run)
+    writers = {
+        s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run) for s in shard_map.shards
+    }
+    run = _Run(shard_map, rules, writers, rejects, options, progress)
+    try:
+        results = [run.load_file(path) for path in files]
+    finally:
+        for writer in writers.values():
+            writer.close()
+        rejects.close()
+    return LoadResult(load_id, options.dry_run, results, list(writers), rejects.written)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Run:
+    """One `load` call: the shard writers, the rejects file and the options, file after file."""
+
+    shard_map: ShardMap
+    rules: Rules
+    writers: dict[str, ShardWriter]
+    rejects: RejectWriter
+    options: LoadOptions
+    progress: Progress | None
+
+    def load_file(self, path: Path) -> FileResult:
+        result = FileResult(str(path), source_format(path) or "?")
+        try:
+            source = open_source(path, self.options.encoding)
+            result.format = source.label
+            sha256 = sha256_of(path)
+        except (SourceError, OSError) as exc:
+            result.error = f"{path}: {exc}"
+            return result
+        started = datetime.now().astimezone()
+        active = self._begin(result, sha256)
+        if not active and not result.shard_errors:
+            result.skipped = True  # every shard's ledger already holds this file
+            return result
+        try:
+            early_rejects = self._stream(source, result, active)
+        except SourceError as exc:
+            self._abandon_file(result, active, f"{path}: {exc}")
+            return result
+        finally:
+            if self.progress:
+                self.progress(result, result.rows_read, True)
+        if source.unknown_columns:
+            names = ", ".join(sorted(source.unknown_columns))
+            result.warnings.append(f"{path}: ignored unknown column(s): {names}")
+        self._in_parallel(result, active, lambda writer: writer.check())
+        rejected = early_rejects + sum(w.counts.rejected for w in active.values())
+        # Written before COMMIT: the staged rows they come from go with the transaction.
+        self._write_refused(result, active)
+        budget = self.options.max_rejects
+        if budget.exceeded(rejected, result.rows_read):
+            self._abandon_file(
+                result,
+                active,
+                f"{path}: {rejected} of {result.rows_read} records rejected, over the budget of "
+                f"{budget} (--max-rejects); nothing from it was loaded",
+            )
+            return result
+        ledger = {"source_file": str(path), "sha256": sha256, "forced": self.options.force,
+                  "started_at": started}  # fmt: skip
+        self._in_parallel(result, active, lambda writer: writer.commit(ledger))
+        self._account(result, early_rejects, active)
+        return result
+
+    def _begin(self, result: FileResult, sha256: str) -> dict[str, ShardWriter]:
+        """Open the file's transaction on every shard, in shard-map order (the lock order)."""
+        active: dict[str, ShardWriter] = {}
+        for name, writer in self.writers.items():
+            try:
+                if writer.begin(sha256, self.options.force):
+                    active[name] = writer
+            except ShardError as exc:
+                result.shard_errors[name] = exc.reason
+            result.shards[name] = writer.counts
+        return active
+
+    def _stream(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
+        """Route every record to its shard's COPY; returns how many were rejected on the way."""
+        rejected = 0
+        progress = self.progress
+        # raw country value -> (code, shard name) or (None, reason, message); computed once per
+        # distinct spelling, because this loop runs once per record.
+        destinations: dict[Any, tuple[Any, ...]] = {}
+
+        def reject(record: Record, reason: str, message: str) -> None:
+            nonlocal rejected
+            rejected += 1
+            raw = source.raw_of(record)
+            self.rejects.write(
+                Reject(result.path, record.number, record.line, reason, message, raw)
+            )
+
+        for record in source.records():
+            result.rows_read += 1
+            if progress and result.rows_read % PROGRESS_EVERY == 0:
+                progress(result, result.rows_read, False)
+            values = record.values
+            if values is None:
+                reject(record, "malformed_record", record.problem or "malformed record")
+                continue
+            raw_country = values[1]
+            destination = destinations.get(raw_country)
+            if destination is None:
+                destination = self._destination(raw_country)
+                if len(destinations) < DESTINATIONS_CACHED:
+                    destinations[raw_country] = destination
+            code = destination[0]
+            if code is None:
+                reject(record, destination[1], destination[2])
+                continue
+            name = destination[1]
+            writer = active.get(name)
+            if writer is None:
+                # The shard already holds this file, or has failed: counted, not sent.
+                result.shards[name].staged += 1
+                continue
+            original = None if raw_country == code else raw_country
+            row = (record.number, record.line, code, original, values[0], *values[2:])
+            try:
+                problem = writer.write(row)
+            except ShardError as exc:
+                result.shard_errors[name] = exc.reason
+                del active[name]
+                writer.counts.staged += 1
+                continue
+            if problem is not None:
+                reject(record, "invalid_text", problem)
+        return rejected
+
+    def _destination(self, raw_country: str | None) -> tuple[Any, ...]:
+        """(code, shard name) for a raw country value, or (None, reason, message)."""
+        verdict = self.rules.country_of(raw_country)
+        if verdict.code is None:
+            return (None, verdict.reason or "invalid_country", verdict.message or "")
+        shard = self.shard_map.route_for(verdict.code)
+        if shard is None:
+            return (None, "unrouted_country", f"no route for {verdict.code} (default: reject)")
+        return (verdict.code, shard.name)
+
+    def _in_parallel(
+        self,
+        result: FileResult,
+        active: dict[str, ShardWriter],
+        step: Callable[[ShardWriter], object],
+    ) -> None:
+        """Run `step` on every active shard at once; a shard that fails leaves `active`."""
+
+        def run(name: str) -> tuple[str, ShardError | None]:
+            try:
+                step(active[name])
+            except ShardError as exc:
+                return name, exc
+            return name, None
+
+        with ThreadPoolExecutor(max_workers=max(1, len(active))) as pool:
+            for name, error in list(pool.map(run, list(active))):
+                if error is not None:
+                    result.shard_errors[name] = error.reason
+                    del active[name]
+
+    def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
+        for name, writer in list(active.items()):
+            try:
+                for r in writer.refused():
+                    message = describe_reject(r.reason, r.raw, self.rules, name)
+                    self.rejects.write(
+                        Reject(result.path, r.record, r.line, r.reason, message, r.raw, name)
+                    )
+            except ShardError as exc:
+                result.shard_errors[name] = exc.reason
+                del active[name]
+
+    def _abandon_file(self, result: FileResult, active: dict[str, ShardWriter], error: str) -> None:
+        """Roll the file back everywhere: it is rejected as a whole."""
+        for writer in active.values():
+            writer.rollback()
+        result.error = error
+        result.rows_loaded, result.rows_pending = 0, 0
+        result.rows_rejected = result.rows_read
+        self.rejects.write(Reject(result.path, None, None, "file_rejected", error, None))
+
+    def _account(
+        self, result: FileResult, early_rejects: int, active: dict[str, ShardWriter]
+    ) -> None:
+        """rows_read = loaded + rejected + pending, shard by shard."""
+        result.rows_rejected = early_rejects
+        for name, counts in result.shards.items():
+            if name in result.shard_errors:
+                result.rows_pending += counts.staged  # re-running the command loads them
+            elif counts.already_loaded:
+                result.rows_loaded += counts.staged
+            else:
+                result.rows_loaded += counts.loaded
+                result.rows_rejected += counts.rejected
+
+
+def describe_reject(reason: str, raw: dict[str, Any], rules: Rules, shard: str) -> str:
+    """A readable message for a reason found by the SQL checks."""
+    if reason == "missing_name":
+        return "name is missing"
+    if reason == "invalid_id":
+        return f"id {raw.get('id')!r} is not a positive integer"
+    if reason == "invalid_age":
+        return f"age {raw.get('age')!r} is not a whole number in {rules.age_min}..{rules.age_max}"
+    if reason == "invalid_gender":
+        return f"gender {raw.get('gender')!r} is not one of {rules.describe_genders()}"
+    if reason == "duplicate_id":
+        return (
+            f"id {raw.get('id')!r} comes again later in this file for shard {shard}; the last wins"
+        )
+    return reason

@@ -1,0 +1,71 @@
+"""The rejects file: every record that was not loaded, with where it was, why, and the raw record.
+
+One NDJSON file per load run (`data/rejects/<time>-<load id>.ndjson`), created on the
+first reject only, with mode 0600 because it holds personal data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclass(frozen=True)
+class Reject:
+    file: str
+    record: int | None  # 1-based record number in the file; None for a whole-file entry
+    line: int | None  # the line it starts on, where the format has lines
+    reason: str  # a code: invalid_country, duplicate_id, file_rejected, ...
+    message: str
+    raw: Any
+    shard: str | None = None
+
+    def to_json(self, load_id: str) -> dict[str, Any]:
+        return {
+            "load_id": load_id,
+            "file": self.file,
+            "record": self.record,
+            "line": self.line,
+            "shard": self.shard,
+            "reason": self.reason,
+            "message": self.message,
+            "raw": self.raw,
+        }
+
+
+class RejectWriter:
+    """Appends rejects to the run's file; opens it (0600) at the first one."""
+
+    def __init__(self, directory: Path, load_id: str, started: datetime, enabled: bool = True):
+        self.path = directory / f"{started:%Y%m%dT%H%M%S}-{load_id[:8]}.ndjson"
+        self.load_id = load_id
+        self.enabled = enabled
+        self.count = 0
+        self._stream: IO[str] | None = None
+
+    def write(self, reject: Reject) -> None:
+        self.count += 1
+        if not self.enabled:
+            return
+        if self._stream is None:
+            self._stream = self._open()
+        line = json.dumps(reject.to_json(self.load_id), ensure_ascii=False, default=str)
+        self._stream.write(line + "\n")
+
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # O_EXCL: never append to, or through a link into, a file that is not ours.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return os.fdopen(fd, "w", encoding="utf-8")
+
+    @property
+    def written(self) -> Path | None:
+        return self.path if self._stream is not None else None
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()

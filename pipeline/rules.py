@@ -1,0 +1,175 @@
+"""The validation and normalisation rules (`config/rules.yaml`), as typed objects.
+
+The rules are applied in two places, each where it is cheapest:
+- the country, in Python, because routing needs it before a row can go anywhere
+  (`Rules.country_of`, cached per distinct raw value);
+- everything else, in SQL on the shard, set-based over the staged rows
+  (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_check.sql`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pycountry
+from psycopg import sql
+
+from pipeline.errors import ConfigError
+
+SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
+_COUNTRY_CACHE_LIMIT = 100_000  # distinct raw spellings kept; garbage input must not grow memory
+
+
+@dataclass(frozen=True)
+class CountryVerdict:
+    """The country a raw value names, or why it names none."""
+
+    code: str | None
+    reason: str | None = None  # missing_country | invalid_country
+    message: str | None = None
+
+
+@dataclass
+class Rules:
+    path: Path
+    country_aliases: Mapping[str, str]  # upper-cased alias -> alpha-2
+    lookup_names: bool
+    gender_aliases: Mapping[str, str]  # casefolded alias -> canonical value
+    genders: tuple[str, ...]  # canonical accepted values; empty: any value
+    age_min: int
+    age_max: int
+    _countries: dict[str, CountryVerdict] = field(default_factory=dict, repr=False)
+
+    def country_of(self, raw: object) -> CountryVerdict:
+        """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1."""
+        key = raw if isinstance(raw, str) else repr(raw)
+        verdict = self._countries.get(key)
+        if verdict is None:
+            verdict = self._country_of(raw)
+            if len(self._countries) < _COUNTRY_CACHE_LIMIT:
+                self._countries[key] = verdict
+        return verdict
+
+    def _country_of(self, raw: object) -> CountryVerdict:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return CountryVerdict(None, "missing_country", "country is missing")
+        if not isinstance(raw, str):
+            return CountryVerdict(None, "invalid_country", f"country {raw!r} is not text")
+        text = raw.strip()
+        upper = text.upper()
+        code = self.country_aliases.get(upper, upper)
+        if len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None:
+            return CountryVerdict(code)
+        if self.lookup_names:
+            try:
+                return CountryVerdict(str(pycountry.countries.lookup(text).alpha_2))
+            except LookupError:
+                pass
+        return CountryVerdict(None, "invalid_country", f"{text!r} is not an ISO 3166-1 country")
+
+    def check_sql_params(self) -> dict[str, sql.Composable]:
+        """Placeholders of sql/queries/load_check.sql, from these rules."""
+        canonical = {g.casefold(): g for g in self.genders}
+        mapping = {**canonical, **self.gender_aliases}
+        if mapping:
+            whens = sql.SQL(" ").join(
+                sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v))
+                for k, v in sorted(mapping.items())
+            )
+            gender_map: sql.Composable = sql.SQL("CASE lower(gender_t) {} ELSE {} END").format(
+                whens, sql.SQL("NULL") if self.genders else sql.SQL("gender_t")
+            )
+        else:
+            gender_map = sql.SQL("gender_t")
+        return {
+            "gender_map": gender_map,
+            "age_min": sql.Literal(self.age_min),
+            "age_max": sql.Literal(self.age_max),
+        }
+
+    def describe_genders(self) -> str:
+        return ", ".join(self.genders) if self.genders else "any value"
+
+
+def parse_rules(path: Path, doc: Any) -> Rules:
+    """Rules from a parsed YAML document; ConfigError naming the file and key."""
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {message}")
+
+    doc = {} if doc is None else doc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys country, gender and age")
+    _only(doc, {"country", "gender", "age"}, "", fail)
+    country = _section(doc, "country", {"aliases", "lookup_names"}, fail)
+    gender = _section(doc, "gender", {"aliases", "accepted"}, fail)
+    age = _section(doc, "age", {"min", "max"}, fail)
+
+    country_aliases: dict[str, str] = {}
+    for alias, code in _mapping(country.get("aliases"), "country.aliases", fail).items():
+        target = str(code).upper()
+        if pycountry.countries.get(alpha_2=target) is None:
+            raise fail(f"country.aliases.{alias}", f"{code!r} is not an ISO 3166-1 alpha-2 code")
+        country_aliases[str(alias).strip().upper()] = target
+    lookup = country.get("lookup_names", True)
+    if not isinstance(lookup, bool):
+        raise fail("country.lookup_names", "expected true or false")
+
+    accepted = gender.get("accepted") or []
+    if not isinstance(accepted, list) or not all(
+        isinstance(g, str) and g.strip() for g in accepted
+    ):
+        raise fail("gender.accepted", "expected a list of values, e.g. [Male, Female]")
+    genders = tuple(g.strip() for g in accepted)
+    by_fold = {g.casefold(): g for g in genders}
+    gender_aliases: dict[str, str] = {}
+    for alias, value in _mapping(gender.get("aliases"), "gender.aliases", fail).items():
+        target = str(value).strip()
+        if genders and target.casefold() not in by_fold:
+            raise fail(f"gender.aliases.{alias}", f"{value!r} is not in gender.accepted")
+        gender_aliases[str(alias).strip().casefold()] = by_fold.get(target.casefold(), target)
+
+    age_min = _int(age.get("min", SCHEMA_MIN_AGE), "age.min", fail)
+    age_max = _int(age.get("max", SCHEMA_MAX_AGE), "age.max", fail)
+    if not SCHEMA_MIN_AGE <= age_min <= age_max <= SCHEMA_MAX_AGE:
+        raise fail("age", f"need {SCHEMA_MIN_AGE} <= min <= max <= {SCHEMA_MAX_AGE} (the schema's)")
+    return Rules(
+        path=path,
+        country_aliases=country_aliases,
+        lookup_names=lookup,
+        gender_aliases=gender_aliases,
+        genders=genders,
+        age_min=age_min,
+        age_max=age_max,
+    )
+
+
+def _only(section: Mapping[Any, Any], allowed: set[str], prefix: str, fail: Any) -> None:
+    extra = sorted(set(map(str, section)) - allowed)
+    if extra:
+        raise fail(prefix + extra[0], f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _section(doc: Mapping[str, Any], name: str, allowed: set[str], fail: Any) -> dict[str, Any]:
+    value = doc.get(name) or {}
+    if not isinstance(value, dict):
+        raise fail(name, "expected a mapping")
+    _only(value, allowed, f"{name}.", fail)
+    return value
+
+
+def _mapping(value: Any, key: str, fail: Any) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(key, "expected a mapping of alias: value")
+    return value
+
+
+def _int(value: Any, key: str, fail: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(key, "expected an integer")
+    return value

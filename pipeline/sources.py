@@ -1,0 +1,235 @@
+"""Reading incoming files: CSV, JSON arrays and NDJSON, optionally gzipped, streamed.
+
+A source yields `Record`s: the record's number in the file (1-based), the line it
+starts on (CSV and NDJSON), its six known fields as text (or None), and the raw
+record for a rejects file. Nothing here holds more than one record in memory.
+
+File-level problems (no header, a required column missing, undecodable bytes,
+broken JSON) raise `SourceError`; a single bad record is yielded with `problem`
+set, to be rejected as `malformed_record`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import operator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import ijson
+
+COLUMNS = ("id", "country", "name", "gender", "age", "address")
+REQUIRED = ("country", "name")
+_KNOWN = frozenset(COLUMNS)
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_DELIMITERS = (",", ";", "\t")
+
+# A resident's address is short, but the csv module's 128 KiB default would turn one
+# long field into a file-level error; a runaway quote still fails at end of file.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+class SourceError(Exception):
+    """The whole file cannot be read: nothing from it may be loaded."""
+
+
+class Record(NamedTuple):
+    number: int
+    line: int | None
+    values: tuple[str | None, ...] | None  # in COLUMNS order; None when malformed
+    raw: Any
+    problem: str | None = None
+
+
+@dataclass
+class Source:
+    path: Path
+    format: str  # csv | json | ndjson
+    compressed: bool
+    encoding: str = "utf-8"
+    columns_seen: set[str] = field(default_factory=set)
+    unknown_columns: set[str] = field(default_factory=set)
+    _header: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.format + (".gz" if self.compressed else "")
+
+    def records(self) -> Iterator[Record]:
+        """Every record of the file, in order; raises SourceError for file-level problems."""
+        try:
+            with self._open() as stream:
+                if self.format == "csv":
+                    yield from self._csv(stream)
+                elif self.format == "ndjson":
+                    yield from self._ndjson(stream)
+                else:
+                    yield from self._json(stream)
+        except UnicodeDecodeError as exc:
+            raise SourceError(
+                f"not valid {self.encoding} (byte {exc.start} of a block: {exc.reason}); "
+                "use --encoding for files in another encoding"
+            ) from None
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise SourceError(f"cannot read: {exc}") from None
+        missing = [c for c in REQUIRED if c not in self.columns_seen]
+        if missing and self.format != "csv":
+            raise SourceError(f"required column {missing[0]!r} is in no record")
+
+    def _open(self) -> IO[str]:
+        # Closed by the TextIOWrapper around it (gzip.open owns its file, too).
+        binary: Any = gzip.open(self.path) if self.compressed else open(self.path, "rb")  # noqa: SIM115
+        # utf-8-sig reads files with and without a byte-order mark alike.
+        encoding = "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+
+    def _csv(self, stream: IO[str]) -> Iterator[Record]:
+        header_line = stream.readline()
+        if not header_line.strip():
+            raise SourceError("no header row (the first line must name the columns)")
+        delimiter = max(_DELIMITERS, key=header_line.count)
+        reader = csv.reader(_chain_first(header_line, stream), delimiter=delimiter, strict=False)
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except csv.Error as exc:
+            raise SourceError(f"line 1: unreadable header: {exc}") from None
+        self._header = header
+        width = len(header)
+        # An absent optional column reads the "" appended past the row's end (SQL reads an
+        # empty field as missing); itemgetter
+        # picks the six fields in C (this loop runs once per record: keep it lean).
+        positions = [width if p is None else p for p in self._header_positions(header)]
+        pick = operator.itemgetter(*positions)
+        pad = width in positions
+        line = reader.line_num
+        number = 0
+        try:
+            for row in reader:
+                start, line = line + 1, reader.line_num
+                if not row:
+                    continue  # a blank line is not a record
+                number += 1
+                if len(row) != width:
+                    problem = f"{len(row)} fields where the header has {width}"
+                    yield Record(number, start, None, row, problem)
+                    continue
+                if pad:
+                    row.append("")
+                yield Record(number, start, pick(row), row)
+        except csv.Error as exc:
+            raise SourceError(f"line {reader.line_num}: {exc}") from None
+
+    def raw_of(self, record: Record) -> Any:
+        """The raw record for a rejects file: a CSV row as {column: value}, JSON as it was."""
+        row = record.raw
+        if self._header is not None and isinstance(row, list) and record.values is not None:
+            return dict(zip(self._header, row, strict=False))
+        return row
+
+    def _header_positions(self, header: list[str]) -> list[int | None]:
+        for name in header:
+            if name and header.count(name) > 1:
+                raise SourceError(f"column {name!r} appears twice in the header")
+        self.columns_seen.update(header)
+        self.unknown_columns.update(h or "(blank)" for h in header if h not in COLUMNS)
+        for column in REQUIRED:
+            if column not in header:
+                raise SourceError(f"required column {column!r} is missing from the header")
+        return [header.index(c) if c in header else None for c in COLUMNS]
+
+    def _ndjson(self, stream: IO[str]) -> Iterator[Record]:
+        number = 0
+        for line_number, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            number += 1
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Record(number, line_number, None, text.rstrip("\r\n"), f"not JSON: {exc.msg}")
+                continue
+            yield self._object_record(number, line_number, obj)
+
+    def _json(self, stream: IO[str]) -> Iterator[Record]:
+        number = 0
+        try:
+            items = ijson.items(_Utf8Bytes(stream), "item", use_float=True)
+            for number, obj in enumerate(items, start=1):
+                yield self._object_record(number, None, obj)
+        except ijson.JSONError as exc:
+            raise SourceError(
+                f"not a JSON array of objects (after record {number}): {exc}"
+            ) from None
+        if number == 0:
+            self._check_array(stream)
+
+    def _check_array(self, stream: IO[str]) -> None:
+        """An empty result is fine for `[]`, but a top-level object or scalar is a mistake."""
+        stream.seek(0)
+        head = stream.read(64).lstrip()
+        if head and not head.startswith("["):
+            raise SourceError("not a JSON array (use .ndjson for one object a line)")
+
+    def _object_record(self, number: int, line: int | None, obj: Any) -> Record:
+        if not isinstance(obj, dict):
+            return Record(number, line, None, obj, f"expected an object, got {type(obj).__name__}")
+        fields = {str(k).strip().lower(): v for k, v in obj.items()}
+        self.columns_seen.update(fields)
+        extra = fields.keys() - _KNOWN
+        if extra:
+            self.unknown_columns.update(extra)
+        try:
+            values = tuple(_text(c, fields.get(c)) for c in COLUMNS)
+        except ValueError as exc:
+            return Record(number, line, None, obj, str(exc))
+        return Record(number, line, values, obj)
+
+
+def open_source(path: Path, encoding: str = "utf-8") -> Source:
+    """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz)."""
+    kind = source_format(path)
+    if kind is None:
+        raise SourceError(f"unsupported file type (expected one of {', '.join(FORMATS)}, or .gz)")
+    return Source(path, kind, path.suffix.lower() == ".gz", encoding)
+
+
+def source_format(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _text(column: str, value: Any) -> str | None:
+    """A JSON value as the text COPY sends; refuse what no column can hold."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"{column}: {json.dumps(value)} is not a valid value")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise ValueError(f"{column}: a {type(value).__name__}, not a single value")
+
+
+class _Utf8Bytes:
+    """ijson reads bytes: give it the decoded text re-encoded as UTF-8, so that --encoding
+    and the byte-order mark are handled in one place (the TextIOWrapper)."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self._text = text
+
+    def read(self, size: int = -1) -> bytes:
+        return self._text.read(size).encode("utf-8")
+
+
+def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest

@@ -1,0 +1,82 @@
+"""What `pipeline load` tells a person: a progress bar while it runs, a summary when done."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.load import FileResult, LoadResult
+
+
+class ProgressBars:
+    """One tqdm bar per file on stderr (rows, rows/s); silent when quiet or not a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, result: FileResult, rows: int, done: bool) -> None:
+        if not self.enabled:
+            return
+        bar = self._bars.get(result.path)
+        if bar is None:
+            bar = tqdm(
+                desc=result.path, unit=" rows", unit_scale=True, file=sys.stderr, leave=False
+            )
+            self._bars[result.path] = bar
+        bar.update(rows - bar.n)
+        if done:
+            bar.close()
+
+
+def _counts(read: int, loaded: int, rejected: int, pending: int) -> str:
+    text = f"{read} read = {loaded} loaded + {rejected} rejected"
+    return text + (f" + {pending} pending" if pending else "")
+
+
+def summary_lines(result: LoadResult) -> list[str]:
+    """Per file and per shard, then the totals; the arithmetic is shown, and it adds up."""
+    lines: list[str] = []
+    for f in result.files:
+        if f.skipped:
+            lines.append(f"{f.path} ({f.format}): skipped, every shard already holds it")
+            continue
+        counts = _counts(f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_pending)
+        lines.append(f"{f.path} ({f.format}): {counts}")
+        for name, c in f.shards.items():
+            if name in f.shard_errors:
+                lines.append(f"  {name}: FAILED, {c.staged} rows pending")
+            elif c.already_loaded:
+                lines.append(f"  {name}: already loaded ({c.staged} rows)")
+            elif c.staged and not f.error:
+                lines.append(
+                    f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
+                    + (f", {c.rejected} rejected" if c.rejected else "")
+                )
+    total = _counts(
+        result.total("rows_read"),
+        result.total("rows_loaded"),
+        result.total("rows_rejected"),
+        result.total("rows_pending"),
+    )
+    lines.append(f"total: {total}" + (" (dry run: nothing written)" if result.dry_run else ""))
+    for name, t in result.shard_totals().items():
+        lines.append(
+            f"shard {name}: {t['inserted']} inserted, {t['updated']} updated, "
+            f"{t['unchanged']} unchanged"
+        )
+    if result.rejects_file:
+        lines.append(f"rejects: {result.rejects_file}")
+    return lines
+
+
+def error_lines(result: LoadResult) -> list[str]:
+    """Every problem, one line each, with what to do about it."""
+    lines = [f.error for f in result.files if f.error]
+    failed: dict[str, str] = {}
+    for f in result.files:
+        failed.update(f.shard_errors)
+    lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
+    return lines

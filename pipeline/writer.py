@@ -1,0 +1,247 @@
+"""Writing one file's rows to one shard: staging COPY, checks, upsert, ledger; one transaction.
+
+For each file, a `ShardWriter`:
+1. `begin`:  BEGIN; take the shard's load lock (concurrent loads queue here); look the
+   file's sha256 up in the ledger (after the lock, so a load that waited sees what the
+   other one committed); create the staging table and open a COPY into it.
+2. `write`:  stream rows into the COPY. The queued writer sends them from a worker
+   thread, so shards receive concurrently while the main thread parses.
+3. `check`:  end the COPY; run the rules (sql/queries/load_check.sql) and the
+   duplicate-id pass; return the refused rows.
+4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
+   preview the counts and roll back). `rollback` abandons the file on this shard.
+A shard that fails raises ShardError; the caller carries on with the other shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.copy import Copy, QueuedLibpqWriter
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap
+from pipeline.dsn import scrub
+from pipeline.errors import ShardError
+from pipeline.rules import Rules
+from pipeline.schema import current_version, latest_version, residency_rule
+from pipeline.sqlfiles import query
+
+REJECT_FIELDS = ("id", "country", "name", "gender", "age", "address")
+
+
+@dataclass
+class ShardCounts:
+    """What one file did to one shard."""
+
+    staged: int = 0  # rows routed here and sent
+    rejected: int = 0  # refused by the checks on this shard
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    already_loaded: bool = False  # the ledger held this file: nothing was sent
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class SqlReject:
+    record: int
+    line: int | None
+    reason: str
+    raw: dict[str, Any]
+
+
+class ShardWriter:
+    """One shard's side of a load run: a connection reused file after file."""
+
+    def __init__(
+        self, shard_map: ShardMap, shard: Shard, rules: Rules, load_id: str, dry_run: bool
+    ):
+        self.shard_map = shard_map
+        self.shard = shard
+        self.rules = rules
+        self.load_id = load_id
+        self.dry_run = dry_run
+        self._conn: psycopg.Connection[Any] | None = None
+        self._copy_context: Any = None
+        self._copy: Copy | None = None
+        self.counts = ShardCounts()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            dsn = db.resolve_dsn(self.shard_map, self.shard)
+            try:
+                self._conn = db.open_connection(dsn)
+            except psycopg.Error as exc:
+                raise self._error(f"unreachable: {exc}") from None
+            self._preflight(self._conn)
+        return self._conn
+
+    def _preflight(self, conn: psycopg.Connection[Any]) -> None:
+        """Refuse to load into a shard whose schema or residency rule lags the map."""
+        with conn.transaction():
+            version = current_version(conn)
+            if version != latest_version():
+                raise self._error(
+                    f"schema version {version}, expected {latest_version()}: run `pipeline init`",
+                    transient=False,
+                )
+            row = conn.execute(query("residency_rule")).fetchone()
+        expected = residency_rule(self.shard_map, self.shard).describe()
+        if row is None or row[0] != expected:
+            found = row[0] if row else "none"
+            raise self._error(
+                f"residency rule is {found!r} but the shard map asks for {expected!r}: "
+                "run `pipeline init`",
+                transient=False,
+            )
+
+    def _error(self, message: str, transient: bool = True) -> ShardError:
+        """A ShardError with the password scrubbed; a transient one says how to finish the job."""
+        text = scrub(message, self.shard.dsn)
+        if transient:
+            text += "; re-running the same command completes this shard"
+        return ShardError(self.shard.name, text)
+
+    # -- one file ---------------------------------------------------------------------------
+
+    def begin(self, sha256: str, force: bool) -> bool:
+        """Open this file's transaction; False when the ledger already holds the file."""
+        self.counts = ShardCounts()
+        conn = self._connection()
+        try:
+            conn.execute(query("load_begin"))
+            conn.execute(query("lock"), [db.LOCK_LOAD])
+            if not force and conn.execute(query("load_ledger_find"), [sha256]).fetchone():
+                conn.rollback()
+                self.counts.already_loaded = True
+                return False
+            conn.execute(query("load_staging"))
+            cursor = conn.cursor()
+            self._copy_context = cursor.copy(query("load_copy"), writer=QueuedLibpqWriter(cursor))
+            self._copy = self._copy_context.__enter__()
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._error(str(exc)) from None
+        return True
+
+    def write(self, row: tuple[Any, ...]) -> str | None:
+        """Send one staged row; returns a message when the row itself cannot be sent."""
+        assert self._copy is not None
+        try:
+            self._copy.write_row(row)
+        except psycopg.DataError as exc:
+            return str(exc)  # a NUL character: PostgreSQL text cannot hold one
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._error(str(exc)) from None
+        self.counts.staged += 1
+        return None
+
+    @property
+    def active(self) -> bool:
+        return self._copy is not None
+
+    def check(self) -> int:
+        """End the COPY and run the checks; returns how many rows they refused."""
+        conn = self._connection()
+        try:
+            self._end_copy()
+            conn.execute(query("load_check").format(**self.rules.check_sql_params()))
+            conn.execute(query("load_duplicates"))
+            self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._error(str(exc)) from None
+        return self.counts.rejected
+
+    def refused(self) -> Iterator[SqlReject]:
+        """The rows the checks refused, in file order, streamed (a server-side cursor)."""
+        if not self.counts.rejected:
+            return
+        conn = self._connection()
+        try:
+            with conn.cursor(name="load_rejects") as cursor:
+                cursor.itersize = 10_000
+                cursor.execute(query("load_rejects"))
+                for r in cursor:
+                    yield SqlReject(r[0], r[1], r[2], dict(zip(REJECT_FIELDS, r[3:], strict=True)))
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._error(str(exc)) from None
+
+    def commit(self, ledger: dict[str, Any]) -> ShardCounts:
+        """Upsert the valid rows and record the file in the ledger, then COMMIT."""
+        conn = self._connection()
+        counts = self.counts
+        try:
+            valid = counts.staged - counts.rejected
+            if self.dry_run:
+                row = conn.execute(query("load_preview")).fetchone()
+            else:
+                conn.execute(query("load_sync_sequence"))
+                row = conn.execute(query("load_upsert"), {"load_id": self.load_id}).fetchone()
+            assert row is not None
+            counts.inserted, counts.updated = int(row[0]), int(row[1])
+            counts.unchanged = valid - counts.inserted - counts.updated
+            if self.dry_run:
+                conn.rollback()
+                return counts
+            conn.execute(
+                query("load_ledger_insert"),
+                {
+                    **ledger,
+                    "load_id": self.load_id,
+                    "rows_read": counts.staged,
+                    "rows_loaded": counts.loaded,
+                    "rows_rejected": counts.rejected,
+                    "inserted": counts.inserted,
+                    "updated": counts.updated,
+                    "unchanged": counts.unchanged,
+                },
+            )
+            conn.commit()
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._error(str(exc)) from None
+        return counts
+
+    def rollback(self) -> None:
+        """Abandon this file on this shard (nothing of it stays)."""
+        self._abandon()
+
+    def close(self) -> None:
+        self._abandon()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _end_copy(self) -> None:
+        context, self._copy_context, self._copy = self._copy_context, None, None
+        if context is not None:
+            context.__exit__(None, None, None)
+
+    def _abandon(self) -> None:
+        context, self._copy_context, self._copy = self._copy_context, None, None
+        conn = self._conn
+        if context is not None:
+            # Ending a COPY with an exception sends CopyFail: the server drops what it got.
+            with contextlib.suppress(Exception):
+                context.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
+        if conn is not None and not conn.closed:
+            try:
+                conn.rollback()
+            except psycopg.Error:
+                conn.close()  # a broken connection: the next file opens a new one
+
+
+def _scalar(row: Any) -> int:
+    return int(row[0]) if row else 0

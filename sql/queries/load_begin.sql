@@ -1,0 +1,3 @@
+-- Settings for one file's transaction on one shard. The duplicate-id pass groups
+-- every staged id; 4MB (the default) would spill a large file's ids to disk.
+SET LOCAL work_mem = '128MB'

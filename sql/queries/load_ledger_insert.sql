@@ -1,0 +1,7 @@
+INSERT INTO load_ledger (
+    load_id, source_file, source_sha256, rows_read, rows_loaded, rows_rejected,
+    inserted, updated, unchanged, forced, started_at
+) VALUES (
+    %(load_id)s, %(source_file)s, %(sha256)s, %(rows_read)s, %(rows_loaded)s, %(rows_rejected)s,
+    %(inserted)s, %(updated)s, %(unchanged)s, %(forced)s, %(started_at)s
+)

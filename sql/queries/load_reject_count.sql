@@ -1,0 +1,1 @@
+SELECT count(*) FROM load_checked WHERE reason IS NOT NULL

@@ -1,0 +1,23 @@
+-- Write the valid rows. A row whose content is unchanged is not touched (no new
+-- row version, no WAL); `xmax = 0` tells an inserted row from an updated one.
+WITH written AS (
+    INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
+    SELECT coalesce(c.id, nextval(pg_get_serial_sequence('residents', 'id'))),
+           c.country, c.name, c.gender, c.age::smallint, c.address, %(load_id)s, now()
+    FROM load_checked AS c
+    WHERE c.reason IS NULL
+    ON CONFLICT (id) DO UPDATE
+    SET country = EXCLUDED.country,
+        name = EXCLUDED.name,
+        gender = EXCLUDED.gender,
+        age = EXCLUDED.age,
+        address = EXCLUDED.address,
+        load_id = EXCLUDED.load_id,
+        loaded_at = EXCLUDED.loaded_at
+    WHERE (r.country, r.name, r.gender, r.age, r.address)
+          IS DISTINCT FROM
+          (EXCLUDED.country, EXCLUDED.name, EXCLUDED.gender, EXCLUDED.age, EXCLUDED.address)
+    RETURNING (r.xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+FROM written

@@ -1,0 +1,411 @@
+"""`pipeline load`: formats, rules, routing, the rejects file, budgets, exactly-once, output."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from tests.conftest import ORIGINAL_DATA, ledger, rows, shard_map_yaml, write_map
+
+RunCli = Callable[..., Result]
+HEADER = "id,country,name,gender,age,address\n"
+
+
+def read_rejects(folder: Path) -> list[dict[str, Any]]:
+    files = sorted(folder.glob("*.ndjson"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def test_original_app_data_lands_where_the_django_app_put_it(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str]
+) -> None:
+    result = run_cli("load", str(ORIGINAL_DATA))
+    assert result.exit_code == 0, result.output
+    assert [r[0] for r in rows(shard_dsns["db_us"])] == [1, 2, 21, 23]
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22, 25]
+    assert all(r[1] == "US" for r in rows(shard_dsns["db_us"]))
+    # the original typo is normalised by the rules
+    genders = {r[3] for d in shard_dsns.values() for r in rows(d)}
+    assert genders == {"Male", "Female"}
+    assert "total: 9 read = 9 loaded + 0 rejected" in result.output
+    assert "shard default: 5 inserted, 0 updated, 0 unchanged" in result.output
+    assert "shard db_us: 4 inserted, 0 updated, 0 unchanged" in result.output
+
+
+def test_rerun_is_a_no_op(run_cli: RunCli, initialised: None, shard_dsns: dict[str, str]) -> None:
+    assert run_cli("load", str(ORIGINAL_DATA)).exit_code == 0
+    before = {name: rows(dsn) for name, dsn in shard_dsns.items()}
+    again = run_cli("load", str(ORIGINAL_DATA), "--json")
+    assert again.exit_code == 0
+    report = json.loads(again.stdout)
+    assert report["files"][0]["skipped"] is True
+    assert report["rows_loaded"] == 0
+    assert {name: rows(dsn) for name, dsn in shard_dsns.items()} == before
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
+
+
+def test_the_same_bytes_under_another_name_are_skipped(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    copy = tmp_path / "renamed.json"
+    copy.write_bytes(ORIGINAL_DATA.read_bytes())
+    assert run_cli("load", str(ORIGINAL_DATA)).exit_code == 0
+    result = run_cli("load", str(copy), "--json")
+    assert json.loads(result.stdout)["files"][0]["skipped"] is True
+
+
+RECORDS = [
+    {"id": 1, "country": "US", "name": "Ann", "gender": "Female", "age": 30, "address": "1 A St"},
+    {"id": 2, "country": "DE", "name": "Bernd", "gender": "Male", "age": 40, "address": "B-Str. 2"},
+    {"id": 3, "country": "FR", "name": "Chloé", "gender": None, "age": None, "address": None},
+]
+
+
+def _csv(records: list[dict[str, Any]], sep: str = ",") -> str:
+    def cell(v: Any) -> str:
+        return "" if v is None else str(v)
+
+    lines = [sep.join(HEADER.strip().split(","))]
+    lines += [sep.join(cell(r[c]) for c in HEADER.strip().split(",")) for r in records]
+    return "\n".join(lines) + "\n"
+
+
+WRITERS: dict[str, Callable[[list[dict[str, Any]]], str]] = {
+    "csv": _csv,
+    "tsv": lambda rs: _csv(rs, "\t"),
+    "json": lambda rs: json.dumps(rs),
+    "ndjson": lambda rs: "".join(json.dumps(r) + "\n" for r in rs),
+    "jsonl": lambda rs: "".join(json.dumps(r) + "\n" for r in rs),
+}
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_every_format_loads_the_same_rows(
+    run_cli: RunCli,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    fmt: str,
+    gz: bool,
+) -> None:
+    text = WRITERS[fmt](RECORDS).encode()
+    path = tmp_path / (f"residents.{fmt}" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(text) if gz else text)
+    result = run_cli("load", str(path))
+    assert result.exit_code == 0, result.output
+    assert rows(shard_dsns["db_us"]) == [(1, "US", "Ann", "Female", 30, "1 A St")]
+    assert rows(shard_dsns["default"]) == [
+        (2, "DE", "Bernd", "Male", 40, "B-Str. 2"),
+        (3, "FR", "Chloé", None, None, None),
+    ]
+
+
+def test_dirty_csv_bom_crlf_semicolons_quoted_newlines(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "dirty.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbf Id ;COUNTRY;Name;gender;age;address\r\n"
+        b'7;  usa ;"Smith, ""Jr""";m; 22 ;"1 Main St\r\nApt 2"\r\n'
+        b"\r\n"
+        b"8;Germany;  Hans  ;Fimale;+40;\r\n"
+    )
+    result = run_cli("load", str(path))
+    assert result.exit_code == 0, result.output
+    assert rows(shard_dsns["db_us"]) == [(7, "US", 'Smith, "Jr"', "Male", 22, "1 Main St\r\nApt 2")]
+    assert rows(shard_dsns["default"]) == [(8, "DE", "Hans", "Female", 40, None)]
+
+
+BAD_ROWS = [
+    ("1,ZZ,Nobody,Male,30,", "invalid_country"),
+    ("2,,Nobody,Male,30,", "missing_country"),
+    ("3,FR,,Male,30,", "missing_name"),
+    ("4,FR,   ,Male,30,", "missing_name"),
+    ("5,FR,Ann,Female,abc,", "invalid_age"),
+    ("6,FR,Ann,Female,-5,", "invalid_age"),
+    ("7,FR,Ann,Female,200,", "invalid_age"),
+    ("8,FR,Ann,Female,22.5,", "invalid_age"),
+    ("x9,FR,Ann,Female,22,", "invalid_id"),
+    ("0,FR,Ann,Female,22,", "invalid_id"),
+    ("-3,FR,Ann,Female,22,", "invalid_id"),
+    ("10,FR,Ann,Robot,22,", "invalid_gender"),
+    ("11,FR,Ann,Female,22,extra,field", "malformed_record"),
+    ("12,FR,Nul\x00Byte,Female,22,", "invalid_text"),
+    ("13,FR,First,Female,22,", "duplicate_id"),
+    ("13,FR,Last,Female,23,", None),
+    ("14,US,Good,Male,50,", None),
+]
+
+
+def test_every_bad_row_is_rejected_with_its_reason(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "".join(line + "\n" for line, _ in BAD_ROWS))
+    rejects = tmp_path / "rejects"
+    result = run_cli(
+        "load", str(path), "--max-rejects", "100%", "--rejects", str(rejects), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    found = read_rejects(rejects)
+    expected = [(n, reason) for n, (_, reason) in enumerate(BAD_ROWS, start=1) if reason]
+    assert sorted((r["record"], r["reason"]) for r in found) == expected
+    assert all(r["file"] == str(path) and r["message"] and r["raw"] for r in found)
+    assert all(r["line"] == r["record"] + 1 for r in found)  # one header line, no blank ones
+    (rejects_file,) = rejects.glob("*.ndjson")
+    assert stat.S_IMODE(os.stat(rejects_file).st_mode) == 0o600
+    report = json.loads(result.stdout)
+    assert report["rows_read"] == len(BAD_ROWS)
+    assert report["rows_rejected"] == len(expected)
+    assert report["rows_loaded"] == len(BAD_ROWS) - len(expected)
+    assert report["rejects_file"] == str(rejects_file)
+    assert rows(shard_dsns["default"]) == [(13, "FR", "Last", "Female", 23, None)]
+    assert rows(shard_dsns["db_us"]) == [(14, "US", "Good", "Male", 50, None)]
+
+
+def test_json_values_are_checked_like_text(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "values.ndjson"
+    records: list[dict[str, Any]] = [
+        {"id": "1", "country": "DE", "name": "Str Age", "age": "22"},
+        {"id": 2, "country": "DE", "name": "Float Age", "age": 22.0},
+        {"id": 3, "country": "DE", "name": "Bool Age", "age": True},
+        {"id": 4, "country": "DE", "name": ["a", "list"]},
+        {"id": 5, "country": "United States", "name": "Alias"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + "not json\n[1]\n")
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert [r[:5] for r in rows(shard_dsns["default"])] == [
+        (1, "DE", "Str Age", None, 22),
+        (2, "DE", "Float Age", None, 22),
+    ]
+    assert [r[0] for r in rows(shard_dsns["db_us"])] == [5]
+    assert [(r["record"], r["line"], r["reason"]) for r in read_rejects(rejects)] == [
+        (3, 3, "malformed_record"),
+        (4, 4, "malformed_record"),
+        (6, 6, "malformed_record"),
+        (7, 7, "malformed_record"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("no_name.csv", "id,country,gender\n1,US,Male\n"),
+        ("no_name.json", json.dumps([{"id": 1, "country": "US"}])),
+        ("no_country.ndjson", json.dumps({"id": 1, "name": "Ann"}) + "\n"),
+    ],
+)
+def test_a_missing_required_column_fails_the_whole_file(
+    run_cli: RunCli,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    name: str,
+    content: str,
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(RECORDS))
+    result = run_cli("load", str(path), str(good))
+    assert result.exit_code == 1
+    column = "name" if "no_name" in name else "country"
+    assert f"required column '{column}'" in result.output
+    assert "Traceback" not in result.output
+    # the other file still loads; nothing of the bad one does
+    assert len(rows(shard_dsns["default"])) == 2 and len(rows(shard_dsns["db_us"])) == 1
+
+
+def test_a_file_over_its_budget_loads_nothing(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "half_bad.csv"
+    path.write_text(HEADER + "1,US,Ann,,30,\n2,DE,Bo,,30,\n3,ZZ,Cy,,30,\n4,DE,,,30,\n")
+    over = run_cli("load", str(path), "--max-rejects", "1", "--json", "--rejects", str(tmp_path))
+    assert over.exit_code == 1
+    report = json.loads(over.stdout)
+    assert report["files"][0]["error"].endswith("nothing from it was loaded")
+    assert (report["rows_read"], report["rows_loaded"], report["rows_rejected"]) == (4, 0, 4)
+    assert rows(shard_dsns["default"]) == [] and rows(shard_dsns["db_us"]) == []
+    within = run_cli("load", str(path), "--max-rejects", "50%", "--rejects", str(tmp_path))
+    assert within.exit_code == 0, within.output
+    assert "4 read = 2 loaded + 2 rejected" in within.output
+
+
+def test_unknown_columns_are_ignored_with_one_warning(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "extra.csv"
+    path.write_text("id,country,name,shoe_size\n1,DE,Ann,38\n2,DE,Bo,44\n")
+    result = run_cli("load", str(path))
+    assert result.exit_code == 0
+    assert result.output.count("ignored unknown column(s): shoe_size") == 1
+
+
+def test_a_file_that_does_not_decode_is_a_file_error(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "1,DE,Jürgen,Male,50,Straße 1\n").encode("latin-1"))
+    result = run_cli("load", str(path))
+    assert result.exit_code == 1
+    assert "not valid utf-8" in result.output and "--encoding" in result.output
+    assert rows(shard_dsns["default"]) == []
+    ok = run_cli("load", str(path), "--encoding", "latin-1")
+    assert ok.exit_code == 0, ok.output
+    assert rows(shard_dsns["default"]) == [(1, "DE", "Jürgen", "Male", 50, "Straße 1")]
+
+
+def test_broken_json_is_a_file_error(run_cli: RunCli, initialised: None, tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('[{"id": 1, "country": "DE", "name": "Ann"}, {"id": 2,')
+    result = run_cli("load", str(path))
+    assert result.exit_code == 1
+    assert "not a JSON array of objects" in result.output
+
+
+def test_unrouted_countries_are_rejected_when_default_is_reject(
+    run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_map(
+        tmp_path / "strict",
+        shard_map_yaml(shard_dsns, routes="{default: [DE], db_us: [US]}", default="reject"),
+    )
+    assert run_cli("init", config=config).exit_code == 0
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(RECORDS))
+    rejects = tmp_path / "rejects"
+    result = run_cli(
+        "load", str(path), "--max-rejects", "1", "--rejects", str(rejects), config=config
+    )
+    assert result.exit_code == 0, result.output
+    assert [(r["record"], r["reason"]) for r in read_rejects(rejects)] == [(3, "unrouted_country")]
+
+
+def test_dry_run_reports_and_writes_nothing(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_cli("load", str(ORIGINAL_DATA), "--dry-run", "--rejects", str(tmp_path / "r"))
+    assert result.exit_code == 0
+    assert "total: 9 read = 9 loaded + 0 rejected (dry run: nothing written)" in result.output
+    assert "shard db_us: 4 inserted" in result.output
+    assert rows(shard_dsns["db_us"]) == [] and ledger(shard_dsns["db_us"]) == []
+    assert not (tmp_path / "r").exists()
+
+
+def test_force_reloads_and_counts_changes(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(RECORDS))
+    assert run_cli("load", str(path)).exit_code == 0
+    forced = json.loads(run_cli("load", str(path), "--force", "--json").stdout)
+    assert forced["shards"]["default"] == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 2,
+        "rejected": 0,
+    }
+    changed = [dict(r) for r in RECORDS]
+    changed[1]["age"] = 41
+    path.write_text(json.dumps(changed))
+    report = json.loads(run_cli("load", str(path), "--json").stdout)
+    assert report["shards"]["default"] == {
+        "inserted": 0,
+        "updated": 1,
+        "unchanged": 1,
+        "rejected": 0,
+    }
+    assert report["shards"]["db_us"] == {"inserted": 0, "updated": 0, "unchanged": 1, "rejected": 0}
+    assert rows(shard_dsns["default"])[0][4] == 41
+    assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
+
+
+def test_rows_without_an_id_get_one_that_is_free(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "no_ids.csv"
+    path.write_text(HEADER + ",DE,First,,,\n5,DE,Given Five,,,\n,DE,Second,,,\n")
+    assert run_cli("load", str(path)).exit_code == 0
+    ids = {r[2]: r[0] for r in rows(shard_dsns["default"])}
+    assert ids["Given Five"] == 5
+    assert len(set(ids.values())) == 3 and ids["First"] > 5 and ids["Second"] > 5
+
+
+def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None) -> None:
+    report = json.loads(run_cli("load", str(ORIGINAL_DATA), "--json").stdout)
+    assert set(report) >= {
+        "files",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "shards",
+        "rejects_file",
+    }
+    (file,) = report["files"]
+    assert set(file) >= {
+        "path",
+        "format",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "skipped",
+        "error",
+    }
+    assert (file["format"], file["rows_read"], file["error"]) == ("json", 9, None)
+    assert report["rejects_file"] is None
+    assert report["rows_read"] == report["rows_loaded"] + report["rows_rejected"]
+
+
+def test_a_folder_means_its_supported_files(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(RECORDS[:1]))
+    (folder / "b.csv").write_text(_csv(RECORDS[1:]))
+    (folder / "notes.txt").write_text("not data")
+    (folder / ".partial.csv").write_text("half a file")
+    report = json.loads(run_cli("load", str(folder), "--json").stdout)
+    assert [Path(f["path"]).name for f in report["files"]] == ["a.json", "b.csv"]
+    assert report["rows_loaded"] == 3
+
+
+def test_an_unsupported_file_is_a_usage_error(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "residents.xlsx"
+    path.write_bytes(b"PK")
+    result = run_cli("load", str(path))
+    assert result.exit_code == 2
+    assert "unsupported file type" in result.output
+
+
+def test_a_bad_max_rejects_is_a_usage_error(run_cli: RunCli) -> None:
+    result = run_cli("load", str(ORIGINAL_DATA), "--max-rejects", "lots")
+    assert result.exit_code == 2
+    assert "is not a count (25) or a percentage (10%)" in result.output
+
+
+def test_a_shard_behind_the_map_refuses_the_load(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    wider = write_map(tmp_path / "wider", shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("load", str(ORIGINAL_DATA), config=wider)
+    assert result.exit_code == 1
+    assert "residency rule is 'country NOT IN (US)' but the shard map asks for" in result.output
+    assert "run `pipeline init`" in result.output
+    assert rows(shard_dsns["default"]) == []

@@ -1,0 +1,130 @@
+"""`pipeline load` when things go wrong: a shard dies mid-run, two loads race, a shard is down."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from pipeline.config import load_rules, load_shard_map
+from pipeline.load import FileResult, LoadOptions, LoadResult, load
+from tests.conftest import Server, StoppableServer, ledger, rows, shard_map_yaml, write_map
+from tests.test_status import _closed_port
+
+RunCli = Callable[..., Result]
+
+
+def people(first_id: int, count: int) -> list[dict[str, object]]:
+    """Alternately US and German residents with ids first_id, first_id + 1, ..."""
+    return [
+        {"id": i, "country": "US" if i % 2 else "DE", "name": f"Resident {i}", "age": i % 90}
+        for i in range(first_id, first_id + count)
+    ]
+
+
+@pytest.fixture
+def split_shards(
+    pg_servers: list[Server], stoppable_server: StoppableServer, tmp_path: Path
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """default on a shared server, db_us on a server this test may stop."""
+    default_db = pg_servers[0].create_database()
+    dsns = {
+        "default": pg_servers[0].dsn_for(default_db),
+        "db_us": stoppable_server.dsn_for(stoppable_server.create_database()),
+    }
+    try:
+        yield write_map(tmp_path / "config", shard_map_yaml(dsns)), dsns
+    finally:
+        pg_servers[0].drop_database(default_db)
+
+
+@pytest.mark.slow
+def test_a_shard_stopped_mid_run_is_completed_by_rerunning(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    files = []
+    for n in range(3):
+        path = tmp_path / f"batch{n}.ndjson"
+        path.write_text("".join(json.dumps(p) + "\n" for p in people(n * 100 + 1, 100)))
+        files.append(path)
+
+    def stop_during_second_file(result: FileResult, read: int, done: bool) -> None:
+        # Called when the file's rows are all sent, before its checks and COMMIT: the
+        # shard dies with the second file half-way through its transaction.
+        if done and result.path == str(files[1]):
+            stoppable_server.stop()
+
+    shard_map = load_shard_map(config)
+    first = load(shard_map, load_rules(shard_map), files, LoadOptions(), stop_during_second_file)
+    assert first.exit_code == 1
+    assert [(f.rows_read, f.rows_loaded, f.rows_pending) for f in first.files] == [
+        (100, 100, 0),
+        (100, 50, 50),
+        (100, 50, 50),
+    ]
+    reasons = {reason for f in first.files for reason in f.shard_errors.values()}
+    assert all("re-running the same command completes this shard" in r for r in reasons)
+    assert len(rows(dsns["default"])) == 150
+
+    stoppable_server.start()
+    second = run_cli("load", *map(str, files), "--json", config=config)
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout)
+    assert [f["skipped"] for f in report["files"]] == [True, False, False]
+    assert report["shards"]["db_us"]["inserted"] == 100
+    assert report["shards"]["default"]["inserted"] == 0
+    assert report["rows_read"] == report["rows_loaded"] == 200
+    assert [r[0] for r in rows(dsns["db_us"])] == [i for i in range(1, 301) if i % 2]
+    assert [r[0] for r in rows(dsns["default"])] == [i for i in range(1, 301) if not i % 2]
+    assert [e[0] for e in ledger(dsns["db_us"])] == list(map(str, files))
+    assert [e[0] for e in ledger(dsns["default"])] == list(map(str, files))
+
+
+@pytest.mark.slow
+def test_two_loads_at_once_load_every_row_exactly_once(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "big.ndjson"
+    path.write_text("".join(json.dumps(p) + "\n" for p in people(1, 20_000)))
+    shard_map = load_shard_map(config_file)
+    results: list[LoadResult] = []
+
+    def run() -> None:
+        results.append(load(shard_map, load_rules(shard_map), [path], LoadOptions()))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.files[0].skipped for r in results) == [False, True]
+    assert all(r.exit_code == 0 for r in results)
+    assert len(rows(shard_dsns["db_us"])) == len(rows(shard_dsns["default"])) == 10_000
+    assert [len(ledger(d)) for d in shard_dsns.values()] == [1, 1]
+
+
+def test_an_unreachable_shard_does_not_stop_the_others_and_hides_its_password(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    dsns = dict(shard_dsns)
+    dsns["db_us"] = f"postgresql://etl:Sup3rS3cret@127.0.0.1:{_closed_port()}/res?connect_timeout=3"
+    config = write_map(tmp_path / "down", shard_map_yaml(dsns))
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(people(1, 10)))
+    result = run_cli("load", str(path), config=config)
+    assert result.exit_code == 1
+    assert "Sup3rS3cret" not in result.output
+    assert "Traceback" not in result.output
+    assert "Error: shard db_us: unreachable" in result.output
+    assert "re-running the same command completes this shard" in result.output
+    assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
+    assert len(rows(shard_dsns["default"])) == 5
