@@ -21,7 +21,7 @@ init: venv
 	$(BIN)/pipeline init
 
 load: init
-	@echo "make load: shards initialised; \`pipeline load\` arrives with the load issue (#3)."
+	$(BIN)/pipeline load $(INCOMING)
 
 status: venv
 	$(BIN)/pipeline status
