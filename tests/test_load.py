@@ -117,7 +117,7 @@ def test_dirty_csv_bom_crlf_semicolons_quoted_newlines(
         b"\xef\xbb\xbf Id ;COUNTRY;Name;gender;age;address\r\n"
         b'7;  usa ;"Smith, ""Jr""";m; 22 ;"1 Main St\r\nApt 2"\r\n'
         b"\r\n"
-        b"8;Germany;  Hans  ;Fimale;+40;\r\n"
+        b"8;Germany;\xc2\xa0 Hans \xc2\xa0;Fimale;+40;\r\n"  # no-break spaces around the name
     )
     result = run_cli("load", str(path))
     assert result.exit_code == 0, result.output
