@@ -7,8 +7,9 @@ configuration error. No business logic lives here.
 
 from __future__ import annotations
 
-import codecs
+import io
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -34,6 +35,30 @@ def fail(ctx: click.Context, message: str, code: int) -> NoReturn:
 class _PipelineGroup(click.Group):
     """Turns the library's errors into one line and their exit code: never a traceback."""
 
+    def main(  # type: ignore[override]  # one signature for both of click's overloads
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            # click would print the usage, a hint and the error over four lines.
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(EXIT_DATA)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -54,7 +79,9 @@ def _shard_map(ctx: click.Context) -> ShardMap:
     return shard_map
 
 
-@click.group(cls=_PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    name="pipeline", cls=_PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.option(
     "--config",
     "config_path",
@@ -67,7 +94,7 @@ def _shard_map(ctx: click.Context) -> ShardMap:
 @click.version_option(package_name="resident-pipeline")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path) -> None:
-    """Route resident records by country into regional PostgreSQL shards, and back out.
+    """Route resident records by country into regional PostgreSQL shards.
 
     Exit codes: 0 ok, 1 a data or shard problem, 2 a usage or configuration error.
     """
@@ -111,9 +138,10 @@ def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
 
 def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
-        codecs.lookup(value)
+        # TextIOWrapper refuses what is not a text encoding (base64, zlib, ...) as well.
+        io.TextIOWrapper(io.BytesIO(), encoding=value)
     except LookupError:
-        raise click.BadParameter(f"unknown encoding {value!r}") from None
+        raise click.BadParameter(f"{value!r} is not a text encoding") from None
     return value
 
 
@@ -173,7 +201,10 @@ def load_command(
     """
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
-    files = find_files(paths)
+    files, passed_over = find_files(paths)
+    if passed_over:
+        names = ", ".join(str(p) for p in passed_over)
+        click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
     options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
     result = load(shard_map, rules, files, options, progress=ProgressBars(quiet or as_json))
     for f in result.files:

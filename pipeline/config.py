@@ -185,6 +185,13 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
             raise fail(f"{key}.dsn", "missing: a libpq connection string, a URI or embedded:NAME")
         dsns[name] = _check_dsn(f"{key}.dsn", _expand(dsn, environ, f"{key}.dsn", fail), fail)
 
+    seen: dict[str, str] = {}
+    for name, dsn in dsns.items():
+        if dsn in seen:
+            # Two shards in one database would hold each other's rows (and a load would
+            # wait forever on its own lock).
+            raise fail(f"shards.{name}.dsn", f"the same database as shard {seen[dsn]}")
+        seen[dsn] = name
     routes = _parse_routes(doc.get("routes"), dsns, fail)
 
     default = doc.get("default")

@@ -32,7 +32,14 @@ from pipeline.config import ShardMap
 from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, ShardError
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.rules import Rules
-from pipeline.sources import Record, Source, SourceError, open_source, source_format
+from pipeline.sources import (
+    SUPPORTED,
+    Record,
+    Source,
+    SourceError,
+    open_source,
+    source_format,
+)
 from pipeline.writer import ShardCounts, ShardWriter
 
 DEFAULT_REJECTS_DIR = Path("data/rejects")
@@ -50,8 +57,10 @@ class Budget:
     @classmethod
     def parse(cls, text: str) -> Budget:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
-        if not match or (match.group(2) and float(match.group(1)) > 100):
+        if not match:
             raise ValueError(f"{text!r} is not a count (25) or a percentage (10%)")
+        if match.group(2) and float(match.group(1)) > 100:
+            raise ValueError(f"{text!r}: a percentage is at most 100%")
         return cls(float(match.group(1)), bool(match.group(2)))
 
     def exceeded(self, rejected: int, read: int) -> bool:
@@ -146,23 +155,22 @@ class LoadResult:
 Progress = Callable[[FileResult, int, bool], None]
 
 
-def find_files(paths: Iterable[Path]) -> list[Path]:
-    """The files to load: each file given, and the supported files of each folder, by name."""
+def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """The files to load (each file given, and the supported files of each folder, by name),
+    and the files of those folders that are passed over (unsupported types)."""
     found: list[Path] = []
+    passed_over: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.iterdir())
-                if p.is_file() and not p.name.startswith(".") and source_format(p) is not None
-            )
+            for p in sorted(path.iterdir()):
+                if not p.is_file() or p.name.startswith("."):
+                    continue  # hidden: a file still being written, editor files
+                (found if source_format(p) is not None else passed_over).append(p)
         elif source_format(path) is None:
-            raise ConfigError(
-                f"{path}: unsupported file type (.csv, .json, .ndjson, .jsonl, maybe .gz)"
-            )
+            raise ConfigError(f"{path}: unsupported file type (expected {SUPPORTED})")
         else:
             found.append(path)
-    return found
+    return found, passed_over
 
 
 def load(
@@ -177,13 +185,17 @@ def load(
     load_id = str(uuid.uuid4())
     started = datetime.now().astimezone()
     rejects = RejectWriter(options.rejects_dir, load_id, started, enabled=not options.dry_run)
+    rejects.prepare()  # a folder that cannot be made is a usage error, before anything is written
     writers = {
         s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run) for s in shard_map.shards
     }
-    run = _Run(shard_map, rules, writers, rejects, options, progress)
+    # One thread per shard, for the checks and commits that run on every shard at once.
+    pool = ThreadPoolExecutor(max_workers=len(writers), thread_name_prefix="shard")
+    run = _Run(shard_map, rules, writers, rejects, options, progress, pool)
     try:
         results = [run.load_file(path) for path in files]
     finally:
+        pool.shutdown()
         for writer in writers.values():
             writer.close()
         rejects.close()
@@ -208,13 +220,14 @@ class _Run:
     rejects: RejectWriter
     options: LoadOptions
     progress: Progress | None
+    pool: ThreadPoolExecutor
 
     def load_file(self, path: Path) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         try:
             source = open_source(path, self.options.encoding)
             result.format = source.label
-            sha256 = sha256_of(path)
+            sha256 = source.sha256 = sha256_of(path)
         except (SourceError, OSError) as exc:
             result.error = f"{path}: {exc}"
             return result
@@ -226,7 +239,8 @@ class _Run:
         try:
             early_rejects = self._stream(source, result, active)
         except SourceError as exc:
-            self._abandon_file(result, active, f"{path}: {exc}")
+            where = f" (after record {result.rows_read})" if result.rows_read else ""
+            self._abandon_file(result, active, f"{path}: {exc}{where}")
             return result
         finally:
             if self.progress:
@@ -243,10 +257,12 @@ class _Run:
             self._abandon_file(
                 result,
                 active,
-                f"{path}: {rejected} of {result.rows_read} records rejected, over the budget of "
-                f"{budget} (--max-rejects); nothing from it was loaded",
+                f"{path}: {rejected} of {result.rows_read} records failed the checks, over the "
+                f"budget of {budget} (--max-rejects): the whole file is rejected, nothing of it "
+                "was loaded",
             )
             return result
+        self.rejects.sync()  # the rejects are on disk before the rows they explain are committed
         ledger = {"source_file": str(path), "sha256": sha256, "forced": self.options.force,
                   "started_at": started}  # fmt: skip
         self._in_parallel(result, active, lambda writer: writer.commit(ledger))
@@ -343,11 +359,10 @@ class _Run:
                 return name, exc
             return name, None
 
-        with ThreadPoolExecutor(max_workers=max(1, len(active))) as pool:
-            for name, error in list(pool.map(run, list(active))):
-                if error is not None:
-                    result.shard_errors[name] = error.reason
-                    del active[name]
+        for name, error in list(self.pool.map(run, list(active))):
+            if error is not None:
+                result.shard_errors.setdefault(name, error.reason)
+                del active[name]
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
         for name, writer in list(active.items()):
@@ -378,8 +393,12 @@ class _Run:
         for name, counts in result.shards.items():
             if name in result.shard_errors:
                 result.rows_pending += counts.staged  # re-running the command loads them
+                counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
             elif counts.already_loaded:
-                result.rows_loaded += counts.staged
+                # As the run that loaded the file left them (its rejects file has the refused).
+                counts.rejected = min(counts.earlier_rejected, counts.staged)
+                result.rows_loaded += counts.staged - counts.rejected
+                result.rows_rejected += counts.rejected
             else:
                 result.rows_loaded += counts.loaded
                 result.rows_rejected += counts.rejected
@@ -390,7 +409,7 @@ def describe_reject(reason: str, raw: dict[str, Any], rules: Rules, shard: str) 
     if reason == "missing_name":
         return "name is missing"
     if reason == "invalid_id":
-        return f"id {raw.get('id')!r} is not a positive integer"
+        return f"id {raw.get('id')!r} is not a whole number from 1 to 999999999999999"
     if reason == "invalid_age":
         return f"age {raw.get('age')!r} is not a whole number in {rules.age_min}..{rules.age_max}"
     if reason == "invalid_gender":

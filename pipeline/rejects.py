@@ -13,6 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.errors import ConfigError, PipelineError
+
+
+class RejectsError(PipelineError):
+    """The rejects file cannot be written: the load stops (exit 1), its open files roll back."""
+
 
 @dataclass(frozen=True)
 class Reject:
@@ -47,14 +53,40 @@ class RejectWriter:
         self.count = 0
         self._stream: IO[str] | None = None
 
+    def prepare(self) -> None:
+        """Make the folder now, so that a bad --rejects fails before any shard is written."""
+        if not self.enabled:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"--rejects {self.path.parent}: cannot make the folder: {exc}"
+            ) from None
+
     def write(self, reject: Reject) -> None:
         self.count += 1
         if not self.enabled:
             return
-        if self._stream is None:
-            self._stream = self._open()
         line = json.dumps(reject.to_json(self.load_id), ensure_ascii=False, default=str)
-        self._stream.write(line + "\n")
+        try:
+            if self._stream is None:
+                self._stream = self._open()
+            self._stream.write(line + "\n")
+        except OSError as exc:
+            # Without the rejects file nothing may load: the caller's open files roll back.
+            raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
+
+    def sync(self) -> None:
+        """Flush and fsync: called before a COMMIT, so that a crash after it cannot lose the
+        rejects of rows the ledger says were handled."""
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+        except OSError as exc:
+            raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
 
     def _open(self) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -2,7 +2,7 @@
 
 The rules are applied in two places, each where it is cheapest:
 - the country, in Python, because routing needs it before a row can go anywhere
-  (`Rules.country_of`, cached per distinct raw value);
+  (`Rules.country_of`, asked once per distinct raw value);
 - everything else, in SQL on the shard, set-based over the staged rows
   (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_check.sql`).
 """
@@ -10,7 +10,7 @@ The rules are applied in two places, each where it is cheapest:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from psycopg import sql
 from pipeline.errors import ConfigError
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
-_COUNTRY_CACHE_LIMIT = 100_000  # distinct raw spellings kept; garbage input must not grow memory
 
 
 @dataclass(frozen=True)
@@ -41,19 +40,10 @@ class Rules:
     genders: tuple[str, ...]  # canonical accepted values; empty: any value
     age_min: int
     age_max: int
-    _countries: dict[str, CountryVerdict] = field(default_factory=dict, repr=False)
 
     def country_of(self, raw: object) -> CountryVerdict:
-        """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1."""
-        key = raw if isinstance(raw, str) else repr(raw)
-        verdict = self._countries.get(key)
-        if verdict is None:
-            verdict = self._country_of(raw)
-            if len(self._countries) < _COUNTRY_CACHE_LIMIT:
-                self._countries[key] = verdict
-        return verdict
-
-    def _country_of(self, raw: object) -> CountryVerdict:
+        """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1.
+        (Not cheap: the loader asks once per distinct spelling.)"""
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return CountryVerdict(None, "missing_country", "country is missing")
         if not isinstance(raw, str):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import hashlib
 import io
 import json
 import operator
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,10 @@ import ijson
 COLUMNS = ("id", "country", "name", "gender", "age", "address")
 REQUIRED = ("country", "name")
 _KNOWN = frozenset(COLUMNS)
+_REQUIRED = frozenset(REQUIRED)
+MAX_LINE = 1 << 20  # characters in one NDJSON line: a record, not a whole file on one line
+UNKNOWN_COLUMNS_KEPT = 50  # names remembered for the warning; keys can vary per record
+SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _DELIMITERS = (",", ";", "\t")
 
@@ -36,7 +42,11 @@ csv.field_size_limit(16 * 1024 * 1024)
 
 
 class SourceError(Exception):
-    """The whole file cannot be read: nothing from it may be loaded."""
+    """The whole file cannot be read: nothing from it may be loaded. Always one line (parsers
+    such as ijson's quote the input over several)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
 
 
 class Record(NamedTuple):
@@ -53,8 +63,9 @@ class Source:
     format: str  # csv | json | ndjson
     compressed: bool
     encoding: str = "utf-8"
-    columns_seen: set[str] = field(default_factory=set)
-    unknown_columns: set[str] = field(default_factory=set)
+    sha256: str | None = None  # when set, the bytes read must hash to it (see records)
+    required_seen: set[str] = field(default_factory=set)
+    unknown_columns: set[str] = field(default_factory=set)  # at most UNKNOWN_COLUMNS_KEPT
     _header: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -64,27 +75,34 @@ class Source:
     def records(self) -> Iterator[Record]:
         """Every record of the file, in order; raises SourceError for file-level problems."""
         try:
-            with self._open() as stream:
-                if self.format == "csv":
-                    yield from self._csv(stream)
-                elif self.format == "ndjson":
-                    yield from self._ndjson(stream)
-                else:
-                    yield from self._json(stream)
+            with open(self.path, "rb") as raw:
+                hashing = _HashingReader(raw)
+                with self._text(hashing) as stream:
+                    if self.format == "csv":
+                        yield from self._csv(stream)
+                    elif self.format == "ndjson":
+                        yield from self._ndjson(stream)
+                    else:
+                        yield from self._json(stream)
+                    stream.read()  # the rest (after a JSON array): all of it is hashed
         except UnicodeDecodeError as exc:
             raise SourceError(
-                f"not valid {self.encoding} (byte {exc.start} of a block: {exc.reason}); "
+                f"not valid {self.encoding} ({exc.reason}); "
                 "use --encoding for files in another encoding"
             ) from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise SourceError(f"cannot read: {exc}") from None
-        missing = [c for c in REQUIRED if c not in self.columns_seen]
+        if self.sha256 is not None and hashing.hexdigest() != self.sha256:
+            # The ledger records the hash taken before reading; it must describe these bytes.
+            raise SourceError("the file changed while it was being loaded")
+        missing = [c for c in REQUIRED if c not in self.required_seen]
         if missing and self.format != "csv":
             raise SourceError(f"required column {missing[0]!r} is in no record")
 
-    def _open(self) -> IO[str]:
-        # Closed by the TextIOWrapper around it (gzip.open owns its file, too).
-        binary: Any = gzip.open(self.path) if self.compressed else open(self.path, "rb")  # noqa: SIM115
+    def _text(self, raw: io.RawIOBase) -> io.TextIOWrapper:
+        binary: IO[bytes] = io.BufferedReader(raw, buffer_size=1 << 20)
+        if self.compressed:
+            binary = gzip.GzipFile(fileobj=binary, mode="rb")  # type: ignore[assignment]
         # utf-8-sig reads files with and without a byte-order mark alike.
         encoding = "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
         return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
@@ -117,6 +135,10 @@ class Source:
                 number += 1
                 if len(row) != width:
                     problem = f"{len(row)} fields where the header has {width}"
+                    if line > start:
+                        problem += (
+                            f" (the record runs from line {start} to {line}: a quote not closed?)"
+                        )
                     yield Record(number, start, None, row, problem)
                     continue
                 if pad:
@@ -136,7 +158,7 @@ class Source:
         for name in header:
             if name and header.count(name) > 1:
                 raise SourceError(f"column {name!r} appears twice in the header")
-        self.columns_seen.update(header)
+        self.required_seen.update(set(header) & _REQUIRED)
         self.unknown_columns.update(h or "(blank)" for h in header if h not in COLUMNS)
         for column in REQUIRED:
             if column not in header:
@@ -145,7 +167,12 @@ class Source:
 
     def _ndjson(self, stream: IO[str]) -> Iterator[Record]:
         number = 0
-        for line_number, text in enumerate(stream, start=1):
+        for line_number, text in enumerate(_lines(stream, MAX_LINE), start=1):
+            if text is None:
+                number += 1
+                problem = f"a line longer than {MAX_LINE} characters (not one object a line?)"
+                yield Record(number, line_number, None, None, problem)
+                continue
             if not text.strip():
                 continue
             number += 1
@@ -153,6 +180,9 @@ class Source:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield Record(number, line_number, None, text.rstrip("\r\n"), f"not JSON: {exc.msg}")
+                continue
+            except RecursionError:
+                yield Record(number, line_number, None, None, "nested too deeply to be a record")
                 continue
             yield self._object_record(number, line_number, obj)
 
@@ -163,9 +193,7 @@ class Source:
             for number, obj in enumerate(items, start=1):
                 yield self._object_record(number, None, obj)
         except ijson.JSONError as exc:
-            raise SourceError(
-                f"not a JSON array of objects (after record {number}): {exc}"
-            ) from None
+            raise SourceError(f"not a JSON array of objects: {exc}") from None
         if number == 0:
             self._check_array(stream)
 
@@ -180,9 +208,10 @@ class Source:
         if not isinstance(obj, dict):
             return Record(number, line, None, obj, f"expected an object, got {type(obj).__name__}")
         fields = {str(k).strip().lower(): v for k, v in obj.items()}
-        self.columns_seen.update(fields)
+        if len(self.required_seen) < len(REQUIRED):
+            self.required_seen.update(fields.keys() & _REQUIRED)
         extra = fields.keys() - _KNOWN
-        if extra:
+        if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
             self.unknown_columns.update(extra)
         try:
             values = tuple(_text(c, fields.get(c)) for c in COLUMNS)
@@ -195,7 +224,7 @@ def open_source(path: Path, encoding: str = "utf-8") -> Source:
     """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz)."""
     kind = source_format(path)
     if kind is None:
-        raise SourceError(f"unsupported file type (expected one of {', '.join(FORMATS)}, or .gz)")
+        raise SourceError(f"unsupported file type (expected {SUPPORTED})")
     return Source(path, kind, path.suffix.lower() == ".gz", encoding)
 
 
@@ -217,6 +246,41 @@ def _text(column: str, value: Any) -> str | None:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
     raise ValueError(f"{column}: a {type(value).__name__}, not a single value")
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes a file's bytes through, hashing them on the way (cost: one update per block)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._digest.update(memoryview(buffer)[:n])
+        return int(n or 0)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _lines(stream: IO[str], limit: int) -> Iterator[str | None]:
+    """The stream's lines, each read with at most `limit` characters in memory; a longer
+    line is skipped to its end and comes out as None."""
+    while True:
+        line = stream.readline(limit)
+        if not line:
+            return
+        if len(line) < limit or line.endswith("\n"):
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = stream.readline(limit)
+        yield None
 
 
 class _Utf8Bytes:

@@ -44,13 +44,19 @@ def summary_lines(result: LoadResult) -> list[str]:
             lines.append(f"{f.path} ({f.format}): skipped, every shard already holds it")
             continue
         counts = _counts(f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_pending)
+        if f.error:
+            lines.append(f"{f.path} ({f.format}): NOT LOADED, rejected as a whole: {counts}")
+            continue
         lines.append(f"{f.path} ({f.format}): {counts}")
         for name, c in f.shards.items():
             if name in f.shard_errors:
                 lines.append(f"  {name}: FAILED, {c.staged} rows pending")
             elif c.already_loaded:
-                lines.append(f"  {name}: already loaded ({c.staged} rows)")
-            elif c.staged and not f.error:
+                rejected = f", {c.rejected} of them rejected then" if c.rejected else ""
+                lines.append(
+                    f"  {name}: already loaded by an earlier run ({c.staged} rows{rejected})"
+                )
+            elif c.staged:
                 lines.append(
                     f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
                     + (f", {c.rejected} rejected" if c.rejected else "")
@@ -75,8 +81,9 @@ def summary_lines(result: LoadResult) -> list[str]:
 def error_lines(result: LoadResult) -> list[str]:
     """Every problem, one line each, with what to do about it."""
     lines = [f.error for f in result.files if f.error]
-    failed: dict[str, str] = {}
+    failed: dict[str, str] = {}  # the first error of each shard: later ones follow from it
     for f in result.files:
-        failed.update(f.shard_errors)
+        for name, reason in f.shard_errors.items():
+            failed.setdefault(name, reason)
     lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
     return lines

@@ -44,6 +44,7 @@ class ShardCounts:
     updated: int = 0
     unchanged: int = 0
     already_loaded: bool = False  # the ledger held this file: nothing was sent
+    earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
 
     @property
     def loaded(self) -> int:
@@ -70,32 +71,49 @@ class ShardWriter:
         self.load_id = load_id
         self.dry_run = dry_run
         self._conn: psycopg.Connection[Any] | None = None
-        self._copy_context: Any = None
+        self._down: str | None = None  # why this shard is out of the run, once it is
+        self._copy_stack: contextlib.ExitStack | None = None
         self._copy: Copy | None = None
         self.counts = ShardCounts()
 
     # -- connection -------------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
+        if self._down is not None:
+            # Unreachable or behind the map once in this run: stay so, rather than pay a
+            # connect timeout for every file. Its rows are reported pending.
+            raise ShardError(self.shard.name, self._down)
         if self._conn is None or self._conn.closed:
             dsn = db.resolve_dsn(self.shard_map, self.shard)
             try:
-                self._conn = db.open_connection(dsn)
+                conn = db.open_connection(dsn)
             except psycopg.Error as exc:
-                raise self._error(f"unreachable: {exc}") from None
-            self._preflight(self._conn)
+                raise self._mark_down(self._error(f"unreachable: {exc}")) from None
+            try:
+                self._preflight(conn)
+            except ShardError as exc:
+                conn.close()
+                raise self._mark_down(exc) from None
+            self._conn = conn
         return self._conn
+
+    def _mark_down(self, error: ShardError) -> ShardError:
+        self._down = error.reason
+        return error
 
     def _preflight(self, conn: psycopg.Connection[Any]) -> None:
         """Refuse to load into a shard whose schema or residency rule lags the map."""
-        with conn.transaction():
-            version = current_version(conn)
-            if version != latest_version():
-                raise self._error(
-                    f"schema version {version}, expected {latest_version()}: run `pipeline init`",
-                    transient=False,
-                )
-            row = conn.execute(query("residency_rule")).fetchone()
+        try:
+            with conn.transaction():
+                version = current_version(conn)
+                row = conn.execute(query("residency_rule")).fetchone() if version else None
+        except psycopg.Error as exc:
+            raise self._error(str(exc)) from None
+        if version != latest_version():
+            raise self._error(
+                f"schema version {version}, expected {latest_version()}: run `pipeline init`",
+                transient=False,
+            )
         expected = residency_rule(self.shard_map, self.shard).describe()
         if row is None or row[0] != expected:
             found = row[0] if row else "none"
@@ -121,14 +139,20 @@ class ShardWriter:
         try:
             conn.execute(query("load_begin"))
             conn.execute(query("lock"), [db.LOCK_LOAD])
-            if not force and conn.execute(query("load_ledger_find"), [sha256]).fetchone():
+            # Read after the lock: a load that waited sees what the one before it committed.
+            earlier = (
+                None if force else conn.execute(query("load_ledger_find"), [sha256]).fetchone()
+            )
+            if earlier is not None:
                 conn.rollback()
                 self.counts.already_loaded = True
+                self.counts.earlier_rejected = int(earlier[0])
                 return False
             conn.execute(query("load_staging"))
             cursor = conn.cursor()
-            self._copy_context = cursor.copy(query("load_copy"), writer=QueuedLibpqWriter(cursor))
-            self._copy = self._copy_context.__enter__()
+            self._copy_stack = contextlib.ExitStack()
+            copy = cursor.copy(query("load_copy"), writer=QueuedLibpqWriter(cursor))
+            self._copy = self._copy_stack.enter_context(copy)
         except psycopg.Error as exc:
             self._abandon()
             raise self._error(str(exc)) from None
@@ -188,7 +212,6 @@ class ShardWriter:
             if self.dry_run:
                 row = conn.execute(query("load_preview")).fetchone()
             else:
-                conn.execute(query("load_sync_sequence"))
                 row = conn.execute(query("load_upsert"), {"load_id": self.load_id}).fetchone()
             assert row is not None
             counts.inserted, counts.updated = int(row[0]), int(row[1])
@@ -225,17 +248,17 @@ class ShardWriter:
             self._conn.close()
 
     def _end_copy(self) -> None:
-        context, self._copy_context, self._copy = self._copy_context, None, None
-        if context is not None:
-            context.__exit__(None, None, None)
+        stack, self._copy_stack, self._copy = self._copy_stack, None, None
+        if stack is not None:
+            stack.close()
 
     def _abandon(self) -> None:
-        context, self._copy_context, self._copy = self._copy_context, None, None
+        stack, self._copy_stack, self._copy = self._copy_stack, None, None
         conn = self._conn
-        if context is not None:
+        if stack is not None:
             # Ending a COPY with an exception sends CopyFail: the server drops what it got.
             with contextlib.suppress(Exception):
-                context.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
+                stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
         if conn is not None and not conn.closed:
             try:
                 conn.rollback()

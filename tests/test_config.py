@@ -102,6 +102,11 @@ BAD_MAPS = [
         id="malformed-dsn",
     ),
     pytest.param(
+        "shards:\n  a: {dsn: 'host=x'}\n  b: {dsn: 'host=x'}\ndefault: a\n",
+        "shards.b.dsn: the same database as shard a",
+        id="two-shards-one-database",
+    ),
+    pytest.param(
         "shards:\n  reject: {dsn: 'host=a'}\ndefault: reject\n",
         "'reject' is reserved",
         id="shard-named-reject",

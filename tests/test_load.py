@@ -137,6 +137,8 @@ BAD_ROWS = [
     ("x9,FR,Ann,Female,22,", "invalid_id"),
     ("0,FR,Ann,Female,22,", "invalid_id"),
     ("-3,FR,Ann,Female,22,", "invalid_id"),
+    ("1000000000000000,FR,Ann,Female,22,", "invalid_id"),
+    ("99999999999999999999999,FR,Ann,Female,22,", "invalid_id"),
     ("10,FR,Ann,Robot,22,", "invalid_gender"),
     ("11,FR,Ann,Female,22,extra,field", "malformed_record"),
     ("12,FR,Nul\x00Byte,Female,22,", "invalid_text"),
@@ -237,7 +239,9 @@ def test_a_file_over_its_budget_loads_nothing(
     over = run_cli("load", str(path), "--max-rejects", "1", "--json", "--rejects", str(tmp_path))
     assert over.exit_code == 1
     report = json.loads(over.stdout)
-    assert report["files"][0]["error"].endswith("nothing from it was loaded")
+    assert report["files"][0]["error"].endswith(
+        "the whole file is rejected, nothing of it was loaded"
+    )
     assert (report["rows_read"], report["rows_loaded"], report["rows_rejected"]) == (4, 0, 4)
     assert rows(shard_dsns["default"]) == [] and rows(shard_dsns["db_us"]) == []
     within = run_cli("load", str(path), "--max-rejects", "50%", "--rejects", str(tmp_path))
@@ -334,15 +338,25 @@ def test_force_reloads_and_counts_changes(
     assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
 
 
-def test_rows_without_an_id_get_one_that_is_free(
+GENERATED_FROM = 10**15
+
+
+def test_rows_without_an_id_get_one_no_file_can_bring(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "no_ids.csv"
     path.write_text(HEADER + ",DE,First,,,\n5,DE,Given Five,,,\n,DE,Second,,,\n")
     assert run_cli("load", str(path)).exit_code == 0
     ids = {r[2]: r[0] for r in rows(shard_dsns["default"])}
-    assert ids["Given Five"] == 5
-    assert len(set(ids.values())) == 3 and ids["First"] > 5 and ids["Second"] > 5
+    assert ids == {"Given Five": 5, "First": GENERATED_FROM, "Second": GENERATED_FROM + 1}
+    # a later file naming a generated id must not overwrite that resident
+    later = tmp_path / "later.csv"
+    later.write_text(HEADER + f"{GENERATED_FROM},DE,Someone Else,,,\n")
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(later), "--max-rejects", "1", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert [r["reason"] for r in read_rejects(rejects)] == ["invalid_id"]
+    assert {r[2] for r in rows(shard_dsns["default"])} == {"Given Five", "First", "Second"}
 
 
 def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None) -> None:
@@ -404,8 +418,104 @@ def test_a_shard_behind_the_map_refuses_the_load(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     wider = write_map(tmp_path / "wider", shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
-    result = run_cli("load", str(ORIGINAL_DATA), config=wider)
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(RECORDS))
+    result = run_cli("load", str(ORIGINAL_DATA), str(second), config=wider)
     assert result.exit_code == 1
     assert "residency rule is 'country NOT IN (US)' but the shard map asks for" in result.output
     assert "run `pipeline init`" in result.output
+    # refused for every file, not just the first
+    assert rows(shard_dsns["default"]) == [] and rows(shard_dsns["db_us"]) == []
+
+
+def test_trimming_removes_white_space_and_keeps_every_letter(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # E'\v' is the letter v before PostgreSQL 16: a trim set spelled with it ate these.
+    path = tmp_path / "letters.ndjson"
+    records = [
+        {"id": 1, "country": "DE", "name": "Ivanov", "address": "Elm Blvd v"},
+        {"id": 2, "country": "DE", "name": "vera", "gender": "\tF\x0b"},
+        {"id": 3, "country": "DE", "name": "\x0b\x0c vlad \r\n\u00a0"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert run_cli("load", str(path)).exit_code == 0
+    assert [(r[2], r[3], r[5]) for r in rows(shard_dsns["default"])] == [
+        ("Ivanov", None, "Elm Blvd v"),
+        ("vera", "Female", None),
+        ("vlad", None, None),
+    ]
+
+
+def test_every_error_is_one_line(run_cli: RunCli, initialised: None, tmp_path: Path) -> None:
+    trailing = tmp_path / "trailing.json"
+    trailing.write_text('[{"id": 1, "country": "DE", "name": "X"}] trailing')
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(gzip.compress(HEADER.encode() * 50)[:-30] + b"\x00" * 30)
+    for path in (trailing, corrupt):
+        result = run_cli("load", str(path), "--rejects", str(tmp_path / "r"))
+        assert result.exit_code == 1
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1
+        assert result.output.strip().splitlines()[-1] == errors[0]
+        assert "Traceback" not in result.output
+    assert all("\n" not in r["message"] for r in read_rejects(tmp_path / "r"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--encoding", "base64"], "'base64' is not a text encoding"),
+        (["--max-rejects", "150%"], "a percentage is at most 100%"),
+        (["--bogus"], "No such option"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_cli("load", str(ORIGINAL_DATA), *args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert message in result.output and "(see `pipeline load --help`)" in result.output
+
+
+def test_a_rejects_folder_that_cannot_be_made_is_a_usage_error(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = run_cli("load", str(ORIGINAL_DATA), "--rejects", str(blocker / "rejects"))
+    assert result.exit_code == 2
+    assert "cannot make the folder" in result.output
     assert rows(shard_dsns["default"]) == []
+
+
+def test_odd_ndjson_lines_are_rejected_not_fatal(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "odd.ndjson"
+    deep = "[" * 100_000 + "]" * 100_000
+    long_line = json.dumps([{"id": i, "country": "DE", "name": "x" * 100} for i in range(20_000)])
+    good = json.dumps({"id": 1, "country": "DE", "name": "Fine"})
+    path.write_text(f"{deep}\n{long_line}\n{good}\n")
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "2", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    found = read_rejects(rejects)
+    assert [(r["line"], r["reason"]) for r in found] == [
+        (1, "malformed_record"),
+        (2, "malformed_record"),
+    ]
+    assert "longer than" in found[1]["message"]
+    assert [r[2] for r in rows(shard_dsns["default"])] == ["Fine"]
+
+
+def test_a_file_that_changes_while_loading_is_refused(tmp_path: Path) -> None:
+    from pipeline.sources import SourceError, open_source
+
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(RECORDS))
+    source = open_source(path)
+    source.sha256 = "0" * 64  # the hash taken before reading no longer matches the bytes
+    with pytest.raises(SourceError, match="changed while it was being loaded"):
+        list(source.records())

@@ -128,3 +128,23 @@ def test_an_unreachable_shard_does_not_stop_the_others_and_hides_its_password(
     assert "re-running the same command completes this shard" in result.output
     assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
     assert len(rows(shard_dsns["default"])) == 5
+
+
+def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={_closed_port()} connect_timeout=3")
+    down_map = write_map(tmp_path / "down", shard_map_yaml(down))
+    path = tmp_path / "three.csv"
+    path.write_text("id,country,name\n1,DE,Ann\n2,DE,\n3,US,Bob\n")
+    first = json.loads(
+        run_cli("load", str(path), "--json", "--max-rejects", "1", config=down_map).stdout
+    )
+    assert (first["rows_loaded"], first["rows_rejected"], first["rows_pending"]) == (1, 1, 1)
+    again = run_cli("load", str(path), "--json", "--max-rejects", "1")
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    # default already holds the file: its row counts as loaded and its bad row as rejected,
+    # as the first run left them; db_us loads its row now
+    assert (report["rows_loaded"], report["rows_rejected"], report["rows_pending"]) == (2, 1, 0)
+    assert [r[0] for r in rows(shard_dsns["db_us"])] == [3]

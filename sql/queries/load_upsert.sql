@@ -2,6 +2,7 @@
 -- row version, no WAL); `xmax = 0` tells an inserted row from an updated one.
 WITH written AS (
     INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
+    -- A row without an id takes the identity's next value (from 10^15 up).
     SELECT coalesce(c.id, nextval(pg_get_serial_sequence('residents', 'id'))),
            c.country, c.name, c.gender, c.age::smallint, c.address, %(load_id)s, now()
     FROM load_checked AS c
