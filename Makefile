@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 INCOMING ?= data/incoming
 
-.PHONY: venv init load status stop test lint format clean
+EXPORTS ?= data/exports
+
+.PHONY: venv init load extract status stop test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +24,9 @@ init: venv
 
 load: init
 	$(BIN)/pipeline load $(INCOMING)
+
+extract: venv
+	$(BIN)/pipeline extract -o $(EXPORTS)/residents.csv
 
 status: venv
 	$(BIN)/pipeline status

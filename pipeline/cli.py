@@ -19,6 +19,8 @@ import click
 from pipeline import embedded, schema
 from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_rules, load_shard_map
 from pipeline.errors import EXIT_DATA, PipelineError
+from pipeline.extract import FORMATS as EXTRACT_FORMATS
+from pipeline.extract import Selection, check_countries, extract_to
 from pipeline.load import DEFAULT_REJECTS_DIR, Budget, LoadOptions, find_files, load
 from pipeline.status import all_status, format_line
 from pipeline.summary import ProgressBars, error_lines, summary_lines
@@ -220,6 +222,62 @@ def load_command(
     for line in error_lines(result):
         click.echo(f"Error: {line}", err=True)
     ctx.exit(result.exit_code)
+
+
+@cli.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File to write (default stdout).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "ndjson", "parquet"]),
+    help="Output format (default: from the -o extension, else csv).",
+)
+@click.option("--country", "countries", multiple=True, help="Only this country (repeatable).")
+@click.option("--shard", "shards", multiple=True, help="Only this shard (repeatable).")
+@click.option("--with-provenance", is_flag=True, help="Add load_id and loaded_at columns.")
+@click.option("--raw", is_flag=True, help="CSV: do not defuse cells that start like a formula.")
+@click.option(
+    "--allow-partial", is_flag=True, help="Leave out an unreachable shard (with a warning)."
+)
+@click.pass_context
+def extract(
+    ctx: click.Context,
+    output: Path | None,
+    fmt: str | None,
+    countries: tuple[str, ...],
+    shards: tuple[str, ...],
+    with_provenance: bool,
+    raw: bool,
+    allow_partial: bool,
+) -> None:
+    """Write every resident of every shard as one dataset: CSV, JSON, NDJSON or Parquet.
+
+    Columns: shard, id, country, name, gender, age, address (then load_id, loaded_at with
+    --with-provenance); shard by shard in shard-map order, each by id. (shard, id) is a
+    resident's identity: ids repeat across shards. In CSV, a text cell starting with
+    = + - @ tab or CR gets a leading ' so that spreadsheets do not run it (--raw: as stored).
+
+    An unreachable shard fails the extract (exit 1) and leaves no file at -o, unless
+    --allow-partial.
+
+    Example: pipeline extract -o data/exports/us.parquet --country US
+    """
+    shard_map = _shard_map(ctx)
+    if fmt is None:
+        fmt = EXTRACT_FORMATS.get(output.suffix.lower(), "csv") if output else "csv"
+    selection = Selection(shards, check_countries(countries), with_provenance, allow_partial)
+    result = extract_to(shard_map, selection, fmt, output, raw=raw)
+    for name, reason in result.missing.items():
+        click.echo(f"Warning: shard {name} left out (--allow-partial): {reason}", err=True)
+    if output is not None:
+        click.echo(
+            f"{result.rows} residents from {len(result.shards_read)} shard(s) -> {output}", err=True
+        )
 
 
 @cli.command()

@@ -198,6 +198,22 @@ class StoppableServer(Server):
             self.handle.ensure_postgres_running()
 
 
+@pytest.fixture
+def split_shards(
+    pg_servers: list[Server], stoppable_server: StoppableServer, tmp_path: Path
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """default on a shared server, db_us on a server this test may stop."""
+    default_db = pg_servers[0].create_database()
+    dsns = {
+        "default": pg_servers[0].dsn_for(default_db),
+        "db_us": stoppable_server.dsn_for(stoppable_server.create_database()),
+    }
+    try:
+        yield write_map(tmp_path / "config", shard_map_yaml(dsns)), dsns
+    finally:
+        pg_servers[0].drop_database(default_db)
+
+
 def rows(dsn: str) -> list[tuple[Any, ...]]:
     """(id, country, name, gender, age, address) of every resident on a shard, by id."""
     with psycopg.connect(dsn) as conn:

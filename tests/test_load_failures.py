@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from click.testing import Result
 
 from pipeline.config import load_rules, load_shard_map
 from pipeline.load import FileResult, LoadOptions, LoadResult, load
-from tests.conftest import Server, StoppableServer, ledger, rows, shard_map_yaml, write_map
+from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
 from tests.test_status import _closed_port
 
 RunCli = Callable[..., Result]
@@ -24,22 +24,6 @@ def people(first_id: int, count: int) -> list[dict[str, object]]:
         {"id": i, "country": "US" if i % 2 else "DE", "name": f"Resident {i}", "age": i % 90}
         for i in range(first_id, first_id + count)
     ]
-
-
-@pytest.fixture
-def split_shards(
-    pg_servers: list[Server], stoppable_server: StoppableServer, tmp_path: Path
-) -> Iterator[tuple[Path, dict[str, str]]]:
-    """default on a shared server, db_us on a server this test may stop."""
-    default_db = pg_servers[0].create_database()
-    dsns = {
-        "default": pg_servers[0].dsn_for(default_db),
-        "db_us": stoppable_server.dsn_for(stoppable_server.create_database()),
-    }
-    try:
-        yield write_map(tmp_path / "config", shard_map_yaml(dsns)), dsns
-    finally:
-        pg_servers[0].drop_database(default_db)
 
 
 @pytest.mark.slow

@@ -1,0 +1,356 @@
+"""`pipeline extract` and `to_dataframe`: every shard's residents unioned into one dataset.
+
+The original app chained its two databases in its list endpoint; this is that, done
+properly. Rows come shard by shard in shard-map order, each shard ordered by id, so the
+output is deterministic; `(shard, id)` is a resident's identity, since ids repeat across
+shards by design. Each shard is read in one REPEATABLE READ, READ ONLY transaction: its
+part is a consistent snapshot.
+
+Rows stay out of Python where the format allows: CSV is `COPY (SELECT ...) TO STDOUT`
+written through as bytes; JSON and NDJSON are objects the server builds; Parquet and the
+DataFrame read that same CSV stream with pyarrow's C++ reader, batch by batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+import pycountry
+from psycopg import sql
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap, load_shard_map
+from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.sqlfiles import query
+
+COLUMNS = ("shard", "id", "country", "name", "gender", "age", "address")
+PROVENANCE = ("load_id", "loaded_at")
+TEXT_COLUMNS = ("country", "name", "gender", "address")
+FORMATS = {
+    ".csv": "csv",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+}
+CHUNK = 1 << 20  # bytes handed on at a time
+# A cell starting with one of these is a formula to a spreadsheet; CSV output defuses it
+# with a leading ' unless --raw (OWASP's "CSV injection" list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which residents: some shards, some countries, or (empty) everyone."""
+
+    shards: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    provenance: bool = False
+    allow_partial: bool = False
+
+
+@dataclass
+class ExtractResult:
+    rows: int = 0
+    shards_read: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # shard -> why (with allow_partial)
+
+
+def shards_to_read(shard_map: ShardMap, selection: Selection) -> list[Shard]:
+    """The shards that can hold the selection, in map order; unknown names are usage errors."""
+    for name in selection.shards:
+        shard_map.shard(name)  # raises ConfigError naming the map
+    chosen = [s for s in shard_map.shards if not selection.shards or s.name in selection.shards]
+    if selection.countries:
+        # A routed country lives on its shard only: ask no other.
+        holders = {s.name for c in selection.countries if (s := shard_map.route_for(c))}
+        chosen = [s for s in chosen if s.name in holders]
+    return chosen
+
+
+def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
+    codes = tuple(c.strip().upper() for c in countries)
+    for code in codes:
+        if pycountry.countries.get(alpha_2=code) is None:
+            raise ConfigError(f"--country {code}: not an ISO 3166-1 alpha-2 country code")
+    return codes
+
+
+def _select(shard: Shard, selection: Selection, template: str, defuse: bool) -> sql.Composed:
+    where: sql.Composable = sql.SQL("")
+    if selection.countries:
+        where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
+    if template == "extract_json":
+        extra = sql.SQL("").join(
+            sql.SQL(", {}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in PROVENANCE
+        )
+        columns: sql.Composable = sql.SQL("")
+    else:
+        extra = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in PROVENANCE)
+        columns = sql.SQL(", ").join(_text_column(c, defuse) for c in TEXT_COLUMNS[:3])
+        columns = sql.SQL("{}, age, {}").format(columns, _text_column("address", defuse))
+    return query(template).format(
+        shard=sql.Literal(shard.name),
+        columns=columns,
+        provenance=extra if selection.provenance else sql.SQL(""),
+        where=where,
+    )
+
+
+def _text_column(name: str, defuse: bool) -> sql.Composable:
+    column = sql.Identifier(name)
+    if not defuse:
+        return column
+    # ascii() of the first character compared as integers: cheaper than text comparisons
+    starts = sql.SQL(", ").join(sql.Literal(ord(s)) for s in FORMULA_STARTS)
+    return sql.SQL(
+        "CASE WHEN ascii({c}) IN ({s}) THEN '''' || {c} ELSE {c}::text END AS {c}"
+    ).format(c=column, s=starts)
+
+
+@contextlib.contextmanager
+def _snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
+    with db.connect(shard_map, shard, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")  # timestamps the same whatever the server's zone
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        yield conn
+
+
+def copy_out(
+    shard_map: ShardMap, selection: Selection, statement: str, defuse: bool, result: ExtractResult
+) -> Iterator[bytes]:
+    """COPY each selected shard's rows out as bytes (CSV, or one JSON object a line), in order.
+
+    An unreachable or failing shard raises ShardError, unless `selection.allow_partial`: then
+    it is left out and named in `result.missing`.
+    """
+    options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
+    for shard in shards_to_read(shard_map, selection):
+        try:
+            with _snapshot(shard_map, shard) as conn, conn.cursor() as cursor:
+                select = _select(shard, selection, statement, defuse)
+                copy_sql = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
+                with cursor.copy(copy_sql) as copy:
+                    yield from _chunks(copy)
+                result.rows += max(cursor.rowcount, 0)
+                result.shards_read.append(shard.name)
+        except ShardError as exc:
+            if not selection.allow_partial:
+                raise
+            result.missing[shard.name] = exc.reason
+
+
+def _chunks(blocks: Iterable[Any]) -> Iterator[bytes]:
+    """COPY sends one message a row; hand them on in about 1 MB chunks of whole rows
+    (measured: twice as fast as a generator step per row)."""
+    parts: list[bytes] = []
+    size = 0
+    for block in blocks:
+        part = bytes(block)
+        parts.append(part)
+        size += len(part)
+        if size >= CHUNK:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
+def write_csv(out: IO[bytes], blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
+    out.write((",".join(columns) + "\n").encode())
+    for block in blocks:
+        out.write(block)
+
+
+def write_json(out: IO[bytes], blocks: Iterable[bytes], as_array: bool) -> None:
+    # COPY's text format doubles every backslash; JSON text has no other character it escapes
+    # (the server's JSON never holds a raw newline or tab).
+    first = True
+    if as_array:
+        out.write(b"[")
+    for block in blocks:
+        text = block.replace(b"\\\\", b"\\")
+        if as_array:
+            lines = text.rstrip(b"\n").split(b"\n")
+            out.write((b"" if first else b",\n") + b",\n".join(lines))
+        else:
+            out.write(text)
+        first = False
+    if as_array:
+        out.write(b"]\n")
+
+
+def arrow_batches(blocks: Iterable[bytes], columns: tuple[str, ...]) -> Iterator[Any]:
+    """The CSV COPY stream as pyarrow RecordBatches with proper types."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = {
+        "shard": pa.string(), "id": pa.int64(), "country": pa.string(), "name": pa.string(),
+        "gender": pa.string(), "age": pa.int16(), "address": pa.string(),
+        "load_id": pa.string(), "loaded_at": pa.timestamp("us", tz="UTC"),
+    }  # fmt: skip
+    reader = pacsv.open_csv(
+        _BlockReader(iter(blocks)),
+        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=1 << 20),
+        # COPY writes NULL as an empty field and an empty string as "": keep them apart.
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: types[c] for c in columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+    )
+    yield from reader
+
+
+def write_parquet(path: Path, blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for batch in arrow_batches(blocks, columns):
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema)
+            writer.write_batch(batch)
+        if writer is None:  # no rows: still a valid file with the schema
+            import pyarrow as pa
+
+            empty = pa.table({c: pa.array([], type=t.type) for c, t in _schema(columns).items()})
+            pq.write_table(empty, path)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _schema(columns: tuple[str, ...]) -> dict[str, Any]:
+    import pyarrow as pa
+
+    types = {"id": pa.int64(), "age": pa.int16(), "loaded_at": pa.timestamp("us", tz="UTC")}
+    return {c: pa.field(c, types.get(c, pa.string())) for c in columns}
+
+
+class _BlockReader:
+    """A file-like view of an iterator of bytes blocks (COPY sends about one a row), for
+    pyarrow's reader, which asks for a megabyte at a time."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._rest = b""
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        parts, have = [self._rest], len(self._rest)
+        for block in self._blocks:
+            parts.append(block)
+            have += len(block)
+            if 0 <= size <= have:
+                break
+        data = b"".join(parts)
+        if 0 <= size < len(data):
+            data, self._rest = data[:size], data[size:]
+        else:
+            self._rest = b""
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def output_columns(selection: Selection) -> tuple[str, ...]:
+    return COLUMNS + (PROVENANCE if selection.provenance else ())
+
+
+def extract_to(
+    shard_map: ShardMap, selection: Selection, fmt: str, out: Path | None, raw: bool = False
+) -> ExtractResult:
+    """Write the selection to `out` (or stdout) in `fmt`. A file appears only when complete."""
+    if fmt == "parquet" and out is None:
+        raise ConfigError("--format parquet needs -o PATH (it is not a text format)")
+    result = ExtractResult()
+    columns = output_columns(selection)
+    statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
+    blocks = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result)
+    if out is None:
+        import sys
+
+        _write(fmt, sys.stdout.buffer, blocks, columns)
+        sys.stdout.buffer.flush()
+        return result
+    with _atomic(out) as tmp:
+        if fmt == "parquet":
+            write_parquet(tmp, blocks, columns)
+        else:
+            with open(tmp, "wb") as stream:
+                _write(fmt, stream, blocks, columns)
+    return result
+
+
+def _write(fmt: str, stream: IO[bytes], blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
+    if fmt == "csv":
+        write_csv(stream, blocks, columns)
+    else:
+        write_json(stream, blocks, as_array=fmt == "json")
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path`, renamed over it on success and removed on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def to_dataframe(
+    countries: Iterable[str] = (),
+    shards: Iterable[str] = (),
+    *,
+    config: str | Path | None = None,
+    provenance: bool = False,
+    allow_partial: bool = False,
+) -> Any:
+    """Every resident of every shard (or the selected ones) as a pandas DataFrame.
+
+    Same columns, order and filters as `pipeline extract`; nullable pandas dtypes
+    (Int64 id, Int16 age, string text). Raises PipelineError subclasses on failure.
+
+        from pipeline import to_dataframe
+        df = to_dataframe(countries=["US"])
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    shard_map = load_shard_map(config)
+    selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
+    columns = output_columns(selection)
+    result = ExtractResult()
+    blocks = copy_out(shard_map, selection, "extract_rows", False, result)
+    batches = list(arrow_batches(blocks, columns))
+    table = pa.Table.from_batches(batches, schema=pa.schema(list(_schema(columns).values())))
+    mapping = {
+        pa.int64(): pd.Int64Dtype(),
+        pa.int16(): pd.Int16Dtype(),
+        pa.string(): pd.StringDtype(),
+    }
+    frame = table.to_pandas(types_mapper=mapping.get)
+    frame.attrs["missing_shards"] = result.missing
+    return frame
+
+
+__all__ = ["ExtractResult", "PipelineError", "Selection", "extract_to", "to_dataframe"]

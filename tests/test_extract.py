@@ -1,0 +1,178 @@
+"""`pipeline extract` and `to_dataframe`: every shard unioned, in every format, consistently."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from click.testing import Result
+
+from pipeline import to_dataframe
+from tests.conftest import ORIGINAL_DATA, StoppableServer
+
+RunCli = Callable[..., Result]
+COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
+
+# The original app's data as the shards hold it after a load, in extract order.
+EXPECTED = [
+    ("default", 1, "UA", "Olena Kovalenko", "Female", 34, "vul. Khreshchatyk 22, Kyiv"),
+    ("default", 2, "DE", "Jonas Becker", "Male", 41, "Lindenstraße 5, Berlin"),
+    ("default", 17, "GB", "Amelia Clarke", "Female", 29, "12 King's Road, London"),
+    ("default", 22, "FR", "Lucas Moreau", "Male", 57, "8 rue de la Paix, Paris"),
+    ("default", 25, "CA", "Chloé Tremblay", "Female", 22, "400 Rue Sainte-Catherine, Montréal"),
+    ("db_us", 1, "US", "John Smith", "Male", 45, "350 Fifth Avenue, New York, NY"),
+    ("db_us", 2, "US", "Maria Garcia", "Female", 38, "1600 Main St, Houston, TX"),
+    ("db_us", 21, "US", "James Johnson", "Male", 63, "742 Evergreen Terrace, Springfield"),
+    ("db_us", 23, "US", "Emily Davis", "Female", 17, "55 Lake Shore Dr, Chicago, IL"),
+]
+
+
+@pytest.fixture
+def loaded(run_cli: RunCli, initialised: None) -> None:
+    result = run_cli("load", str(ORIGINAL_DATA))
+    assert result.exit_code == 0, result.output
+
+
+def from_csv(text: str) -> list[tuple[Any, ...]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    assert next(reader) == COLUMNS
+    return [
+        (s, int(i), c, n, g or None, int(a) if a else None, ad or None)
+        for s, i, c, n, g, a, ad in reader
+    ]
+
+
+def from_objects(objects: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    assert all(list(o) == COLUMNS for o in objects)
+    return [tuple(o.values()) for o in objects]
+
+
+def test_the_combined_csv_holds_both_databases(run_cli: RunCli, loaded: None) -> None:
+    result = run_cli("extract")
+    assert result.exit_code == 0
+    assert from_csv(result.stdout) == EXPECTED
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "ndjson", "parquet"])
+def test_every_format_round_trips(run_cli: RunCli, loaded: None, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"residents.{fmt}"
+    result = run_cli("extract", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "9 residents from 2 shard(s)" in result.output
+    if fmt == "csv":
+        records = from_csv(out.read_text())
+    elif fmt == "json":
+        records = from_objects(json.loads(out.read_text()))
+    elif fmt == "ndjson":
+        records = from_objects([json.loads(line) for line in out.read_text().splitlines()])
+    else:
+        table = pq.read_table(out)
+        assert [str(t) for t in table.schema.types] == [
+            "string", "int64", "string", "string", "string", "int16", "string"
+        ]  # fmt: skip
+        records = [tuple(r.values()) for r in table.to_pylist()]
+    assert records == EXPECTED
+
+
+def test_the_dataframe_matches_the_extract(loaded: None, config_file: Path) -> None:
+    frame = to_dataframe(config=config_file)
+    assert list(frame.columns) == COLUMNS
+    assert [tuple(r) for r in frame.itertuples(index=False)] == EXPECTED
+    assert str(frame["id"].dtype) == "Int64" and str(frame["age"].dtype) == "Int16"
+    us = to_dataframe(countries=["us"], config=config_file)
+    assert list(us["shard"].unique()) == ["db_us"] and len(us) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--country", "US"], [r for r in EXPECTED if r[2] == "US"]),
+        (["--country", "DE", "--country", "FR"], [r for r in EXPECTED if r[2] in ("DE", "FR")]),
+        (["--shard", "default"], [r for r in EXPECTED if r[0] == "default"]),
+        (["--shard", "db_us", "--country", "DE"], []),
+    ],
+)
+def test_filters(run_cli: RunCli, loaded: None, args: list[str], expected: list[Any]) -> None:
+    result = run_cli("extract", *args)
+    assert result.exit_code == 0
+    assert from_csv(result.stdout) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard", "nope"], "no shard named 'nope'"),
+        (["--country", "XX"], "--country XX: not an ISO 3166-1 alpha-2 country code"),
+        (["--format", "parquet"], "--format parquet needs -o PATH"),
+    ],
+)
+def test_bad_selections_are_usage_errors(run_cli: RunCli, args: list[str], message: str) -> None:
+    result = run_cli("extract", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_csv_defuses_formulas_unless_raw(
+    run_cli: RunCli, initialised: None, connect: Callable[[str], psycopg.Connection[Any]]
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, gender, address) VALUES"
+            " (1, 'DE', '=HYPERLINK(\"http://x\")', '+1', '@SUM(A1)'),"
+            " (2, 'DE', '-2 apples', E'\\tTab', E'line one\\nline \"two\"'),"
+            " (3, 'DE', 'Plain = fine', NULL, '')"
+        )
+    safe = from_csv(run_cli("extract").stdout)
+    assert [r[3:5] for r in safe] == [
+        ('\'=HYPERLINK("http://x")', "'+1"),
+        ("'-2 apples", "'\tTab"),
+        ("Plain = fine", None),
+    ]
+    assert safe[0][6] == "'@SUM(A1)"
+    raw_text = run_cli("extract", "--raw").stdout
+    raw = from_csv(raw_text)
+    assert [r[3] for r in raw] == ['=HYPERLINK("http://x")', "-2 apples", "Plain = fine"]
+    assert raw[1][6] == 'line one\nline "two"'  # byte for byte, newline and quotes included
+    assert ',""\n' in raw_text.replace("\r\n", "\n")  # an empty address stays empty, not NULL
+    as_json = json.loads(run_cli("extract", "--format", "json").stdout)
+    assert as_json[0]["name"] == '=HYPERLINK("http://x")'  # only CSV is defused
+
+
+def test_provenance_columns(run_cli: RunCli, loaded: None) -> None:
+    objects = [
+        json.loads(line)
+        for line in run_cli(
+            "extract", "--format", "ndjson", "--with-provenance"
+        ).stdout.splitlines()
+    ]
+    assert list(objects[0])[-2:] == ["load_id", "loaded_at"]
+    assert len({o["load_id"] for o in objects}) == 1
+
+
+@pytest.mark.slow
+def test_an_unreachable_shard_fails_the_extract_unless_partial_is_allowed(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, _ = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    assert run_cli("load", str(ORIGINAL_DATA), config=config).exit_code == 0
+    out = tmp_path / "exports" / "residents.csv"
+    stoppable_server.stop()
+    failed = run_cli("extract", "-o", str(out), config=config)
+    assert failed.exit_code == 1
+    assert "shard db_us: unreachable" in failed.output
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no half-written file
+    partial = run_cli("extract", "-o", str(out), "--allow-partial", config=config)
+    assert partial.exit_code == 0, partial.output
+    assert "Warning: shard db_us left out (--allow-partial)" in partial.output
+    assert from_csv(out.read_text()) == [r for r in EXPECTED if r[0] == "default"]
