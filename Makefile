@@ -9,7 +9,7 @@ INCOMING ?= data/incoming
 
 EXPORTS ?= data/exports
 
-.PHONY: venv init load extract status stop test lint format clean
+.PHONY: venv init load extract report status stop test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ load: init
 
 extract: venv
 	$(BIN)/pipeline extract -o $(EXPORTS)/residents.csv
+
+report: venv
+	$(BIN)/pipeline report -o $(EXPORTS)/report.html
 
 status: venv
 	$(BIN)/pipeline status

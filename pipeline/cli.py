@@ -20,8 +20,10 @@ from pipeline import embedded, schema
 from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_rules, load_shard_map
 from pipeline.errors import EXIT_DATA, PipelineError
 from pipeline.extract import FORMATS as EXTRACT_FORMATS
-from pipeline.extract import Selection, check_countries, extract_to
+from pipeline.extract import Selection, check_countries, extract_to, write_atomically
 from pipeline.load import DEFAULT_REJECTS_DIR, Budget, LoadOptions, find_files, load
+from pipeline.report import build_report, render_json, render_text
+from pipeline.report_html import render_html
 from pipeline.status import all_status, format_line
 from pipeline.summary import ProgressBars, error_lines, summary_lines
 
@@ -278,6 +280,44 @@ def extract(
         click.echo(
             f"{result.rows} residents from {len(result.shards_read)} shard(s) -> {output}", err=True
         )
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json", "html"]),
+    help="Default: from the -o extension (.md, .json, .html), else text.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="File to write."
+)
+@click.pass_context
+def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
+    """Residents per shard and country, gender split, age bands, average age, latest loads.
+
+    Figures are computed on each shard in SQL and merged (the average age from sums and
+    counts). html is one self-contained page with bar charts; markdown pastes into a wiki.
+
+    Example: pipeline report -o data/exports/report.html
+    """
+    if fmt is None:
+        suffix = output.suffix.lower() if output else ""
+        fmt = {".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}.get(
+            suffix, "text"
+        )
+    figures = build_report(_shard_map(ctx))
+    if fmt == "html":
+        text = render_html(figures)
+    elif fmt == "json":
+        text = render_json(figures)
+    else:
+        text = render_text(figures, markdown=fmt == "markdown")
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomically(output, text.encode())
+        click.echo(f"report -> {output}", err=True)
 
 
 @cli.command()

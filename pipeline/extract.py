@@ -116,7 +116,7 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
 
 
 @contextlib.contextmanager
-def _snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
+def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
     with db.connect(shard_map, shard, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")  # timestamps the same whatever the server's zone
         conn.autocommit = False
@@ -136,7 +136,7 @@ def copy_out(
     options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
     for shard in shards_to_read(shard_map, selection):
         try:
-            with _snapshot(shard_map, shard) as conn, conn.cursor() as cursor:
+            with snapshot(shard_map, shard) as conn, conn.cursor() as cursor:
                 select = _select(shard, selection, statement, defuse)
                 copy_sql = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
                 with cursor.copy(copy_sql) as copy:
@@ -300,6 +300,12 @@ def _write(fmt: str, stream: IO[bytes], blocks: Iterable[bytes], columns: tuple[
         write_csv(stream, blocks, columns)
     else:
         write_json(stream, blocks, as_array=fmt == "json")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that the file appears whole or not at all."""
+    with _atomic(path) as tmp:
+        tmp.write_bytes(data)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,111 @@
+"""`pipeline report`: figures from SQL aggregates that agree with the extract, in four formats."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+import pytest
+from click.testing import Result
+
+from pipeline import to_dataframe
+from tests.conftest import ORIGINAL_DATA
+
+RunCli = Callable[..., Result]
+
+
+@pytest.fixture
+def loaded(run_cli: RunCli, initialised: None, tmp_path: Path) -> None:
+    extra = tmp_path / "more.ndjson"
+    records = [
+        {"id": 100, "country": "DE", "name": "No Age"},
+        {"id": 101, "country": "US", "name": "Old", "gender": "F", "age": 80},
+        {"id": 102, "country": "JP", "name": "Young", "gender": "Other", "age": 0},
+    ]
+    extra.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for path in (ORIGINAL_DATA, extra):
+        result = run_cli("load", str(path))
+        assert result.exit_code == 0, result.output
+
+
+def band(age: int | None) -> str:
+    if age is None:
+        return "unknown"
+    for upper, name in ((18, "0-17"), (35, "18-34"), (55, "35-54"), (75, "55-74")):
+        if age < upper:
+            return name
+    return "75+"
+
+
+def test_report_figures_equal_the_same_figures_from_the_extract(
+    run_cli: RunCli, loaded: None, config_file: Path
+) -> None:
+    report = json.loads(run_cli("report", "--format", "json").stdout)
+    frame = to_dataframe(config=config_file)
+    assert report["residents"] == len(frame) == 12
+    assert report["shards"] == frame["shard"].value_counts().to_dict()
+    assert report["countries"] == frame["country"].value_counts().to_dict()
+    assert report["genders"] == frame["gender"].fillna("unknown").value_counts().to_dict()
+    bands = Counter(band(None if pd.isna(age) else int(age)) for age in frame["age"])
+    assert {k: v for k, v in report["age_bands"].items() if v} == dict(bands)
+    # merged from sums and counts (the mean of the two shards' means would differ)
+    assert report["average_age"] == round(float(frame["age"].mean()), 2)
+    assert list(report["age_bands"])[:5] == ["0-17", "18-34", "35-54", "55-74", "75+"]
+    assert [load["source_file"] for load in report["latest_loads"]][:2] == [
+        report["latest_loads"][0]["source_file"]
+    ] * 2
+
+
+def test_text_and_markdown(run_cli: RunCli, loaded: None) -> None:
+    text = run_cli("report").stdout
+    assert text.startswith("12 residents on 2 shard(s); average age ")
+    assert "Residents per country" in text and "\nUS     " in text
+    markdown = run_cli("report", "--format", "markdown").stdout
+    assert markdown.startswith("# Residents report")
+    assert "| US | 5 |" in markdown and "| unknown | 1 |" in markdown
+
+
+class _Html(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: Counter[str] = Counter()
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] += 1
+        for name, value in attrs:
+            if name in ("src", "href") and value and "//" in value:
+                self.external.append(value)
+
+
+def test_the_html_report_is_self_contained_with_charts(
+    run_cli: RunCli, loaded: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "exports" / "report.html"
+    result = run_cli("report", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    page = _Html()
+    page.feed(out.read_text())
+    assert page.tags["svg"] == 2  # residents per country, per age band
+    assert page.tags["rect"] == 7 + 6  # 7 countries; 5 bands and "unknown"
+    assert page.tags["table"] == 5
+    assert page.external == []  # nothing fetched from the network
+    assert page.tags["script"] == 0
+
+
+def test_values_from_the_data_are_escaped_in_html(
+    run_cli: RunCli, initialised: None, connect: Callable[[str], psycopg.Connection[Any]]
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (country, name, gender)"
+            " VALUES ('DE', 'x', '<script>alert(1)</script>')"
+        )
+    html = run_cli("report", "--format", "html").stdout
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
