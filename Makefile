@@ -9,7 +9,7 @@ INCOMING ?= data/incoming
 
 EXPORTS ?= data/exports
 
-.PHONY: venv init load extract report status stop test lint format clean
+.PHONY: venv init load extract report check status stop test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ extract: venv
 
 report: venv
 	$(BIN)/pipeline report -o $(EXPORTS)/report.html
+
+check: venv
+	$(BIN)/pipeline check
 
 status: venv
 	$(BIN)/pipeline status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from pipeline import embedded, schema
-from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_rules, load_shard_map
+from pipeline import check_output, embedded, schema
+from pipeline.checks import exit_code as checks_exit_code
+from pipeline.checks import run_all
+from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_checks, load_rules, load_shard_map
 from pipeline.errors import EXIT_DATA, PipelineError
 from pipeline.extract import FORMATS as EXTRACT_FORMATS
 from pipeline.extract import Selection, check_countries, extract_to, write_atomically
@@ -68,6 +71,11 @@ class _PipelineGroup(click.Group):
             return super().invoke(ctx)
         except PipelineError as exc:
             fail(ctx, str(exc), exc.exit_code)
+
+
+def output_option(func: F) -> F:
+    path = click.Path(path_type=Path, dir_okay=False)
+    return click.option("-o", "--output", type=path, help="File to write (default stdout).")(func)
 
 
 def json_option(func: F) -> F:
@@ -289,9 +297,7 @@ def extract(
     type=click.Choice(["text", "markdown", "json", "html"]),
     help="Default: from the -o extension (.md, .json, .html), else text.",
 )
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="File to write."
-)
+@output_option
 @click.pass_context
 def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
     """Residents per shard and country, gender split, age bands, average age, latest loads.
@@ -318,6 +324,58 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
     else:
         write_atomically(output, text.encode())
         click.echo(f"report -> {output}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "github"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts, junit for CI servers, github for Actions.",
+)
+@output_option
+@click.option("--warn-error", is_flag=True, help="Warnings fail the run too.")
+@click.option(
+    "--only", multiple=True, help="Run only this check (repeatable); residency always runs."
+)
+@click.option(
+    "--show-samples", is_flag=True, help="JSON: include the failing rows (personal data)."
+)
+@click.pass_context
+def check(
+    ctx: click.Context,
+    fmt: str,
+    output: Path | None,
+    warn_error: bool,
+    only: tuple[str, ...],
+    show_samples: bool,
+) -> None:
+    """Run the data-quality checks of config/checks.yaml (and residency, always) on every shard.
+
+    Exit 0 when every check passed (warnings allowed), 1 when an error-level check failed
+    (or a warning, with --warn-error), 2 when the checks could not run (configuration,
+    connection, SQL error). Samples name ids, not whole rows, unless --show-samples.
+
+    Example: pipeline check --format junit -o reports/checks.xml
+    """
+    shard_map = _shard_map(ctx)
+    results = run_all(shard_map, load_checks(shard_map), only)
+    if fmt == "json":
+        text = check_output.render_json(results, show_samples)
+    elif fmt == "junit":
+        text = check_output.render_junit(results, warn_error)
+    elif fmt == "github":
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        text = check_output.render_github(results, warn_error, Path(summary) if summary else None)
+    else:
+        text = check_output.render_text(results)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_atomically(output, text.encode())
+    ctx.exit(checks_exit_code(results, warn_error))
 
 
 @cli.command()

