@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.installed
 INCOMING ?= data/incoming
 
 EXPORTS ?= data/exports
+ROWS ?= 1000000
+ROUNDS ?= 3
 
-.PHONY: venv init load extract report check status stop test lint format clean
+.PHONY: venv init load extract report check bench status stop test lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,9 @@ report: venv
 
 check: venv
 	$(BIN)/pipeline check
+
+bench: venv
+	$(BIN)/python bench/run.py --rows $(ROWS) --rounds $(ROUNDS)
 
 status: venv
 	$(BIN)/pipeline status

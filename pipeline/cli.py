@@ -434,3 +434,7 @@ def embedded_stop(ctx: click.Context) -> None:
 
 def main() -> None:
     cli(prog_name="pipeline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Deterministic resident files for the benchmark: the same seed and size give the same bytes.
+
+Realistic on purpose: several countries with US a large share, names with non-ASCII
+letters, addresses with commas, quotes and now and then a newline, about 1% invalid rows
+(bad country, bad age, missing name), as CSV, NDJSON and gzipped CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import random
+import shutil
+from pathlib import Path
+
+COUNTRIES = ["US"] * 40 + ["DE"] * 10 + ["FR"] * 8 + ["GB"] * 8 + ["UA"] * 6 + ["CA"] * 6
+COUNTRIES += ["JP", "BR", "IN", "MX", "PL", "IT", "ES", "NL", "SE", "NO", "TR", "KR"] * 2
+FIRST = ["Anna", "José", "Zoë", "Łukasz", "Björn", "Mary", "John", "Olena", "Chloé", "Mehmet",
+         "Søren", "Ünal", "Ngọc", "Ana", "Émile", "Ilse", "Kenji", "Priya"]  # fmt: skip
+LAST = ["Smith", "García", "Müller", "Kovalenko", "O'Brien", "Nguyen", "Dubois", "Østergaard",
+        "Yılmaz", "Rossi", "Tanaka", "da Silva"]  # fmt: skip  # noqa: RUF001 (a Turkish dotless i, on purpose)
+GENDERS = ["Male", "Female", "M", "F", "Other", "Fimale", ""]
+HEADER = ["id", "country", "name", "gender", "age", "address"]
+
+
+def resident(rng: random.Random, rid: int, changed: bool = False) -> list[str]:
+    """One resident; `changed` alters the age and address the way a correction would."""
+    country = rng.choice(COUNTRIES)
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    age = str(rng.randint(0, 99))
+    street = rng.randint(1, 999)
+    address = f'{street} Main St, Apt {rng.randint(1, 60)}, "{rng.choice(LAST)} House"'
+    if rng.random() < 0.02:
+        address += "\nBuilding B"
+    gender = rng.choice(GENDERS)
+    roll = rng.random()
+    if roll < 0.004:
+        country = "XX"  # invalid_country
+    elif roll < 0.007:
+        age = "n/a"  # invalid_age
+    elif roll < 0.01:
+        name = ""  # missing_name
+    if changed:
+        age = str((int(age) + 1) % 100) if age.isdigit() else age
+        address = address.replace("Main St", "High St")
+    return [str(rid), country, name, gender, age, address]
+
+
+def write_csv(path: Path, rows: int, seed: int, changed_share: float = 0.0) -> None:
+    rng = random.Random(seed)
+    change = random.Random(seed + 1)
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(HEADER)
+        for rid in range(1, rows + 1):
+            writer.writerow(resident(rng, rid, changed=change.random() < changed_share))
+
+
+def write_ndjson(csv_path: Path, path: Path) -> None:
+    with (
+        csv_path.open(newline="", encoding="utf-8") as source,
+        path.open("w", encoding="utf-8") as out,
+    ):
+        for record in csv.DictReader(source):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
+    """The benchmark's input files for `rows`, made once and kept in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "csv": folder / f"residents-{rows}.csv",
+        "changed": folder / f"residents-{rows}-changed.csv",
+        "ndjson": folder / f"residents-{rows}.ndjson",
+        "gzip": folder / f"residents-{rows}.csv.gz",
+        "small": folder / "residents-20000.csv",
+    }
+    if not paths["csv"].exists():
+        write_csv(paths["csv"], rows, seed)
+    if not paths["changed"].exists():
+        write_csv(paths["changed"], rows, seed, changed_share=0.10)
+    if not paths["ndjson"].exists():
+        write_ndjson(paths["csv"], paths["ndjson"])
+    if not paths["gzip"].exists():
+        with paths["csv"].open("rb") as source, gzip.open(paths["gzip"], "wb") as out:
+            shutil.copyfileobj(source, out)
+    if not paths["small"].exists():
+        write_csv(paths["small"], min(rows, 20_000), seed)
+    return paths

