@@ -27,7 +27,8 @@ def pandas_to_sql(dsn: str, path: str) -> None:
         port=int(params["port"]) if params.get("port") else None,
         database=params.get("dbname"),
     )
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    # Text as text (keep "NA" and empty fields as they are), the id as the integer it is.
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False).astype({"id": "int64"})
     engine = sqlalchemy.create_engine(url)
     frame.to_sql("bench_pandas", engine, if_exists="append", index=False)
     engine.dispose()

@@ -4,10 +4,25 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pipeline.checks import CheckResult
+from pipeline.errors import ConfigError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _xml_safe(text: str) -> str:
+    """XML 1.0 cannot hold most C0 control characters; a sample value may."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def _github_escape(text: str, property_: bool = False) -> str:
+    """GitHub's workflow-command escaping (properties also escape : and ,)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property_ else text
 
 
 def _samples(result: CheckResult) -> str:
@@ -47,10 +62,10 @@ def render_junit(results: list[CheckResult], warn_error: bool) -> str:
         case = ET.SubElement(suite, "testcase", classname=f"shard.{r.shard}", name=r.name)
         message = f"{r.failing} failing, expected {r.threshold}{_samples(r)}"
         if r in failing:
-            failure = ET.SubElement(case, "failure", message=message, type=r.level)
-            failure.text = r.sql
+            failure = ET.SubElement(case, "failure", message=_xml_safe(message), type=r.level)
+            failure.text = _xml_safe(r.sql)
         elif r.status == "warn":
-            ET.SubElement(case, "system-out").text = f"warning: {message}"
+            ET.SubElement(case, "system-out").text = _xml_safe(f"warning: {message}")
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -62,8 +77,10 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
         if r.passed:
             continue
         command = "error" if r.status == "fail" or warn_error else "warning"
-        text = f"{r.failing} failing{_samples(r)}".replace("%", "%25").replace("\n", "%0A")
-        lines.append(f"::{command} title=check {r.name} on {r.shard}::{text}")
+        title = _github_escape(f"check {r.name} on {r.shard}", property_=True)
+        lines.append(
+            f"::{command} title={title}::{_github_escape(f'{r.failing} failing{_samples(r)}')}"
+        )
     if summary is not None:
         table = ["| status | check | shard | failing | samples |", "|---|---|---|---|---|"]
         table += [
@@ -72,6 +89,11 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
             + " |"
             for r in results
         ]
-        with summary.open("a", encoding="utf-8") as stream:
-            stream.write("## pipeline check\n\n" + "\n".join(table) + "\n\n")
+        try:
+            with summary.open("a", encoding="utf-8") as stream:
+                stream.write("## pipeline check\n\n" + "\n".join(table) + "\n\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"GITHUB_STEP_SUMMARY {summary}: cannot write: {exc.strerror}"
+            ) from None
     return "\n".join(lines) + ("\n" if lines else "")

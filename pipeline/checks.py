@@ -124,7 +124,7 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
         key = f"checks[{i}] ({name})"
         if name in {s.name for s in specs} or name == RESIDENCY:
             raise fail(key, f"the name {name!r} is taken")
-        if kind not in KINDS or kind == RESIDENCY:
+        if not isinstance(kind, str) or kind not in KINDS or kind == RESIDENCY:
             choices = ", ".join(k for k in KINDS if k != RESIDENCY)
             raise fail(f"{key}.kind", f"{kind!r} is not a check kind ({choices})")
         if level not in LEVELS:
@@ -137,6 +137,12 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
             raise fail(key, f"{kind} needs {missing[0]!r}")
         if unknown:
             raise fail(f"{key}.{unknown[0]}", f"not a parameter of {kind}")
+        if "columns" in params and (
+            not isinstance(params["columns"], list) or not params["columns"]
+        ):
+            raise fail(f"{key}.columns", "expected a list of columns, e.g. [gender, age]")
+        if "values" in params and (not isinstance(params["values"], list) or not params["values"]):
+            raise fail(f"{key}.values", "expected a non-empty list of values")
         for column in _columns_of(params):
             if column not in COLUMNS:
                 raise fail(key, f"{column!r} is not a column of residents")
@@ -201,17 +207,24 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
     return rows.format(sample=sample, condition=condition)
 
 
-def run_on_shard(shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]) -> list[CheckResult]:
+def run_on_shard(
+    shard_map: ShardMap, shard: Shard, specs: list[CheckSpec], show_samples: bool = False
+) -> list[CheckResult]:
     """Every per-shard check on one shard, in one snapshot."""
     results = []
     try:
         with snapshot(shard_map, shard) as conn:
             for spec in specs:
                 failing = failing_query(spec, shard_map, shard)
-                statement = query("check_run").format(failing=failing, limit=sql.Literal(SAMPLES))
+                limit = sql.Literal(SAMPLES)
+                statement = query("check_run").format(failing=failing, limit=limit)
                 text = failing.as_string(conn)
                 try:
                     row = conn.execute(statement).fetchone()
+                    details = []
+                    if show_samples and row and row[0]:
+                        asked = query("check_details").format(failing=failing, limit=limit)
+                        details = [r[0] for r in conn.execute(asked)]
                 except psycopg.Error as exc:
                     raise CheckError(
                         f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
@@ -227,7 +240,7 @@ def run_on_shard(shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]) -> l
                         threshold=spec.threshold(),
                         sql=flat_sql(text),
                         samples=list(row[1]),
-                        details=list(row[2]),
+                        details=details,
                     )
                 )
     except ShardError as exc:
@@ -235,12 +248,14 @@ def run_on_shard(shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]) -> l
     return results
 
 
-def run_per_shard(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
+def run_per_shard(
+    shard_map: ShardMap, specs: list[CheckSpec], show_samples: bool = False
+) -> list[CheckResult]:
     """The per-shard checks on every shard at once; results in shard-map order."""
 
     def one(shard: Shard) -> list[CheckResult]:
         mine = [s for s in specs if s.kind not in CROSS_SHARD and s.applies_to(shard.name)]
-        return run_on_shard(shard_map, shard, mine)
+        return run_on_shard(shard_map, shard, mine, show_samples)
 
     with ThreadPoolExecutor(max_workers=len(shard_map.shards)) as pool:
         per_shard = list(pool.map(one, shard_map.shards))
@@ -262,7 +277,10 @@ def flat_sql(text: str) -> str:
 
 
 def run_all(
-    shard_map: ShardMap, specs: list[CheckSpec], only: tuple[str, ...] = ()
+    shard_map: ShardMap,
+    specs: list[CheckSpec],
+    only: tuple[str, ...] = (),
+    show_samples: bool = False,
 ) -> list[CheckResult]:
     """Residency and the declared checks (or those named in `only`, residency still included),
     per shard then across shards; failures first, then in declaration order."""
@@ -272,7 +290,8 @@ def run_all(
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: no such check")
     chosen = with_residency([s for s in specs if not only or s.name in only])
-    results = run_per_shard(shard_map, chosen) + run_cross_shard(shard_map, chosen)
+    per_shard = run_per_shard(shard_map, chosen, show_samples)
+    results = per_shard + run_cross_shard(shard_map, chosen)
     order = {s.name: i for i, s in enumerate(chosen)}
     rank = {"fail": 0, "warn": 1, "pass": 2}
     return sorted(results, key=lambda r: (rank[r.status], order[r.name]))

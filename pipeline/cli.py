@@ -21,7 +21,7 @@ from pipeline import check_output, embedded, schema
 from pipeline.checks import exit_code as checks_exit_code
 from pipeline.checks import run_all
 from pipeline.config import DEFAULT_CONFIG_PATH, ShardMap, load_checks, load_rules, load_shard_map
-from pipeline.errors import EXIT_DATA, PipelineError
+from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
 from pipeline.extract import FORMATS as EXTRACT_FORMATS
 from pipeline.extract import Selection, check_countries, extract_to, write_atomically
 from pipeline.load import DEFAULT_REJECTS_DIR, Budget, LoadOptions, find_files, load
@@ -64,6 +64,11 @@ class _PipelineGroup(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(EXIT_DATA)
+        except BrokenPipeError:
+            # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit
+            # handler from complaining about the closed stdout.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_DATA)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -71,6 +76,12 @@ class _PipelineGroup(click.Group):
             return super().invoke(ctx)
         except PipelineError as exc:
             fail(ctx, str(exc), exc.exit_code)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            # A file we were told to write and cannot (a full disk, a folder without rights).
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(ctx, f"{exc.strerror or exc}{where}", EXIT_USAGE)
 
 
 def output_option(func: F) -> F:
@@ -361,7 +372,7 @@ def check(
     Example: pipeline check --format junit -o reports/checks.xml
     """
     shard_map = _shard_map(ctx)
-    results = run_all(shard_map, load_checks(shard_map), only)
+    results = run_all(shard_map, load_checks(shard_map), only, show_samples)
     if fmt == "json":
         text = check_output.render_json(results, show_samples)
     elif fmt == "junit":

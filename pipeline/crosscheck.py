@@ -86,18 +86,34 @@ def _tagged(lines: Iterator[bytes], key: Any, shard: str) -> Iterator[tuple[Any,
 
 
 def _ledger_agreement(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
-    """Files some shards' ledgers hold and others do not: a load that did not complete."""
-    holdings: dict[str, dict[str, str]] = {}
+    """Files some shards' ledgers hold and others do not: a load that did not complete.
+
+    A file counts as missing on a shard only if that shard was already loading when the
+    file was first loaded somewhere: a shard added to the map later holds no earlier file.
+    """
+    held: dict[str, dict[str, tuple[str, Any]]] = {}  # shard -> sha -> (file, loaded at)
+    started: dict[str, Any] = {}  # shard -> its first load, if any
     for shard in shard_map.shards:
+        if not spec.applies_to(shard.name):
+            continue
         with snapshot(shard_map, shard) as conn:
-            holdings[shard.name] = dict(conn.execute(query("check_ledger_files")).fetchall())
-    every = set().union(*(set(h) for h in holdings.values())) if holdings else set()
+            rows = conn.execute(query("check_ledger_files")).fetchall()
+        held[shard.name] = {sha: (file, at) for sha, file, at, _ in rows}
+        started[shard.name] = rows[0][3] if rows else None
+    first: dict[str, tuple[str, Any]] = {}
+    for files in held.values():
+        for sha, (file, at) in files.items():
+            if sha not in first or at < first[sha][1]:
+                first[sha] = (file, at)
     samples, failing = list[str](), 0
-    for sha in sorted(every):
-        lacking = [name for name, held in holdings.items() if sha not in held]
+    for sha, (file, at) in sorted(first.items(), key=lambda item: item[1][1]):
+        lacking = [
+            name
+            for name, files in held.items()
+            if sha not in files and started[name] is not None and started[name] <= at
+        ]
         if lacking:
             failing += 1
-            file = next(held[sha] for held in holdings.values() if sha in held)
             if len(samples) < SAMPLES:
                 samples.append(f"{file} not on {', '.join(lacking)}")
     statement = flat_sql(query("check_ledger_files").as_string())

@@ -48,6 +48,8 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         for key, value in (
             ("connect_timeout", CONNECT_TIMEOUT_SECONDS),
             ("application_name", APPLICATION_NAME),
+            # Files are read and written as UTF-8 whatever the database's own default.
+            ("client_encoding", "UTF8"),
         )
         if key not in params
     }

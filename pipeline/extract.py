@@ -118,7 +118,8 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
 @contextlib.contextmanager
 def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
     with db.connect(shard_map, shard, autocommit=True) as conn:
-        conn.execute("SET TIME ZONE 'UTC'")  # timestamps the same whatever the server's zone
+        # Output the same whatever the server's or role's settings: UTC, ISO dates, UTF-8.
+        conn.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'")
         conn.autocommit = False
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -135,16 +136,20 @@ def copy_out(
     """
     options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
     for shard in shards_to_read(shard_map, selection):
+        sent = False
         try:
             with snapshot(shard_map, shard) as conn, conn.cursor() as cursor:
                 select = _select(shard, selection, statement, defuse)
                 copy_sql = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
                 with cursor.copy(copy_sql) as copy:
-                    yield from _chunks(copy)
+                    for chunk in _chunks(copy):
+                        sent = True
+                        yield chunk
                 result.rows += max(cursor.rowcount, 0)
                 result.shards_read.append(shard.name)
         except ShardError as exc:
-            if not selection.allow_partial:
+            # Leaving a shard out is clean only if none of its rows went out already.
+            if not selection.allow_partial or sent:
                 raise
             result.missing[shard.name] = exc.reason
 
@@ -205,12 +210,20 @@ def arrow_batches(blocks: Iterable[bytes], columns: tuple[str, ...]) -> Iterator
         # COPY writes NULL as an empty field and an empty string as "": keep them apart.
         convert_options=pacsv.ConvertOptions(
             column_types={c: types[c] for c in columns},
+            # Only COPY's NULL (an unquoted empty field) is null: pyarrow's default list would
+            # turn an address "N/A" or a name "Null" into NULL.
+            null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
     )
-    yield from reader
+    try:
+        yield from reader
+    except pa.ArrowException as exc:
+        raise PipelineError(
+            f"cannot convert the rows for Parquet: {' '.join(str(exc).split())}"
+        ) from None
 
 
 def write_parquet(path: Path, blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
@@ -311,12 +324,19 @@ def write_atomically(path: Path, data: bytes) -> None:
 @contextlib.contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
     """A temporary file beside `path`, renamed over it on success and removed on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(f"-o {path}: cannot write there: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file 0600; the output is an ordinary file, as the umask says.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

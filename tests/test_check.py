@@ -83,7 +83,7 @@ BROKEN: list[tuple[str, str, str, str]] = [
         "kind: unique\n    columns: [name, age, address]",
         "INSERT INTO residents (id, country, name, age, address) VALUES"
         " (93, 'DE', 'Twin', 5, 'x'), (94, 'FR', 'Twin', 5, 'x')",
-        "ids 93,94",
+        "2 rows, ids 93,94",
     ),
     (
         "at_most_five",
@@ -158,14 +158,44 @@ def test_load_reconciliation_fails_when_the_ledger_no_longer_matches(
         "db_us": "fail",
         "*": "pass",
     }
+
+
+def test_load_reconciliation_accepts_hand_edits_and_erasures(
+    run_cli: RunCli, loaded: None, connect: Connect, tmp_path: Path
+) -> None:
     with connect("default") as conn:
-        conn.execute("DELETE FROM load_ledger")
-        conn.execute("UPDATE residents SET load_id = NULL")
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (300, 'DE', 'By Hand')")
+        conn.execute("DELETE FROM residents WHERE id = 17")  # an erasure request
+    update = tmp_path / "update.json"
+    update.write_text(json.dumps([{"id": 300, "country": "DE", "name": "By Hand", "age": 40}]))
+    assert run_cli("load", str(update)).exit_code == 0  # the load takes the hand-made row over
+    assert set(status_of(results(run_cli), "load_reconciliation").values()) == {"pass"}
+
+
+def test_shard_ledgers_must_agree_on_the_files_they_hold(
+    run_cli: RunCli, loaded: None, connect: Connect, tmp_path: Path
+) -> None:
+    later = tmp_path / "later.json"
+    later.write_text(json.dumps([{"id": 400, "country": "DE", "name": "Later"}]))
+    assert run_cli("load", str(later)).exit_code == 0
+    with connect("db_us") as conn:  # as if db_us had been down for the second file
+        conn.execute("DELETE FROM load_ledger WHERE source_file = %s", [str(later)])
     found = results(run_cli)
     (agreement,) = [r for r in found if r["name"] == "load_reconciliation" and r["shard"] == "*"]
     assert agreement["status"] == "fail"
-    # the ledger records the path as given to `load`
-    assert agreement["samples"] == [f"{ORIGINAL_DATA} not on default"]
+    assert agreement["samples"] == [f"{later} not on db_us"]
+
+
+def test_a_shard_added_later_is_not_expected_to_hold_earlier_files(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("db_us") as conn:  # db_us as a new, empty shard
+        conn.execute("DELETE FROM load_ledger")
+        conn.execute("UPDATE residents SET load_id = NULL")
+    (agreement,) = [
+        r for r in results(run_cli) if r["name"] == "load_reconciliation" and r["shard"] == "*"
+    ]
+    assert agreement["status"] == "pass"
 
 
 def test_the_checks_could_not_run_exit_2(
@@ -178,9 +208,15 @@ def test_the_checks_could_not_run_exit_2(
     sql_error = run_cli("check", config=config)
     assert sql_error.exit_code == 2
     assert "check broken on shard default" in sql_error.output
-    (config.parent / "checks.yaml").write_text("checks:\n  - name: x\n    kind: magic\n")
-    bad_config = run_cli("check", config=config)
-    assert bad_config.exit_code == 2 and "'magic' is not a check kind" in bad_config.output
+    for body, message in (
+        ("kind: magic", "'magic' is not a check kind"),
+        ("kind: [x]", "is not a check kind"),
+        ("kind: not_null\n    columns: gender", "expected a list of columns"),
+        ("kind: accepted_values\n    column: gender\n    values: []", "a non-empty list"),
+    ):
+        (config.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
+        bad_config = run_cli("check", config=config)
+        assert bad_config.exit_code == 2 and message in bad_config.output, body
     assert run_cli("check", "--only", "nope").exit_code == 2
 
 
@@ -236,6 +272,27 @@ def test_github_annotations_and_step_summary(run_cli: RunCli, loaded: None, tmp_
         table.startswith("## pipeline check")
         and "| warn | ids_in_several_shards | * | 2 |" in table
     )
+
+
+def test_custom_sql_may_end_in_a_comment_and_junit_stays_valid_xml(
+    run_cli: RunCli, loaded: None, connect: Connect, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_map(tmp_path / "cfg", shard_map_yaml(shard_dsns))
+    (config.parent / "checks.yaml").write_text(
+        "checks:\n"
+        "  - name: odd_genders\n    kind: accepted_values\n    column: gender\n"
+        "    values: [Male, Female]\n"
+        "  - name: commented\n    kind: custom_sql\n"
+        "    sql: 'SELECT id FROM residents WHERE age > 200 -- none, the schema says so'\n"
+    )
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, gender) VALUES (9, 'DE', 'X', E'a\\x01b')"
+        )
+    result = run_cli("check", "--format", "junit", config=config)
+    assert result.exit_code == 1
+    suite = ET.fromstring(result.stdout).find("testsuite")  # parses: no raw control character
+    assert suite is not None and suite.get("failures") == "1"
 
 
 def test_samples_never_hold_whole_rows_unless_asked(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,3 +178,38 @@ def test_an_unreachable_shard_fails_the_extract_unless_partial_is_allowed(
     assert partial.exit_code == 0, partial.output
     assert "Warning: shard db_us left out (--allow-partial)" in partial.output
     assert from_csv(out.read_text()) == [r for r in EXPECTED if r[0] == "default"]
+
+
+def test_parquet_keeps_text_that_looks_like_null(
+    run_cli: RunCli,
+    initialised: None,
+    connect: Callable[[str], psycopg.Connection[Any]],
+    tmp_path: Path,
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, gender, address) VALUES"
+            " (1, 'DE', 'Null', 'NA', 'N/A'), (2, 'DE', 'nan', '', NULL)"
+        )
+    out = tmp_path / "r.parquet"
+    assert run_cli("extract", "-o", str(out)).exit_code == 0
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["name"], r["gender"], r["address"]) for r in rows] == [
+        ("Null", "NA", "N/A"),
+        ("nan", "", None),  # an empty string stays empty; only NULL is null
+    ]
+
+
+def test_output_files_are_ordinary_files_and_bad_paths_are_one_line(
+    run_cli: RunCli, loaded: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "r.csv"
+    assert run_cli("extract", "-o", str(out)).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    result = run_cli("extract", "-o", str(blocked / "r.csv"))
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: -o ") and len(result.output.strip().splitlines()) == 1
