@@ -1,8 +1,9 @@
 """`pipeline check`: declared data-quality checks (`config/checks.yaml`), compiled to SQL.
 
 Every per-shard check compiles to one query returning its failing rows
-(sql/queries/check_*.sql), wrapped by sql/queries/check_run.sql into a count and at
-most SAMPLES samples; the shards run in parallel, each in one REPEATABLE READ snapshot.
+(sql/queries/check_*.sql), which yields its count and at most SAMPLES samples; the row
+checks (residency, not_null, accepted_values, between) are counted together in one scan
+of the shard first. The shards run in parallel, each in one REPEATABLE READ snapshot.
 Samples are ids (or, for accepted_values, the offending value), never whole rows,
 unless asked. The cross-shard checks, which no single database can answer, are in
 `pipeline.crosscheck`. Residency always runs, at level error.
@@ -164,23 +165,15 @@ def with_residency(specs: list[CheckSpec]) -> list[CheckSpec]:
     return [CheckSpec(RESIDENCY, RESIDENCY, "error"), *specs]
 
 
-def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Composable:
-    """The query that returns `spec`'s failing rows on `shard` (columns: sample, detail)."""
+# Kinds answered by counting rows that meet a condition: on a shard they all share one scan.
+ROW_KINDS = {"residency", "not_null", "accepted_values", "between"}
+
+
+def row_condition(
+    spec: CheckSpec, shard_map: ShardMap, shard: Shard
+) -> tuple[sql.Composable, sql.Composable]:
+    """A row check's condition on `shard` (true for a failing row) and its sample expression."""
     p = spec.params
-    rows = query("check_rows")
-    if spec.kind == "schema":
-        return query("check_schema").format(latest=sql.Literal(latest_version()))
-    if spec.kind == "row_count":
-        low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
-        return query("check_row_count").format(min=low, max=high)
-    if spec.kind == "ledger":
-        return query("check_ledger")
-    if spec.kind == "custom_sql":
-        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
-        return query("check_custom").format(custom=custom)
-    if spec.kind == "unique":
-        columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
-        return query("check_unique").format(columns=columns)
     sample: sql.Composable = sql.SQL("'id=' || id")
     if spec.kind == "residency":
         condition = sql.SQL("NOT ({})").format(residency_rule(shard_map, shard).condition())
@@ -203,49 +196,106 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
             c=column, lo=sql.Literal(p.get("min", 0)), hi=sql.Literal(p.get("max", 2**31))
         )
     else:
-        raise ValueError(f"no per-shard query for {spec.kind}")
-    return rows.format(sample=sample, condition=condition)
+        raise ValueError(f"{spec.kind} is not a row check")
+    return condition, sample
+
+
+def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Composable:
+    """The query that returns `spec`'s failing rows on `shard` (columns: sample, detail)."""
+    p = spec.params
+    if spec.kind in ROW_KINDS:
+        condition, sample = row_condition(spec, shard_map, shard)
+        return query("check_rows").format(sample=sample, condition=condition)
+    if spec.kind == "schema":
+        return query("check_schema").format(latest=sql.Literal(latest_version()))
+    if spec.kind == "row_count":
+        low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
+        return query("check_row_count").format(min=low, max=high)
+    if spec.kind == "ledger":
+        return query("check_ledger")
+    if spec.kind == "custom_sql":
+        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
+        return query("check_custom").format(custom=custom)
+    if spec.kind == "unique":
+        columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
+        return query("check_unique").format(columns=columns)
+    raise ValueError(f"no per-shard query for {spec.kind}")
 
 
 def run_on_shard(
     shard_map: ShardMap, shard: Shard, specs: list[CheckSpec], show_samples: bool = False
 ) -> list[CheckResult]:
-    """Every per-shard check on one shard, in one snapshot."""
+    """Every per-shard check on one shard, in one snapshot.
+
+    The row checks are counted together in one scan (sql/queries/check_counts.sql); only a
+    check that fails runs its own query, for its first samples. Each other check runs its
+    own query through sql/queries/check_run.sql (a count and the first samples at once).
+    """
     results = []
     try:
         with snapshot(shard_map, shard) as conn:
+            counted = _count_row_checks(conn, shard_map, shard, specs)
             for spec in specs:
                 failing = failing_query(spec, shard_map, shard)
-                limit = sql.Literal(SAMPLES)
-                statement = query("check_run").format(failing=failing, limit=limit)
-                text = failing.as_string(conn)
                 try:
-                    row = conn.execute(statement).fetchone()
-                    details = []
-                    if show_samples and row and row[0]:
-                        asked = query("check_details").format(failing=failing, limit=limit)
-                        details = [r[0] for r in conn.execute(asked)]
+                    if spec.name in counted:
+                        count = counted[spec.name]
+                        samples = _first(conn, failing, "sample") if count else []
+                    else:
+                        statement = query("check_run").format(
+                            failing=failing, limit=sql.Literal(SAMPLES)
+                        )
+                        row = conn.execute(statement).fetchone()
+                        assert row is not None
+                        count, samples = int(row[0]), list(row[1])
+                    details = _first(conn, failing, "detail") if show_samples and count else []
                 except psycopg.Error as exc:
                     raise CheckError(
                         f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
                     ) from None
-                assert row is not None
                 results.append(
                     CheckResult(
                         name=spec.name,
                         kind=spec.kind,
                         level=spec.level,
                         shard=shard.name,
-                        failing=int(row[0]),
+                        failing=count,
                         threshold=spec.threshold(),
-                        sql=flat_sql(text),
-                        samples=list(row[1]),
+                        sql=flat_sql(failing.as_string(conn)),
+                        samples=samples,
                         details=details,
                     )
                 )
     except ShardError as exc:
         raise CheckError(str(exc)) from None
     return results
+
+
+def _count_row_checks(
+    conn: psycopg.Connection[Any], shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]
+) -> dict[str, int]:
+    """Check name -> failing rows, for every row check in `specs`, from one scan."""
+    rows = [s for s in specs if s.kind in ROW_KINDS]
+    if not rows:
+        return {}
+    counts = sql.SQL(", ").join(
+        sql.SQL("count(*) FILTER (WHERE {})").format(row_condition(s, shard_map, shard)[0])
+        for s in rows
+    )
+    try:
+        found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
+    except psycopg.Error as exc:
+        raise CheckError(f"row checks on shard {shard.name}: {_one_line(exc)}") from None
+    assert found is not None
+    return {spec.name: int(n) for spec, n in zip(rows, found, strict=True)}
+
+
+def _first(conn: psycopg.Connection[Any], failing: sql.Composable, column: str) -> list[Any]:
+    """The first SAMPLES values of `column` (sample or detail) of a check's failing rows."""
+    statement = query("check_first").format(
+        column=sql.Identifier(column), failing=failing, limit=sql.Literal(SAMPLES)
+    )
+    return [row[0] for row in conn.execute(statement)]
 
 
 def run_per_shard(
@@ -290,8 +340,12 @@ def run_all(
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: no such check")
     chosen = with_residency([s for s in specs if not only or s.name in only])
-    per_shard = run_per_shard(shard_map, chosen, show_samples)
-    results = per_shard + run_cross_shard(shard_map, chosen)
+    across = [s for s in chosen if s.kind in CROSS_SHARD or s.kind == "ledger"]
+    # The checks keep the servers busy, not this process: run them all at once.
+    with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
+        per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
+        cross = [pool.submit(run_cross_shard, shard_map, spec) for spec in across]
+        results = per_shard.result() + [future.result() for future in cross]
     order = {s.name: i for i, s in enumerate(chosen)}
     rank = {"fail": 0, "warn": 1, "pass": 2}
     return sorted(results, key=lambda r: (rank[r.status], order[r.name]))

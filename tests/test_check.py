@@ -307,3 +307,25 @@ def test_samples_never_hold_whole_rows_unless_asked(
     shown = results(run_cli, "--show-samples")
     (age,) = [r for r in shown if r["name"] == "plausible_age" and r["status"] != "pass"]
     assert age["rows"][0]["name"] == "Secret Name"
+
+
+def test_ids_in_several_shards_are_all_counted_and_the_smallest_sampled(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    # 300 more shared ids spread over many hash buckets, beside the original data's 1 and 2.
+    for shard, country in (("default", "DE"), ("db_us", "US")):
+        with connect(shard) as conn:
+            conn.execute(
+                "INSERT INTO residents (id, country, name)"
+                " SELECT i, %s, 'R' || i FROM generate_series(1000, 1299) AS i",
+                [country],
+            )
+    found = results(run_cli, "--only", "ids_in_several_shards")
+    (ids,) = [r for r in found if r["name"] == "ids_in_several_shards"]
+    assert ids["observed"] == 302
+    assert ids["samples"][:3] == [
+        "default:1 = db_us:1",
+        "default:2 = db_us:2",
+        "default:1000 = db_us:1000",
+    ]
+    assert len(ids["samples"]) == 20
