@@ -283,7 +283,48 @@ def render(steps: dict[str, Step], args: argparse.Namespace, version: str) -> st
             f"| {step.name} | {step.rows:,} | {step.median:.2f} | {step.spread()} | {rate:,.0f} |"
             f" {peak} | {versus} | {ratio} |"
         )
+    lines += ["", *targets(steps)]
     return "\n".join(lines) + "\n"
+
+
+# (step, target, and whether the target is a ratio of speeds or of times)
+TARGETS = [
+    ("pipeline load, empty shards", 1.0, "speed"),
+    ("pipeline load --force, all unchanged", 0.7, "speed"),
+    ("pipeline extract, CSV", 0.8, "speed"),
+    ("pipeline extract, Parquet", 0.5, "speed"),
+    ("pipeline check, default checks", 3.0, "time"),
+]
+
+
+def targets(steps: dict[str, Step]) -> list[str]:
+    """The issues' targets beside what this run measured, met or missed, said plainly."""
+    lines = [
+        "## Targets",
+        "",
+        "| step | target | measured | |",
+        "|---|---:|---:|---|",
+    ]
+    for name, target, kind in TARGETS:
+        step = steps[name]
+        base = steps[step.baseline] if step.baseline else None
+        if not step.seconds or base is None or not base.seconds:
+            lines.append(f"| {name} | | not measured | |")
+            continue
+        if kind == "speed":
+            ratio = (step.rows / step.median) / (base.rows / base.median)
+            verdict, wanted = ("met" if ratio >= target else "MISSED"), f">= {target}x"
+        else:
+            ratio = step.median / base.median
+            verdict, wanted = ("met" if ratio <= target else "MISSED"), f"<= {target}x time"
+        lines.append(f"| {name} | {wanted} | {ratio:.2f}x | {verdict} |")
+    lines += [
+        "",
+        "Peak memory must be flat between 1M and 10M rows: compare the peak MB columns of"
+        " `RESULTS.md` and `RESULTS-10M.md`. Where the time goes, from profiles:"
+        " `bench/PROFILE.md`.",
+    ]
+    return lines
 
 
 if __name__ == "__main__":
