@@ -144,6 +144,10 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
             raise fail(f"{key}.columns", "expected a list of columns, e.g. [gender, age]")
         if "values" in params and (not isinstance(params["values"], list) or not params["values"]):
             raise fail(f"{key}.values", "expected a non-empty list of values")
+        for bound in ("min", "max"):
+            value = params.get(bound, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise fail(f"{key}.{bound}", f"expected a number, got {value!r}")
         for column in _columns_of(params):
             if column not in COLUMNS:
                 raise fail(key, f"{column!r} is not a column of residents")
@@ -230,6 +234,7 @@ def run_on_shard(
     The row checks are counted together in one scan (sql/queries/check_counts.sql); only a
     check that fails runs its own query, for its first samples. Each other check runs its
     own query through sql/queries/check_run.sql (a count and the first samples at once).
+    With --show-samples, samples and rows come from one query, so that they match.
     """
     results = []
     try:
@@ -239,8 +244,7 @@ def run_on_shard(
                 failing = failing_query(spec, shard_map, shard)
                 try:
                     if spec.name in counted:
-                        count = counted[spec.name]
-                        samples = _first(conn, failing, "sample") if count else []
+                        count, samples = counted[spec.name], []
                     else:
                         statement = query("check_run").format(
                             failing=failing, limit=sql.Literal(SAMPLES)
@@ -248,7 +252,12 @@ def run_on_shard(
                         row = conn.execute(statement).fetchone()
                         assert row is not None
                         count, samples = int(row[0]), list(row[1])
-                    details = _first(conn, failing, "detail") if show_samples and count else []
+                    details = []
+                    if count and (show_samples or not samples):
+                        # Samples and rows from one query, so that they describe the same rows.
+                        first = _first(conn, failing, show_samples)
+                        samples = [r[0] for r in first]
+                        details = [r[1] for r in first] if show_samples else []
                 except psycopg.Error as exc:
                     raise CheckError(
                         f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
@@ -283,19 +292,23 @@ def _count_row_checks(
         for s in rows
     )
     try:
-        found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
-    except psycopg.Error as exc:
-        raise CheckError(f"row checks on shard {shard.name}: {_one_line(exc)}") from None
+        with conn.transaction():  # a savepoint: on an error, the checks run one by one
+            found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
+    except psycopg.Error:
+        return {}  # each check runs its own query, and an error names its check
     assert found is not None
     return {spec.name: int(n) for spec, n in zip(rows, found, strict=True)}
 
 
-def _first(conn: psycopg.Connection[Any], failing: sql.Composable, column: str) -> list[Any]:
-    """The first SAMPLES values of `column` (sample or detail) of a check's failing rows."""
+def _first(
+    conn: psycopg.Connection[Any], failing: sql.Composable, with_rows: bool
+) -> list[tuple[Any, Any]]:
+    """The first SAMPLES failing rows of a check: (sample, the row in full or None)."""
+    columns = sql.SQL("sample, detail" if with_rows else "sample, NULL")
     statement = query("check_first").format(
-        column=sql.Identifier(column), failing=failing, limit=sql.Literal(SAMPLES)
+        columns=columns, failing=failing, limit=sql.Literal(SAMPLES)
     )
-    return [row[0] for row in conn.execute(statement)]
+    return [(row[0], row[1]) for row in conn.execute(statement)]
 
 
 def run_per_shard(

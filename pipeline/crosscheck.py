@@ -6,16 +6,18 @@
 
 For the first two every shard sends its ids (or a hash of the person fields, so that no
 personal data leaves a shard) gathered in hash buckets, a few large rows instead of one
-row a resident; the buckets are compared one at a time with numpy, so memory holds one
-bucket a shard whatever the size. Two people whose 64-bit hashes collide would count as
-one: at ten million residents the odds are about one in a million.
+row a resident; the buckets are compared one at a time with numpy, and they are as many
+as it takes for memory to hold about the same number of keys whatever the size. Two
+different people on two shards whose 64-bit hashes collide would be reported as one: at
+ten million residents the odds are about one in a million.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
@@ -26,15 +28,16 @@ from psycopg import sql
 
 from pipeline.checks import SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.config import Shard, ShardMap
+from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.extract import snapshot
 from pipeline.sqlfiles import query
 
-# Keys are gathered in 2**(64 - SHIFT) hash buckets: 1,024 at SHIFT 54, so ten million rows
-# come as about ten thousand ids a bucket and shard. Memory is one bucket a shard.
-SHIFT = 54
-# Buckets fetched a round trip: few enough to keep memory flat, enough to hide latency.
-BUCKETS_A_FETCH = 16
+# Keys are gathered in hash buckets, as many as it takes for at most about KEYS_A_BUCKET keys
+# a bucket on the largest shard; memory holds BUCKETS_A_FETCH buckets a shard, so it stays
+# flat however large the shards grow. Buckets are a power of two: the top bits of the hash.
+KEYS_A_BUCKET = 2048
+BUCKETS_A_FETCH = 16  # a round trip: few enough to keep memory flat, enough to hide latency
 
 
 def run_cross_shard(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
@@ -60,20 +63,22 @@ def _duplicates(shard_map: ShardMap, spec: CheckSpec, name: str) -> CheckResult:
     """Keys found on more than one shard: every shard sends its keys in hash buckets, in
     bucket order, and the buckets are compared one at a time."""
     shards = [s for s in shard_map.shards if spec.applies_to(s.name)]
-    statement = query(name).format(shift=sql.Literal(SHIFT))
     failing, found = 0, list[tuple[int, str]]()  # (smallest id, sample) of the first groups
     with ExitStack() as stack:
+        conns = [stack.enter_context(snapshot(shard_map, shard)) for shard in shards]
+        sizes = [_on(shard, _size, conn) for shard, conn in zip(shards, conns, strict=True)]
+        statement = query(name).format(shift=sql.Literal(_shift(max(sizes, default=0))))
         cursors = []
-        for shard in shards:
-            conn = stack.enter_context(snapshot(shard_map, shard))
+        for shard, conn in zip(shards, conns, strict=True):
             cursor = stack.enter_context(conn.cursor(name="cross_shard", binary=True))
-            cursor.execute(statement)
+            _on(shard, cursor.execute, statement)
             cursors.append(cursor)
         # The first fetch makes each server hash and sort its rows: let them work at once.
         with ThreadPoolExecutor(max_workers=len(cursors)) as pool:
-            firsts = list(pool.map(lambda c: c.fetchmany(BUCKETS_A_FETCH), cursors))
+            firsts = list(pool.map(_fetch, shards, cursors))
         streams = [
-            _buckets(i, c, first) for i, (c, first) in enumerate(zip(cursors, firsts, strict=True))
+            _buckets(i, shard, cursor, first)
+            for i, (shard, cursor, first) in enumerate(zip(shards, cursors, firsts, strict=True))
         ]
         merged = heapq.merge(*streams, key=lambda bucket: bucket[0])
         for _, group in itertools.groupby(merged, key=lambda bucket: bucket[0]):
@@ -84,27 +89,64 @@ def _duplicates(shard_map: ShardMap, spec: CheckSpec, name: str) -> CheckResult:
     return _result(spec, failing, flat_sql(text), [sample for _, sample in found])
 
 
-def _buckets(index: int, cursor: Any, first: list[Any]) -> Iterator[Bucket]:
+def _size(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(query("check_size")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _shift(rows: int) -> int:
+    """How far to shift a 64-bit hash right to leave the bucket number: at least 64 buckets,
+    at most 2**24, and about KEYS_A_BUCKET keys a bucket for `rows`."""
+    bits = min(24, max(6, math.ceil(math.log2(max(rows, 1) / KEYS_A_BUCKET))))
+    return 64 - bits
+
+
+def _on(shard: Shard, action: Callable[..., Any], *args: Any) -> Any:
+    """Run `action(*args)` on `shard`'s cursor; an error names that shard (not whichever
+    shard's connection happens to unwind first)."""
+    try:
+        return action(*args)
+    except psycopg.Error as exc:
+        raise ShardError(shard.name, scrub(str(exc), shard.dsn)) from None
+
+
+def _fetch(shard: Shard, cursor: Any) -> list[Any]:
+    return list(_on(shard, cursor.fetchmany, BUCKETS_A_FETCH))
+
+
+def _buckets(index: int, shard: Shard, cursor: Any, first: list[Any]) -> Iterator[Bucket]:
     rows = first
     while rows:
         for bucket, keys, ids in rows:
-            yield bucket, index, np.array(keys, dtype=np.int64), np.array(ids, dtype=np.int64)
-        rows = cursor.fetchmany(BUCKETS_A_FETCH)
+            found = np.array(keys, dtype=np.int64)
+            # check_ids.sql sends the ids once, as the keys
+            yield bucket, index, found, found if ids is None else np.array(ids, dtype=np.int64)
+        rows = _fetch(shard, cursor)
 
 
 def _shared_keys(
     parts: list[tuple[int, np.ndarray, np.ndarray]], shards: list[Shard]
 ) -> tuple[int, list[tuple[int, str]]]:
-    """How many keys of one bucket are on more than one shard, and the first few of them as
-    samples ("default:1 = db_us:1"), each with its smallest id to order them by."""
+    """How many keys of one bucket are on more than one shard, and the SAMPLES of them with
+    the smallest ids as samples ("default:1 = db_us:1"), each with that id to order by."""
     if len(parts) < 2:
         return 0, []
     every = np.concatenate([np.unique(keys) for _, keys, _ in parts])
     values, counts = np.unique(every, return_counts=True)
     shared = values[counts > 1]
+    if not len(shared):
+        return 0, []
+    keys = np.concatenate([keys for _, keys, _ in parts])
+    ids = np.concatenate([ids for _, _, ids in parts])
+    chosen = np.isin(keys, shared)
+    keys, ids = keys[chosen], ids[chosen]
+    order = np.lexsort((ids, keys))  # by key, then id: each key's first entry is its smallest id
+    keys, ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    smallest = np.argsort(ids[starts], kind="stable")[:SAMPLES]
     groups = []
-    for key in shared[:SAMPLES]:
-        members = sorted((i, int(rid)) for i, keys, ids in parts for rid in ids[keys == key])
+    for key in keys[starts[smallest]]:
+        members = sorted((i, int(rid)) for i, k, found in parts for rid in found[k == key])
         text = " = ".join(f"{shards[i].name}:{rid}" for i, rid in members)
         groups.append((min(rid for _, rid in members), text))
     return len(shared), groups

@@ -59,8 +59,9 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
 @contextmanager
 def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycopg.Connection[Any]]:
     """A connection to `shard`; any psycopg error inside the block becomes a ShardError."""
-    dsn = resolve_dsn(shard_map, shard)
+    dsn = shard.dsn
     try:
+        dsn = resolve_dsn(shard_map, shard)  # may start the embedded server: it can fail too
         conn = open_connection(dsn, **kwargs)
     except psycopg.Error as exc:
         raise ShardError(shard.name, f"unreachable: {scrub(str(exc), dsn)}") from None

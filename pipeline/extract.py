@@ -110,11 +110,12 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
         return column
     # Every formula start sorts before "A", as do few cells (most start with a letter): one
     # bytewise comparison rules those out before ascii() reads the first character
-    # (measured on 600k rows: 40% less server time than ascii() alone).
+    # (measured on 600k rows: 125 ms of server time against 167 ms for ascii() alone).
+    # ::text keeps the CASE text: country is char(2), which would pad a short value.
     starts = sql.SQL(", ").join(sql.Literal(ord(s)) for s in FORMULA_STARTS)
     return sql.SQL(
-        "CASE WHEN {c} < 'A' COLLATE \"C\" AND ascii({c}) IN ({s}) THEN '''' || {c} ELSE {c} END"
-        " AS {c}"
+        "CASE WHEN {c} < 'A' COLLATE \"C\" AND ascii({c}) IN ({s}) THEN '''' || {c}"
+        " ELSE {c}::text END AS {c}"
     ).format(c=column, s=starts)
 
 

@@ -19,7 +19,8 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
          "--output", str(output), "--data", str(tmp_path / "data")],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
-    table = [line for line in output.read_text().splitlines() if line.startswith("| ")][1:]
+    report, targets = output.read_text().split("## Targets")
+    table = [line for line in report.splitlines() if line.startswith("| ")][1:]
     measured = {row.split(" | ")[0].lstrip("| "): row for row in table}
     for step in (
         "psql \\copy into one plain table",
@@ -31,3 +32,4 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
         cells = [c.strip() for c in measured[step].split("|")]
         assert cells[2] == "2,000" and float(cells[3]) > 0, measured[step]
     assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
+    assert "| pipeline check, default checks | <= 3.0x time |" in targets

@@ -213,6 +213,8 @@ def test_the_checks_could_not_run_exit_2(
         ("kind: [x]", "is not a check kind"),
         ("kind: not_null\n    columns: gender", "expected a list of columns"),
         ("kind: accepted_values\n    column: gender\n    values: []", "a non-empty list"),
+        ("kind: between\n    column: age\n    min: abc", "x).min: expected a number"),
+        ("kind: row_count\n    max: true", "x).max: expected a number"),
     ):
         (config.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
         bad_config = run_cli("check", config=config)
@@ -329,3 +331,36 @@ def test_ids_in_several_shards_are_all_counted_and_the_smallest_sampled(
         "default:1000 = db_us:1000",
     ]
     assert len(ids["samples"]) == 20
+
+
+def test_samples_and_rows_describe_the_same_failing_rows(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age)"
+            " SELECT i, 'DE', 'R' || i, 130 FROM generate_series(2000, 2099) AS i"
+        )
+    found = results(run_cli, "--only", "plausible_age", "--show-samples")
+    (ages,) = [r for r in found if r["name"] == "plausible_age" and r["shard"] == "default"]
+    assert ages["observed"] == 100 and len(ages["samples"]) == len(ages["rows"]) == 20
+    assert ages["samples"] == [f"id={row['id']}" for row in ages["rows"]]
+
+
+def test_shared_keys_count_each_key_once_and_sample_the_smallest_ids() -> None:
+    import numpy as np
+
+    from pipeline.config import Shard
+    from pipeline.crosscheck import _shared_keys
+
+    shards = [Shard(name, f"embedded:{name}", frozenset(), False) for name in ("a", "b", "c")]
+    keys = np.arange(100, 130, dtype=np.int64)  # 30 keys on a and b, ids counting down
+    parts = [
+        (0, keys, 1000 - keys),
+        (1, keys, 2000 - keys),
+        (2, np.array([100, 500, 500], dtype=np.int64), np.array([7, 8, 9], dtype=np.int64)),
+    ]
+    count, groups = _shared_keys(parts, shards)
+    assert count == 30  # key 100 on three shards counts once; 500, twice on c only, not at all
+    assert [smallest for smallest, _ in groups][:3] == [7, 871, 872]
+    assert groups[0][1] == "a:900 = b:1900 = c:7" and len(groups) == 20
