@@ -124,7 +124,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="default: bench/RESULTS.md for 1M rows,"
+        " bench/RESULTS-10M.md for 10M, bench/RESULTS-<rows>-rows.md otherwise",
+    )
     parser.add_argument("--data", type=Path, default=ROOT / ".pipeline" / "bench-data")
     args = parser.parse_args()
 
@@ -160,7 +165,16 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     report = render(steps, args, version)
     print(report)
-    args.output.write_text(report)
+    output = args.output or ROOT / "bench" / results_name(args.rows)
+    output.write_text(report)
+    print(f"written to {output}", file=sys.stderr)
+
+
+def results_name(rows: int) -> str:
+    """The committed runs keep their names: the 1M run RESULTS.md, the 10M run RESULTS-10M.md."""
+    if rows == 1_000_000:
+        return "RESULTS.md"
+    return "RESULTS-10M.md" if rows == 10_000_000 else f"RESULTS-{rows}-rows.md"  # ignored by git
 
 
 def one_round(
@@ -277,7 +291,8 @@ def render(steps: dict[str, Step], args: argparse.Namespace, version: str) -> st
             if step.name.startswith("pipeline check"):
                 ratio = f"{step.median / base.median:.2f}x time"
             else:
-                ratio = f"{(step.rows / step.median) / (base.rows / base.median):.2f}x"
+                speed = (step.rows / step.median) / (base.rows / base.median)
+                ratio = f"{speed:.2f}x" if speed >= 0.1 else f"{speed:.3f}x"  # not 0.00x
             versus = base.name
         lines.append(
             f"| {step.name} | {step.rows:,} | {step.median:.2f} | {step.spread()} | {rate:,.0f} |"
