@@ -12,6 +12,7 @@ import gzip
 import json
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 COUNTRIES = ["US"] * 40 + ["DE"] * 10 + ["FR"] * 8 + ["GB"] * 8 + ["UA"] * 6 + ["CA"] * 6
@@ -69,22 +70,32 @@ def write_ndjson(csv_path: Path, path: Path) -> None:
 def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
     """The benchmark's input files for `rows`, made once and kept in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    small = min(rows, 20_000)
     paths = {
         "csv": folder / f"residents-{rows}.csv",
         "changed": folder / f"residents-{rows}-changed.csv",
         "ndjson": folder / f"residents-{rows}.ndjson",
         "gzip": folder / f"residents-{rows}.csv.gz",
-        "small": folder / "residents-20000.csv",
+        "small": folder / f"residents-{small}.csv",
     }
-    if not paths["csv"].exists():
-        write_csv(paths["csv"], rows, seed)
-    if not paths["changed"].exists():
-        write_csv(paths["changed"], rows, seed, changed_share=0.10)
-    if not paths["ndjson"].exists():
-        write_ndjson(paths["csv"], paths["ndjson"])
-    if not paths["gzip"].exists():
-        with paths["csv"].open("rb") as source, gzip.open(paths["gzip"], "wb") as out:
+
+    def gzip_csv(out_path: Path) -> None:
+        with paths["csv"].open("rb") as source, gzip.open(out_path, "wb") as out:
             shutil.copyfileobj(source, out)
-    if not paths["small"].exists():
-        write_csv(paths["small"], min(rows, 20_000), seed)
+
+    _make(paths["csv"], lambda path: write_csv(path, rows, seed))
+    _make(paths["changed"], lambda path: write_csv(path, rows, seed, changed_share=0.10))
+    _make(paths["ndjson"], lambda path: write_ndjson(paths["csv"], path))
+    _make(paths["gzip"], gzip_csv)
+    _make(paths["small"], lambda path: write_csv(path, small, seed))
     return paths
+
+
+def _make(path: Path, write: Callable[[Path], None]) -> None:
+    """Write `path` unless it exists; under another name first, so that an interrupted run
+    leaves no half-written file to be taken for a whole one next time."""
+    if path.exists():
+        return
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    partial.replace(path)

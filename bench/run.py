@@ -261,6 +261,21 @@ def one_round(
     counts = " && ".join(f"{psql} '{dsn}' -qAtc 'SELECT count(*) FROM residents'" for dsn in dsns)
     measure("SELECT count(*) on every shard", ["bash", "-c", counts])
     measure("pipeline check, default checks", [*cli, "check"], ok=(0, 1))  # 1: a check failed
+    expected = {"bench_plain": n, "bench_pandas": n, "bench_insert": min(n, 20_000)}
+    if shutil.which("pgloader"):
+        expected["bench_pgloader"] = n
+    check_baselines(dsns[0], expected)
+
+
+def check_baselines(dsn: str, expected: dict[str, int]) -> None:
+    """A baseline that loaded part of the file would make a fine-looking figure: refuse it."""
+    with psycopg.connect(dsn) as conn:
+        for table, rows in expected.items():
+            statement = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            found = conn.execute(statement).fetchone()
+            if not found or found[0] != rows:
+                held = found[0] if found else 0
+                raise RuntimeError(f"{table} holds {held} rows, not {rows}: no figure for it")
 
 
 def render(steps: dict[str, Step], args: argparse.Namespace, version: str) -> str:
