@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from pipeline.config import Shard, ShardMap
+from pipeline.copyout import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
-from pipeline.extract import snapshot
 from pipeline.schema import latest_version, residency_rule
 from pipeline.sqlfiles import query
 

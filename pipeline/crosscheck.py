@@ -28,9 +28,9 @@ from psycopg import sql
 
 from pipeline.checks import SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.config import Shard, ShardMap
+from pipeline.copyout import snapshot
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
-from pipeline.extract import snapshot
 from pipeline.sqlfiles import query
 
 # Keys are gathered in hash buckets, as many as it takes for at most about KEYS_A_BUCKET keys

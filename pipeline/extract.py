@@ -7,8 +7,9 @@ shards by design. Each shard is read in one REPEATABLE READ, READ ONLY transacti
 part is a consistent snapshot.
 
 Rows stay out of Python where the format allows: CSV is `COPY (SELECT ...) TO STDOUT`
-written through as bytes; JSON and NDJSON are objects the server builds; Parquet and the
-DataFrame read that same CSV stream with pyarrow's C++ reader, batch by batch.
+(read by `pipeline.copyout`) written through as bytes; JSON and NDJSON are objects the
+server builds; Parquet and the DataFrame read that same CSV stream with pyarrow's C++
+reader, batch by batch.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import psycopg
 import pycountry
 from psycopg import sql
 
-from pipeline import db
 from pipeline.config import Shard, ShardMap, load_shard_map
+from pipeline.copyout import CopyOut, snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.sqlfiles import query
 
@@ -40,7 +40,6 @@ FORMATS = {
     ".jsonl": "ndjson",
     ".parquet": "parquet",
 }
-CHUNK = 1 << 20  # bytes handed on at a time
 # A cell starting with one of these is a formula to a spreadsheet; CSV output defuses it
 # with a leading ' unless --raw (OWASP's "CSV injection" list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -119,17 +118,6 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
     ).format(c=column, s=starts)
 
 
-@contextlib.contextmanager
-def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
-    with db.connect(shard_map, shard, autocommit=True) as conn:
-        # Output the same whatever the server's or role's settings: UTC, ISO dates, UTF-8.
-        conn.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'")
-        conn.autocommit = False
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        yield conn
-
-
 def copy_out(
     shard_map: ShardMap, selection: Selection, statement: str, defuse: bool, result: ExtractResult
 ) -> Iterator[bytes]:
@@ -142,36 +130,20 @@ def copy_out(
     for shard in shards_to_read(shard_map, selection):
         sent = False
         try:
-            with snapshot(shard_map, shard) as conn, conn.cursor() as cursor:
+            with snapshot(shard_map, shard) as conn:
                 select = _select(shard, selection, statement, defuse)
                 copy_sql = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
-                with cursor.copy(copy_sql) as copy:
-                    for chunk in _chunks(copy):
-                        sent = True
-                        yield chunk
-                result.rows += max(cursor.rowcount, 0)
+                copy = CopyOut(conn, copy_sql)
+                for chunk in copy:
+                    sent = True
+                    yield chunk
+                result.rows += copy.rows
                 result.shards_read.append(shard.name)
         except ShardError as exc:
             # Leaving a shard out is clean only if none of its rows went out already.
             if not selection.allow_partial or sent:
                 raise
             result.missing[shard.name] = exc.reason
-
-
-def _chunks(blocks: Iterable[Any]) -> Iterator[bytes]:
-    """COPY sends one message a row; hand them on in about 1 MB chunks of whole rows
-    (measured: twice as fast as a generator step per row)."""
-    parts: list[bytes] = []
-    size = 0
-    for block in blocks:
-        part = bytes(block)
-        parts.append(part)
-        size += len(part)
-        if size >= CHUNK:
-            yield b"".join(parts)
-            parts, size = [], 0
-    if parts:
-        yield b"".join(parts)
 
 
 def write_csv(out: IO[bytes], blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
@@ -257,7 +229,7 @@ def _schema(columns: tuple[str, ...]) -> dict[str, Any]:
 
 
 class _BlockReader:
-    """A file-like view of an iterator of bytes blocks (COPY sends about one a row), for
+    """A file-like view of an iterator of bytes blocks (about a megabyte each), for
     pyarrow's reader, which asks for a megabyte at a time."""
 
     def __init__(self, blocks: Iterator[bytes]) -> None:

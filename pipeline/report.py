@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import ShardMap
-from pipeline.extract import snapshot
+from pipeline.copyout import snapshot
 from pipeline.sqlfiles import query
 
 AGE_BANDS = ("0-17", "18-34", "35-54", "55-74", "75+")

@@ -213,3 +213,24 @@ def test_output_files_are_ordinary_files_and_bad_paths_are_one_line(
     result = run_cli("extract", "-o", str(blocked / "r.csv"))
     assert result.exit_code == 2
     assert result.output.startswith("Error: -o ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
+    loaded: None, config_file: Path
+) -> None:
+    from psycopg import sql
+
+    from pipeline.config import load_shard_map
+    from pipeline.copyout import CopyOut, snapshot
+
+    shard_map = load_shard_map(config_file)
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+        many = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 5000)) TO STDOUT"
+        chunks = iter(CopyOut(conn, sql.SQL(many)))
+        assert len(next(chunks)) >= 1 << 20  # a reader that stops after the first megabyte
+        chunks.close()
+        failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(CopyOut(conn, sql.SQL(failing)))
+        whole = CopyOut(conn, sql.SQL("COPY (SELECT id FROM residents) TO STDOUT"))
+        assert b"".join(whole).count(b"\n") == whole.rows == 5
