@@ -4,11 +4,12 @@ The rules are applied in two places, each where it is cheapest:
 - the country, in Python, because routing needs it before a row can go anywhere
   (`Rules.country_of`, asked once per distinct raw value);
 - everything else, in SQL on the shard, set-based over the staged rows
-  (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_check.sql`).
+  (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_staging.sql`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,21 +62,12 @@ class Rules:
         return CountryVerdict(None, "invalid_country", f"{text!r} is not an ISO 3166-1 country")
 
     def check_sql_params(self) -> dict[str, sql.Composable]:
-        """Placeholders of sql/queries/load_check.sql, from these rules."""
+        """Placeholders of sql/queries/load_staging.sql, from these rules."""
         canonical = {g.casefold(): g for g in self.genders}
         mapping = {**canonical, **self.gender_aliases}
-        if mapping:
-            whens = sql.SQL(" ").join(
-                sql.SQL("WHEN {} THEN {}").format(sql.Literal(k), sql.Literal(v))
-                for k, v in sorted(mapping.items())
-            )
-            gender_map: sql.Composable = sql.SQL("CASE lower(gender_t) {} ELSE {} END").format(
-                whens, sql.SQL("NULL") if self.genders else sql.SQL("gender_t")
-            )
-        else:
-            gender_map = sql.SQL("gender_t")
         return {
-            "gender_map": gender_map,
+            "gender_map": sql.Literal(json.dumps(mapping, sort_keys=True)),
+            "any_gender": sql.Literal(not self.genders),
             "age_min": sql.Literal(self.age_min),
             "age_max": sql.Literal(self.age_max),
         }

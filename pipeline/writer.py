@@ -3,11 +3,11 @@
 For each file, a `ShardWriter`:
 1. `begin`:  BEGIN; take the shard's load lock (concurrent loads queue here); look the
    file's sha256 up in the ledger (after the lock, so a load that waited sees what the
-   other one committed); create the staging table and open a COPY into it.
+   other one committed); create the staging table, whose generated columns apply the
+   rules (sql/queries/load_staging.sql), and open a COPY into it.
 2. `write`:  stream rows into the COPY. The queued writer sends them from a worker
-   thread, so shards receive concurrently while the main thread parses.
-3. `check`:  end the COPY; run the rules (sql/queries/load_check.sql) and the
-   duplicate-id pass; return the refused rows.
+   thread, so shards receive (and check) concurrently while the main thread parses.
+3. `check`:  end the COPY; run the duplicate-id pass; count the refused rows.
 4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
    preview the counts and roll back). `rollback` abandons the file on this shard.
 A shard that fails raises ShardError; the caller carries on with the other shards.
@@ -102,9 +102,11 @@ class ShardWriter:
         return error
 
     def _preflight(self, conn: psycopg.Connection[Any]) -> None:
-        """Refuse to load into a shard whose schema or residency rule lags the map."""
+        """Set the session up; refuse to load into a shard whose schema or residency rule
+        lags the map."""
         try:
             with conn.transaction():
+                conn.execute(query("load_session"))  # a SET: it outlives this transaction
                 version = current_version(conn)
                 row = conn.execute(query("residency_rule")).fetchone() if version else None
         except psycopg.Error as exc:
@@ -148,7 +150,7 @@ class ShardWriter:
                 self.counts.already_loaded = True
                 self.counts.earlier_rejected = int(earlier[0])
                 return False
-            conn.execute(query("load_staging"))
+            conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
             cursor = conn.cursor()
             self._copy_stack = contextlib.ExitStack()
             copy = cursor.copy(query("load_copy"), writer=QueuedLibpqWriter(cursor))
@@ -180,7 +182,6 @@ class ShardWriter:
         conn = self._connection()
         try:
             self._end_copy()
-            conn.execute(query("load_check").format(**self.rules.check_sql_params()))
             conn.execute(query("load_duplicates"))
             self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
         except psycopg.Error as exc:

@@ -1,6 +1,18 @@
--- The rows of one file routed to this shard, as read (text), before any check.
--- `country` is already normalised (routing needed it); `country_raw` keeps the
+-- The rows of one file routed to this shard: the fields as read (text), and beside them
+-- their normalised, typed values (`*_v`), computed by the server as each row arrives
+-- (stored generated columns). The checks so run while the file is still streaming in,
+-- instead of in a second pass over the staged rows after it (measured on 600k rows: the
+-- COPY takes 1.0 s more, the 1.0 s pass afterwards is gone; the COPY waits on the client
+-- anyway). `country` is already normalised (routing needed it); `country_raw` keeps the
 -- spelling from the file when it differed, for the rejects file.
+--
+-- A generated column cannot use another, hence the repeated trims. Trimming covers ASCII
+-- white space and the no-break space, spelled to mean the same on PostgreSQL 13 to 18:
+-- E'\v' is a vertical tab only from 16 on (before, the letter v, which turned "Ivanov"
+-- into "Ivano"), so the tab is \013; and chr(160), unlike a \u escape, is the no-break
+-- space in any server encoding. Out-of-range markers keep "there but invalid" apart from
+-- "not there" (NULL): id 0, age -1, gender ''.
+-- A psycopg.sql template (pipeline/rules.py fills the rules): literal braces are doubled.
 CREATE TEMP TABLE load_staging (
     record       bigint NOT NULL,
     line         bigint,
@@ -10,5 +22,56 @@ CREATE TEMP TABLE load_staging (
     name         text,
     gender       text,
     age          text,
-    address      text
-) ON COMMIT DROP
+    address      text,
+    -- The length guards keep the casts from overflowing; a bounded repetition such as
+    -- [0-9]{{1,18}} would say the same but costs 3x as much in PostgreSQL's regex engine.
+    id_v bigint GENERATED ALWAYS AS (
+        CASE
+            WHEN coalesce(btrim(id, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
+            WHEN btrim(id, E' \t\n\r\f\013' || chr(160)) ~ '^\+?[0-9]+$'
+                 AND length(ltrim(btrim(id, E' \t\n\r\f\013' || chr(160)), '+')) <= 18
+                THEN btrim(id, E' \t\n\r\f\013' || chr(160))::bigint
+            ELSE 0
+        END) STORED,
+    name_v text GENERATED ALWAYS AS (
+        nullif(btrim(name, E' \t\n\r\f\013' || chr(160)), '')) STORED,
+    -- The gender map: an alias or accepted value (matched case-insensitively) becomes its
+    -- canonical spelling; any other value is kept as it is when the rules accept any value.
+    gender_v text GENERATED ALWAYS AS (
+        CASE
+            WHEN coalesce(btrim(gender, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
+            ELSE coalesce(
+                {gender_map}::jsonb ->> lower(btrim(gender, E' \t\n\r\f\013' || chr(160))),
+                CASE WHEN {any_gender} THEN btrim(gender, E' \t\n\r\f\013' || chr(160)) END,
+                '')
+        END) STORED,
+    -- "22", "+22" and "22.0" are 22; "22.5" and "abc" are not ages
+    age_v bigint GENERATED ALWAYS AS (
+        CASE
+            WHEN coalesce(btrim(age, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
+            WHEN btrim(age, E' \t\n\r\f\013' || chr(160)) ~ '^[+-]?[0-9]+(\.0*)?$'
+                 AND length(split_part(btrim(age, E' \t\n\r\f\013' || chr(160)), '.', 1)) <= 10
+                THEN split_part(btrim(age, E' \t\n\r\f\013' || chr(160)), '.', 1)::bigint
+            ELSE -1
+        END) STORED,
+    address_v text GENERATED ALWAYS AS (
+        nullif(btrim(address, E' \t\n\r\f\013' || chr(160)), '')) STORED
+) ON COMMIT DROP;
+
+-- Earlier rows of an id that comes again later in the file (load_duplicates.sql).
+CREATE TEMP TABLE load_superseded (record bigint PRIMARY KEY) ON COMMIT DROP;
+
+-- Each staged row with why it is refused (`reason`; NULL for a row to load). A view, so
+-- that counting, the rejects and the upsert read one definition; dropped with the tables.
+CREATE TEMP VIEW load_checked AS
+SELECT
+    s.*,
+    CASE
+        WHEN s.name_v IS NULL THEN 'missing_name'
+        -- ids from 10^15 up are the shard's own (see 0001_residents.sql)
+        WHEN s.id_v NOT BETWEEN 1 AND 999999999999999 THEN 'invalid_id'
+        WHEN s.age_v NOT BETWEEN {age_min} AND {age_max} THEN 'invalid_age'
+        WHEN s.gender_v = '' THEN 'invalid_gender'
+        WHEN s.record IN (SELECT record FROM load_superseded) THEN 'duplicate_id'
+    END AS reason
+FROM load_staging AS s

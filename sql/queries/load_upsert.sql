@@ -3,8 +3,8 @@
 WITH written AS (
     INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
     -- A row without an id takes the identity's next value (from 10^15 up).
-    SELECT coalesce(c.id, nextval(pg_get_serial_sequence('residents', 'id'))),
-           c.country, c.name, c.gender, c.age::smallint, c.address, %(load_id)s, now()
+    SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
+           c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s, now()
     FROM load_checked AS c
     WHERE c.reason IS NULL
     ON CONFLICT (id) DO UPDATE
