@@ -5,7 +5,17 @@ data: `config` (the shard map), `db` and `embedded` (connections), `schema` (ini
 `status`, `extract` (and `to_dataframe`, for notebooks).
 """
 
-from pipeline.extract import to_dataframe
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["to_dataframe"]
+
+
+def __getattr__(name: str) -> Any:
+    # `from pipeline import to_dataframe` loads the extract module (and psycopg) on first
+    # use, not every time any pipeline module is imported (`pipeline --help` stays quick).
+    if name == "to_dataframe":
+        from pipeline.extract import to_dataframe
+
+        return to_dataframe
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pipeline.checks import CheckSpec
 
 DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
+DEFAULT_REJECTS_DIR = Path("data/rejects")  # where `pipeline load` writes rejects files
 DEFAULT_EMBEDDED_DIR = Path(".pipeline/postgres")
 DEFAULT_RULES_NAME = "rules.yaml"
 DEFAULT_CHECKS_NAME = "checks.yaml"

@@ -5,13 +5,21 @@ report run their queries in a `snapshot`. COPY sends one message a row; read thr
 psycopg's `Copy`, each message costs a generator step and a wait, read from libpq directly
 (`conn.pgconn`, psycopg's documented low-level interface) one call: measured on 1M rows
 over two shards, 8% off a CSV extract and 15% off a Parquet one.
+
+`ReadAhead` reads a later shard while an earlier one streams out, into a temporary file
+replayed in its turn: the shards' servers work at the same time, the output keeps its
+order. For that, CopyOut waits for the server in `select`, never in libpq, whose blocking
+calls keep Python's global lock (measured: a thread waiting in libpq stops every other).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import selectors
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 
 import psycopg
 from psycopg import pq, sql
@@ -20,6 +28,7 @@ from pipeline import db
 from pipeline.config import Shard, ShardMap
 
 CHUNK = 1 << 20  # bytes handed on at a time
+SPOOL_IN_MEMORY = 4 << 20  # a read-ahead spool moves to a temporary file past this size
 
 
 @contextlib.contextmanager
@@ -48,30 +57,86 @@ class CopyOut:
         conn = self.conn
         with conn.transaction():  # BEGIN now: the COPY below bypasses psycopg's own
             pgconn = conn.pgconn
-            pgconn.send_query(self.statement.as_bytes(conn))
-            try:
-                while pgconn.flush():  # a non-blocking connection: the query may not be out
-                    pass
-                _result(pgconn, pq.ExecStatus.COPY_OUT)
-                parts: list[bytes] = []
-                size = 0
-                while (got := pgconn.get_copy_data(0))[0] > 0:  # blocks in libpq; -1: the end
-                    parts.append(bytes(got[1]))
-                    size += got[0]
-                    if size >= CHUNK:
-                        yield b"".join(parts)
-                        parts, size = [], 0
-                done = _result(pgconn, pq.ExecStatus.COMMAND_OK)
-            except BaseException:
-                _abort(conn)
-                raise
-            if parts:
-                yield b"".join(parts)
+            with selectors.DefaultSelector() as selector:
+                selector.register(pgconn.socket, selectors.EVENT_READ)
+                pgconn.send_query(self.statement.as_bytes(conn))
+                try:
+                    while pgconn.flush():  # a non-blocking connection: the query may not be out
+                        pass
+                    _result(pgconn, pq.ExecStatus.COPY_OUT, selector)
+                    # Rows are appended to one buffer: no object a row (measured: a
+                    # sixth less CPU per row than collecting and joining bytes).
+                    buffer = bytearray()
+                    get = pgconn.get_copy_data
+                    while True:
+                        n, data = get(1)  # 1: never block (see the module's docstring)
+                        if n > 0:
+                            buffer += data
+                            if len(buffer) >= CHUNK:
+                                yield bytes(buffer)
+                                buffer = bytearray()
+                        elif n == 0:  # no whole row here yet
+                            selector.select()
+                            pgconn.consume_input()
+                        else:  # -1: the end; -2: an error, which the result below raises
+                            break
+                    done = _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
+                except BaseException:
+                    _abort(conn)
+                    raise
+            if buffer:
+                yield bytes(buffer)
         self.rows = int(done.command_tuples or 0)
 
 
-def _result(pgconn: Any, status: pq.ExecStatus) -> Any:
+class ReadAhead:
+    """The chunks of `produce()`, read in a thread from the moment this is made, spooled
+    (in memory up to SPOOL_IN_MEMORY, then in a temporary file in `directory`); iterating
+    waits for the end, then replays them, or raises what `produce` raised. `close` stops
+    the thread early (closing the generator, which cancels its COPY)."""
+
+    def __init__(self, produce: Callable[[], Iterable[bytes]], directory: str | None) -> None:
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed below
+            max_size=SPOOL_IN_MEMORY, dir=directory
+        )
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread.start()
+
+    def _run(self, produce: Callable[[], Iterable[bytes]]) -> None:
+        chunks = iter(produce())
+        try:
+            for chunk in chunks:
+                if self._stop.is_set():
+                    break
+                self._spool.write(chunk)
+        except BaseException as exc:  # handed to the reader, in the main thread
+            self._error = exc
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._spool.seek(0)
+        while chunk := self._spool.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._spool.close()
+
+
+def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector) -> Any:
     """The next result, which must have `status`; an error result raises its psycopg error."""
+    while pgconn.is_busy():
+        selector.select()
+        pgconn.consume_input()
     res = pgconn.get_result()
     if res is not None and res.status == status:
         if status != pq.ExecStatus.COPY_OUT:

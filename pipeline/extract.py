@@ -15,6 +15,7 @@ reader, batch by batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ import pycountry
 from psycopg import sql
 
 from pipeline.config import Shard, ShardMap, load_shard_map
-from pipeline.copyout import CopyOut, snapshot
+from pipeline.copyout import CopyOut, ReadAhead, snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.sqlfiles import query
 
@@ -119,31 +120,53 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
 
 
 def copy_out(
-    shard_map: ShardMap, selection: Selection, statement: str, defuse: bool, result: ExtractResult
+    shard_map: ShardMap,
+    selection: Selection,
+    statement: str,
+    defuse: bool,
+    result: ExtractResult,
+    spool_dir: str | None = None,
 ) -> Iterator[bytes]:
     """COPY each selected shard's rows out as bytes (CSV, or one JSON object a line), in order.
 
-    An unreachable or failing shard raises ShardError, unless `selection.allow_partial`: then
-    it is left out and named in `result.missing`.
+    Every shard is read at once: the first streams through, the others are read ahead into
+    spools (`copyout.ReadAhead`, temporary files in `spool_dir`) and follow in map order.
+    An unreachable or failing shard raises ShardError, unless `selection.allow_partial`:
+    then it is left out and named in `result.missing`.
     """
     options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
-    for shard in shards_to_read(shard_map, selection):
-        sent = False
-        try:
-            with snapshot(shard_map, shard) as conn:
-                select = _select(shard, selection, statement, defuse)
-                copy_sql = sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
-                copy = CopyOut(conn, copy_sql)
-                for chunk in copy:
+    shards = shards_to_read(shard_map, selection)
+    counted: dict[str, int] = {}
+
+    def read(shard: Shard) -> Iterator[bytes]:
+        with snapshot(shard_map, shard) as conn:
+            select = _select(shard, selection, statement, defuse)
+            copy = CopyOut(
+                conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
+            )
+            yield from copy
+            counted[shard.name] = copy.rows
+
+    later = [ReadAhead(functools.partial(read, shard), spool_dir) for shard in shards[1:]]
+    streams: list[Iterable[bytes]] = [read(shards[0]), *later] if shards else []
+    try:
+        for shard, chunks in zip(shards, streams, strict=True):
+            sent = False
+            try:
+                for chunk in chunks:
                     sent = True
                     yield chunk
-                result.rows += copy.rows
-                result.shards_read.append(shard.name)
-        except ShardError as exc:
-            # Leaving a shard out is clean only if none of its rows went out already.
-            if not selection.allow_partial or sent:
-                raise
-            result.missing[shard.name] = exc.reason
+            except ShardError as exc:
+                # Leaving a shard out is clean only if none of its rows went out already.
+                if not selection.allow_partial or sent:
+                    raise
+                result.missing[shard.name] = exc.reason
+                continue
+            result.rows += counted[shard.name]
+            result.shards_read.append(shard.name)
+    finally:
+        for spool in later:
+            spool.close()
 
 
 def write_csv(out: IO[bytes], blocks: Iterable[bytes], columns: tuple[str, ...]) -> None:
@@ -268,7 +291,9 @@ def extract_to(
     result = ExtractResult()
     columns = output_columns(selection)
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
-    blocks = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result)
+    # Later shards are spooled beside the output, which needs that room in the end anyway.
+    spool_dir = None if out is None else str(out.parent)
+    blocks = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result, spool_dir)
     if out is None:
         import sys
 

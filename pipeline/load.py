@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ShardMap
+from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, ShardError
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.rules import Rules
@@ -42,7 +42,6 @@ from pipeline.sources import (
 )
 from pipeline.writer import ShardCounts, ShardWriter
 
-DEFAULT_REJECTS_DIR = Path("data/rejects")
 DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
 

@@ -1,0 +1,86 @@
+"""`pipeline.copyout`: COPY output read from libpq, and later shards read ahead in threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from pipeline.config import ShardMap, load_shard_map
+from pipeline.copyout import CopyOut, ReadAhead, snapshot
+from pipeline.errors import ShardError
+
+
+@pytest.fixture
+def shard_map(initialised: None, config_file: Path) -> ShardMap:
+    return load_shard_map(config_file)
+
+
+def copy_of(shard_map: ShardMap, statement: str) -> Iterator[bytes]:
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+        yield from CopyOut(conn, sql.SQL(statement))
+
+
+def test_a_copy_waiting_for_the_server_lets_other_threads_run(shard_map: ShardMap) -> None:
+    # libpq's blocking calls keep Python's lock: a reader waiting in them would stop the
+    # threads that read the other shards ahead. Waiting in select() must not.
+    go, finished = threading.Event(), []
+
+    def busy() -> None:
+        go.wait()
+        for _ in range(2_000_000):  # Python code, tens of milliseconds: it needs the lock
+            pass
+        finished.append(time.monotonic())
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+        copy = CopyOut(conn, sql.SQL("COPY (SELECT pg_sleep(1)) TO STDOUT"))
+        go.set()  # the thread can only run while this one waits for the server
+        rows = list(copy)
+        copy_done = time.monotonic()
+    thread.join()
+    assert rows == [b"\n"]
+    # The server sleeps a second; the thread's loop takes a few hundredths of one. Waiting in
+    # libpq, it could only run once the COPY was over.
+    assert finished[0] < copy_done - 0.5
+
+
+def test_read_ahead_replays_every_chunk_in_order(shard_map: ShardMap, tmp_path: Path) -> None:
+    statement = "COPY (SELECT i, repeat('x', 500) FROM generate_series(1, 20000) AS i) TO STDOUT"
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    spool = ReadAhead(lambda: copy_of(shard_map, statement), str(spool_dir))
+    try:
+        data = b"".join(spool)
+    finally:
+        spool.close()
+    assert len(data) > 8 << 20  # past the in-memory part: the spool went to a file
+    assert [int(line.split(b"\t")[0]) for line in data.splitlines()] == list(range(1, 20001))
+    assert list(spool_dir.iterdir()) == []  # the temporary file is gone
+
+
+def test_read_ahead_hands_its_error_to_the_reader(shard_map: ShardMap) -> None:
+    failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
+    spool = ReadAhead(lambda: copy_of(shard_map, failing), None)
+    try:
+        with pytest.raises(ShardError, match="shard default: ERROR:  division by zero"):
+            list(spool)
+    finally:
+        spool.close()
+
+
+def test_closing_a_read_ahead_stops_its_copy(shard_map: ShardMap) -> None:
+    endless = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 100000000)) TO STDOUT"
+    spool = ReadAhead(lambda: copy_of(shard_map, endless), None)
+    time.sleep(0.2)  # let it start
+    spool.close()  # returns: the COPY was cancelled, not read to its end
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+        running = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT repeat%'"
+        ).fetchone()
+    assert running == (0,)
