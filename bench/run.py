@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,32 @@ PLAIN = (
     "CREATE TABLE {} (id bigint PRIMARY KEY, country text, name text, gender text,"
     " age text, address text)"
 )
+
+# The write path the load issue prescribes, and nothing else: COPY into a staging table, then
+# INSERT ... ON CONFLICT DO UPDATE touching changed rows only, counting what it did; no checks,
+# no Python. Run by psql on both shards at once, into a table shaped like residents (same
+# indexes and constraints), with rows already split by shard and valid: what `pipeline load`
+# could take at best, whatever its own code did.
+FLOOR_TABLE = "CREATE TABLE bench_floor (LIKE residents INCLUDING ALL)"
+FLOOR_SQL = """BEGIN;
+CREATE TEMP TABLE staging (shard text, id bigint, country char(2), name text, gender text,
+    age smallint, address text) ON COMMIT DROP;
+\\copy staging FROM '{file}' CSV
+WITH written AS (
+    INSERT INTO bench_floor AS r (id, country, name, gender, age, address, load_id, loaded_at)
+    SELECT id, country, name, gender, age, address, '5b1e0c1c-2f44-4d5e-9a7b-3c7d1f0e8a21', now()
+    FROM staging
+    ON CONFLICT (id) DO UPDATE SET country = EXCLUDED.country, name = EXCLUDED.name,
+        gender = EXCLUDED.gender, age = EXCLUDED.age, address = EXCLUDED.address,
+        load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at
+    WHERE (r.country, r.name, r.gender, r.age, r.address) IS DISTINCT FROM
+          (EXCLUDED.country, EXCLUDED.name, EXCLUDED.gender, EXCLUDED.age, EXCLUDED.address)
+    RETURNING (r.xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written;
+COMMIT;
+"""
+FLOOR = "floor: COPY to staging + upsert by psql, both shards at once, no checks"
 
 
 @dataclass
@@ -142,6 +169,7 @@ def main() -> None:
     steps = {s.name: s for s in [
         Step("psql \\copy into one plain table", n),
         Step("pipeline load, empty shards", n, COPY_IN),
+        Step(FLOOR, n, COPY_IN),
         Step("pipeline load --force, all unchanged", n, COPY_IN),
         Step("pipeline load, 10% changed", n, COPY_IN),
         Step("pipeline load, NDJSON, all unchanged", n, COPY_IN),
@@ -256,6 +284,7 @@ def one_round(
         for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1]))
     )
     measure("psql \\copy (SELECT ...) TO, both shards", ["bash", "-c", copy_to])
+    measure_floor(measure, steps[FLOOR], dsns, psql, workdir)
     measure("pipeline extract, CSV", [*cli, "extract", "-o", str(workdir / "out.csv")])
     measure("pipeline extract, Parquet", [*cli, "extract", "-o", str(workdir / "out.parquet")])
     counts = " && ".join(f"{psql} '{dsn}' -qAtc 'SELECT count(*) FROM residents'" for dsn in dsns)
@@ -265,6 +294,36 @@ def one_round(
     if shutil.which("pgloader"):
         expected["bench_pgloader"] = n
     check_baselines(dsns[0], expected)
+
+
+def measure_floor(
+    measure: Callable[[str, list[str]], None],
+    step: Step,
+    dsns: list[str],
+    psql: str,
+    workdir: Path,
+) -> None:
+    """The prescribed write path alone (FLOOR_SQL), on the rows each shard holds now, as the
+    psql extract just wrote them: valid and split by shard."""
+    scripts, held = [], 0
+    for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1])):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(FLOOR_TABLE)
+            row = conn.execute("SELECT count(*) FROM residents").fetchone()
+            held += row[0] if row else 0
+        script = workdir / f"floor-{shard}.sql"
+        script.write_text(FLOOR_SQL.format(file=workdir / f"{shard}.csv"))
+        scripts.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -f '{script}'")
+    step.rows = held
+    # Both at once, as `pipeline load` writes its shards; fail if either fails.
+    measure(FLOOR, ["bash", "-c", f"{scripts[1]} & other=$!; {scripts[0]} && wait $other"])
+    for dsn in dsns:
+        with psycopg.connect(dsn) as conn:
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM residents), (SELECT count(*) FROM bench_floor)"
+            ).fetchone()
+        if not counts or counts[0] != counts[1]:
+            raise RuntimeError(f"bench_floor holds {counts}: no figure for the floor")
 
 
 def check_baselines(dsn: str, expected: dict[str, int]) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import PROJECT
 
+FLOOR = "floor: COPY to staging + upsert by psql, both shards at once, no checks"
+
 
 @pytest.mark.slow
 def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
@@ -32,4 +34,6 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
         cells = [c.strip() for c in measured[step].split("|")]
         assert cells[2] == "2,000" and float(cells[3]) > 0, measured[step]
     assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
+    floor = [c.strip() for c in measured[FLOOR].split("|")]
+    assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
     assert "| pipeline check, default checks | <= 3.0x time |" in targets
