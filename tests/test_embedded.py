@@ -34,8 +34,8 @@ def test_embedded_shards_start_on_demand_and_stop(embedded_map: Path, tmp_path: 
     status = runner.invoke(cli, ["--config", str(embedded_map), "status", "--json"], env=env)
     data = json.loads(status.stdout)
     assert [(d["shard"], d["dsn"], d["schema_version"]) for d in data] == [
-        ("default", "embedded:default", 2),
-        ("db_us", "embedded:db_us", 2),
+        ("default", "embedded:default", 3),
+        ("db_us", "embedded:db_us", 3),
     ]
 
     stopped = runner.invoke(cli, ["--config", str(embedded_map), "embedded", "stop"], env=env)
@@ -45,4 +45,4 @@ def test_embedded_shards_start_on_demand_and_stop(embedded_map: Path, tmp_path: 
     # the data outlives the server: the next command starts it again and finds the schema
     again = runner.invoke(cli, ["--config", str(embedded_map), "status"], env=env)
     assert again.exit_code == 0
-    assert again.output.count("schema 2/2") == 2
+    assert again.output.count("schema 3/3") == 2

@@ -29,8 +29,8 @@ def test_init_brings_every_shard_to_the_latest_version(
 ) -> None:
     result = run_cli("init")
     assert result.exit_code == 0, result.output
-    assert "default: schema 0 -> 2; residency set to country NOT IN (US)" in result.output
-    assert "db_us: schema 0 -> 2; residency set to country IN (US)" in result.output
+    assert "default: schema 0 -> 3; residency set to country NOT IN (US)" in result.output
+    assert "db_us: schema 0 -> 3; residency set to country IN (US)" in result.output
     latest = [m.version for m in migrations()]
     for shard in ("default", "db_us"):
         with connect(shard) as conn:
@@ -41,7 +41,7 @@ def test_init_twice_is_a_no_op(run_cli: Callable[..., Result], initialised: None
     result = run_cli("init")
     assert result.exit_code == 0
     assert (
-        "default: schema 2 (up to date); residency unchanged: country NOT IN (US)" in result.output
+        "default: schema 3 (up to date); residency unchanged: country NOT IN (US)" in result.output
     )
 
 
@@ -56,9 +56,9 @@ def test_a_shard_behind_is_brought_up_to_date(
         conn.execute(INSERT, [7, "US", "Kept Through Upgrade", "Male", 40, "1 Main St"])
     result = run_cli("init")
     assert result.exit_code == 0, result.output
-    assert "db_us: schema 1 -> 2" in result.output
+    assert "db_us: schema 1 -> 3" in result.output
     with connect("db_us") as conn:
-        assert versions(conn) == [1, 2]
+        assert versions(conn) == [1, 2, 3]
         assert conn.execute("SELECT name FROM residents WHERE id = 7").fetchone() == (
             "Kept Through Upgrade",
         )
@@ -117,7 +117,7 @@ def test_a_changed_map_moves_the_constraint(
     result = run_cli("init", config=wider)
     assert result.exit_code == 0, result.output
     assert (
-        "default: schema 2 (up to date); residency set to country NOT IN (CA, US)" in result.output
+        "default: schema 3 (up to date); residency set to country NOT IN (CA, US)" in result.output
     )
     with connect("db_us") as conn:
         conn.execute(INSERT, [1, "CA", "Jeanne", "Female", 30, "Rue 1"])
@@ -164,6 +164,6 @@ def test_default_reject_makes_every_shard_an_allow_list(
     )
     result = run_cli("init", config=strict)
     assert result.exit_code == 0, result.output
-    assert "default: schema 0 -> 2; residency set to country IN (DE, FR)" in result.output
+    assert "default: schema 0 -> 3; residency set to country IN (DE, FR)" in result.output
     with connect("default") as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(INSERT, [1, "JP", "Taro", None, 30, None])
