@@ -19,7 +19,7 @@ import io
 import json
 import operator
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -112,11 +112,15 @@ class Source:
         if not header_line.strip():
             raise SourceError("no header row (the first line must name the columns)")
         delimiter = max(_DELIMITERS, key=header_line.count)
-        reader = csv.reader(_chain_first(header_line, stream), delimiter=delimiter, strict=False)
         try:
-            header = [h.strip().lower() for h in next(reader)]
+            header = [
+                h.strip().lower() for h in next(csv.reader([header_line], delimiter=delimiter))
+            ]
         except csv.Error as exc:
             raise SourceError(f"line 1: unreadable header: {exc}") from None
+        # The reader reads the stream itself, past the header line: a generator in between
+        # would cost a frame a line (measured: 0.3 s of 1M rows).
+        reader = csv.reader(stream, delimiter=delimiter, strict=False)
         self._header = header
         width = len(header)
         # An absent optional column reads the "" appended past the row's end (SQL reads an
@@ -125,11 +129,11 @@ class Source:
         positions = [width if p is None else p for p in self._header_positions(header)]
         pick = operator.itemgetter(*positions)
         pad = width in positions
-        line = reader.line_num
+        line = 1  # the header's; reader.line_num counts from the line after it
         number = 0
         try:
             for row in reader:
-                start, line = line + 1, reader.line_num
+                start, line = line + 1, reader.line_num + 1
                 if not row:
                     continue  # a blank line is not a record
                 number += 1
@@ -145,7 +149,7 @@ class Source:
                     row.append("")
                 yield Record(number, start, pick(row), row)
         except csv.Error as exc:
-            raise SourceError(f"line {reader.line_num}: {exc}") from None
+            raise SourceError(f"line {reader.line_num + 1}: {exc}") from None
 
     def raw_of(self, record: Record) -> Any:
         """The raw record for a rejects file: a CSV row as {column: value}, JSON as it was."""
@@ -292,8 +296,3 @@ class _Utf8Bytes:
 
     def read(self, size: int = -1) -> bytes:
         return self._text.read(size).encode("utf-8")
-
-
-def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
-    yield first
-    yield from rest

@@ -174,6 +174,24 @@ def test_every_bad_row_is_rejected_with_its_reason(
     assert rows(shard_dsns["db_us"]) == [(14, "US", "Good", "Male", 50, None)]
 
 
+def test_rejects_name_the_line_a_record_starts_on(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_bytes(
+        b"id,country,name,age\r\n"  # line 1
+        b'1,DE,"Two\r\nLines",30\r\n'  # lines 2-3: one record
+        b"\r\n"  # line 4: blank, not a record
+        b"2,DE,Bad Age,abc\r\n"  # line 5
+        b"3,DE,Too,1,many\r\n"  # line 6
+    )
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    found = sorted((r["record"], r["line"], r["reason"]) for r in read_rejects(rejects))
+    assert found == [(2, 5, "invalid_age"), (3, 6, "malformed_record")]
+
+
 def test_json_values_are_checked_like_text(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
