@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import PROJECT
 
 FLOOR = "floor: COPY to staging + upsert by psql, both shards at once, no checks"
+CHECK_FLOOR = "floor: the default checks' one scan and hashing by psql, both shards at once"
 
 
 @pytest.mark.slow
@@ -36,4 +37,5 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
     assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
     floor = [c.strip() for c in measured[FLOOR].split("|")]
     assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
+    assert measured[CHECK_FLOOR].rstrip(" |").endswith("x time"), measured[CHECK_FLOOR]
     assert "| pipeline check, default checks | <= 3.0x time |" in targets
