@@ -125,6 +125,7 @@ class ReadAhead:
         self._spool.seek(0)
         while chunk := self._spool.read(CHUNK):
             yield chunk
+        self._spool.close()  # its disk space back before the next shard's turn
 
     def close(self) -> None:
         self._stop.set()
@@ -161,10 +162,16 @@ def _abort(conn: psycopg.Connection[Any]) -> None:
     pgconn = conn.pgconn
     if pgconn.status != pq.ConnStatus.OK:
         return
-    with contextlib.suppress(psycopg.Error):
+    with contextlib.suppress(psycopg.Error), selectors.DefaultSelector() as selector:
+        selector.register(pgconn.socket, selectors.EVENT_READ)
         conn.cancel()
-        while pgconn.get_copy_data(0)[0] > 0:
-            pass
+        while (n := pgconn.get_copy_data(1)[0]) >= 0:  # -1: the end, -2: the error
+            if n == 0:
+                selector.select()
+                pgconn.consume_input()
+        while pgconn.is_busy():
+            selector.select()
+            pgconn.consume_input()
     with contextlib.suppress(psycopg.Error):
         while pgconn.get_result() is not None:
             pass

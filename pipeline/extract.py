@@ -18,7 +18,7 @@ import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -126,7 +126,7 @@ def copy_out(
     defuse: bool,
     result: ExtractResult,
     spool_dir: str | None = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """COPY each selected shard's rows out as bytes (CSV, or one JSON object a line), in order.
 
     Every shard is read at once: the first streams through, the others are read ahead into
@@ -147,9 +147,11 @@ def copy_out(
             yield from copy
             counted[shard.name] = copy.rows
 
-    later = [ReadAhead(functools.partial(read, shard), spool_dir) for shard in shards[1:]]
-    streams: list[Iterable[bytes]] = [read(shards[0]), *later] if shards else []
+    later: list[ReadAhead] = []
     try:
+        for shard in shards[1:]:
+            later.append(ReadAhead(functools.partial(read, shard), spool_dir))
+        streams: list[Iterable[bytes]] = [read(shards[0]), *later] if shards else []
         for shard, chunks in zip(shards, streams, strict=True):
             sent = False
             try:
@@ -291,21 +293,23 @@ def extract_to(
     result = ExtractResult()
     columns = output_columns(selection)
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
-    # Later shards are spooled beside the output, which needs that room in the end anyway.
+    # Later shards are spooled beside the output (on its disk, not in a tmpfs /tmp).
     spool_dir = None if out is None else str(out.parent)
-    blocks = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result, spool_dir)
-    if out is None:
-        import sys
+    copied = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result, spool_dir)
+    # Closed here, not when garbage-collected: a failure stops the other shards' readers now.
+    with contextlib.closing(copied) as blocks:
+        if out is None:
+            import sys
 
-        _write(fmt, sys.stdout.buffer, blocks, columns)
-        sys.stdout.buffer.flush()
-        return result
-    with _atomic(out) as tmp:
-        if fmt == "parquet":
-            write_parquet(tmp, blocks, columns)
-        else:
-            with open(tmp, "wb") as stream:
-                _write(fmt, stream, blocks, columns)
+            _write(fmt, sys.stdout.buffer, blocks, columns)
+            sys.stdout.buffer.flush()
+            return result
+        with _atomic(out) as tmp:
+            if fmt == "parquet":
+                write_parquet(tmp, blocks, columns)
+            else:
+                with open(tmp, "wb") as stream:
+                    _write(fmt, stream, blocks, columns)
     return result
 
 
@@ -367,8 +371,10 @@ def to_dataframe(
     selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
     columns = output_columns(selection)
     result = ExtractResult()
-    blocks = copy_out(shard_map, selection, "extract_rows", False, result)
-    batches = list(arrow_batches(blocks, columns))
+    with contextlib.closing(
+        copy_out(shard_map, selection, "extract_rows", False, result)
+    ) as blocks:
+        batches = list(arrow_batches(blocks, columns))
     table = pa.Table.from_batches(batches, schema=pa.schema(list(_schema(columns).values())))
     mapping = {
         pa.int64(): pd.Int64Dtype(),

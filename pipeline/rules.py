@@ -3,7 +3,7 @@
 The rules are applied in two places, each where it is cheapest:
 - the country, in Python, because routing needs it before a row can go anywhere
   (`Rules.country_of`, asked once per distinct raw value);
-- everything else, in SQL on the shard, set-based over the staged rows
+- everything else, in SQL on the shard, as each row arrives in the staging table
   (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_staging.sql`).
 """
 
@@ -66,7 +66,7 @@ class Rules:
         canonical = {g.casefold(): g for g in self.genders}
         mapping = {**canonical, **self.gender_aliases}
         return {
-            "gender_map": sql.Literal(json.dumps(mapping, sort_keys=True)),
+            "gender_map": sql.Literal(json.dumps(mapping, sort_keys=True, ensure_ascii=False)),
             "any_gender": sql.Literal(not self.genders),
             "age_min": sql.Literal(self.age_min),
             "age_max": sql.Literal(self.age_max),

@@ -7,7 +7,8 @@ For each file, a `ShardWriter`:
    rules (sql/queries/load_staging.sql), and open a COPY into it.
 2. `write`:  stream rows into the COPY. The queued writer sends them from a worker
    thread, so shards receive (and check) concurrently while the main thread parses.
-3. `check`:  end the COPY; run the duplicate-id pass; count the refused rows.
+3. `check`:  end the COPY; run the duplicate-id pass (sql/queries/load_duplicates.sql);
+   count the refused rows.
 4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
    preview the counts and roll back). `rollback` abandons the file on this shard.
 A shard that fails raises ShardError; the caller carries on with the other shards.
@@ -182,7 +183,8 @@ class ShardWriter:
         conn = self._connection()
         try:
             self._end_copy()
-            conn.execute(query("load_duplicates"))
+            if conn.execute(query("load_duplicates")).rowcount:
+                conn.execute(query("load_superseded"))
             self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
         except psycopg.Error as exc:
             self._abandon()

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import CHECK_FLOOR, FLOOR
 from tests.conftest import PROJECT
-
-FLOOR = "floor: COPY to staging + upsert by psql, both shards at once, no checks"
-CHECK_FLOOR = "floor: the default checks' one scan and hashing by psql, both shards at once"
 
 
 @pytest.mark.slow

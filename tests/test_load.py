@@ -249,6 +249,35 @@ def test_a_missing_required_column_fails_the_whole_file(
     assert len(rows(shard_dsns["default"])) == 2 and len(rows(shard_dsns["db_us"])) == 1
 
 
+def test_a_file_of_repeated_ids_loads_the_last_of_each(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "twice.csv"  # the same 1,000 ids three times over; an invalid last one
+    lines = [f"{i % 1000 + 1},DE,Round {i // 1000},,30,\n" for i in range(3000)]
+    lines[-1] = "1000,DE,Bad Age,,abc,\n"
+    path.write_text(HEADER + "".join(lines))
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    loaded = rows(shard_dsns["default"])
+    assert [r[0] for r in loaded] == list(range(1, 1001))
+    # the last valid row of each id wins; id 1000's last row is invalid, so its second wins
+    assert {r[2] for r in loaded[:-1]} == {"Round 2"} and loaded[-1][2] == "Round 1"
+    reasons = [r["reason"] for r in read_rejects(rejects)]
+    assert reasons.count("duplicate_id") == 1999 and reasons.count("invalid_age") == 1
+
+
+def test_a_header_whose_quote_runs_past_its_line_is_a_file_error(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "quoted_header.csv"
+    path.write_text('id,country,"name\n",age\n1,DE,Ann,30\n')
+    result = run_cli("load", str(path))
+    assert result.exit_code == 1
+    assert "line 1: unreadable header: a quote is not closed on the line" in result.output
+    assert rows(shard_dsns["default"]) == []
+
+
 def test_a_file_over_its_budget_loads_nothing(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
