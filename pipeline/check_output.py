@@ -97,3 +97,21 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
                 f"GITHUB_STEP_SUMMARY {summary}: cannot write: {exc.strerror}"
             ) from None
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def render(
+    results: list[CheckResult],
+    fmt: str,
+    warn_error: bool,
+    show_samples: bool,
+    github_summary: Path | None = None,
+) -> str:
+    """The results as text, json, junit or github annotations (plus, for github, a Markdown
+    table appended to `github_summary` when given)."""
+    if fmt == "json":
+        return render_json(results, show_samples)
+    if fmt == "junit":
+        return render_junit(results, warn_error)
+    if fmt == "github":
+        return render_github(results, warn_error, github_summary)
+    return render_text(results)

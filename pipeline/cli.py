@@ -325,21 +325,11 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
     Example: pipeline report -o data/exports/report.html
     """
     from pipeline.extract import write_atomically
-    from pipeline.report import build_report, render_json, render_text
-    from pipeline.report_html import render_html
+    from pipeline.report import FORMATS, build_report, render
 
     if fmt is None:
-        suffix = output.suffix.lower() if output else ""
-        fmt = {".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}.get(
-            suffix, "text"
-        )
-    figures = build_report(_shard_map(ctx))
-    if fmt == "html":
-        text = render_html(figures)
-    elif fmt == "json":
-        text = render_json(figures)
-    else:
-        text = render_text(figures, markdown=fmt == "markdown")
+        fmt = FORMATS.get(output.suffix.lower(), "text") if output else "text"
+    text = render(build_report(_shard_map(ctx)), fmt)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -381,22 +371,15 @@ def check(
 
     Example: pipeline check --format junit -o reports/checks.xml
     """
-    from pipeline import check_output
+    from pipeline.check_output import render
     from pipeline.checks import exit_code, run_all
     from pipeline.config import load_checks
     from pipeline.extract import write_atomically
 
     shard_map = _shard_map(ctx)
     results = run_all(shard_map, load_checks(shard_map), only, show_samples)
-    if fmt == "json":
-        text = check_output.render_json(results, show_samples)
-    elif fmt == "junit":
-        text = check_output.render_junit(results, warn_error)
-    elif fmt == "github":
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        text = check_output.render_github(results, warn_error, Path(summary) if summary else None)
-    else:
-        text = check_output.render_text(results)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
+    text = render(results, fmt, warn_error, show_samples, Path(summary) if summary else None)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -155,3 +155,17 @@ def _markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 
 def render_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+FORMATS = {".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}  # by extension
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text, markdown, json or html (a self-contained page)."""
+    if fmt == "html":
+        from pipeline.report_html import render_html  # it imports this module
+
+        return render_html(report)
+    if fmt == "json":
+        return render_json(report)
+    return render_text(report, markdown=fmt == "markdown")
