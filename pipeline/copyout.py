@@ -76,8 +76,7 @@ class CopyOut:
                                 yield bytes(buffer)
                                 buffer = bytearray()
                         elif n == 0:  # no whole row here yet
-                            selector.select()
-                            pgconn.consume_input()
+                            _wait(pgconn, selector)
                         else:  # -1: the end; -2: an error, which the result below raises
                             break
                     done = _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
@@ -133,11 +132,17 @@ class ReadAhead:
         self._spool.close()
 
 
+def _wait(pgconn: Any, selector: selectors.BaseSelector) -> None:
+    """Wait until the server sends more, then let libpq read it. The wait is select's, which
+    lets other threads run; libpq's own blocking wait would not (see the module docstring)."""
+    selector.select()
+    pgconn.consume_input()
+
+
 def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector) -> Any:
     """The next result, which must have `status`; an error result raises its psycopg error."""
     while pgconn.is_busy():
-        selector.select()
-        pgconn.consume_input()
+        _wait(pgconn, selector)
     res = pgconn.get_result()
     if res is not None and res.status == status:
         if status != pq.ExecStatus.COPY_OUT:
@@ -167,11 +172,9 @@ def _abort(conn: psycopg.Connection[Any]) -> None:
         conn.cancel()
         while (n := pgconn.get_copy_data(1)[0]) >= 0:  # -1: the end, -2: the error
             if n == 0:
-                selector.select()
-                pgconn.consume_input()
+                _wait(pgconn, selector)
         while pgconn.is_busy():
-            selector.select()
-            pgconn.consume_input()
+            _wait(pgconn, selector)
     with contextlib.suppress(psycopg.Error):
         while pgconn.get_result() is not None:
             pass
