@@ -129,18 +129,30 @@ def test_csv_defuses_formulas_unless_raw(
             "INSERT INTO residents (id, country, name, gender, address) VALUES"
             " (1, 'DE', '=HYPERLINK(\"http://x\")', '+1', '@SUM(A1)'),"
             " (2, 'DE', '-2 apples', E'\\tTab', E'line one\\nline \"two\"'),"
-            " (3, 'DE', 'Plain = fine', NULL, '')"
+            " (3, 'DE', 'Plain = fine', NULL, ''),"
+            # country is char(2): a formula there too, and a short value keeps its padding
+            " (4, '=1', 'Odd country', NULL, NULL), (5, 'X', 'Short country', NULL, NULL)"
         )
     safe = from_csv(run_cli("extract").stdout)
     assert [r[3:5] for r in safe] == [
         ('\'=HYPERLINK("http://x")', "'+1"),
         ("'-2 apples", "'\tTab"),
         ("Plain = fine", None),
+        ("Odd country", None),
+        ("Short country", None),
     ]
     assert safe[0][6] == "'@SUM(A1)"
+    assert [r[2] for r in safe] == ["DE", "DE", "DE", "'=1", "X "]
     raw_text = run_cli("extract", "--raw").stdout
     raw = from_csv(raw_text)
-    assert [r[3] for r in raw] == ['=HYPERLINK("http://x")', "-2 apples", "Plain = fine"]
+    assert [r[3] for r in raw] == [
+        '=HYPERLINK("http://x")',
+        "-2 apples",
+        "Plain = fine",
+        "Odd country",
+        "Short country",
+    ]
+    assert [r[2] for r in raw] == ["DE", "DE", "DE", "=1", "X "]
     assert raw[1][6] == 'line one\nline "two"'  # byte for byte, newline and quotes included
     assert ',""\n' in raw_text.replace("\r\n", "\n")  # an empty address stays empty, not NULL
     as_json = json.loads(run_cli("extract", "--format", "json").stdout)
