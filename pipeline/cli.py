@@ -7,6 +7,7 @@ configuration error. No business logic lives here.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -448,7 +449,14 @@ def embedded_stop(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    cli(prog_name="pipeline")
+    try:
+        cli(prog_name="pipeline")
+    finally:
+        # Python's exit ends with a full garbage collection over every object the imports
+        # made (psycopg's most of all): 30 ms, a twentieth of a 1M-row extract. Frozen
+        # objects are left out of it; the exit is otherwise the same (atexit handlers run,
+        # files are flushed and closed).
+        gc.freeze()
 
 
 if __name__ == "__main__":
