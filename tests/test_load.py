@@ -5,14 +5,18 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import queue
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import Result
+from psycopg.copy import QueuedLibpqWriter
 
+from pipeline.writer import COPY_QUEUE, REJECTS_BATCH, _QueuedWriter
 from tests.conftest import ORIGINAL_DATA, ledger, rows, shard_map_yaml, write_map
 
 RunCli = Callable[..., Result]
@@ -265,6 +269,36 @@ def test_a_file_of_repeated_ids_loads_the_last_of_each(
     assert {r[2] for r in loaded[:-1]} == {"Round 2"} and loaded[-1][2] == "Round 1"
     reasons = [r["reason"] for r in read_rejects(rejects)]
     assert reasons.count("duplicate_id") == 1999 and reasons.count("invalid_age") == 1
+
+
+def test_rejects_come_out_whole_past_one_fetch(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "ages.csv"  # refused rows on both shards, over two fetches on one
+    count = 2 * REJECTS_BATCH + 1
+    lines = [f"{i},{'US' if i % 3 == 0 else 'DE'},Name {i},,abc,\n" for i in range(1, count + 1)]
+    path.write_text(HEADER + "".join(lines) + f"{count + 1},DE,Good,,30,\n")
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    found = read_rejects(rejects)
+    assert sorted(r["record"] for r in found) == list(range(1, count + 1))
+    by_shard = {s: [r["record"] for r in found if r["shard"] == s] for s in ("default", "db_us")}
+    assert all(records == sorted(records) for records in by_shard.values())
+    assert len(by_shard["default"]) > REJECTS_BATCH and by_shard["db_us"]  # two fetches, one
+    assert rows(shard_dsns["default"]) == [(count + 1, "DE", "Good", None, 30, None)]
+
+
+def test_the_load_copy_queue_is_psycopgs_own_made_short(
+    connect: Callable[[str], psycopg.Connection[Any]],
+) -> None:
+    # _QueuedWriter replaces an attribute of psycopg's writer: fail if psycopg stops using it.
+    with connect("default") as conn:
+        theirs = QueuedLibpqWriter(conn.cursor())
+        ours = _QueuedWriter(conn.cursor())
+    assert isinstance(theirs._queue, queue.Queue)
+    assert type(ours._queue) is type(theirs._queue)
+    assert ours._queue.maxsize == COPY_QUEUE < theirs._queue.maxsize
 
 
 def test_a_header_whose_quote_runs_past_its_line_is_a_file_error(
