@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.copyout import CopyOut, ReadAhead, snapshot
+from pipeline.copyout import CHUNK, CopyOut, ReadAhead, snapshot
 from pipeline.errors import ShardError
 
 
@@ -48,6 +48,16 @@ def test_a_copy_waiting_for_the_server_lets_other_threads_run(shard_map: ShardMa
     # The server sleeps a second; the thread's loop takes a few hundredths of one. Waiting in
     # libpq, it could only run once the COPY was over.
     assert finished[0] < copy_done - 0.5
+
+
+def test_chunks_are_whole_rows_and_stay_as_they_were_handed_on(shard_map: ShardMap) -> None:
+    # CopyOut hands on its own buffer, not a copy: one it handed on must never change after.
+    statement = "COPY (SELECT i, repeat('x', 500) FROM generate_series(1, 5000) AS i) TO STDOUT"
+    chunks = list(copy_of(shard_map, statement))  # every chunk held at once
+    assert len(chunks) >= 2
+    assert all(c.endswith(b"\n") for c in chunks)
+    assert all(len(c) >= CHUNK for c in chunks[:-1])
+    assert b"".join(chunks) == b"".join(b"%d\t%s\n" % (i, b"x" * 500) for i in range(1, 5001))
 
 
 def test_read_ahead_replays_every_chunk_in_order(shard_map: ShardMap, tmp_path: Path) -> None:

@@ -294,11 +294,16 @@ def test_the_load_copy_queue_is_psycopgs_own_made_short(
 ) -> None:
     # _QueuedWriter replaces an attribute of psycopg's writer: fail if psycopg stops using it.
     with connect("default") as conn:
-        theirs = QueuedLibpqWriter(conn.cursor())
-        ours = _QueuedWriter(conn.cursor())
-    assert isinstance(theirs._queue, queue.Queue)
-    assert type(ours._queue) is type(theirs._queue)
-    assert ours._queue.maxsize == COPY_QUEUE < theirs._queue.maxsize
+        assert isinstance(QueuedLibpqWriter(conn.cursor())._queue, queue.Queue)
+        conn.execute("CREATE TEMP TABLE sink (line text)")
+        cursor = conn.cursor()
+        writer = _QueuedWriter(cursor)
+        short = writer._queue
+        with cursor.copy("COPY sink FROM STDIN", writer=writer) as copy:
+            for i in range(COPY_QUEUE * 4_000):  # buffers of 32 KB and more: many times the queue
+                copy.write_row((f"row {i:08}",))
+        assert writer._queue is short and short.maxsize == COPY_QUEUE
+        assert conn.execute("SELECT count(*) FROM sink").fetchone() == (COPY_QUEUE * 4_000,)
 
 
 def test_a_header_whose_quote_runs_past_its_line_is_a_file_error(
