@@ -7,6 +7,8 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,24 @@ def test_csv_defuses_formulas_unless_raw(
     assert ',""\n' in raw_text.replace("\r\n", "\n")  # an empty address stays empty, not NULL
     as_json = json.loads(run_cli("extract", "--format", "json").stdout)
     assert as_json[0]["name"] == '=HYPERLINK("http://x")'  # only CSV is defused
+
+
+def test_a_reader_that_leaves_early_gets_exit_1_and_one_line(
+    config_file: Path, initialised: None, connect: Callable[[str], psycopg.Connection[Any]]
+) -> None:
+    with connect("default") as conn:  # more than a pipe holds: the write must meet the close
+        conn.execute(
+            "INSERT INTO residents (id, country, name)"
+            " SELECT i, 'DE', 'Resident ' || i FROM generate_series(1, 50000) AS i"
+        )
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "extract"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"shard,id,country,name,gender,age,address\n"
+        proc.stdout.close()  # as `pipeline extract | head -1` does
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == 1
+    assert b"Traceback" not in stderr and b"Exception ignored" not in stderr
 
 
 def test_provenance_columns(run_cli: RunCli, loaded: None) -> None:
