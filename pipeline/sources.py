@@ -5,8 +5,9 @@ starts on (CSV and NDJSON), its six known fields as text (or None), and the raw
 record for a rejects file. Nothing here holds more than one record in memory.
 
 File-level problems (no header, a required column missing, undecodable bytes,
-broken JSON) raise `SourceError`; a single bad record is yielded with `problem`
-set, to be rejected as `malformed_record`.
+broken JSON, a quote left open to the end of a CSV file) raise `SourceError`; a single
+bad record is yielded with `problem` set, to be rejected as `malformed_record`. An
+empty file (nothing but white space, or `[]`) holds no records, whatever its format.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Source:
     required_seen: set[str] = field(default_factory=set)
     unknown_columns: set[str] = field(default_factory=set)  # at most UNKNOWN_COLUMNS_KEPT
     _header: list[str] | None = field(default=None, repr=False)
+    _objects: int = field(default=0, repr=False)  # JSON and NDJSON records read
 
     @property
     def label(self) -> str:
@@ -96,7 +98,7 @@ class Source:
             # The ledger records the hash taken before reading; it must describe these bytes.
             raise SourceError("the file changed while it was being loaded")
         missing = [c for c in REQUIRED if c not in self.required_seen]
-        if missing and self.format != "csv":
+        if missing and self.format != "csv" and self._objects:  # no record: nothing is missing
             raise SourceError(f"required column {missing[0]!r} is in no record")
 
     def _text(self, raw: io.RawIOBase) -> io.TextIOWrapper:
@@ -110,6 +112,8 @@ class Source:
     def _csv(self, stream: IO[str]) -> Iterator[Record]:
         header_line = stream.readline()
         if not header_line.strip():
+            if _blank(stream):
+                return  # an empty file, like an empty JSON array: no records
             raise SourceError("no header row (the first line must name the columns)")
         delimiter = max(_DELIMITERS, key=header_line.count)
         try:
@@ -121,8 +125,11 @@ class Source:
             raise SourceError("line 1: unreadable header: a quote is not closed on the line")
         header = [c.strip().lower() for c in cells]
         # The reader reads the stream itself, past the header line: a generator in between
-        # would cost a frame a line (measured: 0.3 s of 1M rows).
-        reader = csv.reader(stream, delimiter=delimiter, strict=False)
+        # would cost a frame a line (measured: 0.3 s of 1M rows). Strict: a quote left open
+        # would otherwise take every line after it, to the end of the file, into one field
+        # without a word; and a quoted field followed by more text ("Bob" Smith) would lose
+        # its quotes.
+        reader = csv.reader(stream, delimiter=delimiter, strict=True)
         self._header = header
         width = len(header)
         # An absent optional column reads the "" appended past the row's end (SQL reads an
@@ -133,25 +140,40 @@ class Source:
         pad = width in positions
         line = 1  # the header's; reader.line_num counts from the line after it
         number = 0
-        try:
-            for row in reader:
+        while True:
+            try:
+                for row in reader:
+                    start, line = line + 1, reader.line_num + 1
+                    if not row:
+                        continue  # a blank line is not a record
+                    number += 1
+                    if len(row) != width:
+                        problem = f"{len(row)} fields where the header has {width}"
+                        if line > start:
+                            problem += (
+                                f" (the record runs from line {start} to {line}:"
+                                " a quote not closed?)"
+                            )
+                        yield Record(number, start, None, row, problem)
+                        continue
+                    if pad:
+                        row.append("")
+                    yield Record(number, start, pick(row), row)
+                return
+            except csv.Error as exc:
                 start, line = line + 1, reader.line_num + 1
-                if not row:
-                    continue  # a blank line is not a record
+                if "expected after" not in str(exc):  # the end inside a quote, a huge field
+                    if "end of data" in str(exc):
+                        raise SourceError(
+                            f"line {start}: a quote opened in this record is not closed before"
+                            " the end of the file"
+                        ) from None
+                    raise SourceError(f"line {line}: {exc}") from None
+                # A field's closing quote followed by more text: this record only; the reader
+                # goes on with the next line.
                 number += 1
-                if len(row) != width:
-                    problem = f"{len(row)} fields where the header has {width}"
-                    if line > start:
-                        problem += (
-                            f" (the record runs from line {start} to {line}: a quote not closed?)"
-                        )
-                    yield Record(number, start, None, row, problem)
-                    continue
-                if pad:
-                    row.append("")
-                yield Record(number, start, pick(row), row)
-        except csv.Error as exc:
-            raise SourceError(f"line {reader.line_num + 1}: {exc}") from None
+                problem = f"a quoted field goes on after its closing quote ({exc})"
+                yield Record(number, start, None, None, problem)
 
     def raw_of(self, record: Record) -> Any:
         """The raw record for a rejects file: a CSV row as {column: value}, JSON as it was."""
@@ -191,24 +213,26 @@ class Source:
                 yield Record(number, line_number, None, None, "nested too deeply to be a record")
                 continue
             yield self._object_record(number, line_number, obj)
+        self._objects = number
 
     def _json(self, stream: IO[str]) -> Iterator[Record]:
-        number = 0
+        # The first character says what the document is: only an array holds records. (The
+        # stream cannot go back: it may be gzip, and it is hashed as it is read.)
+        first = stream.read(1)
+        while first.isspace():
+            first = stream.read(1)
+        if not first:
+            return  # an empty file: no records
+        if first != "[":
+            raise SourceError("not a JSON array (use .ndjson for one object a line)")
         try:
-            items = ijson.items(_Utf8Bytes(stream), "item", use_float=True)
+            items = ijson.items(_Utf8Bytes(stream, first), "item", use_float=True)
+            number = 0
             for number, obj in enumerate(items, start=1):
                 yield self._object_record(number, None, obj)
+            self._objects = number
         except ijson.JSONError as exc:
             raise SourceError(f"not a JSON array of objects: {exc}") from None
-        if number == 0:
-            self._check_array(stream)
-
-    def _check_array(self, stream: IO[str]) -> None:
-        """An empty result is fine for `[]`, but a top-level object or scalar is a mistake."""
-        stream.seek(0)
-        head = stream.read(64).lstrip()
-        if head and not head.startswith("["):
-            raise SourceError("not a JSON array (use .ndjson for one object a line)")
 
     def _object_record(self, number: int, line: int | None, obj: Any) -> Record:
         if not isinstance(obj, dict):
@@ -274,6 +298,14 @@ class _HashingReader(io.RawIOBase):
         return self._digest.hexdigest()
 
 
+def _blank(stream: IO[str]) -> bool:
+    """Whether the rest of the stream is white space (read to its end if so)."""
+    while chunk := stream.read(1 << 16):
+        if not chunk.isspace():
+            return False
+    return True
+
+
 def _lines(stream: IO[str], limit: int) -> Iterator[str | None]:
     """The stream's lines, each read with at most `limit` characters in memory; a longer
     line is skipped to its end and comes out as None."""
@@ -293,8 +325,12 @@ class _Utf8Bytes:
     """ijson reads bytes: give it the decoded text re-encoded as UTF-8, so that --encoding
     and the byte-order mark are handled in one place (the TextIOWrapper)."""
 
-    def __init__(self, text: IO[str]) -> None:
+    def __init__(self, text: IO[str], head: str = "") -> None:
         self._text = text
+        self._head = head.encode("utf-8")  # what was read ahead of it
 
     def read(self, size: int = -1) -> bytes:
-        return self._text.read(size).encode("utf-8")
+        if size == 0:  # ijson asks for nothing first, to see whether it reads bytes
+            return b""
+        head, self._head = self._head, b""
+        return head + self._text.read(size - len(head) if size > 0 else size).encode("utf-8")

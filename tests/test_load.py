@@ -367,6 +367,72 @@ def test_broken_json_is_a_file_error(run_cli: RunCli, initialised: None, tmp_pat
     assert "not a JSON array of objects" in result.output
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("empty.csv", ""),
+        ("blank.csv", "\n \r\n"),
+        ("empty.json", ""),
+        ("none.json", " []\n"),
+        ("empty.ndjson", ""),
+        ("blank.ndjson", "\n\n"),
+    ],
+)
+def test_an_empty_file_holds_no_records(
+    run_cli: RunCli, initialised: None, tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    if name.endswith(".json"):  # a gzipped one reads the same
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(text.encode()))
+    result = run_cli("load", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {f["rows_read"] for f in report["files"]} == {0}
+
+
+@pytest.mark.parametrize("text", ['{"id": 1, "country": "DE", "name": "Ann"}', '"hello"', "{}"])
+def test_json_that_is_not_an_array_is_a_file_error(
+    run_cli: RunCli, initialised: None, tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "object.json.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    result = run_cli("load", str(path))
+    assert result.exit_code == 1
+    assert "not a JSON array (use .ndjson for one object a line)" in result.output
+
+
+def test_a_quote_left_open_to_the_end_is_a_file_error(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The open quote is in the last column: without strict reading, the rest of the file
+    # became one address and rows 3 and 4 vanished without a reject.
+    path = tmp_path / "open.csv"
+    path.write_text(
+        HEADER + '1,DE,Ann,,30,Main St\n2,DE,Bob,,31,"Open St\n3,DE,Cy,,32,\n4,DE,Di,,33,\n'
+    )
+    result = run_cli("load", str(path))
+    assert result.exit_code == 1
+    assert "line 3: a quote opened in this record is not closed before the end of the file" in (
+        result.output
+    )
+    assert rows(shard_dsns["default"]) == []
+
+
+def test_text_after_a_closing_quote_rejects_that_record(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "after.csv"
+    path.write_text(HEADER + '1,DE,"Bob" Smith,,30,\n2,DE,"Ann ""A."" Lee",,31,\n')
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    (reject,) = read_rejects(rejects)
+    assert (reject["record"], reject["line"], reject["reason"]) == (1, 2, "malformed_record")
+    assert "goes on after its closing quote" in reject["message"]
+    assert rows(shard_dsns["default"]) == [(2, "DE", 'Ann "A." Lee', None, 31, None)]
+
+
 def test_unrouted_countries_are_rejected_when_default_is_reject(
     run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
