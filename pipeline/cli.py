@@ -90,6 +90,21 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 
 
+def _format_for(output: Path | None, formats: dict[str, str], default: str) -> str:
+    """The format -o's extension names: `default` without one; an unknown one is a usage
+    error, not a file in a format its name does not say."""
+    if output is None or not output.suffix:
+        return default
+    fmt = formats.get(output.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(formats))
+        raise click.UsageError(
+            f"-o {output}: {output.suffix} names no format this command writes ({known});"
+            " name one with --format"
+        )
+    return fmt
+
+
 def _shard_map(ctx: click.Context) -> ShardMap:
     """The shard map, parsed on first use so that --help works without one."""
     obj = ctx.ensure_object(dict)
@@ -297,7 +312,7 @@ def extract(
 
     shard_map = _shard_map(ctx)
     if fmt is None:
-        fmt = FORMATS.get(output.suffix.lower(), "csv") if output else "csv"
+        fmt = _format_for(output, FORMATS, "csv")
     selection = Selection(shards, check_countries(countries), with_provenance, allow_partial)
     result = extract_to(shard_map, selection, fmt, output, raw=raw)
     for name, reason in result.missing.items():
@@ -329,7 +344,7 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
     from pipeline.report import FORMATS, build_report, render
 
     if fmt is None:
-        fmt = FORMATS.get(output.suffix.lower(), "text") if output else "text"
+        fmt = _format_for(output, FORMATS, "text")
     text = render(build_report(_shard_map(ctx)), fmt)
     if output is None:
         click.echo(text, nl=False)

@@ -294,6 +294,7 @@ def extract_to(
     """Write the selection to `out` (or stdout) in `fmt`. A file appears only when complete."""
     if fmt == "parquet" and out is None:
         raise ConfigError("--format parquet needs -o PATH (it is not a text format)")
+    shards_to_read(shard_map, selection)  # an unknown shard name fails before any output
     result = ExtractResult()
     columns = output_columns(selection)
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
@@ -372,6 +373,9 @@ def to_dataframe(
     import pyarrow as pa
 
     shard_map = load_shard_map(config)
+    # One code or name is one, not a sequence of letters.
+    countries = [countries] if isinstance(countries, str) else countries
+    shards = [shards] if isinstance(shards, str) else shards
     selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
     columns = output_columns(selection)
     result = ExtractResult()

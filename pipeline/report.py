@@ -157,7 +157,8 @@ def render_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
-FORMATS = {".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}  # by extension
+# by extension
+FORMATS = {".txt": "text", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}
 
 
 def render(report: Report, fmt: str) -> str:

@@ -92,6 +92,8 @@ def test_the_dataframe_matches_the_extract(loaded: None, config_file: Path) -> N
     assert str(frame["id"].dtype) == "Int64" and str(frame["age"].dtype) == "Int16"
     us = to_dataframe(countries=["us"], config=config_file)
     assert list(us["shard"].unique()) == ["db_us"] and len(us) == 4
+    one = to_dataframe(countries="US", shards="db_us", config=config_file)  # a str is one
+    assert one.equals(us)
 
 
 @pytest.mark.parametrize(
@@ -115,12 +117,19 @@ def test_filters(run_cli: RunCli, loaded: None, args: list[str], expected: list[
         (["--shard", "nope"], "no shard named 'nope'"),
         (["--country", "XX"], "--country XX: not an ISO 3166-1 alpha-2 country code"),
         (["--format", "parquet"], "--format parquet needs -o PATH"),
+        (["-o", "{out}/r.xlsx"], ".xlsx names no format this command writes"),
+        (["-o", "{out}/r.csv.gz"], ".gz names no format this command writes"),
     ],
 )
-def test_bad_selections_are_usage_errors(run_cli: RunCli, args: list[str], message: str) -> None:
-    result = run_cli("extract", *args)
+def test_bad_selections_are_usage_errors(
+    run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    result = run_cli("extract", *[a.format(out=out) for a in args])
     assert result.exit_code == 2
     assert message in result.output
+    assert result.stdout == ""  # not even the header
+    assert not out.exists()
 
 
 def test_csv_defuses_formulas_unless_raw(

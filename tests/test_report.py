@@ -99,6 +99,20 @@ def test_the_html_report_is_self_contained_with_charts(
     assert page.tags["script"] == 0
 
 
+def test_the_format_follows_the_extension_and_an_unknown_one_is_a_usage_error(
+    run_cli: RunCli, loaded: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli("report", "-o", str(out / "r.json")).exit_code == 0
+    assert json.loads((out / "r.json").read_text())["residents"] == 12
+    assert run_cli("report", "-o", str(out / "r.txt")).exit_code == 0
+    assert (out / "r.txt").read_text() == run_cli("report").stdout
+    result = run_cli("report", "-o", str(out / "r.xlsx"))
+    assert result.exit_code == 2
+    assert ".xlsx names no format this command writes" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["r.json", "r.txt"]
+
+
 def test_values_from_the_data_are_escaped_in_html(
     run_cli: RunCli, initialised: None, connect: Callable[[str], psycopg.Connection[Any]]
 ) -> None:
