@@ -228,7 +228,7 @@ def load_command(
 ) -> None:
     """Load resident files into the shards, each row into the shard its country routes to.
 
-    PATHS are files or folders (a folder means its .csv, .json, .ndjson and .jsonl
+    PATHS are files or folders (a folder means its .csv, .tsv, .json, .ndjson, .jsonl
     files, each maybe gzipped). Every record is loaded or written to the rejects file
     with a reason; a file over its reject budget loads nothing. A file already in a
     shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
