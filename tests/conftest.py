@@ -152,8 +152,13 @@ def config_file(tmp_path: Path, shard_dsns: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def run_cli(config_file: Path) -> Callable[..., Result]:
-    """Run `pipeline --config <the test map> ARGS...` in-process; returns click's Result."""
+def run_cli(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Result]:
+    """Run `pipeline --config <the test map> ARGS...` in-process; returns click's Result.
+    It runs in the test's own folder: default paths (data/rejects/) land there, not in the
+    working copy among the user's own files."""
+    monkeypatch.chdir(tmp_path)
 
     def run(*args: str, config: Path | None = None) -> Result:
         runner = CliRunner()
