@@ -99,6 +99,9 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+FORMATS = {".txt": "text", ".json": "json", ".xml": "junit"}  # by -o's extension
+
+
 def render(
     results: list[CheckResult],
     fmt: str,

@@ -358,9 +358,8 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "junit", "github"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts, junit for CI servers, github for Actions.",
+    help="text for people, json for scripts, junit for CI servers, github for Actions"
+    " (default: from the -o extension, .txt .json .xml, else text).",
 )
 @output_option
 @click.option("--warn-error", is_flag=True, help="Warnings fail the run too.")
@@ -373,7 +372,7 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
 @click.pass_context
 def check(
     ctx: click.Context,
-    fmt: str,
+    fmt: str | None,
     output: Path | None,
     warn_error: bool,
     only: tuple[str, ...],
@@ -387,11 +386,13 @@ def check(
 
     Example: pipeline check --format junit -o reports/checks.xml
     """
-    from pipeline.check_output import render
+    from pipeline.check_output import FORMATS, render
     from pipeline.checks import exit_code, run_all
     from pipeline.config import load_checks
     from pipeline.extract import write_atomically
 
+    if fmt is None:
+        fmt = _format_for(output, FORMATS, "text")
     shard_map = _shard_map(ctx)
     results = run_all(shard_map, load_checks(shard_map), only, show_samples)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import tempfile
+import warnings
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,7 +365,8 @@ def to_dataframe(
     """Every resident of every shard (or the selected ones) as a pandas DataFrame.
 
     Same columns, order and filters as `pipeline extract`; nullable pandas dtypes
-    (Int64 id, Int16 age, string text). Raises PipelineError subclasses on failure.
+    (Int64 id, Int16 age, string text). Raises PipelineError subclasses on failure; with
+    allow_partial, a shard left out is a UserWarning and in `frame.attrs["missing_shards"]`.
 
         from pipeline import to_dataframe
         df = to_dataframe(countries=["US"])
@@ -391,6 +393,8 @@ def to_dataframe(
     }
     frame = table.to_pandas(types_mapper=mapping.get)
     frame.attrs["missing_shards"] = result.missing
+    for name, reason in result.missing.items():  # a notebook shows it; the CLI prints it
+        warnings.warn(f"shard {name} left out (allow_partial): {reason}", stacklevel=2)
     return frame
 
 

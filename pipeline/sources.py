@@ -148,6 +148,9 @@ class Source:
                         continue  # a blank line is not a record
                     number += 1
                     if len(row) != width:
+                        if len(row) == 1 and not row[0].strip():  # spaces only: blank too
+                            number -= 1
+                            continue
                         problem = f"{len(row)} fields where the header has {width}"
                         if line > start:
                             problem += (

@@ -242,6 +242,18 @@ def test_junit_is_valid_xml_with_the_right_counts(
     assert warned.find("testsuite").get("failures") == "3"  # type: ignore[union-attr]
 
 
+def test_the_output_format_follows_the_extension(
+    run_cli: RunCli, loaded: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert run_cli("check", "-o", str(out / "checks.xml")).exit_code == 0
+    assert ET.parse(out / "checks.xml").getroot().find("testsuite") is not None
+    assert run_cli("check", "-o", str(out / "checks.json")).exit_code == 0
+    assert (out / "checks.json").read_text() == run_cli("check", "--format", "json").stdout
+    result = run_cli("check", "-o", str(out / "checks.log"))
+    assert result.exit_code == 2 and ".log names no format" in result.output
+
+
 def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
     text = run_cli("check").stdout.splitlines()[:-1]
     found = results(run_cli)

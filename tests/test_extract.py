@@ -19,6 +19,7 @@ import pytest
 from click.testing import Result
 
 from pipeline import to_dataframe
+from pipeline.errors import ShardError
 from tests.conftest import ORIGINAL_DATA, StoppableServer
 
 RunCli = Callable[..., Result]
@@ -219,6 +220,12 @@ def test_an_unreachable_shard_fails_the_extract_unless_partial_is_allowed(
     assert partial.exit_code == 0, partial.output
     assert "Warning: shard db_us left out (--allow-partial)" in partial.output
     assert from_csv(out.read_text()) == [r for r in EXPECTED if r[0] == "default"]
+    with pytest.raises(ShardError, match="shard db_us: unreachable"):
+        to_dataframe(config=config)
+    with pytest.warns(UserWarning, match="shard db_us left out"):
+        frame = to_dataframe(config=config, allow_partial=True)
+    assert list(frame.attrs["missing_shards"]) == ["db_us"]
+    assert set(frame["shard"]) == {"default"}
 
 
 def test_parquet_keeps_text_that_looks_like_null(

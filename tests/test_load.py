@@ -391,6 +391,17 @@ def test_an_empty_file_holds_no_records(
     assert {f["rows_read"] for f in report["files"]} == {0}
 
 
+def test_a_line_of_spaces_is_blank_not_a_record(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "spaces.csv"  # a small file: one bad record would be over the budget
+    path.write_text(HEADER + "1,DE,Ann,,30,\n   \n2,DE,Bob,,31,\n \t \n")
+    result = run_cli("load", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["rows_read"] == 2
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2]
+
+
 @pytest.mark.parametrize("text", ['{"id": 1, "country": "DE", "name": "Ann"}', '"hello"', "{}"])
 def test_json_that_is_not_an_array_is_a_file_error(
     run_cli: RunCli, initialised: None, tmp_path: Path, text: str
