@@ -157,7 +157,7 @@ def render_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
-# by extension
+# -o's extension -> format
 FORMATS = {".txt": "text", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}
 
 
