@@ -148,7 +148,7 @@ class Source:
                         continue  # a blank line is not a record
                     number += 1
                     if len(row) != width:
-                        if len(row) == 1 and not row[0].strip():  # spaces only: blank too
+                        if not any(f.strip() for f in row):  # white space only: blank too
                             number -= 1
                             continue
                         problem = f"{len(row)} fields where the header has {width}"
@@ -172,10 +172,14 @@ class Source:
                             " the end of the file"
                         ) from None
                     raise SourceError(f"line {line}: {exc}") from None
-                # A field's closing quote followed by more text: this record only; the reader
-                # goes on with the next line.
+                # A field's closing quote followed by more text: this record is rejected, and
+                # the reader goes on with the next line. Rejected, not dropped: should the rest
+                # of the line have opened a quote, the lines it held come out as rejects too.
                 number += 1
                 problem = f"a quoted field goes on after its closing quote ({exc})"
+                if line > start:
+                    problem += f" in the record running from line {start} to {line}"
+                problem += "; the rest of the line is not read"
                 yield Record(number, start, None, None, problem)
 
     def raw_of(self, record: Record) -> Any:
@@ -222,7 +226,7 @@ class Source:
         # The first character says what the document is: only an array holds records. (The
         # stream cannot go back: it may be gzip, and it is hashed as it is read.)
         first = stream.read(1)
-        while first.isspace():
+        while first and first in " \t\r\n":  # JSON's white space
             first = stream.read(1)
         if not first:
             return  # an empty file: no records

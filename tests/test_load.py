@@ -395,7 +395,7 @@ def test_a_line_of_spaces_is_blank_not_a_record(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "spaces.csv"  # a small file: one bad record would be over the budget
-    path.write_text(HEADER + "1,DE,Ann,,30,\n   \n2,DE,Bob,,31,\n \t \n")
+    path.write_text(HEADER + "1,DE,Ann,,30,\n   \n2,DE,Bob,,31,\n \t \n , ,\n")
     result = run_cli("load", str(path), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["rows_read"] == 2
@@ -434,14 +434,30 @@ def test_text_after_a_closing_quote_rejects_that_record(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "after.csv"
-    path.write_text(HEADER + '1,DE,"Bob" Smith,,30,\n2,DE,"Ann ""A."" Lee",,31,\n')
+    path.write_text(
+        HEADER + '1,DE,"Bob" Smith,,30,\n2,DE,"Ann ""A."" Lee",,31,\n'
+        # the rest of a bad line is not read: a quote it opens leaves its other line behind,
+        # which is rejected in its turn, never loaded and never lost
+        '3,DE,"Cy" Cole,,32,"Main St\nBerlin"\n4,DE,Di,,33,\n'
+    )
     rejects = tmp_path / "rejects"
-    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    result = run_cli(
+        "load", str(path), "--max-rejects", "100%", "--rejects", str(rejects), "--json"
+    )
     assert result.exit_code == 0, result.output
-    (reject,) = read_rejects(rejects)
-    assert (reject["record"], reject["line"], reject["reason"]) == (1, 2, "malformed_record")
-    assert "goes on after its closing quote" in reject["message"]
-    assert rows(shard_dsns["default"]) == [(2, "DE", 'Ann "A." Lee', None, 31, None)]
+    found = [(r["record"], r["line"], r["reason"]) for r in read_rejects(rejects)]
+    assert found == [
+        (1, 2, "malformed_record"),
+        (3, 4, "malformed_record"),
+        (4, 5, "malformed_record"),
+    ]
+    assert "goes on after its closing quote" in read_rejects(rejects)[0]["message"]
+    assert [r[:3] for r in rows(shard_dsns["default"])] == [
+        (2, "DE", 'Ann "A." Lee'),
+        (4, "DE", "Di"),
+    ]
+    report = json.loads(result.stdout)["files"][0]
+    assert (report["rows_read"], report["rows_loaded"], report["rows_rejected"]) == (5, 2, 3)
 
 
 def test_unrouted_countries_are_rejected_when_default_is_reject(
