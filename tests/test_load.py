@@ -306,6 +306,29 @@ def test_the_load_copy_queue_is_psycopgs_own_made_short(
         assert conn.execute("SELECT count(*) FROM sink").fetchone() == (COPY_QUEUE * 4_000,)
 
 
+def test_a_reread_record_across_the_readers_blocks(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    # CSV is read a megabyte of lines at a time: this bad record starts on the last line of
+    # the first block and ends in the second, and the record after it keeps its line.
+    row = "{:06},DE,Resident,Female,40,Addr\n"
+    first_block = -(-(1 << 20) // len(row.format(1)))  # lines, as readlines(1 MB) takes them
+    good = [row.format(i) for i in range(1, first_block)]
+    bad = f'{first_block},DE,"Bob" Smith,,30,"Main St\nBerlin\nGermany"\n'
+    path = tmp_path / "deep.csv"
+    path.write_text(HEADER + "".join(good) + bad + f"{first_block + 1},DE,Late,,abc,\n")
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    found = sorted((r["record"], r["line"], r["reason"], r["raw"]) for r in read_rejects(rejects))
+    bad_line = first_block + 1  # the header is line 1
+    assert [f[:3] for f in found] == [
+        (first_block, bad_line, "malformed_record"),
+        (first_block + 1, bad_line + 3, "invalid_age"),
+    ]
+    assert found[0][3][-1] == "Main St\nBerlin\nGermany"  # read again whole, across blocks
+
+
 def test_a_header_whose_quote_runs_past_its_line_is_a_file_error(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
@@ -436,8 +459,7 @@ def test_text_after_a_closing_quote_rejects_that_record(
     path = tmp_path / "after.csv"
     path.write_text(
         HEADER + '1,DE,"Bob" Smith,,30,\n2,DE,"Ann ""A."" Lee",,31,\n'
-        # the rest of a bad line is not read: a quote it opens leaves its other line behind,
-        # which is rejected in its turn, never loaded and never lost
+        # the quote opened later on the bad line holds the next line: one record, rejected
         '3,DE,"Cy" Cole,,32,"Main St\nBerlin"\n4,DE,Di,,33,\n'
     )
     rejects = tmp_path / "rejects"
@@ -445,19 +467,20 @@ def test_text_after_a_closing_quote_rejects_that_record(
         "load", str(path), "--max-rejects", "100%", "--rejects", str(rejects), "--json"
     )
     assert result.exit_code == 0, result.output
-    found = [(r["record"], r["line"], r["reason"]) for r in read_rejects(rejects)]
-    assert found == [
+    found = read_rejects(rejects)
+    assert [(r["record"], r["line"], r["reason"]) for r in found] == [
         (1, 2, "malformed_record"),
         (3, 4, "malformed_record"),
-        (4, 5, "malformed_record"),
     ]
-    assert "goes on after its closing quote" in read_rejects(rejects)[0]["message"]
+    assert "goes on after its closing quote" in found[0]["message"]
+    assert "from line 4 to 5" in found[1]["message"]
+    assert found[1]["raw"] == ["3", "DE", "Cy Cole", "", "32", "Main St\nBerlin"]
     assert [r[:3] for r in rows(shard_dsns["default"])] == [
         (2, "DE", 'Ann "A." Lee'),
         (4, "DE", "Di"),
     ]
     report = json.loads(result.stdout)["files"][0]
-    assert (report["rows_read"], report["rows_loaded"], report["rows_rejected"]) == (5, 2, 3)
+    assert (report["rows_read"], report["rows_loaded"], report["rows_rejected"]) == (4, 2, 2)
 
 
 def test_unrouted_countries_are_rejected_when_default_is_reject(
