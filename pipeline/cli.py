@@ -11,6 +11,7 @@ import gc
 import io
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -58,8 +59,13 @@ class _PipelineGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
+        except click.Abort as exc:
+            # Ctrl-C or SIGTERM: every `with` and `finally` on the way out has run (partial
+            # output files removed, COPYs cancelled, transactions rolled back).
+            if isinstance(exc.__cause__, Terminated):
+                click.echo("Error: terminated (SIGTERM)", err=True)
+            else:
+                click.echo("Aborted!", err=True)
             sys.exit(EXIT_DATA)
         except BrokenPipeError:
             # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit
@@ -340,7 +346,7 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
 
     Example: pipeline report -o data/exports/report.html
     """
-    from pipeline.extract import write_atomically
+    from pipeline.output import write_atomically
     from pipeline.report import FORMATS, build_report, render
 
     if fmt is None:
@@ -389,7 +395,7 @@ def check(
     from pipeline.check_output import FORMATS, render
     from pipeline.checks import exit_code, run_all
     from pipeline.config import load_checks
-    from pipeline.extract import write_atomically
+    from pipeline.output import write_atomically
 
     if fmt is None:
         fmt = _format_for(output, FORMATS, "text")
@@ -464,7 +470,17 @@ def embedded_stop(ctx: click.Context) -> None:
         click.echo(f"embedded PostgreSQL in {shard_map.embedded_dir} was not running")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C: so that it unwinds the same way
+    (Python's default for SIGTERM is to die on the spot, leaving partial files behind)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli(prog_name="pipeline")
     finally:

@@ -10,14 +10,21 @@ over two shards, 8% off a CSV extract and 15% off a Parquet one.
 replayed in its turn: the shards' servers work at the same time, the output keeps its
 order. For that, CopyOut waits for the server in `select`, never in libpq, whose blocking
 calls keep Python's global lock (measured: a thread waiting in libpq stops every other).
+The same `select` watches a `Stop`, so that closing a read-ahead cancels its query at
+once, not when the server next sends a row.
+
+Chunks are bytes cut anywhere: a replayed spool comes back in slices of its own size, not
+at row ends. Whoever reads chunks must carry a partial row over to the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -29,7 +36,45 @@ from pipeline.config import Shard, ShardMap
 
 CHUNK = 1 << 20  # bytes handed on at a time
 SPOOL_IN_MEMORY = 4 << 20  # a read-ahead spool moves to a temporary file past this size
-Chunk = bytes | bytearray  # whole rows; CopyOut hands on its buffer, not a copy of it
+# CopyOut hands on its buffer, not a copy of it. Its chunks end at a row's end, but a
+# replayed spool's do not (see the module docstring).
+Chunk = bytes | bytearray
+# After a cancel, how long to wait for the server to end the COPY before dropping the
+# connection instead (a server that answers takes milliseconds).
+ABORT_WAIT = 5.0
+# How long closing a read-ahead waits for its thread; past that it is left to finish alone.
+CLOSE_WAIT = 1.0
+
+
+class Stopped(Exception):
+    """A CopyOut's `Stop` was set while it waited for its server."""
+
+
+class Stop:
+    """A flag that another thread sets, seen at once by a CopyOut waiting for its server:
+    its `select` watches this pipe beside the server's socket."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            with contextlib.suppress(OSError):
+                os.write(self._write, b"x")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @contextlib.contextmanager
@@ -47,11 +92,15 @@ def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[A
 class CopyOut:
     """The output of a `COPY ... TO STDOUT` statement, iterated in chunks of about CHUNK
     bytes of whole rows; `rows` holds the row count once it is done. It runs in the
-    connection's transaction; a failure raises psycopg's error for it."""
+    connection's transaction; a failure raises psycopg's error for it. When `stop` is set
+    (from another thread), the COPY is cancelled and `Stopped` raised."""
 
-    def __init__(self, conn: psycopg.Connection[Any], statement: sql.Composable) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], statement: sql.Composable, stop: Stop | None = None
+    ) -> None:
         self.conn = conn
         self.statement = statement
+        self.stop = stop
         self.rows = 0
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -60,6 +109,8 @@ class CopyOut:
             pgconn = conn.pgconn
             with selectors.DefaultSelector() as selector:
                 selector.register(pgconn.socket, selectors.EVENT_READ)
+                if self.stop is not None:
+                    selector.register(self.stop, selectors.EVENT_READ)
                 pgconn.send_query(self.statement.as_bytes(conn))
                 try:
                     while pgconn.flush():  # a non-blocking connection: the query may not be out
@@ -94,33 +145,37 @@ class CopyOut:
 
 
 class ReadAhead:
-    """The chunks of `produce()`, read in a thread from the moment this is made, spooled
+    """The chunks of `produce(stop)`, read in a thread from the moment this is made, spooled
     (in memory up to SPOOL_IN_MEMORY, then in a temporary file in `directory`); iterating
-    waits for the end, then replays them, or raises what `produce` raised. `close` stops
-    the thread early (closing the generator, which cancels its COPY)."""
+    waits for the end, then replays them in slices of CHUNK bytes (not at row ends), or
+    raises what `produce` raised. `produce` hands `stop` to its CopyOut: `close` sets it,
+    which cancels the COPY on the server at once, and returns within CLOSE_WAIT."""
 
-    def __init__(self, produce: Callable[[], Iterable[Chunk]], directory: str | None) -> None:
+    def __init__(self, produce: Callable[[Stop], Iterable[Chunk]], directory: str | None) -> None:
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed below
             max_size=SPOOL_IN_MEMORY, dir=directory
         )
         self._error: BaseException | None = None
-        self._stop = threading.Event()
+        self._stop = Stop()
         self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
         self._thread.start()
 
-    def _run(self, produce: Callable[[], Iterable[Chunk]]) -> None:
-        chunks = iter(produce())
+    def _run(self, produce: Callable[[Stop], Iterable[Chunk]]) -> None:
+        chunks = iter(produce(self._stop))
         try:
             for chunk in chunks:
                 if self._stop.is_set():
                     break
                 self._spool.write(chunk)
+        except Stopped:
+            pass  # closed: nobody reads this spool
         except BaseException as exc:  # handed to the reader, in the main thread
             self._error = exc
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
-                close()
+                with contextlib.suppress(Exception):
+                    close()
 
     def __iter__(self) -> Iterator[Chunk]:
         self._thread.join()
@@ -131,17 +186,31 @@ class ReadAhead:
             yield chunk
         self._spool.close()  # its disk space back before the next shard's turn
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask the thread to stop (cancelling its COPY) without waiting for it."""
         self._stop.set()
-        self._thread.join()
+
+    def close(self) -> None:
+        """Stop the thread and free the spool; returns within about CLOSE_WAIT seconds."""
+        self._stop.set()
+        self._thread.join(CLOSE_WAIT)
+        if self._thread.is_alive():
+            return  # a server that does not answer: the thread ends with ABORT_WAIT, alone
         self._spool.close()
+        self._stop.close()
 
 
-def _wait(pgconn: Any, selector: selectors.BaseSelector) -> None:
-    """Wait until the server sends more, then let libpq read it. The wait is select's, which
-    lets other threads run; libpq's own blocking wait would not (see the module docstring)."""
-    selector.select()
+def _wait(pgconn: Any, selector: selectors.BaseSelector, timeout: float | None = None) -> bool:
+    """Wait until the server sends more, then let libpq read it; False when `timeout` passed
+    first. The wait is select's, which lets other threads run; libpq's own blocking wait
+    would not (see the module docstring). A `Stop` registered with `selector` raises Stopped."""
+    events = selector.select(timeout)
+    if not events:
+        return False
+    if any(isinstance(key.fileobj, Stop) for key, _ in events):
+        raise Stopped()
     pgconn.consume_input()
+    return True
 
 
 def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector) -> Any:
@@ -168,18 +237,38 @@ def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector
 
 def _abort(conn: psycopg.Connection[Any]) -> None:
     """Stop a COPY still running (the reader stopped early, or it failed) so that the
-    transaction can roll back: cancel it on the server and read what is left."""
+    transaction can roll back: cancel it on the server and read what is left. A server that
+    does not end it within ABORT_WAIT loses the connection instead."""
     pgconn = conn.pgconn
-    if pgconn.status != pq.ConnStatus.OK:
-        return
-    with contextlib.suppress(psycopg.Error), selectors.DefaultSelector() as selector:
+    if (
+        pgconn.status != pq.ConnStatus.OK
+        or pgconn.transaction_status != pq.TransactionStatus.ACTIVE
+    ):
+        return  # nothing runs (the COPY ended, or failed): the transaction can roll back as is
+    try:
+        ended = _cancel_and_drain(conn, time.monotonic() + ABORT_WAIT)
+    except psycopg.Error:
+        ended = False
+    if not ended:
+        conn.close()  # the transaction dies with the connection; nothing was written
+
+
+def _cancel_and_drain(conn: psycopg.Connection[Any], deadline: float) -> bool:
+    """Cancel the running COPY and read to its end; False if the server took past `deadline`."""
+    pgconn = conn.pgconn
+    with selectors.DefaultSelector() as selector:
         selector.register(pgconn.socket, selectors.EVENT_READ)
-        conn.cancel()
+
+        def wait() -> bool:
+            return _wait(pgconn, selector, max(0.0, deadline - time.monotonic()))
+
+        conn.cancel_safe(timeout=max(0.1, deadline - time.monotonic()))
         while (n := pgconn.get_copy_data(1)[0]) >= 0:  # -1: the end, -2: the error
-            if n == 0:
-                _wait(pgconn, selector)
+            if n == 0 and not wait():
+                return False
         while pgconn.is_busy():
-            _wait(pgconn, selector)
-    with contextlib.suppress(psycopg.Error):
-        while pgconn.get_result() is not None:
-            pass
+            if not wait():
+                return False
+    while pgconn.get_result() is not None:
+        pass
+    return True

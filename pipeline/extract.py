@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import tempfile
+import itertools
 import warnings
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,8 +27,9 @@ import pycountry
 from psycopg import sql
 
 from pipeline.config import Shard, ShardMap, load_shard_map
-from pipeline.copyout import Chunk, CopyOut, ReadAhead, snapshot
+from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop, snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.output import atomic_output
 from pipeline.sqlfiles import query
 
 COLUMNS = ("shard", "id", "country", "name", "gender", "age", "address")
@@ -45,6 +45,7 @@ FORMATS = {
 # A cell starting with one of these is a formula to a spreadsheet; CSV output defuses it
 # with a leading ' unless --raw (OWASP's "CSV injection" list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ARROW_BLOCK = 1 << 20  # bytes of CSV pyarrow's reader parses at a time (a record batch each)
 
 
 @dataclass(frozen=True)
@@ -142,11 +143,11 @@ def copy_out(
     shards = shards_to_read(shard_map, selection)
     counted: dict[str, int] = {}
 
-    def read(shard: Shard) -> Iterator[Chunk]:
+    def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
             select = _select(shard, selection, statement, defuse)
             copy = CopyOut(
-                conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options))
+                conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options)), stop
             )
             yield from copy
             counted[shard.name] = copy.rows
@@ -171,6 +172,8 @@ def copy_out(
             result.rows += counted[shard.name]
             result.shards_read.append(shard.name)
     finally:
+        for spool in later:  # every COPY cancelled at once, then each waited for
+            spool.stop()
         for spool in later:
             spool.close()
 
@@ -182,19 +185,36 @@ def write_csv(out: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...])
 
 
 def write_json(out: IO[bytes], blocks: Iterable[Chunk], as_array: bool) -> None:
-    # COPY's text format doubles every backslash; JSON text has no other character it escapes
-    # (the server's JSON never holds a raw newline or tab).
+    """One JSON object a line (COPY's text format) as NDJSON, or as one JSON array.
+
+    COPY's text format doubles every backslash; JSON text has no other character it escapes
+    (the server's JSON never holds a raw newline or tab). A block may end anywhere, even
+    between the two backslashes of a pair (a replayed spool is cut by size): only whole
+    lines are converted, the rest of a block waits for the next one.
+    """
+    rest = bytearray()  # a line begun in an earlier block
     first = True
     if as_array:
         out.write(b"[")
     for block in blocks:
-        text = block.replace(b"\\\\", b"\\")
+        end = block.rfind(b"\n") + 1
+        if not end:
+            rest += block
+            continue
+        if rest:
+            rest += block[:end]
+            lines: Chunk = rest
+        else:
+            lines = block if end == len(block) else block[:end]
+        text = lines.replace(b"\\\\", b"\\")
+        rest = bytearray(block[end:])
         if as_array:
-            lines = text.rstrip(b"\n").split(b"\n")
-            out.write((b"" if first else b",\n") + b",\n".join(lines))
+            out.write((b"" if first else b",\n") + text[:-1].replace(b"\n", b",\n"))
+            first = False
         else:
             out.write(text)
-        first = False
+    if rest:
+        raise PipelineError("the server's rows ended inside a row: the output is incomplete")
     if as_array:
         out.write(b"]\n")
 
@@ -209,21 +229,25 @@ def arrow_batches(blocks: Iterable[Chunk], columns: tuple[str, ...]) -> Iterator
         "gender": pa.string(), "age": pa.int16(), "address": pa.string(),
         "load_id": pa.string(), "loaded_at": pa.timestamp("us", tz="UTC"),
     }  # fmt: skip
-    reader = pacsv.open_csv(
-        _BlockReader(iter(blocks)),
-        read_options=pacsv.ReadOptions(column_names=list(columns), block_size=1 << 20),
-        # COPY writes NULL as an empty field and an empty string as "": keep them apart.
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: types[c] for c in columns},
-            # Only COPY's NULL (an unquoted empty field) is null: pyarrow's default list would
-            # turn an address "N/A" or a name "Null" into NULL.
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-    )
+    chunks = iter(blocks)
+    first = next((chunk for chunk in chunks if chunk), None)
+    if first is None:
+        return  # no rows: pyarrow would call the stream an empty file, an error
     try:
+        reader = pacsv.open_csv(
+            _BlockReader(itertools.chain([first], chunks)),
+            read_options=pacsv.ReadOptions(column_names=list(columns), block_size=ARROW_BLOCK),
+            # COPY writes NULL as an empty field and an empty string as "": keep them apart.
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: types[c] for c in columns},
+                # Only COPY's NULL (an unquoted empty field) is null: pyarrow's default list
+                # would turn an address "N/A" or a name "Null" into NULL.
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        )
         yield from reader
     except pa.ArrowException as exc:
         raise PipelineError(
@@ -310,7 +334,7 @@ def extract_to(
             _write(fmt, sys.stdout.buffer, blocks, columns)
             sys.stdout.buffer.flush()
             return result
-        with _atomic(out) as tmp:
+        with atomic_output(out) as tmp:
             if fmt == "parquet":
                 write_parquet(tmp, blocks, columns)
             else:
@@ -324,34 +348,6 @@ def _write(fmt: str, stream: IO[bytes], blocks: Iterable[Chunk], columns: tuple[
         write_csv(stream, blocks, columns)
     else:
         write_json(stream, blocks, as_array=fmt == "json")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that the file appears whole or not at all."""
-    with _atomic(path) as tmp:
-        tmp.write_bytes(data)
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path`, renamed over it on success and removed on failure."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise ConfigError(f"-o {path}: cannot write there: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        # mkstemp makes the file 0600; the output is an ordinary file, as the umask says.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def to_dataframe(

@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.copyout import CHUNK, CopyOut, ReadAhead, snapshot
+from pipeline.copyout import CHUNK, CLOSE_WAIT, Chunk, CopyOut, ReadAhead, Stop, snapshot
 from pipeline.errors import ShardError
 
 
@@ -20,9 +20,20 @@ def shard_map(initialised: None, config_file: Path) -> ShardMap:
     return load_shard_map(config_file)
 
 
-def copy_of(shard_map: ShardMap, statement: str) -> Iterator[bytes]:
+def copy_of(shard_map: ShardMap, statement: str, stop: Stop | None = None) -> Iterator[Chunk]:
     with snapshot(shard_map, shard_map.shards[0]) as conn:
-        yield from CopyOut(conn, sql.SQL(statement))
+        yield from CopyOut(conn, sql.SQL(statement), stop)
+
+
+def running(shard_map: ShardMap, statement_start: str) -> int:
+    """How many of the shard's sessions are running a statement that starts so."""
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s",
+            [statement_start + "%"],
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_a_copy_waiting_for_the_server_lets_other_threads_run(shard_map: ShardMap) -> None:
@@ -62,7 +73,7 @@ def test_chunks_are_whole_rows_and_stay_as_they_were_handed_on(shard_map: ShardM
 
 def test_read_ahead_replays_every_chunk_in_order(shard_map: ShardMap, tmp_path: Path) -> None:
     statement = "COPY (SELECT i, repeat('x', 500) FROM generate_series(1, 20000) AS i) TO STDOUT"
-    spool = ReadAhead(lambda: copy_of(shard_map, statement), str(tmp_path))
+    spool = ReadAhead(lambda stop: copy_of(shard_map, statement, stop), str(tmp_path))
     try:
         data = b"".join(spool)
     finally:
@@ -73,7 +84,7 @@ def test_read_ahead_replays_every_chunk_in_order(shard_map: ShardMap, tmp_path: 
 
 def test_read_ahead_hands_its_error_to_the_reader(shard_map: ShardMap) -> None:
     failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
-    spool = ReadAhead(lambda: copy_of(shard_map, failing), None)
+    spool = ReadAhead(lambda stop: copy_of(shard_map, failing, stop), None)
     try:
         with pytest.raises(ShardError, match="shard default: ERROR:  division by zero"):
             list(spool)
@@ -83,11 +94,30 @@ def test_read_ahead_hands_its_error_to_the_reader(shard_map: ShardMap) -> None:
 
 def test_closing_a_read_ahead_stops_its_copy(shard_map: ShardMap) -> None:
     endless = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 100000000)) TO STDOUT"
-    spool = ReadAhead(lambda: copy_of(shard_map, endless), None)
+    spool = ReadAhead(lambda stop: copy_of(shard_map, endless, stop), None)
     time.sleep(0.2)  # let it start
     spool.close()  # returns: the COPY was cancelled, not read to its end
-    with snapshot(shard_map, shard_map.shards[0]) as conn:
-        running = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT repeat%'"
-        ).fetchone()
-    assert running == (0,)
+    assert running(shard_map, "COPY (SELECT repeat") == 0
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["before-the-first-row", "mid-copy"])
+def test_closing_a_read_ahead_of_a_slow_query_cancels_it_within_a_second(
+    shard_map: ShardMap, started: bool
+) -> None:
+    # The server sends nothing for 30 s: a close that waited for the next chunk would wait
+    # that long. It must cancel the query and return at once, and leave nothing running.
+    slow = (
+        "COPY (SELECT i, CASE WHEN i = 2 THEN pg_sleep(30) END"
+        " FROM generate_series(1, 2) AS i) TO STDOUT"
+        if started
+        else "COPY (SELECT pg_sleep(30)) TO STDOUT"
+    )
+    spool = ReadAhead(lambda stop: copy_of(shard_map, slow, stop), None)
+    deadline = time.monotonic() + 10
+    while running(shard_map, "COPY (SELECT") == 0:  # the server is in pg_sleep
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    began = time.monotonic()
+    spool.close()
+    assert time.monotonic() - began < CLOSE_WAIT
+    assert running(shard_map, "COPY (SELECT") == 0  # cancelled on the server, not left

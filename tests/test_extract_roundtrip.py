@@ -1,0 +1,254 @@
+"""Every export read back by standard readers gives exactly what the shards hold.
+
+Three kinds of test, all on real servers:
+- values: generated residents whose text holds quotes, backslashes, line ends, tabs,
+  control characters, non-ASCII and emoji, exported in every format and read back;
+- sizes: the second and third shards (read ahead, spooled and replayed) hold one row less,
+  as many and one more than each buffer, chunk and spool size in the code's constants;
+- a third-party reader (DuckDB) reads every format with the right row counts and types.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import copyout, extract
+from pipeline.cli import cli
+from pipeline.config import load_shard_map
+from pipeline.extract import FORMULA_STARTS, ExtractResult, Selection, copy_out, to_dataframe
+from tests.conftest import Server, shard_map_yaml, write_map
+
+COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
+FORMATS = ["csv", "raw", "json", "ndjson", "parquet", "dataframe"]
+Row = tuple[Any, ...]
+
+
+@pytest.fixture
+def three_shards(
+    shard_dsns: dict[str, str], third_server: Server, tmp_path: Path
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """default, db_us (US) and db_ca (CA), each on a server of its own, initialised."""
+    database = third_server.create_database()
+    dsns = {**shard_dsns, "db_ca": third_server.dsn_for(database)}
+    try:
+        config = write_map(
+            tmp_path / "config", shard_map_yaml(dsns, routes="db_us: [US]\n  db_ca: [CA]")
+        )
+        assert run(config, "init").exit_code == 0
+        yield config, dsns
+    finally:
+        third_server.drop_database(database)
+
+
+def run(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def stored(dsns: dict[str, str]) -> list[Row]:
+    """Every resident as the shards hold them, in extract order (shard-map order, then id)."""
+    found: list[Row] = []
+    for shard, dsn in dsns.items():
+        with psycopg.connect(dsn) as conn:
+            found += conn.execute(
+                "SELECT %s::text, id, country, name, gender, age, address"
+                " FROM residents ORDER BY id",
+                [shard],
+            ).fetchall()
+    return found
+
+
+def exported(config: Path, fmt: str, folder: Path) -> list[Row]:
+    """Every resident as `pipeline extract` writes them in `fmt`, read back by a standard
+    reader (csv, json, pyarrow), NULL as None; `dataframe` is to_dataframe()."""
+    if fmt == "dataframe":
+        frame = to_dataframe(config=config)
+        assert list(frame.columns) == COLUMNS
+        return [
+            tuple(None if v is pd.NA else v for v in row)
+            for row in frame.astype(object).itertuples(index=False)
+        ]
+    suffix = "csv" if fmt == "raw" else fmt
+    out = folder / f"residents.{suffix}"
+    result = run(config, "extract", "-o", str(out), *(["--raw"] if fmt == "raw" else []))
+    assert result.exit_code == 0, result.output
+    if fmt in ("csv", "raw"):
+        with open(out, newline="", encoding="utf-8") as stream:
+            reader = csv.reader(stream)
+            assert next(reader) == COLUMNS
+            return [
+                (s, int(i), c, n, g, int(a) if a else None, ad) for s, i, c, n, g, a, ad in reader
+            ]
+    if fmt == "json":
+        objects = json.loads(out.read_bytes())
+    elif fmt == "ndjson":
+        objects = [json.loads(line) for line in out.read_bytes().split(b"\n") if line]
+        assert out.read_bytes().count(b"\n") == len(objects)
+    else:
+        table = pq.read_table(out)
+        assert [str(t) for t in table.schema.types] == [
+            "string", "int64", "string", "string", "string", "int16", "string"
+        ]  # fmt: skip
+        objects = table.to_pylist()
+    assert all(list(o) == COLUMNS for o in objects)
+    return [tuple(o.values()) for o in objects]
+
+
+def expected_in(fmt: str, rows: list[Row]) -> list[Row]:
+    """What `fmt` can say of `rows`: CSV read by Python's csv module has no NULL (an empty
+    field either way), and CSV without --raw defuses cells that start like a formula."""
+    if fmt not in ("csv", "raw"):
+        return rows
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        if fmt == "csv" and isinstance(value, str) and value.startswith(FORMULA_STARTS):
+            return "'" + value
+        return value
+
+    return [(s, i, cell(c), cell(n), cell(g), a, cell(ad)) for s, i, c, n, g, a, ad in rows]
+
+
+def insert(dsn: str, rows: list[Row]) -> None:
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE residents")
+        with cur.copy("COPY residents (id, country, name, gender, age, address) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+
+
+# -- values --------------------------------------------------------------------------------
+
+NASTY = ['"', "'", "\\", "\\\\", "\\\\\\", "\n", "\r", "\r\n", "\t", ",", ";", "\x01", "\x1f",
+         "\x7f", "\x85", "\u2028", "é", "ß", "Ω", "😀", "👩‍👩‍👧", "NULL", "null", "N/A", "\\N",
+         "=1+2", "+", "-", "@", " ", "ab"]  # fmt: skip
+text = st.lists(
+    st.sampled_from(NASTY)
+    | st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=4),
+    max_size=6,
+).map("".join)
+person = st.tuples(
+    st.integers(1, 10**15 - 1),
+    text.filter(bool),  # name: NOT NULL
+    st.none() | text,
+    st.none() | st.integers(0, 150),
+    st.none() | text,
+)
+countries = {"default": ["DE", "FR", "X", '"\\', "=1", "é😀"], "db_us": ["US"], "db_ca": ["CA"]}
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_every_format_gives_back_exactly_what_the_shards_hold(
+    three_shards: tuple[Path, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+) -> None:
+    config, dsns = three_shards
+    for shard, dsn in dsns.items():
+        people = data.draw(st.lists(person, max_size=8, unique_by=lambda p: p[0]), label=shard)
+        codes = countries[shard]
+        insert(dsn, [(i, codes[i % len(codes)], n, g, a, ad) for i, n, g, a, ad in people])
+    rows = stored(dsns)
+    folder = tmp_path_factory.mktemp("out")
+    results = {fmt: exported(config, fmt, folder) for fmt in FORMATS}
+    for fmt, found in results.items():
+        assert found == expected_in(fmt, rows), fmt
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+# Every buffer, chunk and spool size an export crosses, from the code's own constants.
+BOUNDARIES = sorted({copyout.CHUNK, copyout.SPOOL_IN_MEMORY, extract.ARROW_BLOCK})
+# A row of fixed length in every format: backslashes and quotes wherever a cut may land.
+FILL = (
+    "INSERT INTO residents (id, country, name, gender, age, address)"
+    " SELECT 100000000000000 + i, %(country)s, 'Name ' || lpad(i::text, 9, '0') || E' \\\\\"',"
+    " 'Female', 42, repeat(E'\\\\\\\\\"x', 9) || E'\\\\'"
+    " FROM generate_series(1, %(rows)s) AS i"
+)
+
+
+def fill(dsn: str, country: str, count: int) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("TRUNCATE residents")
+        conn.execute(FILL, {"country": country, "rows": count})
+
+
+def row_size(config: Path, dsn: str, country: str, fmt: str) -> int:
+    """Bytes one such row takes in `fmt`'s COPY stream (the same for every row)."""
+    fill(dsn, country, 10)
+    shard_map = load_shard_map(config)
+    statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
+    selection = Selection(countries=(country,))
+    stream = b"".join(copy_out(shard_map, selection, statement, fmt == "csv", ExtractResult()))
+    assert len(stream) % 10 == 0
+    return len(stream) // 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_later_shards_cross_every_buffer_boundary_in_every_format(
+    three_shards: tuple[Path, dict[str, str]], tmp_path: Path, fmt: str
+) -> None:
+    config, dsns = three_shards
+    fill(dsns["default"], "DE", 3)
+    us, ca = row_size(config, dsns["db_us"], "US", fmt), row_size(config, dsns["db_ca"], "CA", fmt)
+    for boundary in BOUNDARIES:
+        # db_us ends one row short of, on, and one row past the boundary; db_ca the other way.
+        for delta in (-1, 0, 1):
+            fill(dsns["db_us"], "US", boundary // us + delta)
+            fill(dsns["db_ca"], "CA", boundary // ca - delta)
+            rows = stored(dsns)
+            found = exported(config, fmt, tmp_path)
+            assert len(found) == len(rows), (boundary, delta)
+            assert found == expected_in(fmt, rows), (boundary, delta)
+
+
+# -- a third-party reader ------------------------------------------------------------------
+
+
+def test_duckdb_reads_every_export_with_its_rows_and_types(
+    three_shards: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    config, dsns = three_shards
+    insert(dsns["default"], [(1, "DE", 'Ann "A" \\ B', "Female", 30, "a\nb\tc 😀"),
+                             (2, "FR", "Bob", None, None, "")])  # fmt: skip
+    fill(dsns["db_us"], "US", copyout.CHUNK // 100)  # well past a chunk: read ahead, spooled
+    insert(dsns["db_ca"], [(3, "CA", "Cé", "Other", 150, None)])
+    rows = stored(dsns)
+    readers = {
+        "csv": "read_csv('{}', header=true, quote='\"', escape='\"')",
+        "json": "read_json('{}', format='array')",
+        "ndjson": "read_json('{}', format='newline_delimited')",
+        "parquet": "read_parquet('{}')",
+    }
+    for fmt, reader in readers.items():
+        out = tmp_path / f"r.{fmt}"
+        raw = ["--raw"] if fmt == "csv" else []
+        assert run(config, "extract", *raw, "-o", str(out)).exit_code == 0
+        with duckdb.connect() as db:
+            relation = db.sql(f"SELECT * FROM {reader.format(out)}")
+            assert relation.columns == COLUMNS, fmt
+            types = dict(zip(relation.columns, map(str, relation.types), strict=True))
+            assert types["id"] == "BIGINT" and types["name"] == "VARCHAR", (fmt, types)
+            found = relation.fetchall()
+        assert len(found) == len(rows), fmt
+        assert [(r[0], r[1], r[3]) for r in found] == [(r[0], r[1], r[3]) for r in rows], fmt

@@ -1,0 +1,196 @@
+"""Output files (`-o`): private, whole or not at all, never through a special file, and no
+partial file left behind by a failure, Ctrl-C, SIGTERM or (at the next run) SIGKILL."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from pipeline.errors import ConfigError
+from pipeline.output import PARTIAL, STALE_AFTER, remove_stale_partials, write_atomically
+
+RunCli = Callable[..., Result]
+
+
+def partials(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if PARTIAL in p.name)
+
+
+def test_a_new_output_is_private_and_a_replaced_one_keeps_its_mode(tmp_path: Path) -> None:
+    new = tmp_path / "new.csv"
+    write_atomically(new, b"a\n")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o600  # personal data: not the umask's 0644
+    shared = tmp_path / "shared.csv"
+    shared.write_bytes(b"old\n")
+    shared.chmod(0o640)
+    write_atomically(shared, b"new\n")
+    assert shared.read_bytes() == b"new\n"
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+    assert partials(tmp_path) == []
+
+
+def test_a_symbolic_link_is_followed_and_kept(tmp_path: Path) -> None:
+    target = tmp_path / "real" / "r.csv"
+    target.parent.mkdir()
+    target.write_bytes(b"old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    write_atomically(link, b"new\n")
+    assert link.is_symlink() and target.read_bytes() == b"new\n"
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "real" / "later.csv")
+    write_atomically(dangling, b"x\n")
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.csv").read_bytes() == b"x\n"
+
+
+def special_files(tmp_path: Path) -> dict[str, Path]:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link-to-fifo"
+    link.symlink_to(fifo)
+    found = {"a FIFO": fifo, "a FIFO, through a link": link, "a folder": tmp_path}
+    if os.geteuid() == 0:  # a device node of our own, never the system's /dev/full
+        device = tmp_path / "full"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        found["a character device"] = device
+    return found
+
+
+def test_special_files_are_refused_and_left_as_they_are(tmp_path: Path) -> None:
+    for kind, path in special_files(tmp_path).items():
+        before = os.stat(path)
+        with pytest.raises(ConfigError, match=f"is {kind.split(',')[0]}; -o writes regular files"):
+            write_atomically(path, b"data\n")
+        after = os.stat(path)
+        assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), kind
+
+
+def test_extract_refuses_a_fifo_with_exit_2(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "out.csv"
+    os.mkfifo(fifo)
+    result = run_cli("extract", "-o", str(fifo))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: -o {fifo}: is a FIFO; -o writes regular files only"
+        " (leave -o out to write to stdout, and redirect that)\n"
+    )
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_partial_file_of_a_dead_writer_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    target = tmp_path / "r.csv"
+    dead = tmp_path / f".r.csv{PARTIAL}dead1234"
+    live = tmp_path / f".r.csv{PARTIAL}live1234"
+    young = tmp_path / f".r.csv{PARTIAL}young123"
+    other = tmp_path / f".other.csv{PARTIAL}dead1234"
+    for path in (dead, live, other, young):
+        path.write_bytes(b"half a file")
+    old = time.time() - STALE_AFTER - 60
+    for path in (dead, live, other):
+        os.utime(path, (old, old))
+    # A writer that still runs holds its partial file's lock (another process here).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1]);"
+         " fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)", str(live)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    with holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+            assert remove_stale_partials(target) == [dead]
+        finally:
+            holder.kill()
+    assert partials(tmp_path) == sorted(p.name for p in (live, other, young))
+
+
+@pytest.fixture
+def locked_shard(initialised: None, shard_dsns: dict[str, str]) -> Any:
+    """Lock a shard's residents table, so that an extract waits on it with its output open."""
+
+    def lock(shard: str) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(shard_dsns[shard])
+        conn.execute("LOCK TABLE residents IN ACCESS EXCLUSIVE MODE")
+        return conn
+
+    return lock
+
+
+def waiting_extracts(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name = 'resident-pipeline' AND query LIKE 'COPY%%'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shard", ["default", "db_us"], ids=["streaming", "read-ahead"])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signalled_extract_exits_1_and_leaves_no_partial_file(
+    config_file: Path,
+    locked_shard: Any,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    shard: str,
+    how: signal.Signals,
+) -> None:
+    out = tmp_path / "exports" / "r.parquet"
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "extract",
+               "-o", str(out)]  # fmt: skip
+    with locked_shard(shard), subprocess.Popen(command, stderr=subprocess.PIPE) as proc:
+        deadline = time.monotonic() + 30
+        while waiting_extracts(shard_dsns[shard]) == 0:  # the extract waits, its file open
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert len(partials(out.parent)) == 1
+        began = time.monotonic()
+        proc.send_signal(how)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=10) == 1
+        assert time.monotonic() - began < 2  # the server's wait was cancelled, not sat out
+        assert waiting_extracts(shard_dsns[shard]) == 0
+    assert "Traceback" not in stderr
+    assert stderr.strip() == (
+        "Error: terminated (SIGTERM)" if how == signal.SIGTERM else "Aborted!"
+    )
+    assert not out.exists() and partials(out.parent) == []
+
+
+@pytest.mark.slow
+def test_a_killed_extracts_partial_file_is_removed_by_the_next_run(
+    config_file: Path, locked_shard: Any, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "r.csv"
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "extract",
+               "-o", str(out)]  # fmt: skip
+    with locked_shard("db_us"), subprocess.Popen(command, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 30
+        while waiting_extracts(shard_dsns["db_us"]) == 0:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: no handler runs
+    (left,) = partials(tmp_path)
+    old = time.time() - STALE_AFTER - 1
+    os.utime(tmp_path / left, (old, old))
+    result = subprocess.run(command, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert partials(tmp_path) == [] and out.read_text().startswith("shard,id,")
+    with open(out) as stream:  # the finished file is not left locked
+        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
