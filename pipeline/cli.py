@@ -239,11 +239,13 @@ def load_command(
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
+    from pipeline.distinct import refuse_shared_databases
     from pipeline.load import LoadOptions, find_files, load
     from pipeline.summary import ProgressBars, error_lines, summary_lines
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
+    refuse_shared_databases(shard_map)  # before anything is written: exit 2
     files, passed_over = find_files(paths)
     if passed_over:
         names = ", ".join(str(p) for p in passed_over)
@@ -410,7 +412,7 @@ def check(
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each shard: DSN (password hidden), reachable, schema version, residents, last load.
 
-    Exits 1 when any shard is unreachable.
+    Exits 1 when any shard is unreachable, 2 when two shards are one database.
 
     Example: pipeline status --json
     """
@@ -422,6 +424,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         for s in statuses:
             click.echo(format_line(s))
+    if any(s.misconfigured for s in statuses):
+        ctx.exit(EXIT_USAGE)
     if not all(s.reachable for s in statuses):
         ctx.exit(EXIT_DATA)
 

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
+from pipeline.distinct import refuse_shared_databases
 from pipeline.errors import PipelineError, ResidencyViolation
 from pipeline.sqlfiles import migrations, query
 
@@ -118,7 +119,9 @@ def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyR
 
 
 def init_all(shard_map: ShardMap) -> list[InitResult | PipelineError]:
-    """Initialise every shard; a shard that fails does not stop the others."""
+    """Initialise every shard; a shard that fails does not stop the others. Two shards that
+    are one database stop it before anything changes (ConfigError)."""
+    refuse_shared_databases(shard_map)
     results: list[InitResult | PipelineError] = []
     for shard in shard_map.shards:
         try:
