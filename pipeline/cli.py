@@ -388,17 +388,27 @@ def check(
 
     Example: pipeline check --format junit -o reports/checks.xml
     """
-    from pipeline.check_output import FORMATS, render
+    from pipeline.check_output import FORMATS, render, render_error
     from pipeline.checks import exit_code, run_all
     from pipeline.config import load_checks
     from pipeline.extract import write_atomically
 
     if fmt is None:
         fmt = _format_for(output, FORMATS, "text")
-    shard_map = _shard_map(ctx)
-    results = run_all(shard_map, load_checks(shard_map), only, show_samples)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
-    text = render(results, fmt, warn_error, show_samples, Path(summary) if summary else None)
+    summary_path = Path(summary) if summary else None
+    try:
+        shard_map = _shard_map(ctx)
+        results = run_all(shard_map, load_checks(shard_map), only, show_samples)
+    except PipelineError as exc:
+        # CI reads the report: a missing one is no failure to it. Write one that fails.
+        report = render_error(str(exc), fmt, summary_path)
+        if output is not None:
+            write_atomically(output, report.encode())
+        elif fmt != "text":  # text: the Error line below says it all
+            click.echo(report, nl=False)
+        fail(ctx, str(exc), EXIT_USAGE)
+    text = render(results, fmt, warn_error, show_samples, summary_path)
     if output is None:
         click.echo(text, nl=False)
     else:
