@@ -348,7 +348,7 @@ def run_all(
     """Residency and the declared checks (or those named in `only`, residency still included),
     per shard then across shards; failures first, then in declaration order."""
     from pipeline.crosscheck import run_cross_shard
-    from pipeline.distinct import refuse_shared_databases
+    from pipeline.preflight import refuse_shared_databases
 
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
     if unknown:

@@ -137,21 +137,32 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--roles",
+    is_flag=True,
+    help="Also create the group roles pipeline_loader and pipeline_analyst (if missing) "
+    "and grant them each shard's tables.",
+)
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, roles: bool) -> None:
     """Create or upgrade the schema on every shard and set its residency constraint.
 
     Safe to re-run: applied migrations are skipped, and the constraint is only
     rebuilt when the shard map changed. Stops (exit 1) on a shard whose existing
-    rows would break its new residency rule, and says how many.
+    rows would break its new residency rule, and says how many. Refuses (exit 2),
+    changing nothing, when two shards are one database.
 
-    Example: pipeline init
+    With --roles: pipeline_loader may read and write residents and the ledger (for
+    `load`), pipeline_analyst may read them (for `extract`, `report`, `check`);
+    neither may drop, alter or truncate. Grant them with `GRANT pipeline_loader TO etl;`.
+
+    Example: pipeline init --roles
     """
     from pipeline import schema
 
     shard_map = _shard_map(ctx)
     failed = 0
-    for result in schema.init_all(shard_map):
+    for result in schema.init_all(shard_map, roles):
         if isinstance(result, PipelineError):
             failed += 1
             click.echo(f"Error: {result}", err=True)
@@ -161,7 +172,11 @@ def init(ctx: click.Context) -> None:
         else:
             migrated = f"schema {result.from_version} -> {result.to_version}"
         rule = ("set to " if result.rule_changed else "unchanged: ") + result.rule
-        click.echo(f"{result.shard}: {migrated}; residency {rule}")
+        granted = ""
+        if result.roles_created is not None:
+            made = ", ".join(result.roles_created)
+            granted = "; roles granted" + (f" (created {made})" if made else "")
+        click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
 
@@ -239,14 +254,14 @@ def load_command(
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
-    from pipeline.distinct import refuse_shared_databases
     from pipeline.load import LoadOptions, find_files, load
+    from pipeline.preflight import before_load
     from pipeline.summary import ProgressBars, error_lines, summary_lines
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
-    refuse_shared_databases(shard_map)  # before anything is written: exit 2
     files, passed_over = find_files(paths)
+    before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
     if passed_over:
         names = ", ".join(str(p) for p in passed_over)
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)

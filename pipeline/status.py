@@ -8,8 +8,8 @@ from typing import Any
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
-from pipeline.distinct import shared_databases
 from pipeline.errors import PipelineError
+from pipeline.preflight import shared_databases
 from pipeline.schema import current_version, latest_version
 from pipeline.sqlfiles import query
 

@@ -107,7 +107,7 @@ def test_no_piece_of_a_password_reaches_any_output(
         ["status"],
         ["status", "--json"],
         ["init"],
-        # ["init", "--roles"],
+        ["init", "--roles"],
         ["load", str(data)],
         ["check"],
         ["check", "--format", "json"],
