@@ -458,9 +458,9 @@ def _check_dsn(key: str, dsn: str, fail: Any) -> str:
         # it in its errors): refuse, and say how to write it.
         raise fail(
             key,
-            "a URI holds an @ or / after the user name that is not percent-encoded (in the "
-            "password?): write @ as %40, / as %2F (also : %3A, ? %3F, # %23, % %25), or use "
-            "a key/value string with password='...'",
+            "libpq would misread this URI: an unencoded @ may only end user:password@, and "
+            "a password may not hold an unencoded /; percent-encode them (@ as %40, / as %2F; "
+            "also : %3A, ? %3F, # %23, % %25), or use a key/value string with password='...'",
         )
     try:
         conninfo.conninfo_to_dict(dsn)

@@ -124,8 +124,13 @@ BAD_MAPS = [
     ),
     pytest.param(
         "shards:\n  a: {dsn: 'postgresql://etl:cr/3t@x@h/db'}\ndefault: a\n",
-        "shards.a.dsn: a URI holds an @ or / after the user name that is not percent-encoded",
+        "shards.a.dsn: libpq would misread this URI: an unencoded @ may only end",
         id="unencoded-at-in-uri-password",
+    ),
+    pytest.param(
+        "shards:\n  a: {dsn: 'postgresql:///db?host=/tmp&user=me@corp'}\ndefault: a\n",
+        "percent-encode them (@ as %40",
+        id="unencoded-at-in-uri-query",
     ),
     pytest.param(
         "shards:\n  reject: {dsn: 'host=a'}\ndefault: reject\n",
