@@ -4,8 +4,10 @@ their members run the commands (the loader loads; the analyst extracts, reports,
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from psycopg import conninfo, errors, sql
 
 from pipeline.config import load_shard_map
 from pipeline.roles import _create
-from tests.conftest import ORIGINAL_DATA, Server, shard_map_yaml, write_map
+from pipeline.schema import init_shard
+from tests.conftest import ORIGINAL_DATA, Server, StoppableServer, shard_map_yaml, write_map
 
 RunCli = Callable[..., Result]
 
@@ -160,3 +163,72 @@ def test_one_database_twice_is_found_by_a_role_without_privileges(
     result = run_cli("status", config=config)
     assert result.exit_code == 2, result.output
     assert "the same database as shard default" in result.output
+
+
+def test_roles_on_a_fresh_server_race_and_need_createrole(
+    stoppable_server: StoppableServer, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """On a server of its own (no roles yet): a role without CREATEROLE is told what to ask
+    for; two inits at once on two databases of the server both succeed; after that, the
+    owner without CREATEROLE can re-grant."""
+    server = stoppable_server
+    owner = f"t_owner_{uuid.uuid4().hex[:8]}"
+    databases = [server.create_database(), server.create_database()]
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOCREATEROLE").format(sql.Identifier(owner)))
+        for name in databases:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    sql.Identifier(name), sql.Identifier(owner)
+                )
+            )
+    as_owner = {
+        name: conninfo.make_conninfo(server.dsn_for(db), user=owner)
+        for name, db in zip(("default", "db_us"), databases, strict=True)
+    }
+    owner_map = write_map(tmp_path / "owner", shard_map_yaml(as_owner))
+    refused = run_cli("init", "--roles", config=owner_map)
+    assert refused.exit_code == 1
+    assert (
+        "Error: shard default: cannot create role pipeline_loader: this role lacks CREATEROLE"
+        in refused.output
+    )
+    assert "Traceback" not in refused.output
+
+    # Two inits at once: the second's CREATE ROLE waits on the first's uncommitted one, then
+    # fails on pg_authid's unique index (not "already exists"): made all the same.
+    shard = load_shard_map(owner_map).shard("default")
+    with psycopg.connect(server.admin_dsn) as first, psycopg.connect(server.admin_dsn) as second:
+        first.execute("CREATE ROLE pipeline_loader NOLOGIN")  # not committed yet
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            waiting = pool.submit(_create, second, shard, "pipeline_loader")
+            _wait_until_blocked(server.admin_dsn, second.info.backend_pid)
+            first.commit()
+            assert waiting.result() is False
+
+    # Two inits at once, as a superuser, on two databases of one server.
+    admin = {
+        name: server.dsn_for(db) for name, db in zip(("default", "db_us"), databases, strict=True)
+    }
+    admin_map = load_shard_map(write_map(tmp_path / "admin", shard_map_yaml(admin)))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda s: init_shard(admin_map, s, roles=True), admin_map.shards))
+    created = sorted(role for result in done for role in result.roles_created or [])
+    assert created == ["pipeline_analyst"]  # made once, no error
+
+    regranted = run_cli("init", "--roles", config=owner_map)
+    assert regranted.exit_code == 0, regranted.output
+    assert regranted.output.count("; roles granted\n") == 2
+
+
+def _wait_until_blocked(admin_dsn: str, pid: int) -> None:
+    # Its own connection, in autocommit: within one transaction pg_stat_activity is a snapshot.
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for _ in range(500):
+            row = conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid]
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second CREATE ROLE never waited")
