@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -100,6 +101,34 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
 
 
 FORMATS = {".txt": "text", ".json": "json", ".xml": "junit"}  # by -o's extension
+NOT_RUN = "pipeline check"  # the name of the one result that says the checks could not run
+
+
+def render_error(message: str, fmt: str, github_summary: Path | None = None) -> str:
+    """The report of a run whose checks could not run (exit 2): one failing entry that says
+    why, so that CI reading the report sees a failure, not a missing file."""
+    why = f"the checks could not run: {message}"
+    if fmt == "json":
+        record = {"name": NOT_RUN, "kind": "error", "shard": "*", "level": "error",
+                  "status": "error", "error": why}  # fmt: skip
+        return json.dumps([record], indent=2) + "\n"
+    if fmt == "junit":
+        suites = ET.Element("testsuites", name=NOT_RUN)
+        suite = ET.SubElement(
+            suites, "testsuite", name=NOT_RUN, tests="1", failures="0", errors="1", skipped="0"
+        )
+        case = ET.SubElement(suite, "testcase", classname="pipeline", name="check")
+        ET.SubElement(case, "error", message=_xml_safe(why), type="error").text = _xml_safe(why)
+        ET.indent(suites)
+        return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+    if fmt == "github":
+        if github_summary is not None:
+            # the ::error below reports it even when the summary cannot be written
+            with contextlib.suppress(OSError), github_summary.open("a", encoding="utf-8") as out:
+                out.write(f"## pipeline check\n\n{why}\n\n")
+        title = _github_escape(NOT_RUN, property_=True)
+        return f"::error title={title}::{_github_escape(why)}\n"
+    return f"ERROR  {why}\n"
 
 
 def render(

@@ -348,10 +348,14 @@ def run_all(
     """Residency and the declared checks (or those named in `only`, residency still included),
     per shard then across shards; failures first, then in declaration order."""
     from pipeline.crosscheck import run_cross_shard
+    from pipeline.preflight import refuse_shared_databases
 
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: no such check")
+    # Two shards in one database would each fail residency for the other's rows, and the
+    # cross-shard checks would find every row twice: the checks cannot run (exit 2).
+    refuse_shared_databases(shard_map)
     chosen = with_residency([s for s in specs if not only or s.name in only])
     across = [s for s in chosen if s.kind in CROSS_SHARD or s.kind == "ledger"]
     # The checks keep the servers busy, not this process: run them all at once.

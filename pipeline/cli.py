@@ -143,21 +143,32 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 @cli.command()
+@click.option(
+    "--roles",
+    is_flag=True,
+    help="Also create the group roles pipeline_loader and pipeline_analyst (if missing) "
+    "and grant them each shard's tables.",
+)
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, roles: bool) -> None:
     """Create or upgrade the schema on every shard and set its residency constraint.
 
     Safe to re-run: applied migrations are skipped, and the constraint is only
     rebuilt when the shard map changed. Stops (exit 1) on a shard whose existing
-    rows would break its new residency rule, and says how many.
+    rows would break its new residency rule, and says how many. Refuses (exit 2),
+    changing nothing, when two shards are one database.
 
-    Example: pipeline init
+    With --roles: pipeline_loader may read and write residents and the ledger (for
+    `load`), pipeline_analyst may read them (for `extract`, `report`, `check`);
+    neither may drop, alter or truncate. Grant them with `GRANT pipeline_loader TO etl;`.
+
+    Example: pipeline init --roles
     """
     from pipeline import schema
 
     shard_map = _shard_map(ctx)
     failed = 0
-    for result in schema.init_all(shard_map):
+    for result in schema.init_all(shard_map, roles):
         if isinstance(result, PipelineError):
             failed += 1
             click.echo(f"Error: {result}", err=True)
@@ -167,7 +178,11 @@ def init(ctx: click.Context) -> None:
         else:
             migrated = f"schema {result.from_version} -> {result.to_version}"
         rule = ("set to " if result.rule_changed else "unchanged: ") + result.rule
-        click.echo(f"{result.shard}: {migrated}; residency {rule}")
+        granted = ""
+        if result.roles_created is not None:
+            made = ", ".join(result.roles_created)
+            granted = "; roles granted" + (f" (created {made})" if made else "")
+        click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
 
@@ -246,11 +261,13 @@ def load_command(
     """
     from pipeline.config import load_rules
     from pipeline.load import LoadOptions, find_files, load
+    from pipeline.preflight import before_load
     from pipeline.summary import ProgressBars, error_lines, summary_lines
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)
+    before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
     if passed_over:
         names = ", ".join(str(p) for p in passed_over)
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
@@ -392,17 +409,27 @@ def check(
 
     Example: pipeline check --format junit -o reports/checks.xml
     """
-    from pipeline.check_output import FORMATS, render
+    from pipeline.check_output import FORMATS, render, render_error
     from pipeline.checks import exit_code, run_all
     from pipeline.config import load_checks
     from pipeline.output import write_atomically
 
     if fmt is None:
         fmt = _format_for(output, FORMATS, "text")
-    shard_map = _shard_map(ctx)
-    results = run_all(shard_map, load_checks(shard_map), only, show_samples)
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
-    text = render(results, fmt, warn_error, show_samples, Path(summary) if summary else None)
+    summary_path = Path(summary) if summary else None
+    try:
+        shard_map = _shard_map(ctx)
+        results = run_all(shard_map, load_checks(shard_map), only, show_samples)
+    except PipelineError as exc:
+        # CI reads the report: a missing one is no failure to it. Write one that fails.
+        report = render_error(str(exc), fmt, summary_path)
+        if output is not None:
+            write_atomically(output, report.encode())
+        elif fmt != "text":  # text: the Error line below says it all
+            click.echo(report, nl=False)
+        fail(ctx, str(exc), EXIT_USAGE)
+    text = render(results, fmt, warn_error, show_samples, summary_path)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -416,7 +443,7 @@ def check(
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each shard: DSN (password hidden), reachable, schema version, residents, last load.
 
-    Exits 1 when any shard is unreachable.
+    Exits 1 when any shard is unreachable, 2 when two shards are one database.
 
     Example: pipeline status --json
     """
@@ -428,6 +455,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     else:
         for s in statuses:
             click.echo(format_line(s))
+    if any(s.misconfigured for s in statuses):
+        ctx.exit(EXIT_USAGE)
     if not all(s.reachable for s in statuses):
         ctx.exit(EXIT_DATA)
 

@@ -10,7 +10,7 @@ map without reading code.
     routes:
       db_us: [US]
     default: default        # or `reject`
-    embedded:               # optional
+    embedded:               # optional; relative to the project root (see project_root)
       data_dir: .pipeline/postgres
     rules: rules.yaml       # optional: the load rules, relative to this file
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import pycountry
 import yaml
 from psycopg import conninfo
 
+from pipeline.dsn import is_ambiguous_uri
 from pipeline.errors import ConfigError
 from pipeline.rules import Rules, parse_rules
 
@@ -50,7 +52,8 @@ _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_CONFIG_BYTES = 1 << 20  # a shard map, rules or checks file larger than this is refused
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ class Shard:
     """One regional database and the countries routed to it."""
 
     name: str
-    dsn: str  # after ${VAR} expansion; may hold a password, so never print it: see pipeline.dsn
+    # After ${VAR} expansion; may hold a password, so never print it (see pipeline.dsn), not
+    # even in a repr.
+    dsn: str = field(repr=False)
     countries: frozenset[str]  # countries the routes send here (not counting the default)
     is_default: bool  # also holds every country no route names
 
@@ -117,12 +122,7 @@ def load_shard_map(
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (use --config or PIPELINE_CONFIG)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    text = _read_text(path)
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
@@ -131,6 +131,35 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: {where}invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _read_text(path: Path) -> str:
+    """A configuration file's text: a regular file of at most MAX_CONFIG_BYTES.
+
+    `--config /dev/zero` would otherwise be read until memory runs out, and a FIFO would
+    block forever: the file is opened without blocking and looked at before it is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (use --config or PIPELINE_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a configuration file is a YAML file)")
+        try:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text ({exc.reason})") from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -216,15 +245,19 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         )
         for name, dsn in dsns.items()
     )
-    return ShardMap(
+    shard_map = ShardMap(
         path=path,
         shards=shards,
         default=default_name,
-        embedded_dir=_parse_embedded(doc.get("embedded"), fail),
+        embedded_dir=_parse_embedded(path, doc.get("embedded"), fail),
         rules_path=_beside(path, doc.get("rules"), "rules", DEFAULT_RULES_NAME, fail),
         checks_path=_beside(path, doc.get("checks"), "checks", DEFAULT_CHECKS_NAME, fail),
         _routes=routes,
     )
+    embedded = doc.get("embedded") or {}
+    given = embedded.get("data_dir", str(DEFAULT_EMBEDDED_DIR))
+    _refuse_moved_embedded_data(shard_map, Path(given).expanduser(), fail)
+    return shard_map
 
 
 def _parse_routes(raw: Any, dsns: Mapping[str, str], fail: Any) -> dict[str, str]:
@@ -289,9 +322,21 @@ def _read_beside(shard_map: ShardMap, path: Path, key: str) -> Any:
     return _read_yaml(path)
 
 
-def _parse_embedded(raw: Any, fail: Any) -> Path:
+def project_root(path: Path) -> Path:
+    """The folder a relative `embedded.data_dir` is read from: the shard map's folder, or its
+    parent when that folder is named `config` (the shipped layout, config/shards.yaml in the
+    project root). Not the working directory: `--config` from elsewhere must find the same
+    server, not start an empty one of its own."""
+    if path.parent.name == "config":
+        return path.parent.parent
+    if path.absolute().parent.name == "config":  # `--config shards.yaml` from inside config/
+        return path.absolute().parent.parent
+    return path.parent
+
+
+def _parse_embedded(path: Path, raw: Any, fail: Any) -> Path:
     if raw is None:
-        return DEFAULT_EMBEDDED_DIR
+        raw = {}
     if not isinstance(raw, dict):
         raise fail("embedded", "expected a mapping with data_dir")
     extra = sorted(set(map(str, raw)) - _EMBEDDED_KEYS)
@@ -300,24 +345,106 @@ def _parse_embedded(raw: Any, fail: Any) -> Path:
     data_dir = raw.get("data_dir", str(DEFAULT_EMBEDDED_DIR))
     if not isinstance(data_dir, str) or not data_dir:
         raise fail("embedded.data_dir", "expected a folder path")
-    return Path(data_dir)
+    given = Path(data_dir).expanduser()
+    return given if given.is_absolute() else project_root(path) / given
+
+
+def _refuse_moved_embedded_data(shard_map: ShardMap, given: Path, fail: Any) -> None:
+    """Before this version a relative data_dir was read from the working directory. Should the
+    server's data sit there and not where the map now points, starting an empty server would
+    look like lost data: say where it is instead."""
+    if not shard_map.uses_embedded or given.is_absolute():
+        return
+    old, new = given, shard_map.embedded_dir
+    if old.absolute() == new.absolute() or (new / "PG_VERSION").exists():
+        return
+    if (old / "PG_VERSION").exists():
+        raise fail(
+            "embedded.data_dir",
+            f"the embedded server's data is in {old.absolute()} (relative to the working "
+            f"directory), but a relative data_dir is now read from the project root: "
+            f"{new}; move the folder there, or set data_dir to {old.absolute()}",
+        )
+
+
+class _Expander:
+    """`${VAR}` and `${VAR:-fallback}` expanded the way a shell does: the fallback applies when
+    VAR is unset or empty, may itself hold `${...}` (`${A:-${B:-x}}`), and is only looked at
+    when it applies. Values from the environment are not expanded again. Any other `${`
+    form is refused, rather than left in the DSN as text."""
+
+    def __init__(self, value: str, environ: Mapping[str, str], key: str, fail: Any) -> None:
+        self.value, self.environ, self.key, self.fail = value, environ, key, fail
+        self.names: list[str] = []  # the variables named, for messages
+
+    def expand(self) -> str:
+        text, _ = self._text(0, evaluate=True, inside=False)
+        return text
+
+    def _text(self, i: int, evaluate: bool, inside: bool) -> tuple[str, int]:
+        """The expansion of value[i:], up to the `}` closing a fallback when `inside`;
+        returns it and the index it stopped at (that `}`, or the end)."""
+        out: list[str] = []
+        value = self.value
+        while i < len(value):
+            if inside and value[i] == "}":
+                return "".join(out), i
+            if value.startswith("${", i):
+                text, i = self._variable(i + 2, evaluate)
+                out.append(text)
+                continue
+            out.append(value[i])
+            i += 1
+        if inside:
+            raise self._unsupported("a ${ without its closing }")
+        return "".join(out), i
+
+    def _variable(self, i: int, evaluate: bool) -> tuple[str, int]:
+        match = _VARIABLE_NAME.match(self.value, i)
+        if match is None:
+            raise self._unsupported("${ must be followed by a variable name")
+        name, i = match.group(), match.end()
+        self.names.append(name)
+        fallback: str | None = None
+        if self.value.startswith("}", i):
+            i += 1
+        elif self.value.startswith(":-", i):
+            current = self.environ.get(name)
+            fallback, i = self._text(i + 2, evaluate and not current, inside=True)
+            i += 1  # the closing }
+        else:
+            raise self._unsupported(f"${{{name} is followed by neither }} nor :-")
+        if not evaluate:
+            return "", i
+        current = self.environ.get(name)
+        if current:
+            return current, i
+        if fallback is not None:
+            return fallback, i
+        raise self.fail(
+            self.key,
+            f"environment variable {name} is not set and has no fallback (${{{name}:-...}})",
+        )
+
+    def _unsupported(self, why: str) -> ConfigError:
+        return self.fail(  # type: ignore[no-any-return]
+            self.key, f"{why} (write ${{VAR}} or ${{VAR:-fallback}}; a fallback may nest them)"
+        )
 
 
 def _expand(value: str, environ: Mapping[str, str], key: str, fail: Any) -> str:
-    """Expand ${VAR} and ${VAR:-fallback} the way a shell does (fallback when unset or empty)."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name, fallback = match.group(1), match.group(2)
-        current = environ.get(name)
-        if current:
-            return current
-        if fallback is not None:
-            return fallback
+    """`value` with its ${VAR} expanded (see _Expander); refuses an empty result, which libpq
+    would silently take for its defaults (the local server, the user's own name)."""
+    expander = _Expander(value, environ, key, fail)
+    dsn = expander.expand().strip()
+    if not dsn:
+        names = ", ".join(dict.fromkeys(expander.names))
         raise fail(
-            key, f"environment variable {name} is not set and has no fallback (${{{name}:-...}})"
+            key,
+            f"empty after expanding {names}: set the variable or give a non-empty fallback "
+            "(an empty DSN would mean libpq's defaults)",
         )
-
-    return _VARIABLE.sub(substitute, value).strip()
+    return dsn
 
 
 def _check_dsn(key: str, dsn: str, fail: Any) -> str:
@@ -326,6 +453,15 @@ def _check_dsn(key: str, dsn: str, fail: Any) -> str:
         if not _DB_NAME.match(database):
             raise fail(key, "embedded:NAME needs a database name of letters, digits and _")
         return dsn
+    if is_ambiguous_uri(dsn):
+        # libpq would read part of the password as the host, port or database (and print
+        # it in its errors): refuse, and say how to write it.
+        raise fail(
+            key,
+            "libpq would misread this URI: an unencoded @ may only end user:password@, and "
+            "a password may not hold an unencoded /; percent-encode them (@ as %40, / as %2F; "
+            "also : %3A, ? %3F, # %23, % %25), or use a key/value string with password='...'",
+        )
     try:
         conninfo.conninfo_to_dict(dsn)
     except Exception:

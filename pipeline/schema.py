@@ -18,6 +18,8 @@ from psycopg import sql
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError, ResidencyViolation
+from pipeline.preflight import refuse_shared_databases
+from pipeline.roles import grant_roles
 from pipeline.sqlfiles import migrations, query
 
 CONSTRAINT = "residents_residency"
@@ -63,6 +65,7 @@ class InitResult:
     to_version: int
     rule: str
     rule_changed: bool
+    roles_created: list[str] | None = None  # None: --roles not asked for
 
 
 def latest_version() -> int:
@@ -78,8 +81,9 @@ def current_version(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def init_shard(shard_map: ShardMap, shard: Shard) -> InitResult:
-    """Apply missing migrations, then set the residency constraint; idempotent."""
+def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitResult:
+    """Apply missing migrations, then set the residency constraint, then (with `roles`)
+    create and grant the group roles (see pipeline.roles); idempotent."""
     with db.connect(shard_map, shard) as conn:
         conn.execute(query("lock"), [db.LOCK_INIT])
         conn.execute(query("migrations_table"))
@@ -96,7 +100,10 @@ def init_shard(shard_map: ShardMap, shard: Shard) -> InitResult:
                 conn.execute(query("record_migration"), [migration.version, migration.name])
         rule = residency_rule(shard_map, shard)
         changed = _set_residency(conn, shard, rule)
-        return InitResult(shard.name, before, current_version(conn), rule.describe(), changed)
+        created = grant_roles(conn, shard) if roles else None
+        return InitResult(
+            shard.name, before, current_version(conn), rule.describe(), changed, created
+        )
 
 
 def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule) -> bool:
@@ -117,12 +124,14 @@ def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyR
     return True
 
 
-def init_all(shard_map: ShardMap) -> list[InitResult | PipelineError]:
-    """Initialise every shard; a shard that fails does not stop the others."""
+def init_all(shard_map: ShardMap, roles: bool = False) -> list[InitResult | PipelineError]:
+    """Initialise every shard; a shard that fails does not stop the others. Two shards that
+    are one database stop it before anything changes (ConfigError)."""
+    refuse_shared_databases(shard_map)
     results: list[InitResult | PipelineError] = []
     for shard in shard_map.shards:
         try:
-            results.append(init_shard(shard_map, shard))
+            results.append(init_shard(shard_map, shard, roles))
         except PipelineError as exc:
             results.append(exc)
     return results

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
+from pipeline.preflight import shared_databases
 from pipeline.schema import current_version, latest_version
 from pipeline.sqlfiles import query
 
@@ -24,6 +25,11 @@ class ShardStatus:
     residents: int | None
     last_load_at: datetime | None
     last_load_file: str | None
+    same_database_as: str | None = None  # an earlier shard that is this very database
+
+    @property
+    def misconfigured(self) -> bool:
+        return self.same_database_as is not None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,13 +66,25 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
 
 
 def all_status(shard_map: ShardMap) -> list[ShardStatus]:
-    return [shard_status(shard_map, shard) for shard in shard_map.shards]
+    try:
+        shared = shared_databases(shard_map)
+    except PipelineError:
+        shared = {}  # a shard that fails the probe fails its own status line below
+    return [
+        replace(shard_status(shard_map, shard), same_database_as=shared.get(shard.name))
+        for shard in shard_map.shards
+    ]
 
 
 def format_line(status: ShardStatus) -> str:
     """One line of `pipeline status`."""
     if not status.reachable:
         return f"{status.shard}  {status.dsn}  {status.error}"
+    if status.same_database_as is not None:
+        return (
+            f"{status.shard}  {status.dsn}  the same database as shard "
+            f"{status.same_database_as}: fix the shard map (init, load and check refuse it)"
+        )
     version = f"schema {status.schema_version}/{status.latest_version}"
     if status.schema_version != status.latest_version:
         return f"{status.shard}  {status.dsn}  reachable  {version} (run `pipeline init`)"

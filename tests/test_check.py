@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -376,3 +377,55 @@ def test_shared_keys_count_each_key_once_and_sample_the_smallest_ids() -> None:
     assert count == 30  # key 100 on three shards counts once; 500, twice on c only, not at all
     assert [smallest for smallest, _ in groups][:3] == [7, 871, 872]
     assert groups[0][1] == "a:900 = b:1900 = c:7" and len(groups) == 20
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def down_map(shard_dsns: dict[str, str], tmp_path: Path) -> Path:
+    """The test map with db_us on a port where no server listens."""
+    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 port={_closed_port()} password=Zq9Xw7")
+    return write_map(tmp_path / "down", shard_map_yaml(dsns))
+
+
+@pytest.mark.parametrize("broken", ["unreachable shard", "bad shard map"])
+def test_checks_that_cannot_run_still_write_a_failing_report(
+    run_cli: RunCli,
+    initialised: None,
+    down_map: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+) -> None:
+    config = down_map
+    if broken == "bad shard map":
+        config = tmp_path / "bad.yaml"
+        config.write_text("shards: {}\n")
+    junit = run_cli("check", "--format", "junit", "-o", str(tmp_path / "r.xml"), config=config)
+    assert junit.exit_code == 2
+    assert junit.output.startswith("Error: ") and len(junit.output.splitlines()) == 1
+    suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("tests") == "1"
+    error = suite.find("testcase/error")
+    assert error is not None
+    assert error.get("message", "").startswith("the checks could not run: ")
+    assert ("db_us" if broken == "unreachable shard" else "shards:") in error.get("message", "")
+
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    github = run_cli("check", "--format", "github", config=config)
+    assert github.exit_code == 2
+    assert github.stdout.startswith("::error title=pipeline check::the checks could not run: ")
+    assert "could not run" in summary.read_text()
+
+    as_json = run_cli("check", "-o", str(tmp_path / "r.json"), config=config)
+    assert as_json.exit_code == 2
+    (record,) = json.loads((tmp_path / "r.json").read_text())
+    assert record["status"] == "error" and record["error"].startswith("the checks could not run")
+    for result in (junit, github, as_json):
+        assert "Zq9Xw7" not in result.output
+    assert "Zq9Xw7" not in (tmp_path / "r.xml").read_text() + (tmp_path / "r.json").read_text()

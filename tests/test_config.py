@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.config import load_shard_map
+from pipeline.config import MAX_CONFIG_BYTES, ShardMap, _parse, load_shard_map
 from pipeline.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "shards.yaml"
@@ -107,6 +108,31 @@ BAD_MAPS = [
         id="two-shards-one-database",
     ),
     pytest.param(
+        "shards:\n  a: {dsn: '${PIPELINE_TEST_SURELY_UNSET:-}'}\ndefault: a\n",
+        "shards.a.dsn: empty after expanding PIPELINE_TEST_SURELY_UNSET",
+        id="empty-fallback-is-no-dsn",
+    ),
+    pytest.param(
+        "shards:\n  a: {dsn: '${PIPELINE_TEST_SURELY_UNSET:-host=a'}\ndefault: a\n",
+        "shards.a.dsn: a ${ without its closing }",
+        id="unterminated-variable",
+    ),
+    pytest.param(
+        "shards:\n  a: {dsn: '${PIPELINE_TEST_SURELY_UNSET-host=a}'}\ndefault: a\n",
+        "is followed by neither } nor :-",
+        id="unsupported-variable-form",
+    ),
+    pytest.param(
+        "shards:\n  a: {dsn: 'postgresql://etl:cr/3t@x@h/db'}\ndefault: a\n",
+        "shards.a.dsn: libpq would misread this URI: an unencoded @ may only end",
+        id="unencoded-at-in-uri-password",
+    ),
+    pytest.param(
+        "shards:\n  a: {dsn: 'postgresql:///db?host=/tmp&user=me@corp'}\ndefault: a\n",
+        "percent-encode them (@ as %40",
+        id="unencoded-at-in-uri-query",
+    ),
+    pytest.param(
         "shards:\n  reject: {dsn: 'host=a'}\ndefault: reject\n",
         "'reject' is reserved",
         id="shard-named-reject",
@@ -146,3 +172,62 @@ def test_config_error_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("shards:\n  a: {dsn: 'host=a'}\ndefault: a\nroutes:\n  a: [ZZ]\n")
     with pytest.raises(ConfigError, match=r"routes\.a\[0\]"):
         load_shard_map(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("dsn", "environ", "expected"),
+    [
+        ("${A:-${B}}", {"B": "host=b"}, "host=b"),
+        ("${A:-${B}}", {"A": "host=a"}, "host=a"),  # B unset: the fallback is not looked at
+        ("${A:-${B:-host=c}} dbname=x", {}, "host=c dbname=x"),
+        ("${A:-host=${B:-h} port=${C:-5}}", {"C": "6"}, "host=h port=6"),
+        ("host=a password=pa$word", {}, "host=a password=pa$word"),  # a lone $ is text
+        ("${A}", {"A": "host=${B}"}, "host=${B}"),  # an environment value is not expanded
+    ],
+)
+def test_variables_nest_like_a_shell(dsn: str, environ: dict[str, str], expected: str) -> None:
+    path = Path("unused.yaml")
+    shard_map = _parse_text(path, f"shards:\n  a: {{dsn: '{dsn}'}}\ndefault: a\n", environ)
+    assert shard_map.shard("a").dsn == expected
+
+
+def _parse_text(path: Path, text: str, environ: dict[str, str]) -> ShardMap:
+    import yaml
+
+    return _parse(path, yaml.safe_load(text), environ)
+
+
+def test_an_empty_dsn_from_the_environment_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shards.yaml"
+    path.write_text("shards:\n  a: {dsn: '${PW_DSN}'}\ndefault: a\n")
+    result = CliRunner().invoke(cli, ["--config", str(path), "status"], env={"PW_DSN": "  "})
+    assert result.exit_code == 2
+    assert "shards.a.dsn: empty after expanding PW_DSN: set the variable" in result.output
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null", "fifo"])
+def test_a_config_that_is_not_a_regular_file_is_refused(tmp_path: Path, special: str) -> None:
+    path = Path(special)
+    if special == "fifo":
+        path = tmp_path / "fifo.yaml"
+        os.mkfifo(path)  # opened for reading, it would wait for a writer forever
+    result = CliRunner().invoke(cli, ["--config", str(path), "status"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"Error: {path}: not a regular file" + (
+        " (a configuration file is a YAML file)"
+    )
+
+
+def test_a_config_larger_than_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "shards.yaml"
+    with path.open("w") as stream:
+        stream.write("shards:\n  a: {dsn: 'host=a'}\ndefault: a\n")
+        stream.write("#" * MAX_CONFIG_BYTES)
+    result = CliRunner().invoke(cli, ["--config", str(path), "status"])
+    assert result.exit_code == 2
+    assert result.output == f"Error: {path}: larger than 1024 KiB: not a configuration file\n"
+
+
+def test_a_dsn_never_shows_in_a_shards_repr() -> None:
+    shard_map = load_shard_map(SHIPPED, environ={"DB2_DSN": "host=h password=Zq9Xw7"})
+    assert "Zq9Xw7" not in repr(shard_map)

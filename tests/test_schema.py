@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
 from click.testing import Result
+from psycopg import conninfo
 
 from pipeline.sqlfiles import migrations, query
-from tests.conftest import shard_map_yaml
+from tests.conftest import Server, shard_map_yaml, write_map
 
 Connect = Callable[[str], psycopg.Connection[Any]]
 INSERT = (
@@ -167,3 +170,65 @@ def test_default_reject_makes_every_shard_an_allow_list(
     assert "default: schema 0 -> 3; residency set to country IN (DE, FR)" in result.output
     with connect("default") as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(INSERT, [1, "JP", "Taro", None, 30, None])
+
+
+def _other_spelling(dsn: str) -> str:
+    """The same database as `dsn`, written as a URI instead of key/value pairs."""
+    params = conninfo.conninfo_to_dict(dsn)
+    database = params.pop("dbname")
+    return f"postgresql:///{database}?{urlencode(params)}"
+
+
+@pytest.fixture
+def one_database_twice(shard_dsns: dict[str, str], tmp_path: Path) -> Path:
+    """A map whose two shards are one database under two DSN spellings."""
+    same = {"default": shard_dsns["default"], "db_us": _other_spelling(shard_dsns["default"])}
+    return write_map(tmp_path / "twice", shard_map_yaml(same))
+
+
+@pytest.mark.parametrize("command", [["init"], ["load", "people.csv"], ["check"], ["status"]])
+def test_one_database_under_two_spellings_is_refused_before_anything_changes(
+    run_cli: Callable[..., Result],
+    one_database_twice: Path,
+    connect: Connect,
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    (tmp_path / "people.csv").write_text("id,country,name\n1,US,Ann\n2,DE,Bo\n")
+    if command[0] != "init":
+        assert run_cli("init").exit_code == 0  # the real two shards, for load to have a schema
+    with connect("default") as conn:
+        before = conn.execute(query("residency_rule")).fetchone() if command[0] != "init" else None
+    result = run_cli(*command, config=one_database_twice)
+    assert result.exit_code == 2, result.output
+    assert "db_us" in result.output and "the same database as shard default" in result.output
+    assert "Traceback" not in result.output
+    with connect("default") as conn:
+        if command[0] == "init":
+            assert conn.execute(query("table_exists"), ["residents"]).fetchone() == (False,)
+        else:
+            assert conn.execute(query("residency_rule")).fetchone() == before
+            assert conn.execute("SELECT count(*) FROM residents").fetchone() == (0,)
+
+
+def test_status_json_names_the_shard_that_is_another_spelling(
+    run_cli: Callable[..., Result], one_database_twice: Path
+) -> None:
+    result = run_cli("status", "--json", config=one_database_twice)
+    assert result.exit_code == 2
+    data = json.loads(result.stdout)
+    assert [d["same_database_as"] for d in data] == [None, "default"]
+
+
+def test_two_databases_on_one_server_are_not_one(
+    pg_servers: list[Server], tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    server = pg_servers[0]
+    names = [server.create_database(), server.create_database()]
+    try:
+        dsns = {"default": server.dsn_for(names[0]), "db_us": server.dsn_for(names[1])}
+        result = run_cli("init", config=write_map(tmp_path / "one", shard_map_yaml(dsns)))
+        assert result.exit_code == 0, result.output
+    finally:
+        for name in names:
+            server.drop_database(name)

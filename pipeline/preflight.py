@@ -1,0 +1,153 @@
+"""What a command that writes checks first, before it changes anything: that every shard is
+a database of its own, and, for `load`, that the shard's role may write the tables.
+
+Two shards in one database. `host=/tmp dbname=x` and `postgresql:///x?host=/tmp` name
+the same database, which no comparison of strings can tell. Were it let through, `init`
+would set the two shards' residency rules in turn on one table (each run undoing the
+other) and `load` would commit both shards' rows into it. So the databases themselves are
+asked: each shard's connection takes an advisory lock under a random key, then each looks
+in `pg_locks` for the others' keys in its own database. Advisory locks are per database
+and `pg_locks` is readable by every role, where `pg_control_system()` (the cluster's
+system identifier) needs pg_monitor or a superuser and `data_directory`
+pg_read_all_settings; so this works for any role, without a write, and a key seen is a
+connection to the same database of the same server.
+
+A role that may not write. A load under a read-only role would stage and check a whole
+file before its upsert is refused: `before_load` asks PostgreSQL what the role lacks
+(`has_table_privilege` and friends) and refuses at once, naming the grant that fixes it.
+
+A shard that cannot be reached is left out of both: it takes no rows, and the command
+reports it as it does any unreachable shard.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap
+from pipeline.dsn import scrub
+from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.sqlfiles import query
+
+PROBE_TIMEOUT = "10s"  # the probe's statements are instant; a server that hangs must not hang us
+LOADER_ROLE = "pipeline_loader"
+ANALYST_ROLE = "pipeline_analyst"
+
+Connections = list[tuple[Shard, psycopg.Connection[Any]]]
+
+
+def before_load(shard_map: ShardMap, dry_run: bool = False) -> None:
+    """Refuse (ConfigError, exit 2) a load into two shards that are one database, or into a
+    shard whose role may not write (not for a dry run, which writes nothing)."""
+    with _connections(shard_map) as connections:
+        _refuse_shared(shard_map, _probe(connections))
+        if not dry_run:
+            for shard, conn in connections:
+                _refuse_read_only(shard, conn)
+
+
+def refuse_shared_databases(shard_map: ShardMap) -> None:
+    """Raise ConfigError (exit 2) when two shards of the map are one database. Call it before
+    a command writes anything."""
+    _refuse_shared(shard_map, shared_databases(shard_map))
+
+
+def shared_databases(shard_map: ShardMap) -> dict[str, str]:
+    """Shard name -> the earlier shard (in map order) whose database it is, for every shard
+    that shares its database with an earlier one. Unreachable shards are left out."""
+    if len(shard_map.shards) < 2:
+        return {}
+    with _connections(shard_map) as connections:
+        return _probe(connections)
+
+
+def same_database_message(shard: str, first: str) -> str:
+    return (
+        f"shards.{shard}.dsn: the same database as shard {first} (another spelling of one "
+        "DSN): each shard needs a database of its own; nothing was changed"
+    )
+
+
+def _refuse_shared(shard_map: ShardMap, shared: dict[str, str]) -> None:
+    if shared:
+        name, first = next(iter(shared.items()))
+        raise ConfigError(f"{shard_map.path}: {same_database_message(name, first)}")
+
+
+@contextmanager
+def _connections(shard_map: ShardMap) -> Iterator[Connections]:
+    """A connection to every shard that answers, opened at once (one connect time-out in all)."""
+    with ThreadPoolExecutor(max_workers=len(shard_map.shards)) as pool:
+        opened = list(pool.map(lambda s: _open(shard_map, s), shard_map.shards))
+    pairs = zip(shard_map.shards, opened, strict=True)
+    connections = [(shard, conn) for shard, conn in pairs if conn is not None]
+    try:
+        yield connections
+    finally:
+        for _shard, conn in connections:
+            conn.close()
+
+
+def _open(shard_map: ShardMap, shard: Shard) -> psycopg.Connection[Any] | None:
+    try:
+        return db.open_connection(db.resolve_dsn(shard_map, shard))
+    except (psycopg.Error, PipelineError):
+        return None  # unreachable: the command itself says so
+
+
+def _probe(connections: Connections) -> dict[str, str]:
+    if len(connections) < 2:
+        return {}
+    keys = {shard.name: secrets.randbits(63) for shard, _conn in connections}
+    owner = {key: name for name, key in keys.items()}
+    order = list(keys)
+    try:
+        for shard, conn in connections:
+            with _as_shard_error(shard):
+                conn.execute(f"SET LOCAL statement_timeout = '{PROBE_TIMEOUT}'")
+                conn.execute(query("same_database_try_lock"), [keys[shard.name]])
+        shared: dict[str, str] = {}
+        for shard, conn in connections:
+            with _as_shard_error(shard):
+                rows = conn.execute(query("same_database_probe"), [list(owner)]).fetchall()
+            seen = [owner[row[0]] for row in rows if row[0] in owner]
+            first = min(seen, key=order.index, default=shard.name)
+            if order.index(first) < order.index(shard.name):
+                shared[shard.name] = first
+        return shared
+    finally:
+        for _shard, conn in connections:
+            if not conn.closed:
+                conn.rollback()  # releases the locks (transaction-level)
+
+
+def _refuse_read_only(shard: Shard, conn: psycopg.Connection[Any]) -> None:
+    with _as_shard_error(shard):
+        rows = conn.execute(query("load_privileges_missing")).fetchall()
+        user = conn.info.user
+        conn.rollback()
+    missing = [str(row[0]) for row in rows]
+    if missing:
+        raise ConfigError(
+            f"shard {shard.name}: role {user} may not load: it lacks {', '.join(missing)}; "
+            f"grant it the loader role (`GRANT {LOADER_ROLE} TO {user};`, after "
+            "`pipeline init --roles`); nothing was loaded"
+        )
+
+
+@contextmanager
+def _as_shard_error(shard: Shard) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        # Reachable a moment ago: the command cannot know whether it may write.
+        raise ShardError(
+            shard.name, f"could not check the shard before writing: {scrub(str(exc), shard.dsn)}"
+        ) from None

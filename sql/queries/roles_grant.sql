@@ -1,0 +1,12 @@
+-- What the two group roles may do on this shard (`pipeline init --roles`; GRANT is
+-- idempotent, so re-running it after a migration covers new tables). Neither role owns a
+-- table, so neither may drop, alter or truncate one. A psycopg.sql template
+-- (pipeline/roles.py fills the identifiers).
+-- The loader writes residents and the ledger. It also creates the load's temporary tables:
+-- TEMP on the database, which PostgreSQL grants to PUBLIC by default.
+GRANT USAGE ON SCHEMA {schema} TO {loader}, {analyst};
+GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.residents, {schema}.load_ledger TO {loader};
+GRANT USAGE ON SEQUENCE {schema}.{residents_seq}, {schema}.{ledger_seq} TO {loader};
+GRANT SELECT ON {schema}.schema_migrations TO {loader}, {analyst};
+-- The analyst reads: extract, report, check.
+GRANT SELECT ON {schema}.residents, {schema}.load_ledger TO {analyst};
