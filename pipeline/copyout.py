@@ -157,6 +157,10 @@ class ReadAhead:
         )
         self._error: BaseException | None = None
         self._stop = Stop()
+        # Waited on instead of the thread itself: a join() that a signal interrupts (Ctrl-C,
+        # SIGTERM) marks the thread as ended while it runs (CPython's bpo-45274 fix), and the
+        # next join, in close(), would return before the thread cancelled its query.
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
         self._thread.start()
 
@@ -176,9 +180,10 @@ class ReadAhead:
             if close is not None:
                 with contextlib.suppress(Exception):
                     close()
+            self._done.set()
 
     def __iter__(self) -> Iterator[Chunk]:
-        self._thread.join()
+        self._done.wait()
         if self._error is not None:
             raise self._error
         self._spool.seek(0)
@@ -193,8 +198,7 @@ class ReadAhead:
     def close(self) -> None:
         """Stop the thread and free the spool; returns within about CLOSE_WAIT seconds."""
         self._stop.set()
-        self._thread.join(CLOSE_WAIT)
-        if self._thread.is_alive():
+        if not self._done.wait(CLOSE_WAIT):
             return  # a server that does not answer: the thread ends with ABORT_WAIT, alone
         self._spool.close()
         self._stop.close()
