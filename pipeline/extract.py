@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import warnings
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import IO, Any
 import pycountry
 from psycopg import sql
 
+from pipeline.columnar import record_batches, to_frame, write_parquet
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop, snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
@@ -45,7 +45,6 @@ FORMATS = {
 # A cell starting with one of these is a formula to a spreadsheet; CSV output defuses it
 # with a leading ' unless --raw (OWASP's "CSV injection" list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-ARROW_BLOCK = 1 << 20  # bytes of CSV pyarrow's reader parses at a time (a record batch each)
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,9 @@ def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
     return codes
 
 
-def _select(shard: Shard, selection: Selection, template: str, defuse: bool) -> sql.Composed:
+def _select(
+    shard: Shard, selection: Selection, template: str, defuse: bool, with_shard: bool = True
+) -> sql.Composed:
     where: sql.Composable = sql.SQL("")
     if selection.countries:
         where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
@@ -98,8 +99,12 @@ def _select(shard: Shard, selection: Selection, template: str, defuse: bool) -> 
         extra = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in PROVENANCE)
         columns = sql.SQL(", ").join(_text_column(c, defuse) for c in TEXT_COLUMNS[:3])
         columns = sql.SQL("{}, age, {}").format(columns, _text_column("address", defuse))
+    name: sql.Composable = sql.SQL("")
+    if with_shard or template == "extract_json":
+        name = sql.SQL("{} AS shard, ").format(sql.Literal(shard.name))
     return query(template).format(
         shard=sql.Literal(shard.name),
+        shard_column=name,
         columns=columns,
         provenance=extra if selection.provenance else sql.SQL(""),
         where=where,
@@ -124,20 +129,23 @@ def _text_column(name: str, defuse: bool) -> sql.Composable:
     ).format(c=column, s=starts, kind=kind)
 
 
-def copy_out(
+def shard_streams(
     shard_map: ShardMap,
     selection: Selection,
     statement: str,
-    defuse: bool,
     result: ExtractResult,
+    *,
+    defuse: bool = False,
+    with_shard: bool = True,
     spool_dir: str | None = None,
-) -> Generator[Chunk, None, None]:
-    """COPY each selected shard's rows out as bytes (CSV, or one JSON object a line), in order.
+) -> Generator[tuple[str, Iterator[Chunk]], None, None]:
+    """Each selected shard's rows as a COPY stream of bytes (CSV, or one JSON object a line),
+    shard after shard in map order: (shard name, its chunks); read each to its end first.
 
     Every shard is read at once: the first streams through, the others are read ahead into
-    spools (`copyout.ReadAhead`, temporary files in `spool_dir`) and follow in map order.
+    spools (`copyout.ReadAhead`, temporary files in `spool_dir`) and follow in their turn.
     An unreachable or failing shard raises ShardError, unless `selection.allow_partial`:
-    then it is left out and named in `result.missing`.
+    then its stream ends early, empty, and it is named in `result.missing`.
     """
     options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
     shards = shards_to_read(shard_map, selection)
@@ -145,33 +153,43 @@ def copy_out(
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
-            select = _select(shard, selection, statement, defuse)
+            select = _select(shard, selection, statement, defuse, with_shard)
             copy = CopyOut(
                 conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options)), stop
             )
             yield from copy
             counted[shard.name] = copy.rows
 
+    def accounted(shard: Shard, chunks: Iterable[Chunk]) -> Generator[Chunk, None, None]:
+        sent = False
+        try:
+            for chunk in chunks:
+                sent = True
+                yield chunk
+        except ShardError as exc:
+            # Leaving a shard out is clean only if none of its rows went out already.
+            if not selection.allow_partial or sent:
+                raise
+            result.missing[shard.name] = exc.reason
+            return
+        finally:
+            if isinstance(chunks, Generator):  # a COPY read here, stopped early: cancel it
+                chunks.close()
+        result.rows += counted[shard.name]
+        result.shards_read.append(shard.name)
+
     later: list[ReadAhead] = []
+    current: Generator[Chunk, None, None] | None = None
     try:
         for shard in shards[1:]:
             later.append(ReadAhead(functools.partial(read, shard), spool_dir))
         streams: list[Iterable[Chunk]] = [read(shards[0]), *later] if shards else []
         for shard, chunks in zip(shards, streams, strict=True):
-            sent = False
-            try:
-                for chunk in chunks:
-                    sent = True
-                    yield chunk
-            except ShardError as exc:
-                # Leaving a shard out is clean only if none of its rows went out already.
-                if not selection.allow_partial or sent:
-                    raise
-                result.missing[shard.name] = exc.reason
-                continue
-            result.rows += counted[shard.name]
-            result.shards_read.append(shard.name)
+            current = accounted(shard, chunks)
+            yield shard.name, current
     finally:
+        if current is not None:  # a reader that stopped inside a shard: its COPY ends now
+            current.close()
         for spool in later:  # every COPY cancelled at once, then each waited for
             spool.stop()
         for spool in later:
@@ -219,96 +237,6 @@ def write_json(out: IO[bytes], blocks: Iterable[Chunk], as_array: bool) -> None:
         out.write(b"]\n")
 
 
-def arrow_batches(blocks: Iterable[Chunk], columns: tuple[str, ...]) -> Iterator[Any]:
-    """The CSV COPY stream as pyarrow RecordBatches with proper types."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    types = {
-        "shard": pa.string(), "id": pa.int64(), "country": pa.string(), "name": pa.string(),
-        "gender": pa.string(), "age": pa.int16(), "address": pa.string(),
-        "load_id": pa.string(), "loaded_at": pa.timestamp("us", tz="UTC"),
-    }  # fmt: skip
-    chunks = iter(blocks)
-    first = next((chunk for chunk in chunks if chunk), None)
-    if first is None:
-        return  # no rows: pyarrow would call the stream an empty file, an error
-    try:
-        reader = pacsv.open_csv(
-            _BlockReader(itertools.chain([first], chunks)),
-            read_options=pacsv.ReadOptions(column_names=list(columns), block_size=ARROW_BLOCK),
-            # COPY writes NULL as an empty field and an empty string as "": keep them apart.
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: types[c] for c in columns},
-                # Only COPY's NULL (an unquoted empty field) is null: pyarrow's default list
-                # would turn an address "N/A" or a name "Null" into NULL.
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        )
-        yield from reader
-    except pa.ArrowException as exc:
-        raise PipelineError(
-            f"cannot convert the rows for Parquet: {' '.join(str(exc).split())}"
-        ) from None
-
-
-def write_parquet(path: Path, blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:
-    import pyarrow.parquet as pq
-
-    writer = None
-    try:
-        for batch in arrow_batches(blocks, columns):
-            if writer is None:
-                writer = pq.ParquetWriter(path, batch.schema)
-            writer.write_batch(batch)
-        if writer is None:  # no rows: still a valid file with the schema
-            import pyarrow as pa
-
-            empty = pa.table({c: pa.array([], type=t.type) for c, t in _schema(columns).items()})
-            pq.write_table(empty, path)
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _schema(columns: tuple[str, ...]) -> dict[str, Any]:
-    import pyarrow as pa
-
-    types = {"id": pa.int64(), "age": pa.int16(), "loaded_at": pa.timestamp("us", tz="UTC")}
-    return {c: pa.field(c, types.get(c, pa.string())) for c in columns}
-
-
-class _BlockReader:
-    """A file-like view of an iterator of bytes blocks (about a megabyte each), for
-    pyarrow's reader, which asks for a megabyte at a time."""
-
-    def __init__(self, blocks: Iterator[Chunk]) -> None:
-        self._blocks = blocks
-        self._rest = b""
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        parts: list[Chunk] = [self._rest]
-        have = len(self._rest)
-        for block in self._blocks:
-            parts.append(block)
-            have += len(block)
-            if 0 <= size <= have:
-                break
-        data = b"".join(parts)
-        if 0 <= size < len(data):
-            data, self._rest = data[:size], data[size:]
-        else:
-            self._rest = b""
-        return data
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def output_columns(selection: Selection) -> tuple[str, ...]:
     return COLUMNS + (PROVENANCE if selection.provenance else ())
 
@@ -325,22 +253,35 @@ def extract_to(
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
     # Later shards are spooled beside the output (on its disk, not in a tmpfs /tmp).
     spool_dir = None if out is None else str(out.parent)
-    copied = copy_out(shard_map, selection, statement, fmt == "csv" and not raw, result, spool_dir)
+    streams = shard_streams(
+        shard_map,
+        selection,
+        statement,
+        result,
+        defuse=fmt == "csv" and not raw,
+        with_shard=fmt != "parquet",
+        spool_dir=spool_dir,
+    )
     # Closed here, not when garbage-collected: a failure stops the other shards' readers now.
-    with contextlib.closing(copied) as blocks:
+    with contextlib.closing(streams):
         if out is None:
             import sys
 
-            _write(fmt, sys.stdout.buffer, blocks, columns)
+            _write(fmt, sys.stdout.buffer, _chained(streams), columns)
             sys.stdout.buffer.flush()
             return result
         with atomic_output(out) as tmp:
             if fmt == "parquet":
-                write_parquet(tmp, blocks, columns)
+                write_parquet(tmp, record_batches(streams, columns), columns)
             else:
                 with open(tmp, "wb") as stream:
-                    _write(fmt, stream, blocks, columns)
+                    _write(fmt, stream, _chained(streams), columns)
     return result
+
+
+def _chained(streams: Iterable[tuple[str, Iterable[Chunk]]]) -> Iterator[Chunk]:
+    for _, chunks in streams:
+        yield from chunks
 
 
 def _write(fmt: str, stream: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:
@@ -367,9 +308,6 @@ def to_dataframe(
         from pipeline import to_dataframe
         df = to_dataframe(countries=["US"])
     """
-    import pandas as pd
-    import pyarrow as pa
-
     shard_map = load_shard_map(config)
     # One code or name is one, not a sequence of letters.
     countries = [countries] if isinstance(countries, str) else countries
@@ -377,17 +315,9 @@ def to_dataframe(
     selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
     columns = output_columns(selection)
     result = ExtractResult()
-    with contextlib.closing(
-        copy_out(shard_map, selection, "extract_rows", False, result)
-    ) as blocks:
-        batches = list(arrow_batches(blocks, columns))
-    table = pa.Table.from_batches(batches, schema=pa.schema(list(_schema(columns).values())))
-    mapping = {
-        pa.int64(): pd.Int64Dtype(),
-        pa.int16(): pd.Int16Dtype(),
-        pa.string(): pd.StringDtype(),
-    }
-    frame = table.to_pandas(types_mapper=mapping.get)
+    streams = shard_streams(shard_map, selection, "extract_rows", result, with_shard=False)
+    with contextlib.closing(streams):
+        frame = to_frame(record_batches(streams, columns), columns)
     frame.attrs["missing_shards"] = result.missing
     for name, reason in result.missing.items():  # a notebook shows it; the CLI prints it
         warnings.warn(f"shard {name} left out (allow_partial): {reason}", stacklevel=2)

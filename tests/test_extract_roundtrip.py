@@ -25,10 +25,16 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import copyout, extract
+from pipeline import columnar, copyout
 from pipeline.cli import cli
 from pipeline.config import load_shard_map
-from pipeline.extract import FORMULA_STARTS, ExtractResult, Selection, copy_out, to_dataframe
+from pipeline.extract import (
+    FORMULA_STARTS,
+    ExtractResult,
+    Selection,
+    shard_streams,
+    to_dataframe,
+)
 from tests.conftest import Server, shard_map_yaml, write_map
 
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
@@ -176,7 +182,7 @@ def test_every_format_gives_back_exactly_what_the_shards_hold(
 # -- sizes ---------------------------------------------------------------------------------
 
 # Every buffer, chunk and spool size an export crosses, from the code's own constants.
-BOUNDARIES = sorted({copyout.CHUNK, copyout.SPOOL_IN_MEMORY, extract.ARROW_BLOCK})
+BOUNDARIES = sorted({copyout.CHUNK, copyout.SPOOL_IN_MEMORY, columnar.ARROW_BLOCK})
 # A row of fixed length in every format: backslashes and quotes wherever a cut may land.
 FILL = (
     "INSERT INTO residents (id, country, name, gender, age, address)"
@@ -198,7 +204,15 @@ def row_size(config: Path, dsn: str, country: str, fmt: str) -> int:
     shard_map = load_shard_map(config)
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
     selection = Selection(countries=(country,))
-    stream = b"".join(copy_out(shard_map, selection, statement, fmt == "csv", ExtractResult()))
+    streams = shard_streams(
+        shard_map,
+        selection,
+        statement,
+        ExtractResult(),
+        defuse=fmt == "csv",
+        with_shard=fmt not in ("parquet", "dataframe"),
+    )
+    stream = b"".join(chunk for _, chunks in streams for chunk in chunks)
     assert len(stream) % 10 == 0
     return len(stream) // 10
 
@@ -252,3 +266,22 @@ def test_duckdb_reads_every_export_with_its_rows_and_types(
             found = relation.fetchall()
         assert len(found) == len(rows), fmt
         assert [(r[0], r[1], r[3]) for r in found] == [(r[0], r[1], r[3]) for r in rows], fmt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delta", [-1, 0, 1])
+def test_parquet_row_groups_hold_row_group_rows_across_shards(
+    three_shards: tuple[Path, dict[str, str]], tmp_path: Path, delta: int
+) -> None:
+    # Row groups gather rows across shards: one row short of, on, and one past a group's
+    # size, counted over all three shards, and twice that.
+    config, dsns = three_shards
+    fill(dsns["default"], "DE", 3)
+    fill(dsns["db_us"], "US", columnar.ROW_GROUP - 3 - 5)
+    fill(dsns["db_ca"], "CA", 5 + delta + columnar.ROW_GROUP)
+    rows = stored(dsns)
+    assert exported(config, "parquet", tmp_path) == rows
+    metadata = pq.ParquetFile(tmp_path / "residents.parquet").metadata
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    whole, rest = divmod(len(rows), columnar.ROW_GROUP)
+    assert sizes == [columnar.ROW_GROUP] * whole + ([rest] if rest else [])
