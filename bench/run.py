@@ -35,6 +35,7 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generate
+import peers
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY_IN = "psql \\copy into one plain table"
@@ -87,6 +88,12 @@ CHECK_FLOOR_SQL = (
     " FROM residents"
 )
 COUNT = "SELECT count(*) on every shard"
+# The extract peers (bench/peers.py), each beside the step it is compared with.
+PSQL_TO = "psql \\copy (SELECT ...) TO, both shards"
+DUCK_PARQUET = "DuckDB: both shards attached, COPY (... UNION ALL ... ORDER BY) TO Parquet"
+DUCK_CSV = "DuckDB: both shards attached, COPY (... UNION ALL ... ORDER BY) TO CSV"
+CONNECTORX = "connectorx: read_sql per shard + pandas.concat"
+PEERS_ENV = ROOT / ".pipeline" / "bench-peers"
 CHECK_FLOOR = "floor: the default checks' one scan and hashing by psql, both shards at once"
 
 
@@ -186,6 +193,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     servers = Servers(workdir)
     psql = psql_binary(servers)
+    peers = peers_python()
     n = args.rows
     steps = {s.name: s for s in [
         Step("psql \\copy into one plain table", n),
@@ -198,9 +206,15 @@ def main() -> None:
         Step("pandas to_sql (default method)", n, COPY_IN),
         Step("pgloader", n, COPY_IN),
         Step("one INSERT per row (the original app)", small_rows, COPY_IN),
-        Step("psql \\copy (SELECT ...) TO, both shards", n),
-        Step("pipeline extract, CSV", n, "psql \\copy (SELECT ...) TO, both shards"),
-        Step("pipeline extract, Parquet", n, "psql \\copy (SELECT ...) TO, both shards"),
+        Step(PSQL_TO, n),
+        Step("pipeline extract, CSV", n, PSQL_TO),
+        Step("pipeline extract, Parquet", n, PSQL_TO),
+        Step("pipeline extract --raw, CSV", n, DUCK_CSV),
+        Step(DUCK_CSV, n),
+        Step("pipeline extract, Parquet (again, beside DuckDB)", n, DUCK_PARQUET),
+        Step(DUCK_PARQUET, n),
+        Step("to_dataframe()", n, CONNECTORX),
+        Step(CONNECTORX, n),
         Step(COUNT, n),
         Step("pipeline check, default checks", n, COUNT),
         Step(CHECK_FLOOR, n, COUNT),
@@ -209,7 +223,7 @@ def main() -> None:
         version = servers.version()
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds}", file=sys.stderr)
-            one_round(steps, servers, psql, files, workdir, n)
+            one_round(steps, servers, psql, files, workdir, n, peers)
     finally:
         servers.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -234,6 +248,7 @@ def one_round(
     files: dict[str, Path],
     workdir: Path,
     n: int,
+    peers: str | None,
 ) -> None:
     dsns = servers.fresh()
     config = workdir / "shards.yaml"
@@ -313,9 +328,10 @@ def one_round(
         f" age, address FROM residents ORDER BY id) TO '{workdir / shard}.csv' CSV\""
         for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1]))
     )
-    measure("psql \\copy (SELECT ...) TO, both shards", ["bash", "-c", copy_to])
+    measure(PSQL_TO, ["bash", "-c", copy_to])
     measure("pipeline extract, CSV", [*cli, "extract", "-o", str(workdir / "out.csv")])
     measure("pipeline extract, Parquet", [*cli, "extract", "-o", str(workdir / "out.parquet")])
+    measure_peers(measure, steps, cli, config, dsns, workdir, n, peers)
     counts = " && ".join(f"{psql} '{dsn}' -qAtc 'SELECT count(*) FROM residents'" for dsn in dsns)
     measure(COUNT, ["bash", "-c", counts])
     measure("pipeline check, default checks", [*cli, "check"], ok=(0, 1))  # 1: a check failed
@@ -329,6 +345,78 @@ def one_round(
     if shutil.which("pgloader"):
         expected["bench_pgloader"] = n
     check_baselines(dsns[0], expected)
+
+
+def peers_python() -> str | None:
+    """The Python of the extract peers' own environment (DuckDB and its postgres extension,
+    connectorx), made on first use; None, and those rows skipped, when it cannot be made."""
+    python = PEERS_ENV / "bin" / "python"
+    stamp = PEERS_ENV / ".installed"
+    wanted = " ".join(peers.PEERS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    print(f"installing the extract peers into {PEERS_ENV}: {wanted}", file=sys.stderr)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_ENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *peers.PEERS],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    except (subprocess.CalledProcessError, OSError) as exc:
+        print(f"the extract peers could not be installed ({exc}): skipped", file=sys.stderr)
+        return None
+    stamp.write_text(wanted)
+    return str(python)
+
+
+def measure_peers(
+    measure: Callable[[str, list[str]], None],
+    steps: dict[str, Step],
+    cli: list[str],
+    config: Path,
+    dsns: list[str],
+    workdir: Path,
+    n: int,
+    python: str | None,
+) -> None:
+    """Each extract beside the peer an analyst would use instead, run one after the other
+    (ours, then the peer), on the same tables: the same rows, columns and order."""
+    script = str(ROOT / "bench" / "peers.py")
+    held = 0  # the rows each must hold: what the shards hold (the files have invalid rows)
+    for dsn in dsns:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM residents").fetchone()
+            held += row[0] if row else 0
+    measure("pipeline extract --raw, CSV", [*cli, "extract", "--raw", "-o", str(workdir / "r.csv")])
+    measure(
+        "pipeline extract, Parquet (again, beside DuckDB)",
+        [*cli, "extract", "-o", str(workdir / "again.parquet")],
+    )
+    measure("to_dataframe()", [sys.executable, script, "dataframe", str(held), "-", str(config)])
+    if python is None:
+        for name in (DUCK_CSV, DUCK_PARQUET, CONNECTORX):
+            steps[name].note = "not installed (see the run's stderr): skipped"
+        return
+    for name, kind, out in (
+        (DUCK_CSV, "duckdb-csv", "duck.csv"),
+        (DUCK_PARQUET, "duckdb-parquet", "duck.parquet"),
+    ):
+        measure(name, [python, script, kind, str(held), str(workdir / out), *dsns])
+    uris = [connectorx_uri(dsn) for dsn in dsns]
+    measure(CONNECTORX, [python, script, "connectorx", str(held), "-", *uris])
+
+
+def connectorx_uri(dsn: str) -> str:
+    """A postgresql:// URI for connectorx, a socket folder percent-encoded as the host."""
+    from urllib.parse import quote
+
+    params = conninfo.conninfo_to_dict(dsn)
+    host = quote(str(params.get("host", "localhost")), safe="")
+    port = f":{params['port']}" if params.get("port") else ""
+    user = quote(str(params.get("user", "postgres")), safe="")
+    secret = f":{quote(str(params['password']), safe='')}" if params.get("password") else ""
+    return f"postgresql://{user}{secret}@{host}{port}/{params.get('dbname', 'postgres')}"
 
 
 def measure_floor(
@@ -393,7 +481,8 @@ def render(steps: dict[str, Step], args: argparse.Namespace, version: str) -> st
             lines.append(f"| {step.name} | | | | | | | {step.note} |")
             continue
         rate = step.rows / step.median
-        peak = f"{max(step.peak_kb) / 1024:.0f}" if step.name.startswith("pipeline") else ""
+        measured_memory = step.name.startswith(("pipeline", "to_dataframe", "DuckDB", "connectorx"))
+        peak = f"{max(step.peak_kb) / 1024:.0f}" if measured_memory else ""
         ratio, versus = "", ""
         if step.baseline and steps[step.baseline].seconds:
             base = steps[step.baseline]
@@ -417,6 +506,9 @@ TARGETS = [
     ("pipeline load --force, all unchanged", 0.7, "speed"),
     ("pipeline extract, CSV", 0.8, "speed"),
     ("pipeline extract, Parquet", 0.5, "speed"),
+    ("pipeline extract --raw, CSV", 1.0, "speed"),
+    ("pipeline extract, Parquet (again, beside DuckDB)", 1.0, "speed"),
+    ("to_dataframe()", 1.0, "speed"),
     ("pipeline check, default checks", 3.0, "time"),
 ]
 
