@@ -354,21 +354,30 @@ def extract(
     help="Default: from the -o extension (.md, .json, .html), else text.",
 )
 @output_option
+@click.option(
+    "--allow-partial", is_flag=True, help="Leave out an unreachable shard (the report says so)."
+)
 @click.pass_context
-def report(ctx: click.Context, fmt: str | None, output: Path | None) -> None:
+def report(ctx: click.Context, fmt: str | None, output: Path | None, allow_partial: bool) -> None:
     """Residents per shard and country, gender split, age bands, average age, latest loads.
 
     Figures are computed on each shard in SQL and merged (the average age from sums and
     counts). html is one self-contained page with bar charts; markdown pastes into a wiki.
+    An unreachable shard fails the report (exit 1), unless --allow-partial: then the report
+    names the shards it leaves out.
 
     Example: pipeline report -o data/exports/report.html
     """
     from pipeline.output import write_atomically
-    from pipeline.report import FORMATS, build_report, render
+    from pipeline.report import build_report
+    from pipeline.report_output import FORMATS, render
 
     if fmt is None:
         fmt = _format_for(output, FORMATS, "text")
-    text = render(build_report(_shard_map(ctx)), fmt)
+    figures = build_report(_shard_map(ctx), allow_partial)
+    for name, reason in figures.missing.items():
+        click.echo(f"Warning: shard {name} left out (--allow-partial): {reason}", err=True)
+    text = render(figures, fmt)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -24,12 +24,14 @@ class ConfigError(PipelineError):
 
 
 class ShardError(PipelineError):
-    """A shard could not be reached, or a statement on it failed."""
+    """A shard could not be reached, or a statement on it failed. `transient`: the failure
+    may go away by itself (a connection lost, a time-out), so trying again makes sense."""
 
-    def __init__(self, shard: str, message: str) -> None:
+    def __init__(self, shard: str, message: str, transient: bool = False) -> None:
         super().__init__(f"shard {shard}: {message}")
         self.shard = shard
         self.reason = message
+        self.transient = transient
 
 
 class ResidencyViolation(ShardError):

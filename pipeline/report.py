@@ -8,14 +8,14 @@ in one REPEATABLE READ, READ ONLY transaction, like an extract.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.config import ShardMap
+from pipeline.config import Shard, ShardMap
 from pipeline.copyout import snapshot
+from pipeline.shards import on_every_shard
 from pipeline.sqlfiles import query
 
 AGE_BANDS = ("0-17", "18-34", "35-54", "55-74", "75+")
@@ -51,6 +51,11 @@ class Report:
     age_sum: int = 0
     age_count: int = 0
     loads: list[Load] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # shard -> why (allow_partial)
+
+    def left_out(self) -> str:
+        """The shards left out (allow_partial), and why, in one line."""
+        return "; ".join(f"shard {name} ({why})" for name, why in self.missing.items())
 
     @property
     def average_age(self) -> float | None:
@@ -74,19 +79,34 @@ class Report:
                 {**load.__dict__, "finished_at": load.finished_at.isoformat()}
                 for load in self.loads
             ],
+            "missing_shards": self.missing,
         }
 
 
-def build_report(shard_map: ShardMap) -> Report:
-    """Ask every shard for its figures and merge them; a shard that fails raises ShardError."""
+def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
+    """Ask every shard for its figures at once and merge them. A shard that fails raises its
+    ShardError, unless `allow_partial`: then it is left out and named in `report.missing`."""
+
+    def figures(shard: Shard) -> tuple[list[Any], list[Load]]:
+        with snapshot(shard_map, shard) as conn:
+            rows = conn.execute(query("report_figures")).fetchall()
+            loads = [
+                Load(shard.name, *r) for r in conn.execute(query("report_loads"), [LATEST_LOADS])
+            ]
+        return rows, loads
+
     report = Report()
     loads: list[Load] = []
-    for shard in shard_map.shards:
-        with snapshot(shard_map, shard) as conn:
-            for row in conn.execute(query("report_figures")):
-                _add(report, shard.name, row)
-            for row in conn.execute(query("report_loads"), [LATEST_LOADS]):
-                loads.append(Load(shard.name, *row))
+    for outcome in on_every_shard(shard_map.shards, figures):
+        if outcome.error is not None and allow_partial:
+            report.missing[outcome.shard.name] = getattr(
+                outcome.error, "reason", str(outcome.error)
+            )
+            continue
+        rows, shard_loads = outcome.unwrap()
+        for row in rows:
+            _add(report, outcome.shard.name, row)
+        loads += shard_loads
     report.loads = sorted(loads, key=lambda load: load.finished_at, reverse=True)[:LATEST_LOADS]
     return report
 
@@ -104,69 +124,3 @@ def _add(report: Report, shard: str, row: tuple[Any, ...]) -> None:
         report.genders[gender or UNKNOWN] += int(residents)
     elif grouping == _BAND:
         report.age_bands[band or UNKNOWN] += int(residents)
-
-
-def render_text(report: Report, markdown: bool = False) -> str:
-    """Aligned tables for a terminal, or Markdown tables for a wiki."""
-    average = report.average_age
-    sections: list[tuple[str, list[str], list[tuple[Any, ...]]]] = [
-        ("Residents per shard", ["shard", "residents"], list(report.shards.items())),
-        ("Residents per country", ["country", "residents"], report.countries.most_common()),
-        ("Gender", ["gender", "residents"], report.genders.most_common()),
-        ("Age bands", ["age", "residents"], report.bands()),
-        (
-            "Latest loads",
-            ["finished", "shard", "file", "loaded", "rejected"],
-            [load.row() for load in report.loads],
-        ),
-    ]
-    head = f"{report.residents} residents on {len(report.shards)} shard(s); average age " + (
-        f"{average:.1f}" if average is not None else "unknown"
-    )
-    parts = [f"# Residents report\n\n{head}" if markdown else head]
-    for title, columns, rows in sections:
-        table = _markdown_table(columns, rows) if markdown else _text_table(columns, rows)
-        parts.append(f"## {title}\n\n{table}" if markdown else f"{title}\n{table}")
-    return "\n\n".join(parts) + "\n"
-
-
-def _text_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    cells = [columns] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    numeric = [all(isinstance(row[i], int) for row in rows) and rows for i in range(len(columns))]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths]), *map(line, cells[1:])])
-
-
-def _markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def render_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
-
-
-# -o's extension -> format
-FORMATS = {".txt": "text", ".md": "markdown", ".json": "json", ".html": "html", ".htm": "html"}
-
-
-def render(report: Report, fmt: str) -> str:
-    """The report as text, markdown, json or html (a self-contained page)."""
-    if fmt == "html":
-        from pipeline.report_html import render_html  # it imports this module
-
-        return render_html(report)
-    if fmt == "json":
-        return render_json(report)
-    return render_text(report, markdown=fmt == "markdown")

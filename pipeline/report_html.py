@@ -56,6 +56,14 @@ def render_html(report: Report) -> str:
     body = [
         "<h1>Residents report</h1>",
         f'<p class="meta">Made {made} from {len(report.shards)} shard(s).</p>',
+        *(
+            [
+                f'<p class="meta"><b>Not included</b> (left out with --allow-partial): '
+                f"{escape(report.left_out())}</p>"
+            ]
+            if report.missing
+            else []
+        ),
         '<div class="cards">'
         + "".join(f'<div class="card"><b>{escape(v)}</b>{escape(k)}</div>' for k, v in cards)
         + "</div>",

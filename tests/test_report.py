@@ -15,7 +15,7 @@ import pytest
 from click.testing import Result
 
 from pipeline import to_dataframe
-from tests.conftest import ORIGINAL_DATA
+from tests.conftest import ORIGINAL_DATA, StoppableServer
 
 RunCli = Callable[..., Result]
 
@@ -57,9 +57,15 @@ def test_report_figures_equal_the_same_figures_from_the_extract(
     # merged from sums and counts (the mean of the two shards' means would differ)
     assert report["average_age"] == round(float(frame["age"].mean()), 2)
     assert list(report["age_bands"])[:5] == ["0-17", "18-34", "35-54", "55-74", "75+"]
-    assert [load["source_file"] for load in report["latest_loads"]][:2] == [
-        report["latest_loads"][0]["source_file"]
-    ] * 2
+    # Latest first: the second load's file on both shards, then the first one's.
+    loads = report["latest_loads"]
+    assert [(Path(x["source_file"]).name, x["shard"]) for x in loads] in (
+        [(n, s) for n in ("more.ndjson", ORIGINAL_DATA.name) for s in order]
+        for order in (("default", "db_us"), ("db_us", "default"))
+    )
+    stamps = [x["finished_at"] for x in loads]
+    assert stamps == sorted(stamps, reverse=True)
+    assert report["missing_shards"] == {}
 
 
 def test_text_and_markdown(run_cli: RunCli, loaded: None) -> None:
@@ -123,3 +129,29 @@ def test_values_from_the_data_are_escaped_in_html(
         )
     html = run_cli("report", "--format", "html").stdout
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+@pytest.mark.slow
+def test_an_unreachable_shard_fails_the_report_unless_partial_is_allowed(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, _ = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    assert run_cli("load", str(ORIGINAL_DATA), config=config).exit_code == 0
+    stoppable_server.stop()
+    out = tmp_path / "report.json"
+    failed = run_cli("report", "-o", str(out), config=config)
+    assert failed.exit_code == 1
+    assert "shard db_us: unreachable" in failed.output and not out.exists()
+    partial = run_cli("report", "-o", str(out), "--allow-partial", config=config)
+    assert partial.exit_code == 0, partial.output
+    assert "Warning: shard db_us left out (--allow-partial): unreachable" in partial.output
+    report = json.loads(out.read_text())
+    assert report["residents"] == 5 and list(report["shards"]) == ["default"]
+    assert list(report["missing_shards"]) == ["db_us"]
+    for fmt in ("text", "markdown", "html"):
+        shown = run_cli("report", "--format", fmt, "--allow-partial", config=config).stdout
+        assert "left out with --allow-partial" in shown and "shard db_us (unreachable" in shown
