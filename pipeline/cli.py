@@ -168,11 +168,12 @@ def init(ctx: click.Context, roles: bool) -> None:
 
     shard_map = _shard_map(ctx)
     failed = 0
-    for result in schema.init_all(shard_map, roles):
-        if isinstance(result, PipelineError):
+    for outcome in schema.init_all(shard_map, roles):
+        if outcome.error is not None:
             failed += 1
-            click.echo(f"Error: {result}", err=True)
+            click.echo(f"Error: {outcome.error}", err=True)
             continue
+        result = outcome.unwrap()
         if result.from_version == result.to_version:
             migrated = f"schema {result.to_version} (up to date)"
         else:

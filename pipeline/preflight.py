@@ -23,7 +23,7 @@ reports it as it does any unreachable shard.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -59,12 +59,14 @@ def refuse_shared_databases(shard_map: ShardMap) -> None:
     _refuse_shared(shard_map, shared_databases(shard_map))
 
 
-def shared_databases(shard_map: ShardMap) -> dict[str, str]:
+def shared_databases(shard_map: ShardMap, shards: Sequence[Shard] | None = None) -> dict[str, str]:
     """Shard name -> the earlier shard (in map order) whose database it is, for every shard
-    that shares its database with an earlier one. Unreachable shards are left out."""
-    if len(shard_map.shards) < 2:
+    (of `shards`, by default all) that shares its database with an earlier one. Unreachable
+    shards are left out."""
+    chosen = list(shard_map.shards if shards is None else shards)
+    if len(chosen) < 2:
         return {}
-    with _connections(shard_map) as connections:
+    with _connections(shard_map, chosen) as connections:
         return _probe(connections)
 
 
@@ -82,11 +84,15 @@ def _refuse_shared(shard_map: ShardMap, shared: dict[str, str]) -> None:
 
 
 @contextmanager
-def _connections(shard_map: ShardMap) -> Iterator[Connections]:
-    """A connection to every shard that answers, opened at once (one connect time-out in all)."""
-    with ThreadPoolExecutor(max_workers=len(shard_map.shards)) as pool:
-        opened = list(pool.map(lambda s: _open(shard_map, s), shard_map.shards))
-    pairs = zip(shard_map.shards, opened, strict=True)
+def _connections(
+    shard_map: ShardMap, shards: Sequence[Shard] | None = None
+) -> Iterator[Connections]:
+    """A connection to every shard (of `shards`) that answers, opened at once (one connect
+    time-out in all)."""
+    chosen = list(shard_map.shards if shards is None else shards)
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        opened = list(pool.map(lambda s: _open(shard_map, s), chosen))
+    pairs = zip(chosen, opened, strict=True)
     connections = [(shard, conn) for shard, conn in pairs if conn is not None]
     try:
         yield connections

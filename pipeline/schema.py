@@ -17,9 +17,10 @@ from psycopg import sql
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
-from pipeline.errors import PipelineError, ResidencyViolation
+from pipeline.errors import ResidencyViolation
 from pipeline.preflight import refuse_shared_databases
 from pipeline.roles import grant_roles
+from pipeline.shards import Outcome, on_every_shard
 from pipeline.sqlfiles import migrations, query
 
 CONSTRAINT = "residents_residency"
@@ -124,17 +125,11 @@ def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyR
     return True
 
 
-def init_all(shard_map: ShardMap, roles: bool = False) -> list[InitResult | PipelineError]:
-    """Initialise every shard; a shard that fails does not stop the others. Two shards that
-    are one database stop it before anything changes (ConfigError)."""
+def init_all(shard_map: ShardMap, roles: bool = False) -> list[Outcome[InitResult]]:
+    """Initialise every shard at once; a shard that fails does not stop the others. Two
+    shards that are one database stop it before anything changes (ConfigError)."""
     refuse_shared_databases(shard_map)
-    results: list[InitResult | PipelineError] = []
-    for shard in shard_map.shards:
-        try:
-            results.append(init_shard(shard_map, shard, roles))
-        except PipelineError as exc:
-            results.append(exc)
-    return results
+    return on_every_shard(shard_map.shards, lambda shard: init_shard(shard_map, shard, roles))
 
 
 def _literals(values: frozenset[str]) -> sql.Composable:

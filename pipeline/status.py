@@ -11,6 +11,7 @@ from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
 from pipeline.preflight import shared_databases
 from pipeline.schema import current_version, latest_version
+from pipeline.shards import on_every_shard
 from pipeline.sqlfiles import query
 
 
@@ -66,14 +67,17 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
 
 
 def all_status(shard_map: ShardMap) -> list[ShardStatus]:
+    # Every shard at once: N unreachable shards cost one connect time-out, not N. Then the
+    # shards that answered are asked whether two of them are one database (the probe would
+    # pay the time-out of an unreachable shard a second time).
+    outcomes = on_every_shard(shard_map.shards, lambda shard: shard_status(shard_map, shard))
+    statuses = [outcome.unwrap() for outcome in outcomes]
+    reachable = [shard for shard, s in zip(shard_map.shards, statuses, strict=True) if s.reachable]
     try:
-        shared = shared_databases(shard_map)
+        shared = shared_databases(shard_map, reachable)
     except PipelineError:
-        shared = {}  # a shard that fails the probe fails its own status line below
-    return [
-        replace(shard_status(shard_map, shard), same_database_as=shared.get(shard.name))
-        for shard in shard_map.shards
-    ]
+        shared = {}  # a shard that answered a moment ago and fails now: its line says so
+    return [replace(s, same_database_as=shared.get(s.shard)) for s in statuses]
 
 
 def format_line(status: ShardStatus) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import Result
 
-from tests.conftest import shard_map_yaml
+from tests.conftest import shard_map_yaml, write_map
 
 
 def test_status_before_init_says_to_run_init(run_cli: Callable[..., Result]) -> None:
@@ -60,3 +61,26 @@ def test_unreachable_shard_exits_1_and_hides_the_password(
     assert "unreachable: " in text
     data = json.loads(run_cli("status", "--json", config=path).stdout)
     assert data[1]["reachable"] is False and data[0]["reachable"] is True
+
+
+def test_shards_that_do_not_answer_cost_one_time_out_not_one_each(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    # A server that takes the connection and never says a word: libpq waits for its
+    # connect_timeout. Asked one after the other, two such shards would cost two of them.
+    timeout = 2
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        dsns = {
+            name: f"host=127.0.0.1 port={port} dbname={name} user=x connect_timeout={timeout}"
+            for name in ("default", "db_us")
+        }
+        config = write_map(tmp_path / "silent", shard_map_yaml(dsns))
+        began = time.monotonic()
+        result = run_cli("status", config=config)
+        took = time.monotonic() - began
+    assert result.exit_code == 1
+    assert result.output.count("unreachable") == 2
+    assert took < 2 * timeout
