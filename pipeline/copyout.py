@@ -25,7 +25,7 @@ import selectors
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import IO, Any
 
 import psycopg
@@ -103,7 +103,7 @@ class CopyOut:
         self.stop = stop
         self.rows = 0
 
-    def __iter__(self) -> Iterator[Chunk]:
+    def __iter__(self) -> Generator[Chunk, None, None]:
         conn = self.conn
         with conn.transaction():  # BEGIN now: the COPY below bypasses psycopg's own
             pgconn = conn.pgconn

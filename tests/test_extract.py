@@ -271,7 +271,7 @@ def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
     shard_map = load_shard_map(config_file)
     with snapshot(shard_map, shard_map.shards[0]) as conn:
         many = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 5000)) TO STDOUT"
-        chunks = iter(CopyOut(conn, sql.SQL(many)))
+        chunks = CopyOut(conn, sql.SQL(many)).__iter__()
         assert len(next(chunks)) >= 1 << 20  # a reader that stops after the first megabyte
         chunks.close()
         failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
