@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline.config import Shard, ShardMap
+from pipeline.config import Shard, ShardMap, read_beside
 from pipeline.copyout import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.schema import latest_version, residency_rule
@@ -104,6 +104,13 @@ class CheckResult:
         if show_samples:
             data["rows"] = self.details
         return data
+
+
+def load_checks(shard_map: ShardMap) -> list[CheckSpec]:
+    """The data-quality checks the shard map points at (by default checks.yaml beside it)."""
+    path = shard_map.checks_path
+    names = [s.name for s in shard_map.shards]
+    return parse_checks(path, read_beside(shard_map, path, "checks"), names)
 
 
 def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec]:

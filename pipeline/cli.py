@@ -420,8 +420,7 @@ def check(
     Example: pipeline check --format junit -o reports/checks.xml
     """
     from pipeline.check_output import FORMATS, render, render_error
-    from pipeline.checks import exit_code, run_all
-    from pipeline.config import load_checks
+    from pipeline.checks import exit_code, load_checks, run_all
     from pipeline.output import write_atomically
 
     if fmt is None:

@@ -26,7 +26,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pycountry
 import yaml
@@ -35,9 +35,6 @@ from psycopg import conninfo
 from pipeline.dsn import is_ambiguous_uri
 from pipeline.errors import ConfigError
 from pipeline.rules import Rules, parse_rules
-
-if TYPE_CHECKING:
-    from pipeline.checks import CheckSpec
 
 DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
 DEFAULT_REJECTS_DIR = Path("data/rejects")  # where `pipeline load` writes rejects files
@@ -84,7 +81,7 @@ class ShardMap:
     default: str | None  # the default shard's name, or None when unrouted countries are rejected
     embedded_dir: Path
     rules_path: Path  # the load rules (see load_rules)
-    checks_path: Path  # the data-quality checks (see load_checks)
+    checks_path: Path  # the data-quality checks (see pipeline.checks.load_checks)
     _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def shard(self, name: str) -> Shard:
@@ -301,19 +298,11 @@ def _beside(path: Path, raw: Any, key: str, default: str, fail: Any) -> Path:
 
 def load_rules(shard_map: ShardMap) -> Rules:
     """The load rules the shard map points at (by default rules.yaml beside it)."""
-    return parse_rules(shard_map.rules_path, _read_beside(shard_map, shard_map.rules_path, "rules"))
+    return parse_rules(shard_map.rules_path, read_beside(shard_map, shard_map.rules_path, "rules"))
 
 
-def load_checks(shard_map: ShardMap) -> list[CheckSpec]:
-    """The data-quality checks the shard map points at (by default checks.yaml beside it)."""
-    from pipeline.checks import parse_checks  # checks builds on this module
-
-    path = shard_map.checks_path
-    names = [s.name for s in shard_map.shards]
-    return parse_checks(path, _read_beside(shard_map, path, "checks"), names)
-
-
-def _read_beside(shard_map: ShardMap, path: Path, key: str) -> Any:
+def read_beside(shard_map: ShardMap, path: Path, key: str) -> Any:
+    """The YAML file at `path`, a file the shard map names by `key` (rules, checks)."""
     if not path.exists():
         raise ConfigError(
             f"{path}: file not found (it lives beside the shard map; "
