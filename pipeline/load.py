@@ -11,6 +11,10 @@ For each file, in order:
 4. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
    others, and re-running the same command completes it (the ledger skips the rest).
 
+Files apply in the order given: a later file wins. So a shard that fails a file takes no
+later file in the run, and a re-run that completes a file on a shard where a later file of
+the command already landed leaves that later file's rows alone (writer.py: "kept").
+
 Every record ends up loaded, rejected (written to the rejects file with a reason) or, when
 its shard failed, pending: `rows_read = rows_loaded + rows_rejected + rows_pending`, and
 pending is 0 unless the run exits 1 naming the shard.
@@ -121,7 +125,7 @@ class LoadResult:
 
     def shard_totals(self) -> dict[str, dict[str, int]]:
         totals = {
-            n: {"inserted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0}
             for n in self.shard_names
         }
         for f in self.files:
@@ -192,7 +196,7 @@ def load(
     pool = ThreadPoolExecutor(max_workers=len(writers), thread_name_prefix="shard")
     run = _Run(shard_map, rules, writers, rejects, options, progress, pool)
     try:
-        results = [run.load_file(path) for path in files]
+        results = [run.load_file(path, files[i + 1 :]) for i, path in enumerate(files)]
     finally:
         pool.shutdown()
         for writer in writers.values():
@@ -220,8 +224,9 @@ class _Run:
     options: LoadOptions
     progress: Progress | None
     pool: ThreadPoolExecutor
+    hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
-    def load_file(self, path: Path) -> FileResult:
+    def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         try:
             source = open_source(path, self.options.encoding)
@@ -231,7 +236,7 @@ class _Run:
             result.error = f"{path}: {exc}"
             return result
         started = datetime.now().astimezone()
-        active = self._begin(result, sha256)
+        active = self._begin(result, sha256, self._hashes_of(later))
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -268,17 +273,38 @@ class _Run:
         self._account(result, early_rejects, active)
         return result
 
-    def _begin(self, result: FileResult, sha256: str) -> dict[str, ShardWriter]:
+    def _hashes_of(self, later: list[Path]) -> list[str]:
+        """The sha256 of the files after this one (each hashed once a run; the one a file
+        loads under is taken again at its turn). One that cannot be read is left out: it
+        fails at its own turn."""
+        for path in later:
+            if path not in self.hashes:
+                try:
+                    self.hashes[path] = sha256_of(path)
+                except OSError:
+                    self.hashes[path] = None
+        return [h for h in (self.hashes[p] for p in later) if h is not None]
+
+    def _begin(self, result: FileResult, sha256: str, later: list[str]) -> dict[str, ShardWriter]:
         """Open the file's transaction on every shard, in shard-map order (the lock order)."""
         active: dict[str, ShardWriter] = {}
         for name, writer in self.writers.items():
             try:
-                if writer.begin(sha256, self.options.force):
+                if writer.begin(sha256, self.options.force, later):
                     active[name] = writer
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
             result.shards[name] = writer.counts
         return active
+
+    def _shard_failed(self, result: FileResult, name: str, error: ShardError) -> None:
+        """Record a shard's failure on this file, and keep it out of the rest of the run: a
+        later file must not land on it before this one does (re-running loads both, in order)."""
+        result.shard_errors.setdefault(name, error.reason)
+        self.writers[name].hold(
+            f"not loaded: this shard failed on {result.path} earlier in this run, and a later "
+            "file must not land before that one; re-running the same command loads both, in order"
+        )
 
     def _stream(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
         """Route every record to its shard's COPY; returns how many were rejected on the way."""
@@ -325,7 +351,7 @@ class _Run:
             try:
                 problem = writer.write(row)
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
                 del active[name]
                 writer.counts.staged += 1
                 continue
@@ -360,7 +386,7 @@ class _Run:
 
         for name, error in list(self.pool.map(run, list(active))):
             if error is not None:
-                result.shard_errors.setdefault(name, error.reason)
+                self._shard_failed(result, name, error)
                 del active[name]
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
@@ -372,7 +398,7 @@ class _Run:
                         Reject(result.path, r.record, r.line, r.reason, message, r.raw, name)
                     )
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
                 del active[name]
 
     def _abandon_file(self, result: FileResult, active: dict[str, ShardWriter], error: str) -> None:
@@ -393,6 +419,7 @@ class _Run:
             if name in result.shard_errors:
                 result.rows_pending += counts.staged  # re-running the command loads them
                 counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
+                counts.kept = 0
             elif counts.already_loaded:
                 # As the run that loaded the file left them (its rejects file has the refused).
                 counts.rejected = min(counts.earlier_rejected, counts.staged)

@@ -31,6 +31,10 @@ class ProgressBars:
             bar.close()
 
 
+# What "kept" rows are: left as they were, because they hold a later file's values.
+KEPT = "a later file of this command already wrote them"
+
+
 def _counts(read: int, loaded: int, rejected: int, pending: int) -> str:
     text = f"{read} read = {loaded} loaded + {rejected} rejected"
     return text + (f" + {pending} pending" if pending else "")
@@ -59,6 +63,7 @@ def summary_lines(result: LoadResult) -> list[str]:
             elif c.staged:
                 lines.append(
                     f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
+                    + (f" ({c.kept} kept: {KEPT})" if c.kept else "")
                     + (f", {c.rejected} rejected" if c.rejected else "")
                 )
     total = _counts(
@@ -71,7 +76,7 @@ def summary_lines(result: LoadResult) -> list[str]:
     for name, t in result.shard_totals().items():
         lines.append(
             f"shard {name}: {t['inserted']} inserted, {t['updated']} updated, "
-            f"{t['unchanged']} unchanged"
+            f"{t['unchanged']} unchanged" + (f" ({t['kept']} kept)" if t["kept"] else "")
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")

@@ -11,13 +11,18 @@ For each file, a `ShardWriter`:
    count the refused rows.
 4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
    preview the counts and roll back). `rollback` abandons the file on this shard.
-A shard that fails raises ShardError; the caller carries on with the other shards.
+A shard that fails raises ShardError; the caller carries on with the other shards, and
+`hold`s this one: it takes no later file of the run (those must not land before this one).
+
+A file completed late, by a re-run, must not overwrite what a later file of the same
+command already wrote on this shard: `begin` looks the later files up in the ledger
+(sql/queries/load_protected.sql) and the upsert leaves their rows alone ("kept").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +42,8 @@ COPY_QUEUE = 16  # buffers of 32-128 KB waiting for a shard's COPY
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
+# The upsert's parameters when no later file of the run is in this shard's ledger.
+_NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
 
 
 @dataclass
@@ -48,6 +55,9 @@ class ShardCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Of `unchanged`: rows left as a later file of this command already wrote them (a file
+    # completed late by a re-run). The ledger counts them as unchanged: they were not written.
+    kept: int = 0
     already_loaded: bool = False  # the ledger held this file: nothing was sent
     earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
 
@@ -79,6 +89,7 @@ class ShardWriter:
         self._down: str | None = None  # why this shard is out of the run, once it is
         self._copy_stack: contextlib.ExitStack | None = None
         self._copy: Copy | None = None
+        self._protected = _NOTHING_PROTECTED
         self.counts = ShardCounts()
 
     # -- connection -------------------------------------------------------------------------
@@ -93,7 +104,7 @@ class ShardWriter:
             try:
                 conn = db.open_connection(dsn)
             except psycopg.Error as exc:
-                raise self._mark_down(self._error(f"unreachable: {exc}")) from None
+                raise self._mark_down(self._failure(exc, "unreachable: ")) from None
             try:
                 self._preflight(conn)
             except ShardError as exc:
@@ -106,6 +117,12 @@ class ShardWriter:
         self._down = error.reason
         return error
 
+    def hold(self, reason: str) -> None:
+        """Take no later file in this run (its rows are reported pending): this shard failed
+        a file, and a later file must not land before that one does."""
+        if self._down is None:
+            self._down = reason
+
     def _preflight(self, conn: psycopg.Connection[Any]) -> None:
         """Set the session up; refuse to load into a shard whose schema or residency rule
         lags the map."""
@@ -115,7 +132,7 @@ class ShardWriter:
                 version = current_version(conn)
                 row = conn.execute(query("residency_rule")).fetchone() if version else None
         except psycopg.Error as exc:
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         if version != latest_version():
             raise self._error(
                 f"schema version {version}, expected {latest_version()}: run `pipeline init`",
@@ -131,17 +148,30 @@ class ShardWriter:
             )
 
     def _error(self, message: str, transient: bool = True) -> ShardError:
-        """A ShardError with the password scrubbed; a transient one says how to finish the job."""
+        """A ShardError with the password scrubbed; a transient one says how to finish the job,
+        any other one that the same command fails again until it is fixed."""
         text = scrub(message, self.shard.dsn)
         if transient:
             text += "; re-running the same command completes this shard"
         return ShardError(self.shard.name, text)
 
+    def _failure(self, exc: psycopg.Error, prefix: str = "") -> ShardError:
+        """The ShardError for a psycopg error, sorted once: a transient one (the connection,
+        a time-out, a conflict) goes away by itself; any other one (no privilege, a full
+        disk, a broken table) fails the same way on every re-run until someone fixes it."""
+        if is_transient(exc):
+            return self._error(prefix + _one_line(exc))
+        return self._error(
+            f"{prefix}{_one_line(exc)}; fix that, then re-run the same command", transient=False
+        )
+
     # -- one file ---------------------------------------------------------------------------
 
-    def begin(self, sha256: str, force: bool) -> bool:
-        """Open this file's transaction; False when the ledger already holds the file."""
+    def begin(self, sha256: str, force: bool, later: Sequence[str] = ()) -> bool:
+        """Open this file's transaction; False when the ledger already holds the file.
+        `later` are the sha256 of the files that come after this one in the run."""
         self.counts = ShardCounts()
+        self._protected = _NOTHING_PROTECTED
         conn = self._connection()
         try:
             conn.execute(query("load_begin"))
@@ -155,6 +185,7 @@ class ShardWriter:
                 self.counts.already_loaded = True
                 self.counts.earlier_rejected = int(earlier[0])
                 return False
+            self._protected = self._protected_rows(conn, sha256, later)
             conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
             cursor = conn.cursor()
             self._copy_stack = contextlib.ExitStack()
@@ -162,8 +193,24 @@ class ShardWriter:
             self._copy = self._copy_stack.enter_context(copy)
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         return True
+
+    @staticmethod
+    def _protected_rows(
+        conn: psycopg.Connection[Any], sha256: str, later: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The rows that later files of this run already wrote here, as the upsert's
+        parameters: (load, loaded_at after, loaded_at until) for each such file."""
+        later = [h for h in later if h != sha256]
+        if not later:
+            return _NOTHING_PROTECTED
+        found = conn.execute(query("load_protected"), {"later": later}).fetchall()
+        return {
+            "kept_load": [r[0] for r in found],
+            "kept_after": [r[1] for r in found],
+            "kept_until": [r[2] for r in found],
+        }
 
     def write(self, row: tuple[Any, ...]) -> str | None:
         """Send one staged row; returns a message when the row itself cannot be sent."""
@@ -174,7 +221,7 @@ class ShardWriter:
             return str(exc)  # a NUL character: PostgreSQL text cannot hold one
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         self.counts.staged += 1
         return None
 
@@ -192,7 +239,7 @@ class ShardWriter:
             self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         return self.counts.rejected
 
     def refused(self) -> Iterator[SqlReject]:
@@ -208,7 +255,7 @@ class ShardWriter:
                     yield SqlReject(r[0], r[1], r[2], dict(zip(REJECT_FIELDS, r[3:], strict=True)))
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
 
     def commit(self, ledger: dict[str, Any]) -> ShardCounts:
         """Upsert the valid rows and record the file in the ledger, then COMMIT."""
@@ -216,10 +263,17 @@ class ShardWriter:
         counts = self.counts
         try:
             valid = counts.staged - counts.rejected
+            protected = self._protected
+            if protected["kept_load"]:
+                # Counted before the upsert, which would move the rows it writes out of reach.
+                counts.kept = _scalar(conn.execute(query("load_kept"), protected).fetchone())
             if self.dry_run:
                 row = conn.execute(query("load_preview")).fetchone()
+                assert row is not None
+                row = (row[0], int(row[1]) - counts.kept)
             else:
-                row = conn.execute(query("load_upsert"), {"load_id": self.load_id}).fetchone()
+                params = {"load_id": self.load_id, **protected}
+                row = conn.execute(query("load_upsert"), params).fetchone()
             assert row is not None
             counts.inserted, counts.updated = int(row[0]), int(row[1])
             counts.unchanged = valid - counts.inserted - counts.updated
@@ -242,7 +296,7 @@ class ShardWriter:
             conn.commit()
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         return counts
 
     def rollback(self) -> None:
@@ -271,6 +325,32 @@ class ShardWriter:
                 conn.rollback()
             except psycopg.Error:
                 conn.close()  # a broken connection: the next file opens a new one
+
+
+# SQLSTATE classes and codes of errors that a later try may not meet: connection exceptions,
+# transaction rollbacks (serialization failure, deadlock), operator intervention (a cancel,
+# a time-out, a shutdown), a lock not available, too many connections.
+TRANSIENT_CLASSES = ("08", "40", "57")
+TRANSIENT_CODES = ("55P03", "53300")
+TRANSIENT_REFUSALS = ("starting up", "shutting down", "recovery mode", "too many clients")
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    """Whether re-running the same command can be expected to get past `exc`."""
+    code = exc.sqlstate
+    if code is not None:
+        return code[:2] in TRANSIENT_CLASSES or code in TRANSIENT_CODES
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # A connection error carries no code: no answer at all (refused, dropped, timed out) is
+    # transient; of the server's own refusals (FATAL), only a server starting, stopping or full.
+    text = str(exc)
+    return "FATAL" not in text or any(p in text for p in TRANSIENT_REFUSALS)
+
+
+def _one_line(exc: psycopg.Error) -> str:
+    """psycopg's message on one line (libpq's connection errors take several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _scalar(row: Any) -> int:

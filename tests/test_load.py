@@ -523,6 +523,7 @@ def test_force_reloads_and_counts_changes(
         "inserted": 0,
         "updated": 0,
         "unchanged": 2,
+        "kept": 0,
         "rejected": 0,
     }
     changed = [dict(r) for r in RECORDS]
@@ -533,9 +534,16 @@ def test_force_reloads_and_counts_changes(
         "inserted": 0,
         "updated": 1,
         "unchanged": 1,
+        "kept": 0,
         "rejected": 0,
     }
-    assert report["shards"]["db_us"] == {"inserted": 0, "updated": 0, "unchanged": 1, "rejected": 0}
+    assert report["shards"]["db_us"] == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 1,
+        "kept": 0,
+        "rejected": 0,
+    }
     assert rows(shard_dsns["default"])[0][4] == 41
     assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
 

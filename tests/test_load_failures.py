@@ -55,8 +55,11 @@ def test_a_shard_stopped_mid_run_is_completed_by_rerunning(
         (100, 50, 50),
         (100, 50, 50),
     ]
-    reasons = {reason for f in first.files for reason in f.shard_errors.values()}
-    assert all("re-running the same command completes this shard" in r for r in reasons)
+    assert (
+        "re-running the same command completes this shard" in first.files[1].shard_errors["db_us"]
+    )
+    # the third file is held back: it must not land before the second
+    assert "failed on " + str(files[1]) in first.files[2].shard_errors["db_us"]
     assert len(rows(dsns["default"])) == 150
 
     stoppable_server.start()
@@ -132,3 +135,68 @@ def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     # as the first run left them; db_us loads its row now
     assert (report["rows_loaded"], report["rows_rejected"], report["rows_pending"]) == (2, 1, 0)
     assert [r[0] for r in rows(shard_dsns["db_us"])] == [3]
+
+
+def ndjson(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.slow
+def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    """The issue's sequence: `load A B` while db_us restarts during A; `load B`; `load A B`."""
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    a = ndjson(tmp_path / "a.ndjson", people(1, 30_000))
+    updates = [dict(p, name=f"Updated {p['id']}") for p in people(1, 1_000)]
+    b = ndjson(tmp_path / "b.ndjson", updates)
+
+    def restart_during_a(result: FileResult, read: int, done: bool) -> None:
+        if result.path == str(a) and read == 10_000 and not done:
+            stoppable_server.stop()  # a dropped connection, not a refused one:
+            stoppable_server.start()  # the server is back for B
+
+    shard_map = load_shard_map(config)
+    first = load(shard_map, load_rules(shard_map), [a, b], LoadOptions(), restart_during_a)
+    assert first.exit_code == 1
+    assert [(f.rows_read, f.rows_loaded, f.rows_pending) for f in first.files] == [
+        (30_000, 15_000, 15_000),
+        (1_000, 500, 500),
+    ]
+    # B did not land on db_us before A: nothing of either is there
+    assert "earlier in this run" in first.files[1].shard_errors["db_us"]
+    assert rows(dsns["db_us"]) == [] and ledger(dsns["db_us"]) == []
+
+    later = run_cli("load", str(b), "--json", config=config)  # the user loads B alone
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["shards"]["db_us"]["inserted"] == 500
+
+    again = run_cli("load", str(a), str(b), "--json", config=config)
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert [f["skipped"] for f in report["files"]] == [False, True]
+    # A's 15,000 US rows: 14,500 inserted, and B's 500 kept (counted as unchanged)
+    assert report["shards"]["db_us"] == {
+        "inserted": 14_500,
+        "updated": 0,
+        "unchanged": 500,
+        "kept": 500,
+        "rejected": 0,
+    }
+    assert report["rows_read"] == report["rows_loaded"] == 30_000  # B is skipped: not read
+    names = {r[0]: r[2] for r in rows(dsns["db_us"])}
+    assert len(names) == 15_000
+    assert all(names[i] == f"Updated {i}" for i in range(1, 1_000, 2))
+    assert all(names[i] == f"Resident {i}" for i in range(1_001, 30_001, 2))
+    assert [e[0] for e in ledger(dsns["db_us"])] == [str(b), str(a)]
+    # and a later run in the given order changes nothing
+    assert (
+        json.loads(run_cli("load", str(a), str(b), "--json", config=config).stdout)["rows_loaded"]
+        == 0
+    )
+    assert {r[0]: r[2] for r in rows(dsns["db_us"])} == names
