@@ -240,22 +240,27 @@ def load_command(
     """
     from pipeline.config import load_rules
     from pipeline.load import LoadOptions, find_files, load
-    from pipeline.summary import ProgressBars, error_lines, summary_lines
+    from pipeline.summary import (
+        ProgressBars,
+        error_lines,
+        printable,
+        summary_lines,
+        warning_lines,
+    )
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)
     if passed_over:
-        names = ", ".join(str(p) for p in passed_over)
+        names = printable(", ".join(str(p) for p in passed_over))
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
     options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
     result = load(shard_map, rules, files, options, progress=ProgressBars(quiet or as_json))
-    for f in result.files:
-        for warning in f.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+    for warning in warning_lines(result):
+        click.echo(f"Warning: {warning}", err=True)
     if not quiet:
         if not files:
-            click.echo(f"no loadable files in {', '.join(map(str, paths))}", err=True)
+            click.echo(f"no loadable files in {printable(', '.join(map(str, paths)))}", err=True)
         for line in summary_lines(result):
             click.echo(line, err=True)
     if as_json:

@@ -1,13 +1,27 @@
-"""What `pipeline load` tells a person: a progress bar while it runs, a summary when done."""
+"""What `pipeline load` tells a person: a progress bar while it runs, a summary when done.
+
+Every line goes through `printable`: file names (and the messages quoting them) may hold
+newlines or terminal escape sequences, which must not reach the terminal raw.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.load import FileResult, LoadResult
+
+# C0 and C1 controls (newline, ESC...), DEL, the Unicode line and paragraph separators, and
+# the bidirectional overrides that can make a name read as another.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character spelled as Python would (`\\n`, `\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class ProgressBars:
@@ -23,7 +37,11 @@ class ProgressBars:
         bar = self._bars.get(result.path)
         if bar is None:
             bar = tqdm(
-                desc=result.path, unit=" rows", unit_scale=True, file=sys.stderr, leave=False
+                desc=printable(result.path),
+                unit=" rows",
+                unit_scale=True,
+                file=sys.stderr,
+                leave=False,
             )
             self._bars[result.path] = bar
         bar.update(rows - bar.n)
@@ -80,7 +98,7 @@ def summary_lines(result: LoadResult) -> list[str]:
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def error_lines(result: LoadResult) -> list[str]:
@@ -91,4 +109,8 @@ def error_lines(result: LoadResult) -> list[str]:
         for name, reason in f.shard_errors.items():
             failed.setdefault(name, reason)
     lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
-    return lines
+    return [printable(line) for line in lines]
+
+
+def warning_lines(result: LoadResult) -> list[str]:
+    return [printable(warning) for f in result.files for warning in f.warnings]

@@ -367,3 +367,13 @@ class _QueuedWriter(QueuedLibpqWriter):
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         super().__init__(cursor)
         self._queue = type(self._queue)(maxsize=COPY_QUEUE)  # psycopg's kind, a shorter one
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is None:
+            super().finish()
+            return
+        # Abandoning the file (ShardWriter._abandon): the load already reports why. An error
+        # ending the COPY of a dead connection would only be logged by psycopg beside it
+        # ("error ignored terminating <psycopg.Copy [BAD]>"); the rollback then closes it.
+        with contextlib.suppress(psycopg.Error):
+            super().finish(exc)

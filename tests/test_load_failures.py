@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import Result
+from psycopg import conninfo, sql
 
 from pipeline.config import load_rules, load_shard_map
 from pipeline.load import FileResult, LoadOptions, LoadResult, load
@@ -148,6 +152,7 @@ def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
     split_shards: tuple[Path, dict[str, str]],
     stoppable_server: StoppableServer,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The issue's sequence: `load A B` while db_us restarts during A; `load B`; `load A B`."""
     config, dsns = split_shards
@@ -171,6 +176,8 @@ def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
     # B did not land on db_us before A: nothing of either is there
     assert "earlier in this run" in first.files[1].shard_errors["db_us"]
     assert rows(dsns["db_us"]) == [] and ledger(dsns["db_us"]) == []
+    # the load says what failed; psycopg adds nothing ("error ignored terminating ...")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
 
     later = run_cli("load", str(b), "--json", config=config)  # the user loads B alone
     assert later.exit_code == 0, later.output
@@ -200,3 +207,58 @@ def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
         == 0
     )
     assert {r[0]: r[2] for r in rows(dsns["db_us"])} == names
+
+
+def test_a_permission_error_does_not_promise_that_a_rerun_completes(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON residents, load_ledger, schema_migrations TO {}").format(
+                sql.Identifier(role)
+            )
+        )
+    try:
+        dsns = dict(shard_dsns, db_us=conninfo.make_conninfo(shard_dsns["db_us"], user=role))
+        config = write_map(tmp_path / "reader", shard_map_yaml(dsns))
+        path = tmp_path / "people.json"
+        path.write_text(json.dumps(people(1, 10)))
+        result = run_cli("load", str(path), config=config)
+        assert result.exit_code == 1
+        (line,) = [line for line in result.output.splitlines() if "Error: shard db_us" in line]
+        assert "permission denied" in line
+        assert "re-running the same command completes" not in line
+        assert "fix that, then re-run the same command" in line
+        assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
+    finally:
+        with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_ledger_and_rows_say_when_they_were_written(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "people.ndjson"
+    path.write_text("".join(json.dumps(p) + "\n" for p in people(1, 10)))
+
+    def pause_before_commit(result: FileResult, read: int, done: bool) -> None:
+        if done:
+            time.sleep(1.5)  # the file's transactions are open: now() stays behind
+
+    shard_map = load_shard_map(config_file)
+    assert (
+        load(shard_map, load_rules(shard_map), [path], progress=pause_before_commit).exit_code == 0
+    )
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        row = conn.execute(
+            "SELECT l.started_at, l.finished_at, min(r.loaded_at), max(r.loaded_at)"
+            " FROM load_ledger AS l, residents AS r GROUP BY l.started_at, l.finished_at"
+        ).fetchone()
+    assert row is not None
+    started, finished, first_row, last_row = row
+    assert first_row == last_row  # one time for the file's rows: when the upsert began
+    assert (first_row - started).total_seconds() >= 1.5
+    assert started < first_row <= finished
