@@ -11,8 +11,11 @@ import gc
 import io
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -25,7 +28,7 @@ from pipeline.config import DEFAULT_CONFIG_PATH, DEFAULT_REJECTS_DIR, ShardMap, 
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.load import Budget
+    from pipeline.load import Budget, LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -184,6 +187,25 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+@contextmanager
+def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM stop the load cleanly instead of killing it: it rolls
+    back what has not committed and returns, and the summary says what did commit."""
+
+    def handler(signum: int, frame: object) -> None:
+        interrupt(f"interrupted by {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals (the CLI run from a thread)
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @cli.command(name="load")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -239,14 +261,8 @@ def load_command(
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
-    from pipeline.load import LoadOptions, find_files, load
-    from pipeline.summary import (
-        ProgressBars,
-        error_lines,
-        printable,
-        summary_lines,
-        warning_lines,
-    )
+    from pipeline.load import Interrupt, LoadOptions, find_files, load
+    from pipeline.summary import ProgressBars, printable
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
@@ -255,7 +271,19 @@ def load_command(
         names = printable(", ".join(str(p) for p in passed_over))
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
     options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
-    result = load(shard_map, rules, files, options, progress=ProgressBars(quiet or as_json))
+    interrupt = Interrupt()
+    # Until the command ends: a signal while the summary prints must not cut it short.
+    with _signals_interrupt(interrupt):
+        result = load(shard_map, rules, files, options, ProgressBars(quiet or as_json), interrupt)
+        _print_load_result(result, paths, files, quiet, as_json)
+    ctx.exit(result.exit_code)
+
+
+def _print_load_result(
+    result: LoadResult, paths: tuple[Path, ...], files: list[Path], quiet: bool, as_json: bool
+) -> None:
+    from pipeline.summary import error_lines, printable, summary_lines, warning_lines
+
     for warning in warning_lines(result):
         click.echo(f"Warning: {warning}", err=True)
     if not quiet:
@@ -267,7 +295,6 @@ def load_command(
         click.echo(json.dumps(result.to_json(), indent=2))
     for line in error_lines(result):
         click.echo(f"Error: {line}", err=True)
-    ctx.exit(result.exit_code)
 
 
 @cli.command()

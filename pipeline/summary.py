@@ -72,7 +72,8 @@ def summary_lines(result: LoadResult) -> list[str]:
         lines.append(f"{f.path} ({f.format}): {counts}")
         for name, c in f.shards.items():
             if name in f.shard_errors:
-                lines.append(f"  {name}: FAILED, {c.staged} rows pending")
+                state = "NOT COMMITTED (interrupted)" if f.interrupted else "FAILED"
+                lines.append(f"  {name}: {state}, {c.staged} rows pending")
             elif c.already_loaded:
                 rejected = f", {c.rejected} of them rejected then" if c.rejected else ""
                 lines.append(
@@ -98,6 +99,8 @@ def summary_lines(result: LoadResult) -> list[str]:
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")
+    if result.not_started:
+        lines.append(f"not started: {', '.join(result.not_started)}")
     return [printable(line) for line in lines]
 
 
@@ -109,6 +112,11 @@ def error_lines(result: LoadResult) -> list[str]:
         for name, reason in f.shard_errors.items():
             failed.setdefault(name, reason)
     lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
+    if result.interrupted:
+        lines.append(
+            f"{result.interrupted}: what committed is listed above, nothing else was kept; "
+            "re-running the same command completes the load"
+        )
     return [printable(line) for line in lines]
 
 

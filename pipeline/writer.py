@@ -42,6 +42,7 @@ COPY_QUEUE = 16  # buffers of 32-128 KB waiting for a shard's COPY
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
+CANCEL_TIMEOUT_SECONDS = 5  # for a server to take a cancel request
 # The upsert's parameters when no later file of the run is in this shard's ledger.
 _NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
 
@@ -90,6 +91,7 @@ class ShardWriter:
         self._copy_stack: contextlib.ExitStack | None = None
         self._copy: Copy | None = None
         self._protected = _NOTHING_PROTECTED
+        self._stopping: str | None = None  # the load was interrupted (`interrupt`), and why
         self.counts = ShardCounts()
 
     # -- connection -------------------------------------------------------------------------
@@ -112,6 +114,15 @@ class ShardWriter:
                 raise self._mark_down(exc) from None
             self._conn = conn
         return self._conn
+
+    def interrupt(self, reason: str) -> None:
+        """From another thread: the load is interrupted. Cancel the statement this shard runs
+        (its file rolls back) and commit nothing more."""
+        self._stopping = reason
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):  # a shard that does not answer fails anyway
+                conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
 
     def _mark_down(self, error: ShardError) -> ShardError:
         self._down = error.reason
@@ -172,6 +183,8 @@ class ShardWriter:
         `later` are the sha256 of the files that come after this one in the run."""
         self.counts = ShardCounts()
         self._protected = _NOTHING_PROTECTED
+        if self._stopping is not None:
+            raise ShardError(self.shard.name, self._stopping)
         conn = self._connection()
         try:
             conn.execute(query("load_begin"))
@@ -293,6 +306,9 @@ class ShardWriter:
                     "unchanged": counts.unchanged,
                 },
             )
+            if self._stopping is not None:  # interrupted while the upsert ran: do not commit
+                self._abandon()
+                raise ShardError(self.shard.name, self._stopping)
             conn.commit()
         except psycopg.Error as exc:
             self._abandon()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +19,7 @@ from click.testing import Result
 from psycopg import conninfo, sql
 
 from pipeline.config import load_rules, load_shard_map
+from pipeline.db import LOCK_LOAD
 from pipeline.load import FileResult, LoadOptions, LoadResult, load
 from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
 from tests.test_status import _closed_port
@@ -262,3 +267,126 @@ def test_the_ledger_and_rows_say_when_they_were_written(
     assert first_row == last_row  # one time for the file's rows: when the upsert began
     assert (first_row - started).total_seconds() >= 1.5
     assert started < first_row <= finished
+
+
+def _wait_for_statement(dsn: str, pattern: str, process: subprocess.Popen[str]) -> None:
+    """Until the load runs a statement like `pattern` on this shard's database."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline and process.poll() is None:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'resident-pipeline' AND state = 'active'"
+                " AND query LIKE %s",
+                [pattern],
+            ).fetchone()
+            if found and found[0]:
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"the load never ran {pattern!r} ({process.poll()=})")
+
+
+# Where the signal lands: waiting for another load's lock, streaming rows, writing them.
+PHASES = {
+    "lock": "%pg_advisory_xact_lock%",
+    "copy": "%COPY load_staging%",
+    "upsert": "%INSERT INTO residents AS r%",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", list(PHASES))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_load_and_it_says_what_committed(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    phase: str,
+    signum: signal.Signals,
+) -> None:
+    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file)]
+    with contextlib.ExitStack() as stack:
+        if phase == "lock":  # another load holds db_us
+            holder = stack.enter_context(psycopg.connect(shard_dsns["db_us"]))
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_LOAD])
+        process = subprocess.Popen(
+            [*command, "load", str(path), "--json"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_statement(shard_dsns["db_us"], PHASES[phase], process)
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "Aborted" not in err
+    assert "\ntotal: " in err  # the summary
+    assert f"Error: interrupted by {signum.name}: what committed is listed above" in err
+    report = json.loads(out)
+    assert report["interrupted"] == f"interrupted by {signum.name}"
+    (file,) = report["files"]
+    assert file["rows_read"] == file["rows_loaded"] + file["rows_rejected"] + file["rows_pending"]
+    if phase != "upsert":  # no shard can have committed yet
+        assert file["rows_loaded"] == 0
+    for name, dsn in shard_dsns.items():
+        if name in file["shard_errors"]:  # rolled back: nothing of the file is there
+            assert (len(rows(dsn)), len(ledger(dsn))) == (0, 0)
+        else:  # committed: the whole of its part, and its ledger row
+            assert report["shards"][name]["inserted"] == len(rows(dsn)) == 50_000
+            assert len(ledger(dsn)) == 1
+    again = run_cli("load", str(path))
+    assert again.exit_code == 0, again.output
+    assert [len(rows(dsn)) for dsn in shard_dsns.values()] == [50_000, 50_000]
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
+
+
+@pytest.mark.slow
+def test_a_signal_after_one_shard_committed_reports_that_shard_loaded(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    with psycopg.connect(shard_dsns["db_us"]) as holder:
+        # db_us's upsert waits for a row another transaction holds, while default commits
+        holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
+        holder.commit()
+        holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "load", str(path)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not ledger(shard_dsns["default"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _wait_for_statement(shard_dsns["db_us"], PHASES["upsert"], process)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    assert "100000 read = 50000 loaded + 0 rejected + 50000 pending" in err
+    assert "  default: 50000 inserted, 0 updated, 0 unchanged" in err
+    assert "  db_us: NOT COMMITTED (interrupted), 50000 rows pending" in err
+    assert "Error: shard db_us: interrupted by SIGINT before it committed this file" in err
+    assert len(rows(shard_dsns["default"])) == 50_000 and len(ledger(shard_dsns["default"])) == 1
+    assert rows(shard_dsns["db_us"]) == [(1, "US", "Held", None, None, None)]
+    assert ledger(shard_dsns["db_us"]) == []
+    again = run_cli("load", str(path), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["shards"]["db_us"]["inserted"] == 49_999
+    assert len(rows(shard_dsns["db_us"])) == 50_000
