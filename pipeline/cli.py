@@ -232,6 +232,23 @@ def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
     callback=_encoding,
     help="Text encoding of the files.",
 )
+@click.option(
+    "--connect-timeout",
+    type=click.IntRange(min=1),
+    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10).",
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds a shard may take to answer any one statement (default 900; 0: no limit);"
+    " past it the statement is cancelled, and a shard that does not answer is dropped.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for a lock another session holds, such as another load of the"
+    " shard (default 600; 0: no limit).",
+)
 @json_option
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors still print."
@@ -245,6 +262,9 @@ def load_command(
     force: bool,
     dry_run: bool,
     encoding: str,
+    connect_timeout: int | None,
+    statement_timeout: float | None,
+    lock_timeout: float | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -256,13 +276,15 @@ def load_command(
     shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
 
     Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
-    failed (re-running the same command completes it), 2 for usage errors.
+    failed (re-running the same command completes it), 2 for usage errors. Ctrl-C or
+    SIGTERM stops it: what has not committed rolls back, and the summary says what did.
 
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
     from pipeline.load import Interrupt, LoadOptions, find_files, load
     from pipeline.summary import ProgressBars, printable
+    from pipeline.writer import Timeouts
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
@@ -270,7 +292,9 @@ def load_command(
     if passed_over:
         names = printable(", ".join(str(p) for p in passed_over))
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
-    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
+    given = {"statement": statement_timeout, "lock": lock_timeout}
+    timeouts = Timeouts(connect_timeout, **{k: v for k, v in given.items() if v is not None})
+    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding, timeouts)
     interrupt = Interrupt()
     # Until the command ends: a signal while the summary prints must not cut it short.
     with _signals_interrupt(interrupt):

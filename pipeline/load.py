@@ -49,7 +49,7 @@ from pipeline.sources import (
     open_source,
     source_format,
 )
-from pipeline.writer import ShardCounts, ShardWriter
+from pipeline.writer import ShardCounts, ShardWriter, Timeouts
 
 DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
@@ -86,6 +86,7 @@ class LoadOptions:
     force: bool = False
     dry_run: bool = False
     encoding: str = "utf-8"
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass
@@ -233,7 +234,8 @@ def load(
     rejects = RejectWriter(options.rejects_dir, load_id, started, enabled=not options.dry_run)
     rejects.prepare()  # a folder that cannot be made is a usage error, before anything is written
     writers = {
-        s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run) for s in shard_map.shards
+        s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run, options.timeouts)
+        for s in shard_map.shards
     }
     # One thread per shard, for the checks and commits that run on every shard at once.
     pool = ThreadPoolExecutor(max_workers=len(writers), thread_name_prefix="shard")

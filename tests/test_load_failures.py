@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from psycopg import conninfo, sql
 from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
 from pipeline.load import FileResult, LoadOptions, LoadResult, load
+from pipeline.writer import Timeouts
 from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
 from tests.test_status import _closed_port
 
@@ -390,3 +392,83 @@ def test_a_signal_after_one_shard_committed_reports_that_shard_loaded(
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["shards"]["db_us"]["inserted"] == 49_999
     assert len(rows(shard_dsns["db_us"])) == 50_000
+
+
+def test_a_load_waits_for_another_loads_lock_no_longer_than_the_lock_timeout(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = ndjson(tmp_path / "people.ndjson", people(1, 10))
+    with psycopg.connect(shard_dsns["db_us"]) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_LOAD])  # another load
+        started = time.monotonic()
+        result = run_cli("load", str(path), "--lock-timeout", "1")
+        waited = time.monotonic() - started
+    assert result.exit_code == 1
+    assert waited < 30  # not forever: about a second
+    assert (
+        "Error: shard db_us: canceling statement due to lock timeout; re-running the same "
+        "command completes this shard"
+    ) in result.output
+    assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
+    assert run_cli("load", str(path)).exit_code == 0
+    assert len(rows(shard_dsns["db_us"])) == 5
+
+
+@contextlib.contextmanager
+def frozen(server: StoppableServer) -> Iterator[None]:
+    """SIGSTOP the server's postmaster and every process of it (backends included), as a
+    host that stops answering; SIGCONT them afterwards."""
+    postmaster = int((Path(server.handle.pgdata) / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # the parent pid is the 2nd field after the ")" that ends the command name
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    pids = [postmaster, *children]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_completes(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    path = ndjson(tmp_path / "people.ndjson", people(1, 30_000))
+    with contextlib.ExitStack() as stack:
+
+        def freeze_during_the_file(result: FileResult, read: int, done: bool) -> None:
+            if read == 10_000 and not done:
+                stack.enter_context(frozen(stoppable_server))
+
+        shard_map = load_shard_map(config)
+        options = LoadOptions(timeouts=Timeouts(connect=2, statement=1, lock=1))
+        started = time.monotonic()
+        first = load(shard_map, load_rules(shard_map), [path], options, freeze_during_the_file)
+        assert time.monotonic() - started < 60  # not forever: about 1 + 1 + 1 s
+        assert first.exit_code == 1
+        reason = first.files[0].shard_errors["db_us"]
+        assert reason.startswith("no answer within 1 s (--statement-timeout)")
+        assert reason.endswith("re-running the same command completes this shard")
+        assert (first.files[0].rows_loaded, first.files[0].rows_pending) == (15_000, 15_000)
+        assert len(rows(dsns["default"])) == 15_000  # the other shard did not wait for it
+
+        # still frozen: connecting gives up too
+        again = run_cli("load", str(path), "--connect-timeout", "2", config=config)
+        assert again.exit_code == 1
+        assert "Error: shard db_us: unreachable: " in again.output
+        assert "re-running the same command completes this shard" in again.output
+    done = run_cli("load", str(path), config=config)  # the server answers again
+    assert done.exit_code == 0, done.output
+    assert len(rows(dsns["db_us"])) == 15_000 and len(ledger(dsns["db_us"])) == 1
