@@ -154,8 +154,7 @@ class ShardWriter:
         self._stopping = reason
         conn = self._conn
         if conn is not None and not conn.closed:
-            with contextlib.suppress(Exception):  # a shard that does not answer fails anyway
-                conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+            _cancel(conn, CANCEL_TIMEOUT_SECONDS)
 
     def _mark_down(self, error: ShardError) -> ShardError:
         self._down = error.reason
@@ -528,8 +527,7 @@ class _Watchdog:
         told = f"no answer within {wait.seconds:g} s ({wait.option})"
         with self._lock:
             self._fired = (wait.id, f"{told}: the statement was cancelled")
-        with contextlib.suppress(Exception):
-            wait.conn.cancel_safe(timeout=grace)
+        _cancel(wait.conn, grace)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._lock:
@@ -553,6 +551,24 @@ class _Wait:
     seconds: float
     option: str  # the option that sets `seconds`, for the message
     conn: psycopg.Connection[Any]
+
+
+def _cancel(conn: psycopg.Connection[Any], timeout: float) -> None:
+    """Ask the server to cancel what `conn` runs, waiting for it at most `timeout` seconds
+    (a frozen server never answers). A shard that does not answer fails anyway."""
+    cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg 3.2+, with a time-out
+    if cancel_safe is not None:
+        with contextlib.suppress(Exception):
+            cancel_safe(timeout=timeout)
+        return
+
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            conn.cancel()  # psycopg 3.1: no time-out of its own
+
+    thread = threading.Thread(target=cancel, name="cancel", daemon=True)
+    thread.start()
+    thread.join(timeout)
 
 
 def _shut_down(conn: psycopg.Connection[Any]) -> None:
