@@ -22,6 +22,7 @@ command already wrote on this shard: `begin` looks the later files up in the led
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import threading
@@ -152,6 +153,7 @@ class ShardWriter:
         """From another thread: the load is interrupted. Cancel the statement this shard runs
         (its file rolls back) and commit nothing more."""
         self._stopping = reason
+        self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
         conn = self._conn
         if conn is not None and not conn.closed:
             _cancel(conn, CANCEL_TIMEOUT_SECONDS)
@@ -381,9 +383,10 @@ class ShardWriter:
     def _abandon(self) -> None:
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         conn = self._conn
-        if stack is not None:
-            # Ending a COPY with an exception sends CopyFail: the server drops what it got.
-            with contextlib.suppress(Exception):
+        if stack is not None and conn is not None:
+            # Ending a COPY with an exception sends CopyFail: the server drops what it got
+            # (after the rows queued for it: a wait like any other).
+            with contextlib.suppress(Exception), self._watchdog.waiting(conn):
                 stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
         if conn is not None and not conn.closed:
             try:
@@ -473,6 +476,7 @@ class _Watchdog:
         self._wait: _Wait | None = None
         self._next_id = 0
         self._fired: tuple[int, str] | None = None  # (wait id, why the watchdog ended it)
+        self._hurried = False  # the load is interrupted: no wait takes long
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -487,15 +491,15 @@ class _Watchdog:
         no limit; `option` sets it). Nested waits each keep their own deadline."""
         seconds = self.seconds if seconds is None else seconds
         with self._lock:
+            if self._hurried:
+                seconds = min(seconds or CANCEL_TIMEOUT_SECONDS, CANCEL_TIMEOUT_SECONDS)
             outer = self._wait
             self._next_id += 1
             wait_id = self._next_id
             self._wait = None
             if seconds:
                 self._wait = _Wait(wait_id, time.monotonic() + seconds, seconds, option, conn)
-            if self._thread is None and seconds:
-                self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-                self._thread.start()
+                self._start()
         ended = False
         try:
             yield
@@ -505,6 +509,22 @@ class _Watchdog:
                 self._wait = outer
                 if ended and self._fired is not None and self._fired[0] == wait_id:
                     self._fired = None  # it answered before the cancel took: not a time-out
+
+    def hurry(self) -> None:
+        """The load is interrupted, and the statement cancelled (ShardWriter.interrupt): the
+        current wait and every later one (the rollback) get CANCEL_TIMEOUT_SECONDS at most,
+        then the connection is dropped."""
+        with self._lock:
+            self._hurried = True
+            self._start()
+            if self._wait is not None:
+                until = min(self._wait.until, time.monotonic() + CANCEL_TIMEOUT_SECONDS)
+                self._wait = dataclasses.replace(self._wait, until=until)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+            self._thread.start()
 
     def take(self) -> str | None:
         """Why the watchdog ended the last wait, once; None if it did not."""
@@ -527,8 +547,10 @@ class _Watchdog:
         told = f"no answer within {wait.seconds:g} s ({wait.option})"
         with self._lock:
             self._fired = (wait.id, f"{told}: the statement was cancelled")
-        _cancel(wait.conn, grace)
-        deadline = time.monotonic() + grace
+        # A cancel the server answered ends the statement soon; one it did not (a frozen
+        # server) leaves the connection to drop. Once hurried, the interrupt has cancelled.
+        answered = not self._hurried and _cancel(wait.conn, grace)
+        deadline = time.monotonic() + (grace if answered else 0)
         while time.monotonic() < deadline:
             with self._lock:
                 if self._wait is None or self._wait.id != wait.id:
@@ -553,22 +575,25 @@ class _Wait:
     conn: psycopg.Connection[Any]
 
 
-def _cancel(conn: psycopg.Connection[Any], timeout: float) -> None:
+def _cancel(conn: psycopg.Connection[Any], timeout: float) -> bool:
     """Ask the server to cancel what `conn` runs, waiting for it at most `timeout` seconds
-    (a frozen server never answers). A shard that does not answer fails anyway."""
+    (a frozen server never answers); whether the server took the request."""
     cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg 3.2+, with a time-out
     if cancel_safe is not None:
-        with contextlib.suppress(Exception):
+        try:
             cancel_safe(timeout=timeout)
-        return
+        except Exception:
+            return False
+        return True
+    answered = threading.Event()
 
     def cancel() -> None:
         with contextlib.suppress(Exception):
             conn.cancel()  # psycopg 3.1: no time-out of its own
+            answered.set()
 
-    thread = threading.Thread(target=cancel, name="cancel", daemon=True)
-    thread.start()
-    thread.join(timeout)
+    threading.Thread(target=cancel, name="cancel", daemon=True).start()
+    return answered.wait(timeout)
 
 
 def _shut_down(conn: psycopg.Connection[Any]) -> None:

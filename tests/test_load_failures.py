@@ -472,3 +472,41 @@ def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_complete
     done = run_cli("load", str(path), config=config)  # the server answers again
     assert done.exit_code == 0, done.output
     assert len(rows(dsns["db_us"])) == 15_000 and len(ledger(dsns["db_us"])) == 1
+
+
+@pytest.mark.slow
+def test_a_signal_stops_the_load_promptly_even_when_a_shard_stopped_answering(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_statement(dsns["db_us"], PHASES["copy"], process)
+        with frozen(stoppable_server):  # the default time-outs: 900 s for a statement
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=120)
+            took = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert took < 60  # the cancel is not answered: in about 5 s the connection is dropped
+    assert "Traceback" not in err
+    assert "  db_us: NOT COMMITTED (interrupted)" in err
+    assert "Error: interrupted by SIGINT: what committed is listed above" in err
+    assert ledger(dsns["db_us"]) == [] and rows(dsns["db_us"]) == []
+    assert ledger(dsns["default"]) == [] and rows(dsns["default"]) == []
+    again = run_cli("load", str(path), config=config)
+    assert again.exit_code == 0, again.output
+    assert len(rows(dsns["db_us"])) == len(rows(dsns["default"])) == 50_000
