@@ -172,10 +172,13 @@ class ShardWriter:
         """Set the session up; refuse to load into a shard whose schema or residency rule
         lags the map."""
         try:
-            with self._watchdog.waiting(conn), conn.transaction():
-                conn.execute(query("load_session"))  # a SET: it outlives this transaction
+            # Not `with conn.transaction()`: its rollback of a dropped connection would have
+            # psycopg log "error ignored in rollback" beside our error (the caller closes it).
+            with self._watchdog.waiting(conn):
+                conn.execute(query("load_session"))  # a SET: committed, it outlives the transaction
                 version = current_version(conn)
                 row = conn.execute(query("residency_rule")).fetchone() if version else None
+                conn.commit()
         except psycopg.Error as exc:
             raise self._failure(exc) from None
         if version != latest_version():
