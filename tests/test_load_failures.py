@@ -294,6 +294,10 @@ PHASES = {
     "copy": "%COPY load_staging%",
     "upsert": "%INSERT INTO residents AS r%",
 }
+# Enough rows that streaming lasts well beyond the 5 ms between two looks at the shard; the
+# lock and the upsert wait for rows or locks another transaction holds.
+ROWS_FOR = {"lock": 10_000, "copy": 100_000, "upsert": 10_000}
+HELD = (1, "US", "Held", None, None, None)  # on db_us, locked while the upsert runs
 
 
 @pytest.mark.slow
@@ -308,12 +312,17 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
     phase: str,
     signum: signal.Signals,
 ) -> None:
-    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    count = ROWS_FOR[phase]
+    path = ndjson(tmp_path / "big.ndjson", people(1, count))
     command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file)]
     with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(psycopg.connect(shard_dsns["db_us"]))
         if phase == "lock":  # another load holds db_us
-            holder = stack.enter_context(psycopg.connect(shard_dsns["db_us"]))
             holder.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_LOAD])
+        if phase == "upsert":  # someone edits a row the file updates: the upsert waits for it
+            holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
+            holder.commit()
+            holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
         process = subprocess.Popen(
             [*command, "load", str(path), "--json"],
             cwd=tmp_path,
@@ -335,17 +344,19 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
     assert report["interrupted"] == f"interrupted by {signum.name}"
     (file,) = report["files"]
     assert file["rows_read"] == file["rows_loaded"] + file["rows_rejected"] + file["rows_pending"]
-    if phase != "upsert":  # no shard can have committed yet
+    assert "db_us" in file["shard_errors"]  # it cannot have committed
+    if phase != "upsert":  # nor can default yet
         assert file["rows_loaded"] == 0
     for name, dsn in shard_dsns.items():
+        loaded = [r for r in rows(dsn) if r != HELD]
         if name in file["shard_errors"]:  # rolled back: nothing of the file is there
-            assert (len(rows(dsn)), len(ledger(dsn))) == (0, 0)
+            assert (len(loaded), len(ledger(dsn))) == (0, 0)
         else:  # committed: the whole of its part, and its ledger row
-            assert report["shards"][name]["inserted"] == len(rows(dsn)) == 50_000
+            assert report["shards"][name]["inserted"] == len(loaded) == count // 2
             assert len(ledger(dsn)) == 1
     again = run_cli("load", str(path))
     assert again.exit_code == 0, again.output
-    assert [len(rows(dsn)) for dsn in shard_dsns.values()] == [50_000, 50_000]
+    assert [len(rows(dsn)) for dsn in shard_dsns.values()] == [count // 2] * 2
     assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
 
 
