@@ -547,7 +547,10 @@ class _Watchdog:
 
     def _expire(self, wait: _Wait) -> None:
         grace = min(CANCEL_TIMEOUT_SECONDS, wait.seconds)
-        told = f"no answer within {wait.seconds:g} s ({wait.option})"
+        told = (
+            f"no answer within {wait.seconds:g} s ({wait.option}; raise it for a shard that "
+            "is only slow)"
+        )
         with self._lock:
             self._fired = (wait.id, f"{told}: the statement was cancelled")
         # A cancel the server answered ends the statement soon; one it did not (a frozen
