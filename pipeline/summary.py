@@ -114,8 +114,8 @@ def error_lines(result: LoadResult) -> list[str]:
     lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
     if result.interrupted:
         lines.append(
-            f"{result.interrupted}: what committed is listed above, nothing else was kept; "
-            "re-running the same command completes the load"
+            f"{result.interrupted}: the shards keep only what they committed (the summary "
+            "says what); re-running the same command completes the load"
         )
     return [printable(line) for line in lines]
 

@@ -339,7 +339,7 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
     assert process.returncode == 1, err
     assert "Traceback" not in err and "Aborted" not in err
     assert "\ntotal: " in err  # the summary
-    assert f"Error: interrupted by {signum.name}: what committed is listed above" in err
+    assert f"Error: interrupted by {signum.name}: the shards keep only what they committed" in err
     report = json.loads(out)
     assert report["interrupted"] == f"interrupted by {signum.name}"
     (file,) = report["files"]
@@ -515,7 +515,7 @@ def test_a_signal_stops_the_load_promptly_even_when_a_shard_stopped_answering(
     assert took < 60  # the cancel is not answered: in about 5 s the connection is dropped
     assert "Traceback" not in err
     assert "  db_us: NOT COMMITTED (interrupted)" in err
-    assert "Error: interrupted by SIGINT: what committed is listed above" in err
+    assert "Error: interrupted by SIGINT: the shards keep only what they committed" in err
     assert ledger(dsns["db_us"]) == [] and rows(dsns["db_us"]) == []
     assert ledger(dsns["default"]) == [] and rows(dsns["default"]) == []
     again = run_cli("load", str(path), config=config)
