@@ -190,19 +190,21 @@ def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
     assert later.exit_code == 0, later.output
     assert json.loads(later.stdout)["shards"]["db_us"]["inserted"] == 500
 
+    expected = {"inserted": 14_500, "updated": 0, "unchanged": 500, "kept": 500, "rejected": 0}
+    dry = run_cli("load", str(a), str(b), "--json", "--dry-run", config=config)
+    assert json.loads(dry.stdout)["shards"]["db_us"] == expected  # says so, writes nothing
+
     again = run_cli("load", str(a), str(b), "--json", config=config)
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
     assert [f["skipped"] for f in report["files"]] == [False, True]
     # A's 15,000 US rows: 14,500 inserted, and B's 500 kept (counted as unchanged)
-    assert report["shards"]["db_us"] == {
-        "inserted": 14_500,
-        "updated": 0,
-        "unchanged": 500,
-        "kept": 500,
-        "rejected": 0,
-    }
+    assert report["shards"]["db_us"] == expected
     assert report["rows_read"] == report["rows_loaded"] == 30_000  # B is skipped: not read
+    assert (
+        "  db_us: 14500 inserted, 0 updated, 500 unchanged (500 kept: a later file of this "
+        "command already wrote them)"
+    ) in again.output
     names = {r[0]: r[2] for r in rows(dsns["db_us"])}
     assert len(names) == 15_000
     assert all(names[i] == f"Updated {i}" for i in range(1, 1_000, 2))
