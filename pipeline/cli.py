@@ -13,7 +13,9 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -26,7 +28,7 @@ from pipeline.config import DEFAULT_CONFIG_PATH, DEFAULT_REJECTS_DIR, ShardMap, 
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.load import Budget
+    from pipeline.load import Budget, LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -206,6 +208,25 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+@contextmanager
+def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM stop the load cleanly instead of killing it: it rolls
+    back what has not committed and returns, and the summary says what did commit."""
+
+    def handler(signum: int, frame: object) -> None:
+        interrupt(f"interrupted by {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals (the CLI run from a thread)
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @cli.command(name="load")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -232,6 +253,23 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
     callback=_encoding,
     help="Text encoding of the files.",
 )
+@click.option(
+    "--connect-timeout",
+    type=click.IntRange(min=1),
+    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10).",
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds a shard may take to answer any one statement (default 900; 0: no limit);"
+    " past it the statement is cancelled, and a shard that does not answer is dropped.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for a lock another session holds, such as another load of the"
+    " shard (default 600; 0: no limit).",
+)
 @json_option
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors still print."
@@ -245,6 +283,9 @@ def load_command(
     force: bool,
     dry_run: bool,
     encoding: str,
+    connect_timeout: int | None,
+    statement_timeout: float | None,
+    lock_timeout: float | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -256,37 +297,51 @@ def load_command(
     shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
 
     Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
-    failed (re-running the same command completes it), 2 for usage errors.
+    failed (re-running the same command completes it), 2 for usage errors. Ctrl-C or
+    SIGTERM stops it: what has not committed rolls back, and the summary says what did.
 
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
-    from pipeline.load import LoadOptions, find_files, load
+    from pipeline.load import Interrupt, LoadOptions, find_files, load
     from pipeline.preflight import before_load
-    from pipeline.summary import ProgressBars, error_lines, summary_lines
+    from pipeline.summary import ProgressBars, printable
+    from pipeline.writer import Timeouts
 
     shard_map = _shard_map(ctx)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)
     before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
     if passed_over:
-        names = ", ".join(str(p) for p in passed_over)
+        names = printable(", ".join(str(p) for p in passed_over))
         click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
-    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding)
-    result = load(shard_map, rules, files, options, progress=ProgressBars(quiet or as_json))
-    for f in result.files:
-        for warning in f.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+    given = {"statement": statement_timeout, "lock": lock_timeout}
+    timeouts = Timeouts(connect_timeout, **{k: v for k, v in given.items() if v is not None})
+    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding, timeouts)
+    interrupt = Interrupt()
+    # Until the command ends: a signal while the summary prints must not cut it short.
+    with _signals_interrupt(interrupt):
+        result = load(shard_map, rules, files, options, ProgressBars(quiet or as_json), interrupt)
+        _print_load_result(result, paths, files, quiet, as_json)
+    ctx.exit(result.exit_code)
+
+
+def _print_load_result(
+    result: LoadResult, paths: tuple[Path, ...], files: list[Path], quiet: bool, as_json: bool
+) -> None:
+    from pipeline.summary import error_lines, printable, summary_lines, warning_lines
+
+    for warning in warning_lines(result):
+        click.echo(f"Warning: {warning}", err=True)
     if not quiet:
         if not files:
-            click.echo(f"no loadable files in {', '.join(map(str, paths))}", err=True)
+            click.echo(f"no loadable files in {printable(', '.join(map(str, paths)))}", err=True)
         for line in summary_lines(result):
             click.echo(line, err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     for line in error_lines(result):
         click.echo(f"Error: {line}", err=True)
-    ctx.exit(result.exit_code)
 
 
 @cli.command()

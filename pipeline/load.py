@@ -11,6 +11,14 @@ For each file, in order:
 4. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
    others, and re-running the same command completes it (the ledger skips the rest).
 
+Files apply in the order given: a later file wins. So a shard that fails a file takes no
+later file in the run, and a re-run that completes a file on a shard where a later file of
+the command already landed leaves that later file's rows alone (writer.py: "kept").
+
+A load can be interrupted (`Interrupt`; the CLI's SIGINT and SIGTERM): the statements the
+shards are running are cancelled, every shard that has not committed the current file rolls
+it back, no later file starts, and the result says exactly what committed.
+
 Every record ends up loaded, rejected (written to the rejects file with a reason) or, when
 its shard failed, pending: `rows_read = rows_loaded + rows_rejected + rows_pending`, and
 pending is 0 unless the run exits 1 naming the shard.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +49,7 @@ from pipeline.sources import (
     open_source,
     source_format,
 )
-from pipeline.writer import ShardCounts, ShardWriter
+from pipeline.writer import ShardCounts, ShardWriter, Timeouts
 
 DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
@@ -77,6 +86,7 @@ class LoadOptions:
     force: bool = False
     dry_run: bool = False
     encoding: str = "utf-8"
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class FileResult:
     rows_pending: int = 0
     skipped: bool = False
     error: str | None = None
+    interrupted: bool = False  # stopped before every shard committed it (see LoadResult)
     warnings: list[str] = field(default_factory=list)
     shards: dict[str, ShardCounts] = field(default_factory=dict)
     shard_errors: dict[str, str] = field(default_factory=dict)
@@ -103,6 +114,7 @@ class FileResult:
             "rows_pending": self.rows_pending,
             "skipped": self.skipped,
             "error": self.error,
+            "interrupted": self.interrupted,
             "shard_errors": self.shard_errors,
             "warnings": self.warnings,
         }
@@ -115,13 +127,15 @@ class LoadResult:
     files: list[FileResult]
     shard_names: list[str]
     rejects_file: Path | None
+    interrupted: str | None = None  # why the load stopped early ("interrupted by SIGINT")
+    not_started: list[str] = field(default_factory=list)  # files it did not come to
 
     def total(self, name: str) -> int:
         return sum(int(getattr(f, name)) for f in self.files)
 
     def shard_totals(self) -> dict[str, dict[str, int]]:
         totals = {
-            n: {"inserted": 0, "updated": 0, "unchanged": 0, "rejected": 0}
+            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0}
             for n in self.shard_names
         }
         for f in self.files:
@@ -133,7 +147,7 @@ class LoadResult:
     @property
     def exit_code(self) -> int:
         failed = any(f.error or f.shard_errors for f in self.files)
-        return EXIT_DATA if failed else EXIT_OK
+        return EXIT_DATA if failed or self.interrupted else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -146,7 +160,38 @@ class LoadResult:
             "rows_pending": self.total("rows_pending"),
             "shards": self.shard_totals(),
             "rejects_file": str(self.rejects_file) if self.rejects_file else None,
+            "interrupted": self.interrupted,
+            "not_started": self.not_started,
         }
+
+
+class Interrupt:
+    """Asks a running load to stop, from a signal handler or another thread: call it with the
+    reason. A thread of the load's own then cancels what the shards are running (a signal
+    handler must not block, nor start a thread: it may run while the main thread holds
+    threading's own locks), and the load rolls back what has not committed."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._wake = threading.Event()
+
+    def __call__(self, reason: str) -> None:
+        if self.reason is None:  # a second signal changes nothing
+            self.reason = reason
+            self._wake.set()
+
+    def _cancel_when_asked(self, writers: Iterable[ShardWriter], done: threading.Event) -> None:
+        self._wake.wait()
+        if self.reason is not None and not done.is_set():
+            for writer in writers:
+                writer.interrupt(self.reason)
+
+
+class _Interrupted(Exception):
+    """Raised inside a file's streaming when the load is interrupted."""
+
+    def __init__(self, rejected: int) -> None:
+        self.rejected = rejected  # records rejected (and written) before the interruption
 
 
 # Called with (file result so far, records read so far) as a file streams, and once more
@@ -178,27 +223,51 @@ def load(
     files: list[Path],
     options: LoadOptions | None = None,
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> LoadResult:
-    """Load `files` into the shards of `shard_map`; see the module docstring for the guarantees."""
+    """Load `files` into the shards of `shard_map`; see the module docstring for the guarantees.
+    Calling `interrupt` (from a signal handler or a thread) stops it early."""
     options = options or LoadOptions()
+    interrupt = interrupt or Interrupt()
     load_id = str(uuid.uuid4())
     started = datetime.now().astimezone()
     rejects = RejectWriter(options.rejects_dir, load_id, started, enabled=not options.dry_run)
     rejects.prepare()  # a folder that cannot be made is a usage error, before anything is written
     writers = {
-        s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run) for s in shard_map.shards
+        s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run, options.timeouts)
+        for s in shard_map.shards
     }
     # One thread per shard, for the checks and commits that run on every shard at once.
     pool = ThreadPoolExecutor(max_workers=len(writers), thread_name_prefix="shard")
-    run = _Run(shard_map, rules, writers, rejects, options, progress, pool)
+    run = _Run(shard_map, rules, writers, rejects, options, progress, pool, interrupt)
+    done = threading.Event()
+    canceller = threading.Thread(
+        target=interrupt._cancel_when_asked, args=(list(writers.values()), done), daemon=True
+    )
+    canceller.start()
+    results: list[FileResult] = []
     try:
-        results = [run.load_file(path) for path in files]
+        for i, path in enumerate(files):
+            if interrupt.reason is not None:
+                break
+            results.append(run.load_file(path, files[i + 1 :]))
     finally:
+        done.set()
+        interrupt._wake.set()  # lets the canceller end; it cancels nothing once done is set
+        canceller.join()
         pool.shutdown()
         for writer in writers.values():
             writer.close()
         rejects.close()
-    return LoadResult(load_id, options.dry_run, results, list(writers), rejects.written)
+    return LoadResult(
+        load_id,
+        options.dry_run,
+        results,
+        list(writers),
+        rejects.written,
+        interrupt.reason,
+        [str(p) for p in files[len(results) :]],
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -220,8 +289,10 @@ class _Run:
     options: LoadOptions
     progress: Progress | None
     pool: ThreadPoolExecutor
+    interrupt: Interrupt
+    hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
-    def load_file(self, path: Path) -> FileResult:
+    def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         try:
             source = open_source(path, self.options.encoding)
@@ -231,12 +302,18 @@ class _Run:
             result.error = f"{path}: {exc}"
             return result
         started = datetime.now().astimezone()
-        active = self._begin(result, sha256)
+        active = self._begin(result, sha256, self._hashes_of(later))
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
+        if self._stopped():
+            self._interrupt_file(result, active, 0)
+            return result
         try:
             early_rejects = self._stream(source, result, active)
+        except _Interrupted as stop:
+            self._interrupt_file(result, active, stop.rejected)
+            return result
         except SourceError as exc:
             where = f" (after record {result.rows_read})" if result.rows_read else ""
             self._abandon_file(result, active, f"{path}: {exc}{where}")
@@ -251,6 +328,9 @@ class _Run:
         rejected = early_rejects + sum(w.counts.rejected for w in active.values())
         # Written before COMMIT: the staged rows they come from go with the transaction.
         self._write_refused(result, active)
+        if self._stopped():
+            self._interrupt_file(result, active, early_rejects)
+            return result
         budget = self.options.max_rejects
         if budget.exceeded(rejected, result.rows_read):
             self._abandon_file(
@@ -264,26 +344,71 @@ class _Run:
         self.rejects.sync()  # the rejects are on disk before the rows they explain are committed
         ledger = {"source_file": str(path), "sha256": sha256, "forced": self.options.force,
                   "started_at": started}  # fmt: skip
+        # An interruption now cancels the shards' upserts: those that commit first are loaded,
+        # the others roll back (each shard's outcome is the server's answer to its COMMIT).
         self._in_parallel(result, active, lambda writer: writer.commit(ledger))
+        result.interrupted = self._interrupted_reason() in result.shard_errors.values()
         self._account(result, early_rejects, active)
         return result
 
-    def _begin(self, result: FileResult, sha256: str) -> dict[str, ShardWriter]:
+    def _hashes_of(self, later: list[Path]) -> list[str]:
+        """The sha256 of the files after this one (each hashed once a run; the one a file
+        loads under is taken again at its turn). One that cannot be read is left out: it
+        fails at its own turn."""
+        for path in later:
+            if path not in self.hashes:
+                try:
+                    self.hashes[path] = sha256_of(path)
+                except OSError:
+                    self.hashes[path] = None
+        return [h for h in (self.hashes[p] for p in later) if h is not None]
+
+    def _begin(self, result: FileResult, sha256: str, later: list[str]) -> dict[str, ShardWriter]:
         """Open the file's transaction on every shard, in shard-map order (the lock order)."""
         active: dict[str, ShardWriter] = {}
         for name, writer in self.writers.items():
             try:
-                if writer.begin(sha256, self.options.force):
+                if writer.begin(sha256, self.options.force, later):
                     active[name] = writer
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
             result.shards[name] = writer.counts
         return active
+
+    def _shard_failed(self, result: FileResult, name: str, error: ShardError) -> None:
+        """Record a shard's failure on this file, and keep it out of the rest of the run: a
+        later file must not land on it before this one does (re-running loads both, in order)."""
+        reason = error.reason
+        if self._stopped():
+            reason = self._interrupted_reason()  # not the server's "canceling statement"
+        result.shard_errors.setdefault(name, reason)
+        self.writers[name].hold(
+            f"not loaded: this shard failed on {result.path} earlier in this run, and a later "
+            "file must not land before that one; re-running the same command loads both, in order"
+        )
+
+    def _stopped(self) -> bool:
+        """Whether the load is interrupted (a method: the answer changes under mypy's feet)."""
+        return self.interrupt.reason is not None
+
+    def _interrupted_reason(self) -> str:
+        return f"{self.interrupt.reason} before it committed this file: rolled back"
+
+    def _interrupt_file(
+        self, result: FileResult, active: dict[str, ShardWriter], early_rejects: int
+    ) -> None:
+        """Roll the file back on every shard that has not committed it; its rows are pending."""
+        for name, writer in active.items():
+            writer.rollback()
+            result.shard_errors.setdefault(name, self._interrupted_reason())
+        result.interrupted = True
+        self._account(result, early_rejects, {})
 
     def _stream(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
         """Route every record to its shard's COPY; returns how many were rejected on the way."""
         rejected = 0
         progress = self.progress
+        interrupt = self.interrupt
         # raw country value -> (code, shard name) or (None, reason, message); computed once per
         # distinct spelling, because this loop runs once per record.
         destinations: dict[Any, tuple[Any, ...]] = {}
@@ -297,6 +422,8 @@ class _Run:
             )
 
         for record in source.records():
+            if interrupt.reason is not None:
+                raise _Interrupted(rejected)
             result.rows_read += 1
             if progress and result.rows_read % PROGRESS_EVERY == 0:
                 progress(result, result.rows_read, False)
@@ -325,7 +452,7 @@ class _Run:
             try:
                 problem = writer.write(row)
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
                 del active[name]
                 writer.counts.staged += 1
                 continue
@@ -360,7 +487,7 @@ class _Run:
 
         for name, error in list(self.pool.map(run, list(active))):
             if error is not None:
-                result.shard_errors.setdefault(name, error.reason)
+                self._shard_failed(result, name, error)
                 del active[name]
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
@@ -372,7 +499,7 @@ class _Run:
                         Reject(result.path, r.record, r.line, r.reason, message, r.raw, name)
                     )
             except ShardError as exc:
-                result.shard_errors[name] = exc.reason
+                self._shard_failed(result, name, exc)
                 del active[name]
 
     def _abandon_file(self, result: FileResult, active: dict[str, ShardWriter], error: str) -> None:
@@ -393,6 +520,7 @@ class _Run:
             if name in result.shard_errors:
                 result.rows_pending += counts.staged  # re-running the command loads them
                 counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
+                counts.kept = 0
             elif counts.already_loaded:
                 # As the run that loaded the file left them (its rejects file has the refused).
                 counts.rejected = min(counts.earlier_rejected, counts.staged)

@@ -1,13 +1,27 @@
-"""What `pipeline load` tells a person: a progress bar while it runs, a summary when done."""
+"""What `pipeline load` tells a person: a progress bar while it runs, a summary when done.
+
+Every line goes through `printable`: file names (and the messages quoting them) may hold
+newlines or terminal escape sequences, which must not reach the terminal raw.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.load import FileResult, LoadResult
+
+# C0 and C1 controls (newline, ESC...), DEL, the Unicode line and paragraph separators, and
+# the bidirectional overrides that can make a name read as another.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character spelled as Python would (`\\n`, `\\x1b`)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class ProgressBars:
@@ -23,12 +37,20 @@ class ProgressBars:
         bar = self._bars.get(result.path)
         if bar is None:
             bar = tqdm(
-                desc=result.path, unit=" rows", unit_scale=True, file=sys.stderr, leave=False
+                desc=printable(result.path),
+                unit=" rows",
+                unit_scale=True,
+                file=sys.stderr,
+                leave=False,
             )
             self._bars[result.path] = bar
         bar.update(rows - bar.n)
         if done:
             bar.close()
+
+
+# What "kept" rows are: left as they were, because they hold a later file's values.
+KEPT = "a later file of this command already wrote them"
 
 
 def _counts(read: int, loaded: int, rejected: int, pending: int) -> str:
@@ -50,7 +72,8 @@ def summary_lines(result: LoadResult) -> list[str]:
         lines.append(f"{f.path} ({f.format}): {counts}")
         for name, c in f.shards.items():
             if name in f.shard_errors:
-                lines.append(f"  {name}: FAILED, {c.staged} rows pending")
+                state = "NOT COMMITTED (interrupted)" if f.interrupted else "FAILED"
+                lines.append(f"  {name}: {state}, {c.staged} rows pending")
             elif c.already_loaded:
                 rejected = f", {c.rejected} of them rejected then" if c.rejected else ""
                 lines.append(
@@ -59,6 +82,7 @@ def summary_lines(result: LoadResult) -> list[str]:
             elif c.staged:
                 lines.append(
                     f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
+                    + (f" ({c.kept} kept: {KEPT})" if c.kept else "")
                     + (f", {c.rejected} rejected" if c.rejected else "")
                 )
     total = _counts(
@@ -71,11 +95,13 @@ def summary_lines(result: LoadResult) -> list[str]:
     for name, t in result.shard_totals().items():
         lines.append(
             f"shard {name}: {t['inserted']} inserted, {t['updated']} updated, "
-            f"{t['unchanged']} unchanged"
+            f"{t['unchanged']} unchanged" + (f" ({t['kept']} kept)" if t["kept"] else "")
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")
-    return lines
+    if result.not_started:
+        lines.append(f"not started: {', '.join(result.not_started)}")
+    return [printable(line) for line in lines]
 
 
 def error_lines(result: LoadResult) -> list[str]:
@@ -86,4 +112,13 @@ def error_lines(result: LoadResult) -> list[str]:
         for name, reason in f.shard_errors.items():
             failed.setdefault(name, reason)
     lines.extend(f"shard {name}: {reason}" for name, reason in failed.items())
-    return lines
+    if result.interrupted:
+        lines.append(
+            f"{result.interrupted}: the shards keep only what they committed (the summary "
+            "says what); re-running the same command completes the load"
+        )
+    return [printable(line) for line in lines]
+
+
+def warning_lines(result: LoadResult) -> list[str]:
+    return [printable(warning) for f in result.files for warning in f.warnings]

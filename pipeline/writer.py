@@ -11,17 +11,29 @@ For each file, a `ShardWriter`:
    count the refused rows.
 4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
    preview the counts and roll back). `rollback` abandons the file on this shard.
-A shard that fails raises ShardError; the caller carries on with the other shards.
+A shard that fails raises ShardError; the caller carries on with the other shards, and
+`hold`s this one: it takes no later file of the run (those must not land before this one).
+
+A file completed late, by a re-run, must not overwrite what a later file of the same
+command already wrote on this shard: `begin` looks the later files up in the ledger
+(sql/queries/load_protected.sql) and the upsert leaves their rows alone ("kept").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import conninfo
+from psycopg.abc import Buffer
 from psycopg.copy import Copy, QueuedLibpqWriter
 
 from pipeline import db
@@ -37,6 +49,26 @@ COPY_QUEUE = 16  # buffers of 32-128 KB waiting for a shard's COPY
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
+CANCEL_TIMEOUT_SECONDS = 5  # for a server to take a cancel request
+WATCH_TICK_SECONDS = 0.2  # how often the watchdog looks at the time
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a load waits for a shard, in seconds (0: no limit). `connect`: to connect
+    (None: the DSN's connect_timeout, else db.CONNECT_TIMEOUT_SECONDS); `lock`: for a lock
+    another session holds (another load of the shard, a row being edited), enforced by the
+    server; `statement`: for any one answer of the server, enforced by the load itself, which
+    cancels the statement and, when the server does not answer that either (a frozen host),
+    drops the connection."""
+
+    connect: int | None = None
+    statement: float = 900
+    lock: float = 600
+
+
+# The upsert's parameters when no later file of the run is in this shard's ledger.
+_NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
 
 
 @dataclass
@@ -48,6 +80,9 @@ class ShardCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Of `unchanged`: rows left as a later file of this command already wrote them (a file
+    # completed late by a re-run). The ledger counts them as unchanged: they were not written.
+    kept: int = 0
     already_loaded: bool = False  # the ledger held this file: nothing was sent
     earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
 
@@ -68,8 +103,16 @@ class ShardWriter:
     """One shard's side of a load run: a connection reused file after file."""
 
     def __init__(
-        self, shard_map: ShardMap, shard: Shard, rules: Rules, load_id: str, dry_run: bool
+        self,
+        shard_map: ShardMap,
+        shard: Shard,
+        rules: Rules,
+        load_id: str,
+        dry_run: bool,
+        timeouts: Timeouts | None = None,
     ):
+        self.timeouts = timeouts or Timeouts()
+        self._watchdog = _Watchdog(self.timeouts.statement)
         self.shard_map = shard_map
         self.shard = shard
         self.rules = rules
@@ -79,6 +122,8 @@ class ShardWriter:
         self._down: str | None = None  # why this shard is out of the run, once it is
         self._copy_stack: contextlib.ExitStack | None = None
         self._copy: Copy | None = None
+        self._protected = _NOTHING_PROTECTED
+        self._stopping: str | None = None  # the load was interrupted (`interrupt`), and why
         self.counts = ShardCounts()
 
     # -- connection -------------------------------------------------------------------------
@@ -90,10 +135,12 @@ class ShardWriter:
             raise ShardError(self.shard.name, self._down)
         if self._conn is None or self._conn.closed:
             dsn = db.resolve_dsn(self.shard_map, self.shard)
+            if self.timeouts.connect is not None:
+                dsn = conninfo.make_conninfo(dsn, connect_timeout=self.timeouts.connect)
             try:
                 conn = db.open_connection(dsn)
             except psycopg.Error as exc:
-                raise self._mark_down(self._error(f"unreachable: {exc}")) from None
+                raise self._mark_down(self._failure(exc, "unreachable: ")) from None
             try:
                 self._preflight(conn)
             except ShardError as exc:
@@ -102,20 +149,38 @@ class ShardWriter:
             self._conn = conn
         return self._conn
 
+    def interrupt(self, reason: str) -> None:
+        """From another thread: the load is interrupted. Cancel the statement this shard runs
+        (its file rolls back) and commit nothing more."""
+        self._stopping = reason
+        self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            _cancel(conn, CANCEL_TIMEOUT_SECONDS)
+
     def _mark_down(self, error: ShardError) -> ShardError:
         self._down = error.reason
         return error
+
+    def hold(self, reason: str) -> None:
+        """Take no later file in this run (its rows are reported pending): this shard failed
+        a file, and a later file must not land before that one does."""
+        if self._down is None:
+            self._down = reason
 
     def _preflight(self, conn: psycopg.Connection[Any]) -> None:
         """Set the session up; refuse to load into a shard whose schema or residency rule
         lags the map."""
         try:
-            with conn.transaction():
-                conn.execute(query("load_session"))  # a SET: it outlives this transaction
+            # Not `with conn.transaction()`: its rollback of a dropped connection would have
+            # psycopg log "error ignored in rollback" beside our error (the caller closes it).
+            with self._watchdog.waiting(conn):
+                conn.execute(query("load_session"))  # a SET: committed, it outlives the transaction
                 version = current_version(conn)
                 row = conn.execute(query("residency_rule")).fetchone() if version else None
+                conn.commit()
         except psycopg.Error as exc:
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         if version != latest_version():
             raise self._error(
                 f"schema version {version}, expected {latest_version()}: run `pipeline init`",
@@ -131,39 +196,85 @@ class ShardWriter:
             )
 
     def _error(self, message: str, transient: bool = True) -> ShardError:
-        """A ShardError with the password scrubbed; a transient one says how to finish the job."""
+        """A ShardError with the password scrubbed; a transient one says how to finish the job,
+        any other one that the same command fails again until it is fixed."""
         text = scrub(message, self.shard.dsn)
         if transient:
             text += "; re-running the same command completes this shard"
         return ShardError(self.shard.name, text)
 
+    def _failure(self, exc: psycopg.Error, prefix: str = "") -> ShardError:
+        """The ShardError for a psycopg error, sorted once: a transient one (the connection,
+        a time-out, a conflict) goes away by itself; any other one (no privilege, a full
+        disk, a broken table) fails the same way on every re-run until someone fixes it."""
+        timed_out = self._watchdog.take()
+        if timed_out is not None:  # the error is the watchdog's cancel or dropped connection
+            return self._error(prefix + timed_out)
+        if is_transient(exc):
+            return self._error(prefix + _one_line(exc))
+        return self._error(
+            f"{prefix}{_one_line(exc)}; fix that, then re-run the same command", transient=False
+        )
+
     # -- one file ---------------------------------------------------------------------------
 
-    def begin(self, sha256: str, force: bool) -> bool:
-        """Open this file's transaction; False when the ledger already holds the file."""
+    def begin(self, sha256: str, force: bool, later: Sequence[str] = ()) -> bool:
+        """Open this file's transaction; False when the ledger already holds the file.
+        `later` are the sha256 of the files that come after this one in the run."""
         self.counts = ShardCounts()
+        self._protected = _NOTHING_PROTECTED
+        self._watchdog.take()  # a time-out of the file before is told already
+        if self._stopping is not None:
+            raise ShardError(self.shard.name, self._stopping)
         conn = self._connection()
+        watchdog = self._watchdog
         try:
-            conn.execute(query("load_begin"))
-            conn.execute(query("lock"), [db.LOCK_LOAD])
-            # Read after the lock: a load that waited sees what the one before it committed.
-            earlier = (
-                None if force else conn.execute(query("load_ledger_find"), [sha256]).fetchone()
-            )
-            if earlier is not None:
-                conn.rollback()
-                self.counts.already_loaded = True
-                self.counts.earlier_rejected = int(earlier[0])
-                return False
-            conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
-            cursor = conn.cursor()
-            self._copy_stack = contextlib.ExitStack()
-            copy = cursor.copy(query("load_copy"), writer=_QueuedWriter(cursor))
-            self._copy = self._copy_stack.enter_context(copy)
+            with watchdog.waiting(conn):
+                return self._begin(conn, sha256, force, later)
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
+
+    def _begin(
+        self, conn: psycopg.Connection[Any], sha256: str, force: bool, later: Sequence[str]
+    ) -> bool:
+        conn.execute(query("load_begin"))
+        lock = self.timeouts.lock
+        conn.execute(query("load_timeouts"), {"lock": f"{lock * 1000:.0f}ms"})
+        # The server ends a lock wait at the lock time-out; the watchdog steps in only
+        # when the server does not answer by then.
+        with self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"):
+            conn.execute(query("lock"), [db.LOCK_LOAD])
+        # Read after the lock: a load that waited sees what the one before it committed.
+        earlier = None if force else conn.execute(query("load_ledger_find"), [sha256]).fetchone()
+        if earlier is not None:
+            conn.rollback()
+            self.counts.already_loaded = True
+            self.counts.earlier_rejected = int(earlier[0])
+            return False
+        self._protected = self._protected_rows(conn, sha256, later)
+        conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
+        cursor = conn.cursor()
+        self._copy_stack = contextlib.ExitStack()
+        writer = _QueuedWriter(cursor, self._watchdog)
+        self._copy = self._copy_stack.enter_context(cursor.copy(query("load_copy"), writer=writer))
         return True
+
+    @staticmethod
+    def _protected_rows(
+        conn: psycopg.Connection[Any], sha256: str, later: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The rows that later files of this run already wrote here, as the upsert's
+        parameters: (load, loaded_at after, loaded_at until) for each such file."""
+        later = [h for h in later if h != sha256]
+        if not later:
+            return _NOTHING_PROTECTED
+        found = conn.execute(query("load_protected"), {"later": later}).fetchall()
+        return {
+            "kept_load": [r[0] for r in found],
+            "kept_after": [r[1] for r in found],
+            "kept_until": [r[2] for r in found],
+        }
 
     def write(self, row: tuple[Any, ...]) -> str | None:
         """Send one staged row; returns a message when the row itself cannot be sent."""
@@ -174,7 +285,7 @@ class ShardWriter:
             return str(exc)  # a NUL character: PostgreSQL text cannot hold one
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         self.counts.staged += 1
         return None
 
@@ -186,13 +297,14 @@ class ShardWriter:
         """End the COPY and run the checks; returns how many rows they refused."""
         conn = self._connection()
         try:
-            self._end_copy()
-            if conn.execute(query("load_duplicates")).rowcount:
-                conn.execute(query("load_superseded"))
-            self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
+            with self._watchdog.waiting(conn):
+                self._end_copy()
+                if conn.execute(query("load_duplicates")).rowcount:
+                    conn.execute(query("load_superseded"))
+                self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         return self.counts.rejected
 
     def refused(self) -> Iterator[SqlReject]:
@@ -201,48 +313,59 @@ class ShardWriter:
             return
         conn = self._connection()
         try:
-            with conn.cursor(name="load_rejects") as cursor:
+            with self._watchdog.waiting(conn), conn.cursor(name="load_rejects") as cursor:
                 cursor.itersize = REJECTS_BATCH
                 cursor.execute(query("load_rejects"))
                 for r in cursor:
                     yield SqlReject(r[0], r[1], r[2], dict(zip(REJECT_FIELDS, r[3:], strict=True)))
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
 
     def commit(self, ledger: dict[str, Any]) -> ShardCounts:
         """Upsert the valid rows and record the file in the ledger, then COMMIT."""
         conn = self._connection()
         counts = self.counts
         try:
-            valid = counts.staged - counts.rejected
-            if self.dry_run:
-                row = conn.execute(query("load_preview")).fetchone()
-            else:
-                row = conn.execute(query("load_upsert"), {"load_id": self.load_id}).fetchone()
-            assert row is not None
-            counts.inserted, counts.updated = int(row[0]), int(row[1])
-            counts.unchanged = valid - counts.inserted - counts.updated
-            if self.dry_run:
-                conn.rollback()
-                return counts
-            conn.execute(
-                query("load_ledger_insert"),
-                {
-                    **ledger,
-                    "load_id": self.load_id,
-                    "rows_read": counts.staged,
-                    "rows_loaded": counts.loaded,
-                    "rows_rejected": counts.rejected,
-                    "inserted": counts.inserted,
-                    "updated": counts.updated,
-                    "unchanged": counts.unchanged,
-                },
-            )
-            conn.commit()
+            with self._watchdog.waiting(conn):
+                valid = counts.staged - counts.rejected
+                protected = self._protected
+                if protected["kept_load"]:
+                    # Counted before the upsert, which would move the rows it writes out of reach.
+                    counts.kept = _scalar(conn.execute(query("load_kept"), protected).fetchone())
+                if self.dry_run:
+                    row = conn.execute(query("load_preview")).fetchone()
+                    assert row is not None
+                    row = (row[0], int(row[1]) - counts.kept)
+                else:
+                    params = {"load_id": self.load_id, **protected}
+                    row = conn.execute(query("load_upsert"), params).fetchone()
+                assert row is not None
+                counts.inserted, counts.updated = int(row[0]), int(row[1])
+                counts.unchanged = valid - counts.inserted - counts.updated
+                if self.dry_run:
+                    conn.rollback()
+                    return counts
+                conn.execute(
+                    query("load_ledger_insert"),
+                    {
+                        **ledger,
+                        "load_id": self.load_id,
+                        "rows_read": counts.staged,
+                        "rows_loaded": counts.loaded,
+                        "rows_rejected": counts.rejected,
+                        "inserted": counts.inserted,
+                        "updated": counts.updated,
+                        "unchanged": counts.unchanged,
+                    },
+                )
+                if self._stopping is not None:  # interrupted while the upsert ran: do not commit
+                    self._abandon()
+                    raise ShardError(self.shard.name, self._stopping)
+                conn.commit()
         except psycopg.Error as exc:
             self._abandon()
-            raise self._error(str(exc)) from None
+            raise self._failure(exc) from None
         return counts
 
     def rollback(self) -> None:
@@ -251,6 +374,7 @@ class ShardWriter:
 
     def close(self) -> None:
         self._abandon()
+        self._watchdog.close()
         if self._conn is not None:
             self._conn.close()
 
@@ -262,15 +386,43 @@ class ShardWriter:
     def _abandon(self) -> None:
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         conn = self._conn
-        if stack is not None:
-            # Ending a COPY with an exception sends CopyFail: the server drops what it got.
-            with contextlib.suppress(Exception):
+        if stack is not None and conn is not None:
+            # Ending a COPY with an exception sends CopyFail: the server drops what it got
+            # (after the rows queued for it: a wait like any other).
+            with contextlib.suppress(Exception), self._watchdog.waiting(conn):
                 stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
         if conn is not None and not conn.closed:
             try:
-                conn.rollback()
+                with self._watchdog.waiting(conn):
+                    conn.rollback()
             except psycopg.Error:
                 conn.close()  # a broken connection: the next file opens a new one
+
+
+# SQLSTATE classes and codes of errors that a later try may not meet: connection exceptions,
+# transaction rollbacks (serialization failure, deadlock), operator intervention (a cancel,
+# a time-out, a shutdown), a lock not available, too many connections.
+TRANSIENT_CLASSES = ("08", "40", "57")
+TRANSIENT_CODES = ("55P03", "53300")
+TRANSIENT_REFUSALS = ("starting up", "shutting down", "recovery mode", "too many clients")
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    """Whether re-running the same command can be expected to get past `exc`."""
+    code = exc.sqlstate
+    if code is not None:
+        return code[:2] in TRANSIENT_CLASSES or code in TRANSIENT_CODES
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # A connection error carries no code: no answer at all (refused, dropped, timed out) is
+    # transient; of the server's own refusals (FATAL), only a server starting, stopping or full.
+    text = str(exc)
+    return "FATAL" not in text or any(p in text for p in TRANSIENT_REFUSALS)
+
+
+def _one_line(exc: psycopg.Error) -> str:
+    """psycopg's message on one line (libpq's connection errors take several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _scalar(row: Any) -> int:
@@ -284,6 +436,176 @@ class _QueuedWriter(QueuedLibpqWriter):
     (measured, with REJECTS_BATCH). The queue is psycopg's own attribute, replaced by one of
     its own kind: tests/test_load.py fails if psycopg stops using it."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], watchdog: _Watchdog | None = None) -> None:
         super().__init__(cursor)
         self._queue = type(self._queue)(maxsize=COPY_QUEUE)  # psycopg's kind, a shorter one
+        self._watchdog = watchdog
+
+    def write(self, data: Buffer) -> None:
+        # Blocks once the queue is full: when the server stops taking rows.
+        if self._watchdog is None:
+            super().write(data)
+            return
+        with self._watchdog.waiting(self.connection):
+            super().write(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is None:
+            if self._watchdog is None:
+                super().finish()
+                return
+            with self._watchdog.waiting(self.connection):  # the server's answer to the COPY
+                super().finish()
+            return
+        # Abandoning the file (ShardWriter._abandon): the load already reports why. An error
+        # ending the COPY of a dead connection would only be logged by psycopg beside it
+        # ("error ignored terminating <psycopg.Copy [BAD]>"); the rollback then closes it.
+        with contextlib.suppress(psycopg.Error):
+            super().finish(exc)
+
+
+class _Watchdog:
+    """The statement time-out of one shard, enforced by the client. A server that stops
+    answering (a frozen host, a SIGSTOPped postmaster) cannot enforce its own
+    statement_timeout, and libpq would wait forever for it, holding the load's transactions
+    on the other shards. Every wait for the server runs inside `waiting`; past its deadline a
+    thread of the watchdog's own cancels the statement, and drops the connection (shuts its
+    socket down, which wakes the waiting thread with an error) when even the cancel does not
+    end the wait."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._wait: _Wait | None = None
+        self._next_id = 0
+        self._fired: tuple[int, str] | None = None  # (wait id, why the watchdog ended it)
+        self._hurried = False  # the load is interrupted: no wait takes long
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def waiting(
+        self,
+        conn: psycopg.Connection[Any],
+        seconds: float | None = None,
+        option: str = "--statement-timeout",
+    ) -> Iterator[None]:
+        """A wait for the server of at most `seconds` (default: the statement time-out; 0:
+        no limit; `option` sets it). Nested waits each keep their own deadline."""
+        seconds = self.seconds if seconds is None else seconds
+        with self._lock:
+            if self._hurried:
+                seconds = min(seconds or CANCEL_TIMEOUT_SECONDS, CANCEL_TIMEOUT_SECONDS)
+            outer = self._wait
+            self._next_id += 1
+            wait_id = self._next_id
+            self._wait = None
+            if seconds:
+                self._wait = _Wait(wait_id, time.monotonic() + seconds, seconds, option, conn)
+                self._start()
+        ended = False
+        try:
+            yield
+            ended = True
+        finally:
+            with self._lock:
+                self._wait = outer
+                if ended and self._fired is not None and self._fired[0] == wait_id:
+                    self._fired = None  # it answered before the cancel took: not a time-out
+
+    def hurry(self) -> None:
+        """The load is interrupted, and the statement cancelled (ShardWriter.interrupt): the
+        current wait and every later one (the rollback) get CANCEL_TIMEOUT_SECONDS at most,
+        then the connection is dropped."""
+        with self._lock:
+            self._hurried = True
+            self._start()
+            if self._wait is not None:
+                until = min(self._wait.until, time.monotonic() + CANCEL_TIMEOUT_SECONDS)
+                self._wait = dataclasses.replace(self._wait, until=until)
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+            self._thread.start()
+
+    def take(self) -> str | None:
+        """Why the watchdog ended the last wait, once; None if it did not."""
+        with self._lock:
+            fired, self._fired = self._fired, None
+        return fired[1] if fired else None
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _run(self) -> None:
+        while not self._closed.wait(WATCH_TICK_SECONDS):
+            with self._lock:
+                wait = self._wait
+            if wait is not None and time.monotonic() >= wait.until:
+                self._expire(wait)
+
+    def _expire(self, wait: _Wait) -> None:
+        grace = min(CANCEL_TIMEOUT_SECONDS, wait.seconds)
+        told = (
+            f"no answer within {wait.seconds:g} s ({wait.option}; raise it for a shard that "
+            "is only slow)"
+        )
+        with self._lock:
+            self._fired = (wait.id, f"{told}: the statement was cancelled")
+        # A cancel the server answered ends the statement soon; one it did not (a frozen
+        # server) leaves the connection to drop. Once hurried, the interrupt has cancelled.
+        answered = not self._hurried and _cancel(wait.conn, grace)
+        deadline = time.monotonic() + (grace if answered else 0)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._wait is None or self._wait.id != wait.id:
+                    return  # the cancel ended the wait
+            time.sleep(WATCH_TICK_SECONDS / 4)
+        with self._lock:
+            if self._wait is None or self._wait.id != wait.id:
+                return
+            self._fired = (wait.id, f"{told}, nor to a cancel: the connection was dropped")
+            self._wait = None  # acted on: not again
+        _shut_down(wait.conn)
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """One wait for a shard's server, as the watchdog sees it."""
+
+    id: int
+    until: float  # time.monotonic() deadline
+    seconds: float
+    option: str  # the option that sets `seconds`, for the message
+    conn: psycopg.Connection[Any]
+
+
+def _cancel(conn: psycopg.Connection[Any], timeout: float) -> bool:
+    """Ask the server to cancel what `conn` runs, waiting for it at most `timeout` seconds
+    (a frozen server never answers); whether the server took the request."""
+    cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg 3.2+, with a time-out
+    if cancel_safe is not None:
+        try:
+            cancel_safe(timeout=timeout)
+        except Exception:
+            return False
+        return True
+    answered = threading.Event()
+
+    def cancel() -> None:
+        with contextlib.suppress(Exception):
+            conn.cancel()  # psycopg 3.1: no time-out of its own
+            answered.set()
+
+    threading.Thread(target=cancel, name="cancel", daemon=True).start()
+    return answered.wait(timeout)
+
+
+def _shut_down(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down under libpq: whatever waits on it wakes with an
+    error ("server closed the connection"), and the connection is then closed as broken."""
+    with contextlib.suppress(Exception):
+        fd = conn.pgconn.socket
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)

@@ -523,6 +523,7 @@ def test_force_reloads_and_counts_changes(
         "inserted": 0,
         "updated": 0,
         "unchanged": 2,
+        "kept": 0,
         "rejected": 0,
     }
     changed = [dict(r) for r in RECORDS]
@@ -533,9 +534,16 @@ def test_force_reloads_and_counts_changes(
         "inserted": 0,
         "updated": 1,
         "unchanged": 1,
+        "kept": 0,
         "rejected": 0,
     }
-    assert report["shards"]["db_us"] == {"inserted": 0, "updated": 0, "unchanged": 1, "rejected": 0}
+    assert report["shards"]["db_us"] == {
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 1,
+        "kept": 0,
+        "rejected": 0,
+    }
     assert rows(shard_dsns["default"])[0][4] == 41
     assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
 
@@ -721,3 +729,22 @@ def test_a_file_that_changes_while_loading_is_refused(tmp_path: Path) -> None:
     source.sha256 = "0" * 64  # the hash taken before reading no longer matches the bytes
     with pytest.raises(SourceError, match="changed while it was being loaded"):
         list(source.records())
+
+
+def test_file_names_are_printed_escaped(run_cli: RunCli, initialised: None, tmp_path: Path) -> None:
+    # a newline and a terminal escape (red text) in a folder's and a file's name
+    folder = tmp_path / "in\ncoming"
+    folder.mkdir()
+    loads = folder / "ok\x1b[31m.csv"
+    loads.write_text(HEADER + "1,DE,Ann,,,\n2,DE,,,,\n")
+    fails = folder / "bad\u202e.csv"
+    fails.write_text("id,name\n1,Ann\n")  # no country column: a file error
+    (folder / "notes\x07.txt").write_text("")
+    result = run_cli("load", str(folder), str(fails), "--max-rejects", "1")
+    assert result.exit_code == 1
+    for raw in ("\x1b", "\x07", "\u202e", "in\ncoming"):
+        assert raw not in result.output
+    assert "in\\ncoming/ok\\x1b[31m.csv (csv): 2 read = 1 loaded + 1 rejected" in result.output
+    assert "Error: " + str(tmp_path) + "/in\\ncoming/bad\\u202e.csv: " in result.output
+    assert "passed over files of unsupported type: " in result.output
+    assert "notes\\x07.txt" in result.output

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import Result
+from psycopg import conninfo, sql
 
 from pipeline.config import load_rules, load_shard_map
+from pipeline.db import LOCK_LOAD
 from pipeline.load import FileResult, LoadOptions, LoadResult, load
+from pipeline.writer import Timeouts
 from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
 from tests.test_status import _closed_port
 
@@ -55,8 +66,11 @@ def test_a_shard_stopped_mid_run_is_completed_by_rerunning(
         (100, 50, 50),
         (100, 50, 50),
     ]
-    reasons = {reason for f in first.files for reason in f.shard_errors.values()}
-    assert all("re-running the same command completes this shard" in r for r in reasons)
+    assert (
+        "re-running the same command completes this shard" in first.files[1].shard_errors["db_us"]
+    )
+    # the third file is held back: it must not land before the second
+    assert "failed on " + str(files[1]) in first.files[2].shard_errors["db_us"]
     assert len(rows(dsns["default"])) == 150
 
     stoppable_server.start()
@@ -132,3 +146,380 @@ def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     # as the first run left them; db_us loads its row now
     assert (report["rows_loaded"], report["rows_rejected"], report["rows_pending"]) == (2, 1, 0)
     assert [r[0] for r in rows(shard_dsns["db_us"])] == [3]
+
+
+def ndjson(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.slow
+def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The issue's sequence: `load A B` while db_us restarts during A; `load B`; `load A B`."""
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    a = ndjson(tmp_path / "a.ndjson", people(1, 30_000))
+    updates = [dict(p, name=f"Updated {p['id']}") for p in people(1, 1_000)]
+    b = ndjson(tmp_path / "b.ndjson", updates)
+
+    def restart_during_a(result: FileResult, read: int, done: bool) -> None:
+        if result.path == str(a) and read == 10_000 and not done:
+            stoppable_server.stop()  # a dropped connection, not a refused one:
+            stoppable_server.start()  # the server is back for B
+
+    shard_map = load_shard_map(config)
+    first = load(shard_map, load_rules(shard_map), [a, b], LoadOptions(), restart_during_a)
+    assert first.exit_code == 1
+    assert [(f.rows_read, f.rows_loaded, f.rows_pending) for f in first.files] == [
+        (30_000, 15_000, 15_000),
+        (1_000, 500, 500),
+    ]
+    # B did not land on db_us before A: nothing of either is there
+    assert "earlier in this run" in first.files[1].shard_errors["db_us"]
+    assert rows(dsns["db_us"]) == [] and ledger(dsns["db_us"]) == []
+    # the load says what failed; psycopg adds nothing ("error ignored terminating ...")
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+
+    later = run_cli("load", str(b), "--json", config=config)  # the user loads B alone
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["shards"]["db_us"]["inserted"] == 500
+
+    expected = {"inserted": 14_500, "updated": 0, "unchanged": 500, "kept": 500, "rejected": 0}
+    dry = run_cli("load", str(a), str(b), "--json", "--dry-run", config=config)
+    assert json.loads(dry.stdout)["shards"]["db_us"] == expected  # says so, writes nothing
+
+    again = run_cli("load", str(a), str(b), "--json", config=config)
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert [f["skipped"] for f in report["files"]] == [False, True]
+    # A's 15,000 US rows: 14,500 inserted, and B's 500 kept (counted as unchanged)
+    assert report["shards"]["db_us"] == expected
+    assert report["rows_read"] == report["rows_loaded"] == 30_000  # B is skipped: not read
+    assert (
+        "  db_us: 14500 inserted, 0 updated, 500 unchanged (500 kept: a later file of this "
+        "command already wrote them)"
+    ) in again.output
+    names = {r[0]: r[2] for r in rows(dsns["db_us"])}
+    assert len(names) == 15_000
+    assert all(names[i] == f"Updated {i}" for i in range(1, 1_000, 2))
+    assert all(names[i] == f"Resident {i}" for i in range(1_001, 30_001, 2))
+    assert [e[0] for e in ledger(dsns["db_us"])] == [str(b), str(a)]
+    # and a later run in the given order changes nothing
+    assert (
+        json.loads(run_cli("load", str(a), str(b), "--json", config=config).stdout)["rows_loaded"]
+        == 0
+    )
+    assert {r[0]: r[2] for r in rows(dsns["db_us"])} == names
+
+
+def test_a_permission_error_does_not_promise_that_a_rerun_completes(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON residents, load_ledger, schema_migrations TO {}").format(
+                sql.Identifier(role)
+            )
+        )
+    try:
+        dsns = dict(shard_dsns, db_us=conninfo.make_conninfo(shard_dsns["db_us"], user=role))
+        config = write_map(tmp_path / "reader", shard_map_yaml(dsns))
+        path = tmp_path / "people.json"
+        path.write_text(json.dumps(people(1, 10)))
+        result = run_cli("load", str(path), config=config)
+        assert result.exit_code == 1
+        (line,) = [line for line in result.output.splitlines() if "Error: shard db_us" in line]
+        assert "permission denied" in line
+        assert "re-running the same command completes" not in line
+        assert "fix that, then re-run the same command" in line
+        assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
+    finally:
+        with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_ledger_and_rows_say_when_they_were_written(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "people.ndjson"
+    path.write_text("".join(json.dumps(p) + "\n" for p in people(1, 10)))
+
+    def pause_before_commit(result: FileResult, read: int, done: bool) -> None:
+        if done:
+            time.sleep(1.5)  # the file's transactions are open: now() stays behind
+
+    shard_map = load_shard_map(config_file)
+    assert (
+        load(shard_map, load_rules(shard_map), [path], progress=pause_before_commit).exit_code == 0
+    )
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        row = conn.execute(
+            "SELECT l.started_at, l.finished_at, min(r.loaded_at), max(r.loaded_at)"
+            " FROM load_ledger AS l, residents AS r GROUP BY l.started_at, l.finished_at"
+        ).fetchone()
+    assert row is not None
+    started, finished, first_row, last_row = row
+    assert first_row == last_row  # one time for the file's rows: when the upsert began
+    assert (first_row - started).total_seconds() >= 1.5
+    assert started < first_row <= finished
+
+
+def _wait_for_statement(dsn: str, pattern: str, process: subprocess.Popen[str]) -> None:
+    """Until the load runs a statement like `pattern` on this shard's database."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline and process.poll() is None:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'resident-pipeline' AND state = 'active'"
+                " AND query LIKE %s",
+                [pattern],
+            ).fetchone()
+            if found and found[0]:
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"the load never ran {pattern!r} ({process.poll()=})")
+
+
+# Where the signal lands: waiting for another load's lock, streaming rows, writing them.
+PHASES = {
+    "lock": "%pg_advisory_xact_lock%",
+    "copy": "%COPY load_staging%",
+    "upsert": "%INSERT INTO residents AS r%",
+}
+# Enough rows that streaming lasts well beyond the 5 ms between two looks at the shard; the
+# lock and the upsert wait for rows or locks another transaction holds.
+ROWS_FOR = {"lock": 10_000, "copy": 100_000, "upsert": 10_000}
+HELD = (1, "US", "Held", None, None, None)  # on db_us, locked while the upsert runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", list(PHASES))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_load_and_it_says_what_committed(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    phase: str,
+    signum: signal.Signals,
+) -> None:
+    count = ROWS_FOR[phase]
+    path = ndjson(tmp_path / "big.ndjson", people(1, count))
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file)]
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(psycopg.connect(shard_dsns["db_us"]))
+        if phase == "lock":  # another load holds db_us
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_LOAD])
+        if phase == "upsert":  # someone edits a row the file updates: the upsert waits for it
+            holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
+            holder.commit()
+            holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
+        process = subprocess.Popen(
+            [*command, "load", str(path), "--json"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_statement(shard_dsns["db_us"], PHASES[phase], process)
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "Aborted" not in err
+    assert "\ntotal: " in err  # the summary
+    assert f"Error: interrupted by {signum.name}: the shards keep only what they committed" in err
+    report = json.loads(out)
+    assert report["interrupted"] == f"interrupted by {signum.name}"
+    (file,) = report["files"]
+    assert file["rows_read"] == file["rows_loaded"] + file["rows_rejected"] + file["rows_pending"]
+    assert "db_us" in file["shard_errors"]  # it cannot have committed
+    if phase != "upsert":  # nor can default yet
+        assert file["rows_loaded"] == 0
+    for name, dsn in shard_dsns.items():
+        loaded = [r for r in rows(dsn) if r != HELD]
+        if name in file["shard_errors"]:  # rolled back: nothing of the file is there
+            assert (len(loaded), len(ledger(dsn))) == (0, 0)
+        else:  # committed: the whole of its part, and its ledger row
+            assert report["shards"][name]["inserted"] == len(loaded) == count // 2
+            assert len(ledger(dsn)) == 1
+    again = run_cli("load", str(path))
+    assert again.exit_code == 0, again.output
+    assert [len(rows(dsn)) for dsn in shard_dsns.values()] == [count // 2] * 2
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
+
+
+@pytest.mark.slow
+def test_a_signal_after_one_shard_committed_reports_that_shard_loaded(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    with psycopg.connect(shard_dsns["db_us"]) as holder:
+        # db_us's upsert waits for a row another transaction holds, while default commits
+        holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
+        holder.commit()
+        holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "load", str(path)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not ledger(shard_dsns["default"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _wait_for_statement(shard_dsns["db_us"], PHASES["upsert"], process)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 1, err
+    assert "Traceback" not in err
+    assert "100000 read = 50000 loaded + 0 rejected + 50000 pending" in err
+    assert "  default: 50000 inserted, 0 updated, 0 unchanged" in err
+    assert "  db_us: NOT COMMITTED (interrupted), 50000 rows pending" in err
+    assert "Error: shard db_us: interrupted by SIGINT before it committed this file" in err
+    assert len(rows(shard_dsns["default"])) == 50_000 and len(ledger(shard_dsns["default"])) == 1
+    assert rows(shard_dsns["db_us"]) == [(1, "US", "Held", None, None, None)]
+    assert ledger(shard_dsns["db_us"]) == []
+    again = run_cli("load", str(path), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["shards"]["db_us"]["inserted"] == 49_999
+    assert len(rows(shard_dsns["db_us"])) == 50_000
+
+
+def test_a_load_waits_for_another_loads_lock_no_longer_than_the_lock_timeout(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    path = ndjson(tmp_path / "people.ndjson", people(1, 10))
+    with psycopg.connect(shard_dsns["db_us"]) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_LOAD])  # another load
+        started = time.monotonic()
+        result = run_cli("load", str(path), "--lock-timeout", "1")
+        waited = time.monotonic() - started
+    assert result.exit_code == 1
+    assert waited < 30  # not forever: about a second
+    assert (
+        "Error: shard db_us: canceling statement due to lock timeout; re-running the same "
+        "command completes this shard"
+    ) in result.output
+    assert "10 read = 5 loaded + 0 rejected + 5 pending" in result.output
+    assert run_cli("load", str(path)).exit_code == 0
+    assert len(rows(shard_dsns["db_us"])) == 5
+
+
+@contextlib.contextmanager
+def frozen(server: StoppableServer) -> Iterator[None]:
+    """SIGSTOP the server's postmaster and every process of it (backends included), as a
+    host that stops answering; SIGCONT them afterwards."""
+    postmaster = int((Path(server.handle.pgdata) / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # the parent pid is the 2nd field after the ")" that ends the command name
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    pids = [postmaster, *children]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in reversed(pids):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_completes(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    path = ndjson(tmp_path / "people.ndjson", people(1, 30_000))
+    with contextlib.ExitStack() as stack:
+
+        def freeze_during_the_file(result: FileResult, read: int, done: bool) -> None:
+            if read == 10_000 and not done:
+                stack.enter_context(frozen(stoppable_server))
+
+        shard_map = load_shard_map(config)
+        options = LoadOptions(timeouts=Timeouts(connect=2, statement=1, lock=1))
+        started = time.monotonic()
+        first = load(shard_map, load_rules(shard_map), [path], options, freeze_during_the_file)
+        assert time.monotonic() - started < 60  # not forever: about 1 + 1 + 1 s
+        assert first.exit_code == 1
+        reason = first.files[0].shard_errors["db_us"]
+        assert reason.startswith("no answer within 1 s (--statement-timeout; raise it")
+        assert reason.endswith("re-running the same command completes this shard")
+        assert (first.files[0].rows_loaded, first.files[0].rows_pending) == (15_000, 15_000)
+        assert len(rows(dsns["default"])) == 15_000  # the other shard did not wait for it
+
+        # still frozen: connecting gives up too
+        again = run_cli("load", str(path), "--connect-timeout", "2", config=config)
+        assert again.exit_code == 1
+        assert "Error: shard db_us: unreachable: " in again.output
+        assert "re-running the same command completes this shard" in again.output
+    done = run_cli("load", str(path), config=config)  # the server answers again
+    assert done.exit_code == 0, done.output
+    assert len(rows(dsns["db_us"])) == 15_000 and len(ledger(dsns["db_us"])) == 1
+
+
+@pytest.mark.slow
+def test_a_signal_stops_the_load_promptly_even_when_a_shard_stopped_answering(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_statement(dsns["db_us"], PHASES["copy"], process)
+        with frozen(stoppable_server):  # the default time-outs: 900 s for a statement
+            started = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=120)
+            took = time.monotonic() - started
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert took < 60  # the cancel is not answered: in about 5 s the connection is dropped
+    assert "Traceback" not in err
+    assert "  db_us: NOT COMMITTED (interrupted)" in err
+    assert "Error: interrupted by SIGINT: the shards keep only what they committed" in err
+    assert ledger(dsns["db_us"]) == [] and rows(dsns["db_us"]) == []
+    assert ledger(dsns["default"]) == [] and rows(dsns["default"]) == []
+    again = run_cli("load", str(path), config=config)
+    assert again.exit_code == 0, again.output
+    assert len(rows(dsns["db_us"])) == len(rows(dsns["default"])) == 50_000

@@ -1,10 +1,15 @@
 -- Write the valid rows. A row whose content is unchanged is not touched (no new
 -- row version, no WAL); `xmax = 0` tells an inserted row from an updated one.
+-- A row that a later file of this run already wrote (load_protected.sql; the arrays are
+-- empty unless a re-run completes a file after a later one) is not touched either.
+-- loaded_at is when this statement began: when the file's rows were written, the same for
+-- all of them (load_protected.sql relies on it falling between two ledger rows).
 WITH written AS (
     INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
     -- A row without an id takes the identity's next value (from 10^15 up).
     SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
-           c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s, now()
+           c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
+           statement_timestamp()
     FROM load_checked AS c
     WHERE c.reason IS NULL
     ON CONFLICT (id) DO UPDATE
@@ -18,6 +23,11 @@ WITH written AS (
     WHERE (r.country, r.name, r.gender, r.age, r.address)
           IS DISTINCT FROM
           (EXCLUDED.country, EXCLUDED.name, EXCLUDED.gender, EXCLUDED.age, EXCLUDED.address)
+      AND NOT EXISTS (
+          SELECT
+          FROM unnest(%(kept_load)s::uuid[], %(kept_after)s::timestamptz[],
+                      %(kept_until)s::timestamptz[]) AS k (load_id, after, until)
+          WHERE r.load_id = k.load_id AND r.loaded_at > coalesce(k.after, '-infinity') AND r.loaded_at <= k.until)
     RETURNING (r.xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
