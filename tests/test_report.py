@@ -59,10 +59,9 @@ def test_report_figures_equal_the_same_figures_from_the_extract(
     assert list(report["age_bands"])[:5] == ["0-17", "18-34", "35-54", "55-74", "75+"]
     # Latest first: the second load's file on both shards, then the first one's.
     loads = report["latest_loads"]
-    assert [(Path(x["source_file"]).name, x["shard"]) for x in loads] in (
-        [(n, s) for n in ("more.ndjson", ORIGINAL_DATA.name) for s in order]
-        for order in (("default", "db_us"), ("db_us", "default"))
-    )
+    files = [(Path(x["source_file"]).name, x["shard"]) for x in loads]
+    assert sorted(files[:2]) == [("more.ndjson", "db_us"), ("more.ndjson", "default")]
+    assert sorted(files[2:]) == [(ORIGINAL_DATA.name, "db_us"), (ORIGINAL_DATA.name, "default")]
     stamps = [x["finished_at"] for x in loads]
     assert stamps == sorted(stamps, reverse=True)
     assert report["missing_shards"] == {}
