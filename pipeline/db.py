@@ -64,9 +64,36 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
         dsn = resolve_dsn(shard_map, shard)  # may start the embedded server: it can fail too
         conn = open_connection(dsn, **kwargs)
     except psycopg.Error as exc:
-        raise ShardError(shard.name, f"unreachable: {scrub(str(exc), dsn)}") from None
+        reason = f"unreachable: {scrub(str(exc), dsn)}"
+        raise ShardError(shard.name, reason, is_transient(exc)) from None
     try:
         with conn:
             yield conn
     except psycopg.Error as exc:
-        raise ShardError(shard.name, scrub(str(exc), dsn)) from None
+        raise ShardError(shard.name, scrub(str(exc), dsn), is_transient(exc)) from None
+
+
+# SQLSTATE classes and codes of errors that a later try may not meet: connection exceptions,
+# transaction rollbacks (serialization failure, deadlock), operator intervention (a cancel,
+# a time-out, a shutdown), a lock not available, too many connections.
+TRANSIENT_CLASSES = ("08", "40", "57")
+TRANSIENT_CODES = ("55P03", "53300")
+TRANSIENT_REFUSALS = ("starting up", "shutting down", "recovery mode", "too many clients")
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    """Whether re-running the same command can be expected to get past `exc`."""
+    code = exc.sqlstate
+    if code is not None:
+        return code[:2] in TRANSIENT_CLASSES or code in TRANSIENT_CODES
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # A connection error carries no code: no answer at all (refused, dropped, timed out) is
+    # transient; of the server's own refusals (FATAL), only a server starting, stopping or full.
+    text = str(exc)
+    return "FATAL" not in text or any(p in text for p in TRANSIENT_REFUSALS)
+
+
+def one_line(exc: psycopg.Error) -> str:
+    """psycopg's message on one line (libpq's connection errors take several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

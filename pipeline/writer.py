@@ -22,35 +22,28 @@ command already wrote on this shard: `begin` looks the later files up in the led
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
-from psycopg.abc import Buffer
-from psycopg.copy import Copy, QueuedLibpqWriter
+from psycopg.copy import Copy
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
+from pipeline.copyin import QueuedWriter
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.rules import Rules
 from pipeline.schema import current_version, latest_version, residency_rule
 from pipeline.sqlfiles import query
+from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
 
 REJECT_FIELDS = ("id", "country", "name", "gender", "age", "address")
-COPY_QUEUE = 16  # buffers of 32-128 KB waiting for a shard's COPY
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
-CANCEL_TIMEOUT_SECONDS = 5  # for a server to take a cancel request
-WATCH_TICK_SECONDS = 0.2  # how often the watchdog looks at the time
 
 
 @dataclass(frozen=True)
@@ -112,7 +105,7 @@ class ShardWriter:
         timeouts: Timeouts | None = None,
     ):
         self.timeouts = timeouts or Timeouts()
-        self._watchdog = _Watchdog(self.timeouts.statement)
+        self._watchdog = Watchdog(self.timeouts.statement)
         self.shard_map = shard_map
         self.shard = shard
         self.rules = rules
@@ -156,7 +149,7 @@ class ShardWriter:
         self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
         conn = self._conn
         if conn is not None and not conn.closed:
-            _cancel(conn, CANCEL_TIMEOUT_SECONDS)
+            cancel(conn, CANCEL_TIMEOUT_SECONDS)
 
     def _mark_down(self, error: ShardError) -> ShardError:
         self._down = error.reason
@@ -210,10 +203,10 @@ class ShardWriter:
         timed_out = self._watchdog.take()
         if timed_out is not None:  # the error is the watchdog's cancel or dropped connection
             return self._error(prefix + timed_out)
-        if is_transient(exc):
-            return self._error(prefix + _one_line(exc))
+        if db.is_transient(exc):
+            return self._error(prefix + db.one_line(exc))
         return self._error(
-            f"{prefix}{_one_line(exc)}; fix that, then re-run the same command", transient=False
+            f"{prefix}{db.one_line(exc)}; fix that, then re-run the same command", transient=False
         )
 
     # -- one file ---------------------------------------------------------------------------
@@ -256,7 +249,7 @@ class ShardWriter:
         conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
         cursor = conn.cursor()
         self._copy_stack = contextlib.ExitStack()
-        writer = _QueuedWriter(cursor, self._watchdog)
+        writer = QueuedWriter(cursor, self._watchdog)
         self._copy = self._copy_stack.enter_context(cursor.copy(query("load_copy"), writer=writer))
         return True
 
@@ -399,213 +392,5 @@ class ShardWriter:
                 conn.close()  # a broken connection: the next file opens a new one
 
 
-# SQLSTATE classes and codes of errors that a later try may not meet: connection exceptions,
-# transaction rollbacks (serialization failure, deadlock), operator intervention (a cancel,
-# a time-out, a shutdown), a lock not available, too many connections.
-TRANSIENT_CLASSES = ("08", "40", "57")
-TRANSIENT_CODES = ("55P03", "53300")
-TRANSIENT_REFUSALS = ("starting up", "shutting down", "recovery mode", "too many clients")
-
-
-def is_transient(exc: psycopg.Error) -> bool:
-    """Whether re-running the same command can be expected to get past `exc`."""
-    code = exc.sqlstate
-    if code is not None:
-        return code[:2] in TRANSIENT_CLASSES or code in TRANSIENT_CODES
-    if not isinstance(exc, psycopg.OperationalError):
-        return False
-    # A connection error carries no code: no answer at all (refused, dropped, timed out) is
-    # transient; of the server's own refusals (FATAL), only a server starting, stopping or full.
-    text = str(exc)
-    return "FATAL" not in text or any(p in text for p in TRANSIENT_REFUSALS)
-
-
-def _one_line(exc: psycopg.Error) -> str:
-    """psycopg's message on one line (libpq's connection errors take several)."""
-    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-
-
 def _scalar(row: Any) -> int:
     return int(row[0]) if row else 0
-
-
-class _QueuedWriter(QueuedLibpqWriter):
-    """psycopg's queued COPY writer with a short queue. psycopg's holds up to 1,024 buffers
-    a shard: when a server falls behind the parser it fills, and a 10M-row load peaked at
-    82 MB against 44 MB at 1M. With COPY_QUEUE buffers it loads as fast and peaks at 46 MB
-    (measured, with REJECTS_BATCH). The queue is psycopg's own attribute, replaced by one of
-    its own kind: tests/test_load.py fails if psycopg stops using it."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any], watchdog: _Watchdog | None = None) -> None:
-        super().__init__(cursor)
-        self._queue = type(self._queue)(maxsize=COPY_QUEUE)  # psycopg's kind, a shorter one
-        self._watchdog = watchdog
-
-    def write(self, data: Buffer) -> None:
-        # Blocks once the queue is full: when the server stops taking rows.
-        if self._watchdog is None:
-            super().write(data)
-            return
-        with self._watchdog.waiting(self.connection):
-            super().write(data)
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        if exc is None:
-            if self._watchdog is None:
-                super().finish()
-                return
-            with self._watchdog.waiting(self.connection):  # the server's answer to the COPY
-                super().finish()
-            return
-        # Abandoning the file (ShardWriter._abandon): the load already reports why. An error
-        # ending the COPY of a dead connection would only be logged by psycopg beside it
-        # ("error ignored terminating <psycopg.Copy [BAD]>"); the rollback then closes it.
-        with contextlib.suppress(psycopg.Error):
-            super().finish(exc)
-
-
-class _Watchdog:
-    """The statement time-out of one shard, enforced by the client. A server that stops
-    answering (a frozen host, a SIGSTOPped postmaster) cannot enforce its own
-    statement_timeout, and libpq would wait forever for it, holding the load's transactions
-    on the other shards. Every wait for the server runs inside `waiting`; past its deadline a
-    thread of the watchdog's own cancels the statement, and drops the connection (shuts its
-    socket down, which wakes the waiting thread with an error) when even the cancel does not
-    end the wait."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._wait: _Wait | None = None
-        self._next_id = 0
-        self._fired: tuple[int, str] | None = None  # (wait id, why the watchdog ended it)
-        self._hurried = False  # the load is interrupted: no wait takes long
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @contextlib.contextmanager
-    def waiting(
-        self,
-        conn: psycopg.Connection[Any],
-        seconds: float | None = None,
-        option: str = "--statement-timeout",
-    ) -> Iterator[None]:
-        """A wait for the server of at most `seconds` (default: the statement time-out; 0:
-        no limit; `option` sets it). Nested waits each keep their own deadline."""
-        seconds = self.seconds if seconds is None else seconds
-        with self._lock:
-            if self._hurried:
-                seconds = min(seconds or CANCEL_TIMEOUT_SECONDS, CANCEL_TIMEOUT_SECONDS)
-            outer = self._wait
-            self._next_id += 1
-            wait_id = self._next_id
-            self._wait = None
-            if seconds:
-                self._wait = _Wait(wait_id, time.monotonic() + seconds, seconds, option, conn)
-                self._start()
-        ended = False
-        try:
-            yield
-            ended = True
-        finally:
-            with self._lock:
-                self._wait = outer
-                if ended and self._fired is not None and self._fired[0] == wait_id:
-                    self._fired = None  # it answered before the cancel took: not a time-out
-
-    def hurry(self) -> None:
-        """The load is interrupted, and the statement cancelled (ShardWriter.interrupt): the
-        current wait and every later one (the rollback) get CANCEL_TIMEOUT_SECONDS at most,
-        then the connection is dropped."""
-        with self._lock:
-            self._hurried = True
-            self._start()
-            if self._wait is not None:
-                until = min(self._wait.until, time.monotonic() + CANCEL_TIMEOUT_SECONDS)
-                self._wait = dataclasses.replace(self._wait, until=until)
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-            self._thread.start()
-
-    def take(self) -> str | None:
-        """Why the watchdog ended the last wait, once; None if it did not."""
-        with self._lock:
-            fired, self._fired = self._fired, None
-        return fired[1] if fired else None
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def _run(self) -> None:
-        while not self._closed.wait(WATCH_TICK_SECONDS):
-            with self._lock:
-                wait = self._wait
-            if wait is not None and time.monotonic() >= wait.until:
-                self._expire(wait)
-
-    def _expire(self, wait: _Wait) -> None:
-        grace = min(CANCEL_TIMEOUT_SECONDS, wait.seconds)
-        told = (
-            f"no answer within {wait.seconds:g} s ({wait.option}; raise it for a shard that "
-            "is only slow)"
-        )
-        with self._lock:
-            self._fired = (wait.id, f"{told}: the statement was cancelled")
-        # A cancel the server answered ends the statement soon; one it did not (a frozen
-        # server) leaves the connection to drop. Once hurried, the interrupt has cancelled.
-        answered = not self._hurried and _cancel(wait.conn, grace)
-        deadline = time.monotonic() + (grace if answered else 0)
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._wait is None or self._wait.id != wait.id:
-                    return  # the cancel ended the wait
-            time.sleep(WATCH_TICK_SECONDS / 4)
-        with self._lock:
-            if self._wait is None or self._wait.id != wait.id:
-                return
-            self._fired = (wait.id, f"{told}, nor to a cancel: the connection was dropped")
-            self._wait = None  # acted on: not again
-        _shut_down(wait.conn)
-
-
-@dataclass(frozen=True)
-class _Wait:
-    """One wait for a shard's server, as the watchdog sees it."""
-
-    id: int
-    until: float  # time.monotonic() deadline
-    seconds: float
-    option: str  # the option that sets `seconds`, for the message
-    conn: psycopg.Connection[Any]
-
-
-def _cancel(conn: psycopg.Connection[Any], timeout: float) -> bool:
-    """Ask the server to cancel what `conn` runs, waiting for it at most `timeout` seconds
-    (a frozen server never answers); whether the server took the request."""
-    cancel_safe = getattr(conn, "cancel_safe", None)  # psycopg 3.2+, with a time-out
-    if cancel_safe is not None:
-        try:
-            cancel_safe(timeout=timeout)
-        except Exception:
-            return False
-        return True
-    answered = threading.Event()
-
-    def cancel() -> None:
-        with contextlib.suppress(Exception):
-            conn.cancel()  # psycopg 3.1: no time-out of its own
-            answered.set()
-
-    threading.Thread(target=cancel, name="cancel", daemon=True).start()
-    return answered.wait(timeout)
-
-
-def _shut_down(conn: psycopg.Connection[Any]) -> None:
-    """Shut the connection's socket down under libpq: whatever waits on it wakes with an
-    error ("server closed the connection"), and the connection is then closed as broken."""
-    with contextlib.suppress(Exception):
-        fd = conn.pgconn.socket
-        with socket.socket(fileno=os.dup(fd)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)

@@ -16,7 +16,8 @@ import pytest
 from click.testing import Result
 from psycopg.copy import QueuedLibpqWriter
 
-from pipeline.writer import COPY_QUEUE, REJECTS_BATCH, _QueuedWriter
+from pipeline.copyin import COPY_QUEUE, QueuedWriter
+from pipeline.writer import REJECTS_BATCH
 from tests.conftest import ORIGINAL_DATA, ledger, rows, shard_map_yaml, write_map
 
 RunCli = Callable[..., Result]
@@ -292,12 +293,12 @@ def test_rejects_come_out_whole_past_one_fetch(
 def test_the_load_copy_queue_is_psycopgs_own_made_short(
     connect: Callable[[str], psycopg.Connection[Any]],
 ) -> None:
-    # _QueuedWriter replaces an attribute of psycopg's writer: fail if psycopg stops using it.
+    # QueuedWriter replaces an attribute of psycopg's writer: fail if psycopg stops using it.
     with connect("default") as conn:
         assert isinstance(QueuedLibpqWriter(conn.cursor())._queue, queue.Queue)
         conn.execute("CREATE TEMP TABLE sink (line text)")
         cursor = conn.cursor()
-        writer = _QueuedWriter(cursor)
+        writer = QueuedWriter(cursor)
         short = writer._queue
         with cursor.copy("COPY sink FROM STDIN", writer=writer) as copy:
             for i in range(COPY_QUEUE * 4_000):  # buffers of 32 KB and more: many times the queue
