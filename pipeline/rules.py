@@ -116,24 +116,33 @@ class Rules:
 
 
 class TrimCharacters(sql.Composable):
-    """TRIM as an SQL expression for the server it is sent to. In a UTF8 database every
-    character of TRIM; in another encoding only ASCII's white space and chr(160), which
-    each encoding can hold (chr() of a code over 255 fails there). Spelled with chr():
-    it means the same whatever the client encoding, and E'\\v' is a vertical tab only from
-    PostgreSQL 16 on (before, the letter v, which turned "Ivanov" into "Ivano"), so the tab
-    is \\013. chr() is immutable, so the server folds the expression once per statement."""
+    """TRIM as an SQL expression for the server it is sent to: every character of it in a
+    UTF8 database; elsewhere only what that encoding surely holds: ASCII's white space,
+    and the no-break space where it is chr(160) (LATINn, ISO 8859, WIN125x). chr() of
+    anything else fails in a multi-byte encoding, or in SQL_ASCII trims a byte of a
+    UTF-8 character. chr() means the same whatever the client encoding; E'\\v' is a
+    vertical tab only from PostgreSQL 16 on (before, the letter v, which turned "Ivanov"
+    into "Ivano"), so the tab is \\013. chr() is immutable: the server folds the whole
+    expression to a constant once per statement."""
 
     def __init__(self) -> None:
         super().__init__(TRIM)
 
     def as_bytes(self, context: Any = None) -> bytes:
-        ascii_part = "E' \\t\\n\\r\\f\\013' || chr(160)"
         connection = getattr(context, "connection", None)
         encoding = connection.info.parameter_status("server_encoding") if connection else None
-        if encoding != b"UTF8":
-            return f"({ascii_part})".encode()
-        wide = " || ".join(f"chr({ord(c)})" for c in UNICODE_TRIM if c != "\u00a0")
-        return f"({ascii_part} || {wide})".encode()
+        return trim_sql(encoding).encode()
+
+
+def trim_sql(server_encoding: str | None) -> str:
+    """The SQL expression for TRIM in a database of this encoding (see TrimCharacters)."""
+    spelled = "E' \\t\\n\\r\\f\\013'"
+    if server_encoding == "UTF8":
+        wide = " || ".join(f"chr({ord(c)})" for c in UNICODE_TRIM)
+        return f"({spelled} || {wide})"
+    if server_encoding and server_encoding.startswith(("LATIN", "ISO_8859", "WIN125")):
+        return f"({spelled} || chr(160))"
+    return f"({spelled})"
 
 
 def parse_rules(path: Path, doc: Any) -> Rules:

@@ -64,6 +64,7 @@ _MARK = "\0" + secrets.token_hex(8)
 _TOO_LONG = _MARK + "L"
 _BLANK_RUN = _MARK + "B"  # followed by how many lines it stands for
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE = "text that is not valid Unicode (a lone surrogate)"
 _JSON_SPACE = re.compile(r"[ \t\r\n]*")
 _LINE_END = re.compile(r"[\r\n]")
 # Only numbers and literals can be cut short by the end of a buffer and still parse.
@@ -321,9 +322,11 @@ class Source:
         return row
 
     def _header_positions(self, header: list[str]) -> list[int | None]:
-        for name in header:
-            if name and header.count(name) > 1:
+        seen: set[str] = set()
+        for name in header:  # a set: a header may have thousands of columns
+            if name and name in seen:
                 raise SourceError(f"column {_shown(name)!r} appears twice in the header")
+            seen.add(name)
         self.required_seen.update(set(header) & _REQUIRED)
         self._note_unknown(h or "(blank)" for h in header if h not in COLUMNS)
         for column in REQUIRED:
@@ -402,10 +405,10 @@ class Source:
         """A decoded JSON record; `text` is what it was decoded from."""
         limits = self.limits
         # A JSON escape (or a codec such as unicode_escape) can make a lone surrogate.
-        if ("\\u" in text or self._surrogates_possible) and _has_surrogate(obj, limits.max_depth):
-            raw = _raw_text(text)
-            return Record(number, line, None, raw, "text that is not valid Unicode", INVALID_TEXT)
+        unchecked = "\\u" in text or self._surrogates_possible
         if not isinstance(obj, dict):
+            if unchecked and _has_surrogate(obj, limits.max_depth):
+                return Record(number, line, None, _raw_text(text), _NOT_UNICODE, INVALID_TEXT)
             problem = f"expected an object, got {type(obj).__name__}"
             return Record(number, line, None, _raw_json(obj, text, limits), problem)
         # This runs once per record: the common record (the six names as written here, text
@@ -417,6 +420,8 @@ class Source:
             extra = fields.keys() - _KNOWN
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
+        if unchecked and _has_surrogate(obj, limits.max_depth):
+            return Record(number, line, None, _raw_text(text), _NOT_UNICODE, INVALID_TEXT)
         values = tuple(map(fields.get, COLUMNS))
         if not _TEXT_TYPES.issuperset(map(type, values)):
             try:
@@ -764,7 +769,10 @@ class _Array:
                 )
             except ValueError as exc:  # JSONDecodeError, or an integer over the digit limit
                 if not self._eof and window <= limit:
-                    self._fill(max(2 * window, BLOCK))  # the element may go on past the buffer
+                    # The element may go on past the buffer: twice the window (linear time),
+                    # and no more than the limit needs (json keeps a list of the pieces of a
+                    # string of escapes: memory grows with the window).
+                    self._fill(max(min(2 * window, limit + 1), BLOCK))
                     continue
                 if not isinstance(exc, json.JSONDecodeError):
                     return self._skipped("a number too long to read", MALFORMED)
@@ -790,7 +798,10 @@ class _Array:
         )
 
     def _skipped(self, problem: str, reason: str) -> tuple[Any, str, tuple[str, str] | None]:
-        raw, _ = self._skip_value()
+        limit = self._limits.max_record
+        raw, length = self._skip_value()
+        if length > limit:
+            return None, raw, (f"a record longer than {limit} characters", TOO_LARGE)
         return None, raw, (problem, reason)
 
     def _skip_value(self) -> tuple[str, int]:
