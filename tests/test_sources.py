@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import sources
-from pipeline.rules import Limits
+from pipeline.errors import ConfigError
+from pipeline.rules import Limits, parse_rules
 from pipeline.sources import BLOCK, Record, SourceError, open_source, regular_file_error
 
 HEADER = "id,country,name,gender,age,address\n"
@@ -219,3 +220,25 @@ def test_any_bytes_in_any_encoding_are_records_rejects_or_one_source_error(
 ) -> None:
     check_any(tmp_path / "any.csv", data, Limits(), encoding)
     check_any(tmp_path / "any.ndjson", data, Limits(), encoding)
+
+
+def test_limits_are_read_from_the_rules_file() -> None:
+    rules = parse_rules(Path("rules.yaml"), {"limits": {"max_line": 100, "max_field": 10}})
+    assert rules.limits == Limits(max_line=100, max_record=Limits().max_record, max_field=10)
+    assert parse_rules(Path("rules.yaml"), {}).limits == Limits()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"max_line": 0}, "limits.max_line: expected a positive integer"),
+        ({"max_line": "1M"}, "limits.max_line: expected an integer"),
+        ({"max_lines": 5}, "limits.max_lines: unknown key"),
+        ({"max_field": 10, "max_record": 5}, "limits.max_field: cannot be larger"),
+    ],
+)
+def test_bad_limits_are_a_configuration_error_naming_the_key(
+    section: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_rules(Path("rules.yaml"), {"limits": section})

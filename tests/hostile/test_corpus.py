@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from cases import CASES, Case
 from conftest import PROJECT, SHARDS, Server, shard_map_yaml, write_map
 
@@ -99,12 +100,11 @@ def run_measured(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
 
 
 def load(case: Case, config: Path, folder: Path) -> Outcome:
-    if case.limits:
-        rules = config.parent / "rules.yaml"
-        shipped = (PROJECT / "config" / "rules.yaml").read_text()
+    if case.limits:  # the shipped rules, with this case's limits
+        rules = yaml.safe_load((PROJECT / "config" / "rules.yaml").read_text())
+        rules.update(yaml.safe_load(case.limits))
         config = write_map(folder / "config", config.read_text())
-        rules = config.parent / "rules.yaml"
-        rules.write_text(shipped + case.limits)
+        (config.parent / "rules.yaml").write_text(yaml.safe_dump(rules))
     inputs = folder / "inputs"
     inputs.mkdir()
     paths = case.make(inputs)
@@ -155,3 +155,49 @@ def test_hostile_input(
     assert tuple(names(corpus_shards)) == case.names
     assert outcome.max_rss_mb <= case.max_rss_mb, f"peak memory {outcome.max_rss_mb:.0f} MB"
     assert outcome.cpu_s <= case.max_cpu_s, f"CPU time {outcome.cpu_s:.1f} s"
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII", "EUC_JP"])
+def test_the_trim_rule_works_in_a_database_of_another_encoding(
+    pg_servers: list[Server], tmp_path: Path, encoding: str
+) -> None:
+    """The staging table's trim set is spelled for the server's encoding: in LATIN1 the
+    no-break space is trimmed, in SQL_ASCII no byte of a UTF-8 character is, and in EUC_JP
+    (where chr() of anything but ASCII fails) the table can be made at all."""
+    server = pg_servers[0]
+    made = [f"t_{encoding.lower()}_{i}_{os.getpid()}" for i in range(2)]
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        for name in made:
+            conn.execute(
+                psycopg.sql.SQL(
+                    "CREATE DATABASE {} ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+                ).format(psycopg.sql.Identifier(name), psycopg.sql.Literal(encoding))
+            )
+    try:
+        dsns = {shard: server.dsn_for(db) for shard, db in zip(SHARDS, made, strict=True)}
+        config = write_map(tmp_path / "config", shard_map_yaml(dsns))
+        path = tmp_path / "names.csv"
+        text = "id,country,name\n1,DE,\u00a0Ren\u00e0 \n2,DE,Ana\u00a0\n3,DE, \t\n"
+        if encoding == "EUC_JP":
+            text = "id,country,name\n1,DE, Ren \n2,DE,Ana\t\n3,DE, \t\n"
+        path.write_text(text)
+        base = [*pipeline(), "--config", str(config)]
+        init = subprocess.run([*base, "init"], capture_output=True, text=True, check=False)
+        assert init.returncode == 0, init.stderr
+        args = [*base, "load", str(path), "--max-rejects", "100%", "--rejects", str(tmp_path)]
+        loaded = subprocess.run(args, capture_output=True, text=True, check=False)
+        assert loaded.returncode == 0, loaded.stderr
+        with psycopg.connect(dsns["default"]) as conn:
+            stored = [r[0] for r in conn.execute("SELECT name FROM residents ORDER BY id")]
+        # psycopg gives SQL_ASCII text as bytes: what the load sent, UTF-8.
+        found = [v.decode() if isinstance(v, bytes) else v for v in stored]
+        if encoding == "LATIN1":
+            assert found == ["Ren\u00e0", "Ana"]
+        elif encoding == "SQL_ASCII":
+            # ASCII white space only: "Renà" keeps the 0xA0 byte that ends its "à" in UTF-8.
+            assert found == ["\u00a0Ren\u00e0", "Ana\u00a0"]
+        else:
+            assert found == ["Ren", "Ana"]
+    finally:
+        for name in made:
+            server.drop_database(name)
