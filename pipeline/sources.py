@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -29,8 +30,6 @@ import itertools
 import json
 import operator
 import os
-import re
-import secrets
 import stat
 import zlib
 from collections.abc import Iterator
@@ -38,6 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from pipeline.bounded import (
+    BLANK_RUN,
+    BLOCK,
+    DECODER,
+    MALFORMED,
+    MARK,
+    NOT_UNICODE,
+    SURROGATE,
+    TOO_LARGE,
+    BrokenInput,
+    JsonArray,
+    LineBlocks,
+    cut,
+    escaped_text,
+)
 from pipeline.rules import COUNTRY_MAX, DEFAULT_LIMITS, TRIM, Limits
 
 COLUMNS = ("id", "country", "name", "gender", "age", "address")
@@ -46,32 +60,13 @@ _KNOWN = frozenset(COLUMNS)
 _REQUIRED = frozenset(REQUIRED)
 UNKNOWN_COLUMNS_KEPT = 50  # names remembered for the warning; keys can vary per record
 NAME_SHOWN = 60  # characters of an unknown column's name shown in the warning
-RAW_KEPT = 200  # characters kept as the raw record of a reject too large or deep to keep whole
-BLOCK = 1 << 20  # characters read at a time
 SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _DELIMITERS = (",", ";", "\t")
 
-MALFORMED = "malformed_record"
-TOO_LARGE = "too_large"
 INVALID_TEXT = "invalid_text"
 INVALID_COUNTRY = "invalid_country"
 
-# Lines the line reader puts in place of what it does not hand over: a line over the limit,
-# and a run of blank lines (folded into one line, so 1 GiB of them takes seconds, not
-# minutes). They start with NUL and a token drawn per process, so no file can forge one.
-_MARK = "\0" + secrets.token_hex(8)
-_TOO_LONG = _MARK + "L"
-_BLANK_RUN = _MARK + "B"  # followed by how many lines it stands for
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_NOT_UNICODE = "text that is not valid Unicode (a lone surrogate)"
-_JSON_SPACE = re.compile(r"[ \t\r\n]*")
-_LINE_END = re.compile(r"[\r\n]")
-# Only numbers and literals can be cut short by the end of a buffer and still parse.
-_CLOSED = frozenset('}]"')
-# JSON numbers are kept as written (see the module docstring); integers are read as int
-# (cheap) and given back as written; NaN and Infinity are text, as in CSV.
-_DECODER = json.JSONDecoder(parse_float=str, parse_constant=str)
 # Encodings whose strict decoding can yield no surrogate (UTF-8 is checked where JSON
 # escapes can make one). Others (unicode_escape, utf-7, ...) are checked block by block.
 _NO_SURROGATES = frozenset(
@@ -113,7 +108,7 @@ class Source:
     def label(self) -> str:
         return self.format + (".gz" if self.compressed else "")
 
-    @property
+    @functools.cached_property
     def _surrogates_possible(self) -> bool:
         return codecs.lookup(self.encoding).name not in _NO_SURROGATES
 
@@ -131,6 +126,8 @@ class Source:
                         yield from self._json(stream)
                     while stream.read(BLOCK):  # the rest (none, or white space): all hashed
                         pass
+        except BrokenInput as exc:
+            raise SourceError(str(exc)) from None
         except UnicodeDecodeError as exc:
             raise SourceError(
                 f"not valid {self.encoding} ({exc.reason}); "
@@ -138,7 +135,7 @@ class Source:
             ) from None
         except UnicodeError as exc:  # codecs such as utf-16 (no BOM) or punycode
             raise SourceError(
-                f"cannot be read as {self.encoding} ({_cut(str(exc))}); "
+                f"cannot be read as {self.encoding} ({cut(str(exc))}); "
                 "use --encoding for files in another encoding"
             ) from None
         except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -180,7 +177,7 @@ class Source:
         if any("\n" in c or "\r" in c for c in cells):
             raise SourceError("line 1: unreadable header: a quote is not closed on the line")
         header = [c.strip(TRIM).lower() for c in cells]
-        if self._surrogates_possible and _SURROGATE.search(header_line):
+        if self._surrogates_possible and SURROGATE.search(header_line):
             raise SourceError("line 1: the header is not valid Unicode (a lone surrogate)")
         # A quoted field may run over lines: it is bounded by the record's limit (the csv
         # module's limit is the process's; set for each file, read by one thread).
@@ -189,11 +186,11 @@ class Source:
         # the file, into one field without a word; and a quoted field followed by more text
         # ("Bob" Smith) would lose its quotes.
         careful = min(limits.max_field, COUNTRY_MAX)
-        source = _Lines(stream, 2, limits.max_line, careful, self._surrogates_possible)
+        source = LineBlocks(stream, 2, limits.max_line, careful, self._surrogates_possible)
         lines = itertools.chain.from_iterable(source)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         reread = 0  # lines read again below, after a strict error, which line_num misses
-        folded = 0  # blank lines the line reader folded away (see _Lines)
+        folded = 0  # blank lines the line reader folded away (see LineBlocks)
         self._header = header
         width = len(header)
         # An absent optional column reads the "" appended past the row's end (SQL reads an
@@ -211,9 +208,9 @@ class Source:
                     if not row:
                         continue  # a blank line is not a record
                     if len(row) != width:
-                        if row[0].startswith(_MARK) and len(row) == 1:
-                            if row[0].startswith(_BLANK_RUN):
-                                folded += int(row[0][len(_BLANK_RUN) :]) - 1
+                        if row[0].startswith(MARK) and len(row) == 1:
+                            if row[0].startswith(BLANK_RUN):
+                                folded += int(row[0][len(BLANK_RUN) :]) - 1
                                 continue
                             number += 1
                             problem = f"a line longer than {limits.max_line} characters"
@@ -290,10 +287,10 @@ class Source:
         """(the row as it may go to a rejects file, (problem, reason) if it must be rejected):
         the slow path, for rows in a block that holds a long line, or over several lines."""
         limits = self.limits
-        if any(_MARK in f for f in row):  # a line over the limit inside a quoted field
+        if any(MARK in f for f in row):  # a line over the limit inside a quoted field
             problem = f"a line longer than {limits.max_line} characters (limits.max_line)"
             return _cut_row(row), (problem, TOO_LARGE)
-        if self._surrogates_possible and any(map(_SURROGATE.search, row)):
+        if self._surrogates_possible and any(map(SURROGATE.search, row)):
             return _cut_row(row), (
                 "text that is not valid Unicode (a lone surrogate)",
                 INVALID_TEXT,
@@ -347,15 +344,15 @@ class Source:
 
     def _ndjson(self, stream: IO[str]) -> Iterator[Record]:
         limits = self.limits
-        lines = _Lines(stream, 1, limits.max_line, limits.max_line, surrogates=False)
+        lines = LineBlocks(stream, 1, limits.max_line, limits.max_line, surrogates=False)
         number = 0
         line_number = 0
         for block in lines:
             for text in block:
                 line_number += 1
-                if text.startswith(_MARK):
-                    if text.startswith(_BLANK_RUN):
-                        line_number += int(text[len(_BLANK_RUN) :]) - 1
+                if text.startswith(MARK):
+                    if text.startswith(BLANK_RUN):
+                        line_number += int(text[len(BLANK_RUN) :]) - 1
                         continue
                     number += 1
                     problem = f"a line longer than {limits.max_line} characters (limits.max_line)"
@@ -365,7 +362,7 @@ class Source:
                     continue
                 number += 1
                 try:
-                    obj = _DECODER.decode(text)
+                    obj = DECODER.decode(text)
                 except json.JSONDecodeError as exc:
                     yield Record(number, line_number, None, _raw_text(text), f"not JSON: {exc.msg}")
                     continue
@@ -394,7 +391,7 @@ class Source:
             raise SourceError("not a JSON array (use .ndjson for one object a line)")
         limits = self.limits
         number = 0
-        for number, (obj, text, problem) in enumerate(_Array(stream, limits), start=1):
+        for number, (obj, text, problem) in enumerate(JsonArray(stream, limits), start=1):
             if problem is not None:
                 yield Record(number, None, None, text, problem[0], problem[1])
             else:
@@ -408,7 +405,7 @@ class Source:
         unchecked = "\\u" in text or self._surrogates_possible
         if not isinstance(obj, dict):
             if unchecked and _has_surrogate(obj, limits.max_depth):
-                return Record(number, line, None, _raw_text(text), _NOT_UNICODE, INVALID_TEXT)
+                return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
             problem = f"expected an object, got {type(obj).__name__}"
             return Record(number, line, None, _raw_json(obj, text, limits), problem)
         # This runs once per record: the common record (the six names as written here, text
@@ -421,7 +418,7 @@ class Source:
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
         if unchecked and _has_surrogate(obj, limits.max_depth):
-            return Record(number, line, None, _raw_text(text), _NOT_UNICODE, INVALID_TEXT)
+            return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
         values = tuple(map(fields.get, COLUMNS))
         if not _TEXT_TYPES.issuperset(map(type, values)):
             try:
@@ -515,7 +512,7 @@ def _has_surrogate(obj: Any, depth: int) -> bool:
     """Whether a decoded JSON value holds a lone surrogate (in a key or a string); a value
     nested deeper than `depth` is searched no further (it is rejected for its nesting)."""
     if isinstance(obj, str):
-        return not obj.isascii() and _SURROGATE.search(obj) is not None
+        return not obj.isascii() and SURROGATE.search(obj) is not None
     if depth <= 0:
         return False
     if isinstance(obj, dict):
@@ -542,28 +539,15 @@ def _raw_json(obj: Any, text: str, limits: Limits) -> Any:
 
 def _raw_text(text: str) -> str:
     """A record's text as its raw record: at most RAW_KEPT characters, always valid Unicode."""
-    return _escaped_text(_cut(text.rstrip("\r\n")))
-
-
-def _cut(text: str) -> str:
-    if len(text) <= RAW_KEPT:
-        return text
-    return f"{text[:RAW_KEPT]}… ({len(text)} characters)"
+    return escaped_text(cut(text.rstrip("\r\n")))
 
 
 def _cut_row(row: list[str]) -> list[str]:
-    return [_escaped_text(_cut(f.replace(_MARK, "…"))) for f in row]
+    return [escaped_text(cut(f.replace(MARK, "…"))) for f in row]
 
 
 def _escaped(row: list[str]) -> list[str]:
-    return [_escaped_text(f) for f in row]
-
-
-def _escaped_text(text: str) -> str:
-    """Lone surrogates written as \\udXXX escapes: text a rejects file can hold."""
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return [escaped_text(f) for f in row]
 
 
 def _shown(name: str) -> str:
@@ -590,301 +574,6 @@ class _HashingReader(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
-
-
-class _Lines:
-    """A text stream's lines for csv.reader, in blocks of about BLOCK characters, each line
-    at most `max_line` long: a longer one is skipped to its end, in bounded memory, and
-    comes out as a _TOO_LONG line. A block of nothing but white space comes out as one
-    _BLANK_RUN line. `careful` says whether the newest block holds a line longer than
-    `careful_over` (or a lone surrogate): its records need the slow checks. The last two
-    blocks are kept, so that a line just read can be had again by its number.
-
-    Measured on 1M CSV rows: 0.2 s more than the stream's own readlines(), which cannot
-    bound a line."""
-
-    def __init__(
-        self, stream: IO[str], first: int, max_line: int, careful_over: int, surrogates: bool
-    ) -> None:
-        self._stream = stream
-        self._max_line = max_line
-        self._careful_over = careful_over
-        self._surrogates = surrogates
-        self._next = first  # the number of the next line to read
-        self._kept: list[tuple[int, list[str]]] = []  # (number of its first line, lines)
-        self._drop_newline = False  # a skipped line ended with \r at the end of a read
-        self.careful = False
-
-    def __iter__(self) -> Iterator[list[str]]:
-        carry = ""
-        while True:
-            chunk = self._stream.read(BLOCK)
-            if self._drop_newline and chunk:
-                self._drop_newline = False
-                if chunk.startswith("\n"):
-                    chunk = chunk[1:]
-            text = carry + chunk if carry else chunk
-            if not text:
-                return
-            lines, carry = self._split(text, final=not chunk)
-            if lines:
-                self._kept = [*self._kept[-1:], (self._next, lines)]
-                self._next += len(lines)
-                yield lines
-
-    def _split(self, text: str, final: bool) -> tuple[list[str], str]:
-        """The whole lines of `text` and what is left of it (the start of the next line)."""
-        if text.isspace() and not final:
-            # Blank lines: counted, not split. A trailing \r may be half of a \r\n.
-            cut = max(text.rfind("\n"), text.rfind("\r")) + 1
-            if cut == len(text) and text.endswith("\r"):
-                cut -= 1
-            head, carry = text[:cut], text[cut:]
-            count = head.count("\n") + head.count("\r") - head.count("\r\n")
-            lines = [f"{_BLANK_RUN}{count}\n"] if count else []
-            self.careful = False
-        else:
-            # newline="": \n, \r\n and \r end a line, as the stream's own readlines() has it.
-            lines = io.StringIO(text, newline="").readlines()
-            carry = ""
-            if not final and not lines[-1].endswith("\n"):
-                carry = lines.pop()  # unfinished, or a \r that may be half of a \r\n
-            longest = max(map(len, lines), default=0)
-            if longest > self._max_line:
-                lines = [_TOO_LONG + "\n" if len(x) > self._max_line else x for x in lines]
-            self.careful = longest > self._careful_over or (
-                self._surrogates and any(map(_SURROGATE.search, lines))
-            )
-        if len(carry) > self._max_line:
-            # Even white space: what follows it on the line is not known, so it is refused.
-            lines.append(_TOO_LONG + "\n")
-            carry = self._skip_line()
-        return lines, carry
-
-    def _skip_line(self) -> str:
-        """Read on to the end of the current line, dropping it; returns what follows it."""
-        while chunk := self._stream.read(BLOCK):
-            end = _LINE_END.search(chunk)
-            if end is None:
-                continue
-            rest = chunk[end.end() :]
-            if end.group() == "\r":
-                if rest.startswith("\n"):
-                    rest = rest[1:]
-                elif not rest:
-                    self._drop_newline = True
-            return rest
-        return ""
-
-    def text(self, first: int, last: int) -> list[str] | None:
-        """Lines `first` to `last`, or None if they are no longer kept."""
-        found = [
-            lines[n - start]
-            for start, lines in self._kept
-            for n in range(max(first, start), min(last + 1, start + len(lines)))
-        ]
-        return found if len(found) == last - first + 1 else None
-
-
-class _Array:
-    """The elements of a JSON array (its "[" already read), each decoded by json's own C
-    decoder from a window of the stream that holds at most `limits.max_record` characters
-    of it. Yields (value, text, None), or (None, start of its text, (problem, reason)) for an
-    element over the record limit or nested too deeply: it is skipped to its end, in bounded
-    memory, and the array goes on. Anything that breaks the array itself (a missing comma,
-    invalid JSON within a record, the end of the file inside the array) is a SourceError:
-    nothing after it can be trusted.
-
-    (ijson, which this replaces, used the yajl2_c backend: yajl lexes again from its start a
-    token that spans reads, so one long string cost time quadratic in its length; and it
-    built values of any depth.)"""
-
-    def __init__(self, stream: IO[str], limits: Limits) -> None:
-        self._stream = stream
-        self._limits = limits
-        self._buf = ""
-        self._pos = 0
-        self._eof = False
-        self._count = 0
-
-    def __iter__(self) -> Iterator[tuple[Any, str, tuple[str, str] | None]]:
-        if self._next_char() == "]":
-            self._pos += 1
-            self._after_end()
-            return
-        while True:
-            self._count += 1
-            yield self._element()
-            pos = self._pos
-            c = self._buf[pos : pos + 1]  # most often the comma, right after the record
-            if c not in _SEPARATORS:
-                c = self._next_char()
-            self._pos += 1
-            if c == "]":
-                self._after_end()
-                return
-            if c != ",":
-                where = f"after record {self._count}"
-                if not c:
-                    raise SourceError(f"the JSON array is not closed ({where}, the file ends)")
-                raise SourceError(f"not a JSON array of objects: expected , or ] {where}")
-
-    def _fill(self, size: int) -> None:
-        """Keep the unread part of the buffer and read until it holds `size` characters."""
-        if self._pos:
-            self._buf = self._buf[self._pos :]
-            self._pos = 0
-        while len(self._buf) < size and not self._eof:
-            chunk = self._stream.read(max(BLOCK, size - len(self._buf)))
-            if not chunk:
-                self._eof = True
-            self._buf += chunk
-
-    def _next_char(self) -> str:
-        """The next character that is not JSON white space ("" at the end of the file)."""
-        while True:
-            match = _JSON_SPACE.match(self._buf, self._pos)
-            self._pos = match.end() if match else self._pos
-            if self._pos < len(self._buf):
-                return self._buf[self._pos]
-            if self._eof:
-                return ""
-            self._fill(BLOCK)
-
-    def _element(self) -> tuple[Any, str, tuple[str, str] | None]:
-        limit = self._limits.max_record
-        pos = self._pos
-        if self._buf[pos : pos + 1] != "{" and not self._next_char():
-            raise SourceError(
-                f"the JSON array is not closed (the file ends at record {self._count})"
-            )
-        while True:
-            buf, pos = self._buf, self._pos
-            window = len(buf) - pos
-            try:
-                value, end = _DECODER.raw_decode(buf, pos)
-            except RecursionError:
-                return self._skipped(
-                    f"nested deeper than {self._limits.max_depth} levels", MALFORMED
-                )
-            except ValueError as exc:  # JSONDecodeError, or an integer over the digit limit
-                if not self._eof and window <= limit:
-                    # The element may go on past the buffer: twice the window (linear time),
-                    # and no more than the limit needs (json keeps a list of the pieces of a
-                    # string of escapes: memory grows with the window).
-                    self._fill(max(min(2 * window, limit + 1), BLOCK))
-                    continue
-                if not isinstance(exc, json.JSONDecodeError):
-                    return self._skipped("a number too long to read", MALFORMED)
-                return self._invalid(exc)
-            if end - pos > limit:
-                return self._skipped(f"a record longer than {limit} characters", TOO_LARGE)
-            if end == len(buf) and not self._eof and buf[end - 1] not in _CLOSED:
-                self._fill(max(2 * window, BLOCK))  # a number may go on in the next read
-                continue
-            self._pos = end
-            return value, buf[pos:end], None
-
-    def _invalid(self, exc: json.JSONDecodeError) -> tuple[Any, str, tuple[str, str] | None]:
-        """The decoder failed on a full window: an element over the limit, or broken JSON."""
-        limit = self._limits.max_record
-        start = self._pos
-        raw, length = self._skip_value()
-        if length > limit:
-            return None, raw, (f"a record longer than {limit} characters", TOO_LARGE)
-        raise SourceError(
-            f"not a JSON array of objects: record {self._count}: {exc.msg}"
-            f" (at character {exc.pos - start + 1} of it)"
-        )
-
-    def _skipped(self, problem: str, reason: str) -> tuple[Any, str, tuple[str, str] | None]:
-        limit = self._limits.max_record
-        raw, length = self._skip_value()
-        if length > limit:
-            return None, raw, (f"a record longer than {limit} characters", TOO_LARGE)
-        return None, raw, (problem, reason)
-
-    def _skip_value(self) -> tuple[str, int]:
-        """Move past the value that starts at the current position, reading on as needed
-        but keeping no more than a block: (the start of its text, its length). Linear in
-        its length whatever it holds (a run of brackets is counted, not walked)."""
-        self._fill(RAW_KEPT)
-        head = self._buf[self._pos : self._pos + RAW_KEPT]
-        first = head[0]
-        length = 1  # characters of the value passed so far
-        self._pos += 1
-        depth = 1 if first in "[{" else 0
-        in_string = first == '"'
-        while True:
-            buf, i = self._buf, self._pos
-            if i >= len(buf):
-                if self._eof:
-                    raise SourceError(
-                        f"not a JSON array of objects: the file ends inside record {self._count}"
-                    )
-                self._fill(BLOCK)
-                continue
-            if in_string:
-                body = _STRING_BODY.match(buf, i)
-                j = body.end() if body else i
-                if j < len(buf) and buf[j] == '"':
-                    length += j + 1 - i
-                    self._pos = j + 1
-                    in_string = False
-                    if depth == 0:
-                        break
-                    continue
-                if len(buf) - j > 1 or self._eof:  # not at the end of the buffer: broken
-                    raise SourceError(
-                        f"not a JSON array of objects: record {self._count}: a broken string"
-                    )
-                length += j - i  # the buffer ends inside the string (maybe after a backslash)
-                self._pos = j
-                self._fill(len(buf) - j + BLOCK)
-                continue
-            if depth == 0:  # a number or a literal: it ends where a delimiter starts
-                end = _SCALAR_END.search(buf, i)
-                stop = len(buf) if end is None else end.start()
-                length += stop - i
-                self._pos = stop
-                if end is None:
-                    continue
-                break
-            quote = buf.find('"', i)
-            stop = quote if quote >= 0 else len(buf)
-            closes = buf.count("]", i, stop) + buf.count("}", i, stop)
-            if depth > closes:  # the value cannot end in this stretch: count, do not walk
-                depth += buf.count("[", i, stop) + buf.count("{", i, stop) - closes
-            else:
-                for bracket in _BRACKETS.finditer(buf, i, stop):
-                    depth += 1 if bracket.group() in "[{" else -1
-                    if depth == 0:
-                        stop, quote = bracket.end(), -1
-                        break
-            length += stop - i
-            self._pos = stop
-            if depth == 0:
-                break
-            if quote >= 0:
-                in_string = True
-                length += 1
-                self._pos = stop + 1
-        raw = head if length <= RAW_KEPT else f"{head}… ({length} characters)"
-        return _escaped_text(raw), length
-
-    def _after_end(self) -> None:
-        """After the array's "]": white space only (it is read, so that all of it is hashed)."""
-        while True:
-            c = self._next_char()
-            if not c:
-                return
-            raise SourceError("text after the end of the JSON array")
-
-
-_SEPARATORS = frozenset(",]")
-_SCALAR_END = re.compile(r"[,\]}\s]")
-_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
-_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 def _blank(stream: IO[str]) -> bool:
