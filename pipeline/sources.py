@@ -185,8 +185,8 @@ class Source:
         # Strict: a quote left open would otherwise take every line after it, to the end of
         # the file, into one field without a word; and a quoted field followed by more text
         # ("Bob" Smith) would lose its quotes.
-        careful = min(limits.max_field, COUNTRY_MAX)
-        source = LineBlocks(stream, 2, limits.max_line, careful, self._surrogates_possible)
+        # Rows of a block holding a line over max_field take the slow checks (_row_check).
+        source = LineBlocks(stream, 2, limits.max_line, limits.max_field, self._surrogates_possible)
         lines = itertools.chain.from_iterable(source)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         reread = 0  # lines read again below, after a strict error, which line_num misses
@@ -239,7 +239,13 @@ class Source:
                             continue
                     if pad:
                         row.append("")
-                    yield Record(number, start + folded, pick(row), row)
+                    values = pick(row)
+                    if len(values[1]) > COUNTRY_MAX:  # one len(): lines this long are common
+                        raw, why = self._row_check(row, positions[1])
+                        if why is not None:
+                            yield Record(number, start + folded, None, raw, why[0], why[1])
+                            continue
+                    yield Record(number, start + folded, values, row)
                 return
             except csv.Error as exc:
                 start, line = line + 1, reader.line_num + 1 + reread
