@@ -49,6 +49,7 @@ from pipeline.bounded import (
     BrokenInput,
     JsonArray,
     LineBlocks,
+    LineGuard,
     cut,
     escaped_text,
 )
@@ -151,15 +152,29 @@ class Source:
         binary: IO[bytes] = io.BufferedReader(raw, buffer_size=1 << 20)
         if self.compressed:
             binary = gzip.GzipFile(fileobj=binary, mode="rb")  # type: ignore[assignment]
+        codec = codecs.lookup(self.encoding).name
+        if self._guarded:
+            binary = LineGuard(binary, 4 * self.limits.max_line + 4, utf8=codec == "utf-8")  # type: ignore[assignment]
         # utf-8-sig reads files with and without a byte-order mark alike.
-        encoding = "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        encoding = "utf-8-sig" if codec == "utf-8" else self.encoding
         return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
+
+    @functools.cached_property
+    def _guarded(self) -> bool:
+        """Whether lines can be bounded beneath the decoder (LineGuard): CSV and NDJSON in
+        UTF-8 or an encoding of one byte a character, where a line end is a \\n or \\r byte
+        and nothing else is."""
+        codec = codecs.lookup(self.encoding).name
+        one_byte = codec in ("ascii", "latin-1") or codec.startswith(("iso8859", "cp125"))
+        return self.format != "json" and (codec == "utf-8" or one_byte)
 
     # -- CSV ------------------------------------------------------------------------------
 
     def _csv(self, stream: IO[str]) -> Iterator[Record]:
         limits = self.limits
         header_line = stream.readline(limits.max_line + 1)
+        if header_line.startswith(BLANK_RUN):
+            header_line = "\n"  # blank lines, folded (LineGuard)
         if not header_line.strip():
             if _blank(stream):
                 return  # an empty file, like an empty JSON array: no records
@@ -186,7 +201,14 @@ class Source:
         # the file, into one field without a word; and a quoted field followed by more text
         # ("Bob" Smith) would lose its quotes.
         # Rows of a block holding a line over max_field take the slow checks (_row_check).
-        source = LineBlocks(stream, 2, limits.max_line, limits.max_field, self._surrogates_possible)
+        source = LineBlocks(
+            stream,
+            2,
+            limits.max_line,
+            limits.max_field,
+            self._surrogates_possible,
+            self._guarded,
+        )
         lines = itertools.chain.from_iterable(source)
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         reread = 0  # lines read again below, after a strict error, which line_num misses
@@ -350,7 +372,7 @@ class Source:
 
     def _ndjson(self, stream: IO[str]) -> Iterator[Record]:
         limits = self.limits
-        lines = LineBlocks(stream, 1, limits.max_line, limits.max_line, surrogates=False)
+        lines = LineBlocks(stream, 1, limits.max_line, limits.max_line, False, self._guarded)
         number = 0
         line_number = 0
         for block in lines:
@@ -584,7 +606,7 @@ class _HashingReader(io.RawIOBase):
 
 def _blank(stream: IO[str]) -> bool:
     """Whether the rest of the stream is white space (read to its end if so)."""
-    while chunk := stream.read(1 << 16):
-        if not chunk.isspace():
+    while line := stream.readline(1 << 16):
+        if not (line.isspace() or line.startswith(BLANK_RUN)):
             return False
     return True

@@ -257,3 +257,19 @@ def test_a_skipped_json_record_ends_at_its_real_end_whatever_its_escapes(
     path.write_text(json.dumps([{"name": text}, {"country": "DE", "name": "ok"}]))
     records = read(path)
     assert [r.reason if r.values is None else r.values[2] for r in records] == ["too_large", "ok"]
+
+
+@pytest.mark.parametrize("char", ["é", "€", "\U0001f600"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_a_long_line_of_multibyte_characters_is_cut_between_characters(
+    tmp_path: Path, char: str, ending: str
+) -> None:
+    # The line guard cuts bytes beneath the decoder: never inside a character.
+    path = tmp_path / "wide.csv"
+    long = "1,DE,A,F,1," + char * (5 * BLOCK // len(char.encode()) + 3)
+    path.write_text((HEADER + long + "\n" + "2,DE,ok,F,1,x\n").replace("\n", ending))
+    records = read(path)
+    assert [(r.line, r.reason if r.values is None else r.values[2]) for r in records] == [
+        (2, "too_large"),
+        (3, "ok"),
+    ]
