@@ -47,6 +47,7 @@ from pipeline.sources import (
     Source,
     SourceError,
     open_source,
+    regular_file_error,
     source_format,
 )
 from pipeline.writer import ShardCounts, ShardWriter, Timeouts
@@ -201,7 +202,9 @@ Progress = Callable[[FileResult, int, bool], None]
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     """The files to load (each file given, and the supported files of each folder, by name),
-    and the files of those folders that are passed over (unsupported types)."""
+    and the files of those folders that are passed over (unsupported types). Only regular
+    files are read (links followed): a FIFO or a device named directly is a usage error, as
+    an unsupported type is; in a folder, such entries are passed over without a word."""
     found: list[Path] = []
     passed_over: list[Path] = []
     for path in paths:
@@ -212,6 +215,8 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
                 (found if source_format(p) is not None else passed_over).append(p)
         elif source_format(path) is None:
             raise ConfigError(f"{path}: unsupported file type (expected {SUPPORTED})")
+        elif (problem := regular_file_error(path)) is not None:
+            raise ConfigError(f"{path}: {problem}")
         else:
             found.append(path)
     return found, passed_over
@@ -295,7 +300,7 @@ class _Run:
     def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         try:
-            source = open_source(path, self.options.encoding)
+            source = open_source(path, self.options.encoding, self.rules.limits)
             result.format = source.label
             sha256 = source.sha256 = sha256_of(path)
         except (SourceError, OSError) as exc:
@@ -429,7 +434,7 @@ class _Run:
                 progress(result, result.rows_read, False)
             values = record.values
             if values is None:
-                reject(record, "malformed_record", record.problem or "malformed record")
+                reject(record, record.reason, record.problem or "malformed record")
                 continue
             raw_country = values[1]
             destination = destinations.get(raw_country)

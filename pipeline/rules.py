@@ -5,13 +5,17 @@ The rules are applied in two places, each where it is cheapest:
   (`Rules.country_of`, asked once per distinct raw value);
 - everything else, in SQL on the shard, as each row arrives in the staging table
   (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_staging.sql`).
+
+It also holds what every reader of incoming files shares, so that a reader written later
+(a bulk one) applies the same: the `Limits` on what one record may hold (the `limits:`
+section), and `TRIM`, the characters trimmed from both ends of every field.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,35 @@ from psycopg import sql
 from pipeline.errors import ConfigError
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
+
+# Trimmed from both ends of every field (and of column names), in Python and in SQL alike:
+# Unicode's White_Space, and the invisible characters that files carry at the ends of text
+# (zero width space, word joiner, byte-order mark, Mongolian vowel separator). A field that
+# is nothing but these is missing.
+ASCII_TRIM = " \t\n\r\f\v"
+UNICODE_TRIM = (
+    "\u0085\u00a0\u1680\u180e\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u200b\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
+)
+TRIM = ASCII_TRIM + UNICODE_TRIM
+# No country name or alias is longer (ISO 3166's longest name has 56 characters): a longer
+# value is refused before it is looked up or remembered.
+COUNTRY_MAX = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one record of an incoming file may hold, in characters (after decoding). A
+    breach is that record's reject (`too_large`, or `malformed_record` for nesting); memory
+    stays bounded by these, whatever the file holds."""
+
+    max_line: int = 1 << 20  # one line of a CSV or NDJSON file
+    max_record: int = 1 << 20  # one record: a CSV record over several lines, a JSON object
+    max_field: int = 1 << 16  # one of the six fields
+    max_depth: int = 16  # JSON nesting inside one record (a record needs 1)
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -41,15 +74,20 @@ class Rules:
     genders: tuple[str, ...]  # canonical accepted values; empty: any value
     age_min: int
     age_max: int
+    limits: Limits = DEFAULT_LIMITS
 
     def country_of(self, raw: object) -> CountryVerdict:
         """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1.
         (Not cheap: the loader asks once per distinct spelling.)"""
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if raw is None or (isinstance(raw, str) and not raw.strip(TRIM)):
             return CountryVerdict(None, "missing_country", "country is missing")
         if not isinstance(raw, str):
             return CountryVerdict(None, "invalid_country", f"country {raw!r} is not text")
-        text = raw.strip()
+        text = raw.strip(TRIM)
+        if len(text) > COUNTRY_MAX:
+            return CountryVerdict(
+                None, "invalid_country", f"country is {len(text)} characters long: no country is"
+            )
         upper = text.upper()
         code = self.country_aliases.get(upper, upper)
         if len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None:
@@ -70,10 +108,41 @@ class Rules:
             "any_gender": sql.Literal(not self.genders),
             "age_min": sql.Literal(self.age_min),
             "age_max": sql.Literal(self.age_max),
+            "trim": TrimCharacters(),
         }
 
     def describe_genders(self) -> str:
         return ", ".join(self.genders) if self.genders else "any value"
+
+
+class TrimCharacters(sql.Composable):
+    """TRIM as an SQL expression for the server it is sent to: every character of it in a
+    UTF8 database; elsewhere only what that encoding surely holds: ASCII's white space,
+    and the no-break space where it is chr(160) (LATINn, ISO 8859, WIN125x). chr() of
+    anything else fails in a multi-byte encoding, or in SQL_ASCII trims a byte of a
+    UTF-8 character. chr() means the same whatever the client encoding; E'\\v' is a
+    vertical tab only from PostgreSQL 16 on (before, the letter v, which turned "Ivanov"
+    into "Ivano"), so the tab is \\013. chr() is immutable: the server folds the whole
+    expression to a constant once per statement."""
+
+    def __init__(self) -> None:
+        super().__init__(TRIM)
+
+    def as_bytes(self, context: Any = None) -> bytes:
+        connection = getattr(context, "connection", None)
+        encoding = connection.info.parameter_status("server_encoding") if connection else None
+        return trim_sql(encoding).encode()
+
+
+def trim_sql(server_encoding: str | None) -> str:
+    """The SQL expression for TRIM in a database of this encoding (see TrimCharacters)."""
+    spelled = "E' \\t\\n\\r\\f\\013'"
+    if server_encoding == "UTF8":
+        wide = " || ".join(f"chr({ord(c)})" for c in UNICODE_TRIM)
+        return f"({spelled} || {wide})"
+    if server_encoding and server_encoding.startswith(("LATIN", "ISO_8859", "WIN125")):
+        return f"({spelled} || chr(160))"
+    return f"({spelled})"
 
 
 def parse_rules(path: Path, doc: Any) -> Rules:
@@ -84,18 +153,21 @@ def parse_rules(path: Path, doc: Any) -> Rules:
 
     doc = {} if doc is None else doc
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping with keys country, gender and age")
-    _only(doc, {"country", "gender", "age"}, "", fail)
+        raise ConfigError(f"{path}: expected a mapping with keys country, gender, age and limits")
+    _only(doc, {"country", "gender", "age", "limits"}, "", fail)
     country = _section(doc, "country", {"aliases", "lookup_names"}, fail)
     gender = _section(doc, "gender", {"aliases", "accepted"}, fail)
     age = _section(doc, "age", {"min", "max"}, fail)
+    limits = _section(doc, "limits", {f.name for f in fields(Limits)}, fail)
 
     country_aliases: dict[str, str] = {}
     for alias, code in _mapping(country.get("aliases"), "country.aliases", fail).items():
         target = str(code).upper()
         if pycountry.countries.get(alpha_2=target) is None:
             raise fail(f"country.aliases.{alias}", f"{code!r} is not an ISO 3166-1 alpha-2 code")
-        country_aliases[str(alias).strip().upper()] = target
+        if len(str(alias).strip(TRIM)) > COUNTRY_MAX:
+            raise fail(f"country.aliases.{alias}", f"longer than {COUNTRY_MAX} characters")
+        country_aliases[str(alias).strip(TRIM).upper()] = target
     lookup = country.get("lookup_names", True)
     if not isinstance(lookup, bool):
         raise fail("country.lookup_names", "expected true or false")
@@ -126,7 +198,21 @@ def parse_rules(path: Path, doc: Any) -> Rules:
         genders=genders,
         age_min=age_min,
         age_max=age_max,
+        limits=_limits(limits, fail),
     )
+
+
+def _limits(section: dict[str, Any], fail: Any) -> Limits:
+    values = {}
+    for name, value in section.items():
+        number = _int(value, f"limits.{name}", fail)
+        if number < 1:
+            raise fail(f"limits.{name}", "expected a positive integer")
+        values[name] = number
+    limits = Limits(**values)
+    if limits.max_field > limits.max_record:
+        raise fail("limits.max_field", "cannot be larger than limits.max_record")
+    return limits
 
 
 def _only(section: Mapping[Any, Any], allowed: set[str], prefix: str, fail: Any) -> None:

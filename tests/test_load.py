@@ -715,7 +715,7 @@ def test_odd_ndjson_lines_are_rejected_not_fatal(
     found = read_rejects(rejects)
     assert [(r["line"], r["reason"]) for r in found] == [
         (1, "malformed_record"),
-        (2, "malformed_record"),
+        (2, "too_large"),
     ]
     assert "longer than" in found[1]["message"]
     assert [r[2] for r in rows(shard_dsns["default"])] == ["Fine"]

@@ -6,12 +6,12 @@
 -- anyway). `country` is already normalised (routing needed it); `country_raw` keeps the
 -- spelling from the file when it differed, for the rejects file.
 --
--- A generated column cannot use another, hence the repeated trims. Trimming covers ASCII
--- white space and the no-break space, spelled to mean the same on PostgreSQL 13 to 18:
--- E'\v' is a vertical tab only from 16 on (before, the letter v, which turned "Ivanov"
--- into "Ivano"), so the tab is \013; and chr(160), unlike a \u escape, is the no-break
--- space in any server encoding. Out-of-range markers keep "there but invalid" apart from
--- "not there" (NULL): id 0, age -1, gender ''.
+-- A generated column cannot use another, hence the repeated trims. The trim placeholder is
+-- the characters trimmed from both ends of every field (pipeline.rules.TRIM: Unicode's white
+-- space, zero width space, byte-order mark...), written by pipeline.rules.TrimCharacters
+-- for the server's encoding as chr() calls, which mean the same on PostgreSQL 13 to 18 and
+-- whatever the client encoding; the server folds it to a constant once. Out-of-range
+-- markers keep "there but invalid" apart from "not there" (NULL): id 0, age -1, gender ''.
 -- A psycopg.sql template (pipeline/rules.py fills the rules): literal braces are doubled.
 CREATE TEMP TABLE load_staging (
     record       bigint NOT NULL,
@@ -27,35 +27,35 @@ CREATE TEMP TABLE load_staging (
     -- [0-9]{{1,18}} would say the same but costs 3x as much in PostgreSQL's regex engine.
     id_v bigint GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(id, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
-            WHEN btrim(id, E' \t\n\r\f\013' || chr(160)) ~ '^\+?[0-9]+$'
-                 AND length(ltrim(btrim(id, E' \t\n\r\f\013' || chr(160)), '+')) <= 18
-                THEN btrim(id, E' \t\n\r\f\013' || chr(160))::bigint
+            WHEN coalesce(btrim(id, {trim}), '') = '' THEN NULL
+            WHEN btrim(id, {trim}) ~ '^\+?[0-9]+$'
+                 AND length(ltrim(btrim(id, {trim}), '+')) <= 18
+                THEN btrim(id, {trim})::bigint
             ELSE 0
         END) STORED,
     name_v text GENERATED ALWAYS AS (
-        nullif(btrim(name, E' \t\n\r\f\013' || chr(160)), '')) STORED,
+        nullif(btrim(name, {trim}), '')) STORED,
     -- The gender map: an alias or accepted value (matched case-insensitively) becomes its
     -- canonical spelling; any other value is kept as it is when the rules accept any value.
     gender_v text GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(gender, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
+            WHEN coalesce(btrim(gender, {trim}), '') = '' THEN NULL
             ELSE coalesce(
-                {gender_map}::jsonb ->> lower(btrim(gender, E' \t\n\r\f\013' || chr(160))),
-                CASE WHEN {any_gender} THEN btrim(gender, E' \t\n\r\f\013' || chr(160)) END,
+                {gender_map}::jsonb ->> lower(btrim(gender, {trim})),
+                CASE WHEN {any_gender} THEN btrim(gender, {trim}) END,
                 '')
         END) STORED,
     -- "22", "+22" and "22.0" are 22; "22.5" and "abc" are not ages
     age_v bigint GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(age, E' \t\n\r\f\013' || chr(160)), '') = '' THEN NULL
-            WHEN btrim(age, E' \t\n\r\f\013' || chr(160)) ~ '^[+-]?[0-9]+(\.0*)?$'
-                 AND length(split_part(btrim(age, E' \t\n\r\f\013' || chr(160)), '.', 1)) <= 10
-                THEN split_part(btrim(age, E' \t\n\r\f\013' || chr(160)), '.', 1)::bigint
+            WHEN coalesce(btrim(age, {trim}), '') = '' THEN NULL
+            WHEN btrim(age, {trim}) ~ '^[+-]?[0-9]+(\.0*)?$'
+                 AND length(split_part(btrim(age, {trim}), '.', 1)) <= 10
+                THEN split_part(btrim(age, {trim}), '.', 1)::bigint
             ELSE -1
         END) STORED,
     address_v text GENERATED ALWAYS AS (
-        nullif(btrim(address, E' \t\n\r\f\013' || chr(160)), '')) STORED
+        nullif(btrim(address, {trim}), '')) STORED
 ) ON COMMIT DROP;
 
 -- Earlier rows of an id that comes again later in the file (load_duplicates.sql).
