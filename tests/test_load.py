@@ -26,7 +26,8 @@ HEADER = "id,country,name,gender,age,address\n"
 
 def read_rejects(folder: Path) -> list[dict[str, Any]]:
     files = sorted(folder.glob("*.ndjson"))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    # split("\n"), not splitlines(): a raw record may hold U+2028 or U+0085.
+    return [json.loads(line) for f in files for line in f.read_text().split("\n") if line]
 
 
 def test_original_app_data_lands_where_the_django_app_put_it(
@@ -749,3 +750,24 @@ def test_file_names_are_printed_escaped(run_cli: RunCli, initialised: None, tmp_
     assert "Error: " + str(tmp_path) + "/in\\ncoming/bad\\u202e.csv: " in result.output
     assert "passed over files of unsupported type: " in result.output
     assert "notes\\x07.txt" in result.output
+
+
+def test_loading_never_changes_the_files(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "a.json").write_bytes(ORIGINAL_DATA.read_bytes())
+    (incoming / "b.csv").write_text("id,country,name\n1,XX,Bad Country\n40,DE,Good\n")
+    (incoming / "notes.txt").write_text("passed over")
+
+    def state() -> dict[str, tuple[bytes, int, int]]:
+        return {
+            p.name: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_mode)
+            for p in sorted(incoming.iterdir())
+        }
+
+    before = state()
+    assert run_cli("load", str(incoming)).exit_code == 0
+    assert run_cli("load", str(incoming), "--force").exit_code == 0
+    assert state() == before

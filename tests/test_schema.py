@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -232,3 +234,17 @@ def test_two_databases_on_one_server_are_not_one(
     finally:
         for name in names:
             server.drop_database(name)
+
+
+def test_inits_at_once_apply_each_migration_once(config_file: Path, connect: Connect) -> None:
+    # Each migration runs in its own transaction under the init lock, and is looked up again
+    # under it: three inits racing on fresh shards all succeed and record each version once
+    # (a second application would fail on the tables it creates, or on the version's key).
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "init"]
+    procs = [subprocess.Popen(command, stderr=subprocess.PIPE) for _ in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    latest = [m.version for m in migrations()]
+    for shard in ("default", "db_us"):
+        with connect(shard) as conn:
+            assert versions(conn) == latest
