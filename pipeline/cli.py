@@ -28,7 +28,8 @@ from pipeline.config import DEFAULT_CONFIG_PATH, DEFAULT_REJECTS_DIR, ShardMap, 
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
 
 if TYPE_CHECKING:
-    from pipeline.load import Budget, LoadResult
+    from pipeline.load_result import LoadResult
+    from pipeline.routing import Budget
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -191,7 +192,7 @@ def init(ctx: click.Context, roles: bool) -> None:
 
 
 def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
-    from pipeline.load import Budget
+    from pipeline.routing import Budget
 
     try:
         return Budget.parse(value)
@@ -303,7 +304,9 @@ def load_command(
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
-    from pipeline.load import Interrupt, LoadOptions, find_files, load
+    from pipeline.incoming import find_files
+    from pipeline.interrupt import Interrupt
+    from pipeline.load import LoadOptions, load
     from pipeline.preflight import before_load
     from pipeline.summary import ProgressBars, printable
     from pipeline.writer import Timeouts

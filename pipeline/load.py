@@ -26,58 +26,26 @@ pending is 0 unless the run exits 1 naming the shard.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
-from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, ShardError
+from pipeline.errors import ShardError
+from pipeline.incoming import sha256_of
+from pipeline.interrupt import Interrupt, Interrupted
+from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.rejects import Reject, RejectWriter
+from pipeline.routing import Budget, Router, describe_reject
 from pipeline.rules import Rules
-from pipeline.sources import (
-    SUPPORTED,
-    Record,
-    Source,
-    SourceError,
-    open_source,
-    regular_file_error,
-    source_format,
-)
-from pipeline.writer import ShardCounts, ShardWriter, Timeouts
+from pipeline.sources import Record, Source, SourceError, open_source, source_format
+from pipeline.writer import ShardWriter, Timeouts
 
-DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How many rejects a file may have and still load: a count, or a percentage of its records."""
-
-    limit: float
-    percent: bool
-
-    @classmethod
-    def parse(cls, text: str) -> Budget:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
-        if not match:
-            raise ValueError(f"{text!r} is not a count (25) or a percentage (10%)")
-        if match.group(2) and float(match.group(1)) > 100:
-            raise ValueError(f"{text!r}: a percentage is at most 100%")
-        return cls(float(match.group(1)), bool(match.group(2)))
-
-    def exceeded(self, rejected: int, read: int) -> bool:
-        allowed = self.limit * read / 100 if self.percent else self.limit
-        return rejected > allowed
-
-    def __str__(self) -> str:
-        return f"{self.limit:g}%" if self.percent else f"{self.limit:g}"
 
 
 @dataclass
@@ -88,138 +56,6 @@ class LoadOptions:
     dry_run: bool = False
     encoding: str = "utf-8"
     timeouts: Timeouts = field(default_factory=Timeouts)
-
-
-@dataclass
-class FileResult:
-    path: str
-    format: str
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_rejected: int = 0
-    rows_pending: int = 0
-    skipped: bool = False
-    error: str | None = None
-    interrupted: bool = False  # stopped before every shard committed it (see LoadResult)
-    warnings: list[str] = field(default_factory=list)
-    shards: dict[str, ShardCounts] = field(default_factory=dict)
-    shard_errors: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "rows_read": self.rows_read,
-            "rows_loaded": self.rows_loaded,
-            "rows_rejected": self.rows_rejected,
-            "rows_pending": self.rows_pending,
-            "skipped": self.skipped,
-            "error": self.error,
-            "interrupted": self.interrupted,
-            "shard_errors": self.shard_errors,
-            "warnings": self.warnings,
-        }
-
-
-@dataclass
-class LoadResult:
-    load_id: str
-    dry_run: bool
-    files: list[FileResult]
-    shard_names: list[str]
-    rejects_file: Path | None
-    interrupted: str | None = None  # why the load stopped early ("interrupted by SIGINT")
-    not_started: list[str] = field(default_factory=list)  # files it did not come to
-
-    def total(self, name: str) -> int:
-        return sum(int(getattr(f, name)) for f in self.files)
-
-    def shard_totals(self) -> dict[str, dict[str, int]]:
-        totals = {
-            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0}
-            for n in self.shard_names
-        }
-        for f in self.files:
-            for name, counts in f.shards.items():
-                for key in totals[name]:
-                    totals[name][key] += getattr(counts, key)
-        return totals
-
-    @property
-    def exit_code(self) -> int:
-        failed = any(f.error or f.shard_errors for f in self.files)
-        return EXIT_DATA if failed or self.interrupted else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "load_id": self.load_id,
-            "dry_run": self.dry_run,
-            "files": [f.to_json() for f in self.files],
-            "rows_read": self.total("rows_read"),
-            "rows_loaded": self.total("rows_loaded"),
-            "rows_rejected": self.total("rows_rejected"),
-            "rows_pending": self.total("rows_pending"),
-            "shards": self.shard_totals(),
-            "rejects_file": str(self.rejects_file) if self.rejects_file else None,
-            "interrupted": self.interrupted,
-            "not_started": self.not_started,
-        }
-
-
-class Interrupt:
-    """Asks a running load to stop, from a signal handler or another thread: call it with the
-    reason. A thread of the load's own then cancels what the shards are running (a signal
-    handler must not block, nor start a thread: it may run while the main thread holds
-    threading's own locks), and the load rolls back what has not committed."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self._wake = threading.Event()
-
-    def __call__(self, reason: str) -> None:
-        if self.reason is None:  # a second signal changes nothing
-            self.reason = reason
-            self._wake.set()
-
-    def _cancel_when_asked(self, writers: Iterable[ShardWriter], done: threading.Event) -> None:
-        self._wake.wait()
-        if self.reason is not None and not done.is_set():
-            for writer in writers:
-                writer.interrupt(self.reason)
-
-
-class _Interrupted(Exception):
-    """Raised inside a file's streaming when the load is interrupted."""
-
-    def __init__(self, rejected: int) -> None:
-        self.rejected = rejected  # records rejected (and written) before the interruption
-
-
-# Called with (file result so far, records read so far) as a file streams, and once more
-# when it is done; the CLI draws its progress bar from this.
-Progress = Callable[[FileResult, int, bool], None]
-
-
-def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """The files to load (each file given, and the supported files of each folder, by name),
-    and the files of those folders that are passed over (unsupported types). Only regular
-    files are read (links followed): a FIFO or a device named directly is a usage error, as
-    an unsupported type is; in a folder, such entries are passed over without a word."""
-    found: list[Path] = []
-    passed_over: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            for p in sorted(path.iterdir()):
-                if not p.is_file() or p.name.startswith("."):
-                    continue  # hidden: a file still being written, editor files
-                (found if source_format(p) is not None else passed_over).append(p)
-        elif source_format(path) is None:
-            raise ConfigError(f"{path}: unsupported file type (expected {SUPPORTED})")
-        elif (problem := regular_file_error(path)) is not None:
-            raise ConfigError(f"{path}: {problem}")
-        else:
-            found.append(path)
-    return found, passed_over
 
 
 def load(
@@ -247,7 +83,7 @@ def load(
     run = _Run(shard_map, rules, writers, rejects, options, progress, pool, interrupt)
     done = threading.Event()
     canceller = threading.Thread(
-        target=interrupt._cancel_when_asked, args=(list(writers.values()), done), daemon=True
+        target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
     )
     canceller.start()
     results: list[FileResult] = []
@@ -273,14 +109,6 @@ def load(
         interrupt.reason,
         [str(p) for p in files[len(results) :]],
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -316,7 +144,7 @@ class _Run:
             return result
         try:
             early_rejects = self._stream(source, result, active)
-        except _Interrupted as stop:
+        except Interrupted as stop:
             self._interrupt_file(result, active, stop.rejected)
             return result
         except SourceError as exc:
@@ -414,9 +242,8 @@ class _Run:
         rejected = 0
         progress = self.progress
         interrupt = self.interrupt
-        # raw country value -> (code, shard name) or (None, reason, message); computed once per
-        # distinct spelling, because this loop runs once per record.
-        destinations: dict[Any, tuple[Any, ...]] = {}
+        router = Router(self.shard_map, self.rules)  # a cache of each spelling's destination
+        cached, route = router.cache.get, router.destination
 
         def reject(record: Record, reason: str, message: str) -> None:
             nonlocal rejected
@@ -428,7 +255,7 @@ class _Run:
 
         for record in source.records():
             if interrupt.reason is not None:
-                raise _Interrupted(rejected)
+                raise Interrupted(rejected)
             result.rows_read += 1
             if progress and result.rows_read % PROGRESS_EVERY == 0:
                 progress(result, result.rows_read, False)
@@ -437,11 +264,7 @@ class _Run:
                 reject(record, record.reason, record.problem or "malformed record")
                 continue
             raw_country = values[1]
-            destination = destinations.get(raw_country)
-            if destination is None:
-                destination = self._destination(raw_country)
-                if len(destinations) < DESTINATIONS_CACHED:
-                    destinations[raw_country] = destination
+            destination = cached(raw_country) or route(raw_country)
             code = destination[0]
             if code is None:
                 reject(record, destination[1], destination[2])
@@ -464,16 +287,6 @@ class _Run:
             if problem is not None:
                 reject(record, "invalid_text", problem)
         return rejected
-
-    def _destination(self, raw_country: str | None) -> tuple[Any, ...]:
-        """(code, shard name) for a raw country value, or (None, reason, message)."""
-        verdict = self.rules.country_of(raw_country)
-        if verdict.code is None:
-            return (None, verdict.reason or "invalid_country", verdict.message or "")
-        shard = self.shard_map.route_for(verdict.code)
-        if shard is None:
-            return (None, "unrouted_country", f"no route for {verdict.code} (default: reject)")
-        return (verdict.code, shard.name)
 
     def _in_parallel(
         self,
@@ -534,20 +347,3 @@ class _Run:
             else:
                 result.rows_loaded += counts.loaded
                 result.rows_rejected += counts.rejected
-
-
-def describe_reject(reason: str, raw: dict[str, Any], rules: Rules, shard: str) -> str:
-    """A readable message for a reason found by the SQL checks."""
-    if reason == "missing_name":
-        return "name is missing"
-    if reason == "invalid_id":
-        return f"id {raw.get('id')!r} is not a whole number from 1 to 999999999999999"
-    if reason == "invalid_age":
-        return f"age {raw.get('age')!r} is not a whole number in {rules.age_min}..{rules.age_max}"
-    if reason == "invalid_gender":
-        return f"gender {raw.get('gender')!r} is not one of {rules.describe_genders()}"
-    if reason == "duplicate_id":
-        return (
-            f"id {raw.get('id')!r} comes again later in this file for shard {shard}; the last wins"
-        )
-    return reason

@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pipeline.load import FileResult, LoadResult
+from pipeline.load_result import FileResult, LoadResult
 
 # C0 and C1 controls (newline, ESC...), DEL, the Unicode line and paragraph separators, and
 # the bidirectional overrides that can make a name read as another.

@@ -35,6 +35,7 @@ from pipeline.config import Shard, ShardMap
 from pipeline.copyin import QueuedWriter
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
+from pipeline.load_result import ShardCounts
 from pipeline.rules import Rules
 from pipeline.schema import current_version, latest_version, residency_rule
 from pipeline.sqlfiles import query
@@ -62,26 +63,6 @@ class Timeouts:
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
 _NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
-
-
-@dataclass
-class ShardCounts:
-    """What one file did to one shard."""
-
-    staged: int = 0  # rows routed here and sent
-    rejected: int = 0  # refused by the checks on this shard
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    # Of `unchanged`: rows left as a later file of this command already wrote them (a file
-    # completed late by a re-run). The ledger counts them as unchanged: they were not written.
-    kept: int = 0
-    already_loaded: bool = False  # the ledger held this file: nothing was sent
-    earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
-
-    @property
-    def loaded(self) -> int:
-        return self.inserted + self.updated + self.unchanged
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from click.testing import Result
 
 from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
-from pipeline.load import FileResult, LoadOptions, LoadResult, load
+from pipeline.load import LoadOptions, load
+from pipeline.load_result import FileResult, LoadResult
 from pipeline.writer import Timeouts
 from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
 from tests.test_status import _closed_port

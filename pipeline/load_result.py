@@ -1,0 +1,113 @@
+"""What a load did, file by file and shard by shard: the counts the summary, `--json` and the
+exit code are made of. `rows_read = rows_loaded + rows_rejected + rows_pending` for every
+file and in total."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import EXIT_DATA, EXIT_OK
+
+
+@dataclass
+class ShardCounts:
+    """What one file did to one shard."""
+
+    staged: int = 0  # rows routed here and sent
+    rejected: int = 0  # refused by the checks on this shard
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # Of `unchanged`: rows left as a later file of this command already wrote them (a file
+    # completed late by a re-run). The ledger counts them as unchanged: they were not written.
+    kept: int = 0
+    already_loaded: bool = False  # the ledger held this file: nothing was sent
+    earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_pending: int = 0
+    skipped: bool = False
+    error: str | None = None
+    interrupted: bool = False  # stopped before every shard committed it (see LoadResult)
+    warnings: list[str] = field(default_factory=list)
+    shards: dict[str, ShardCounts] = field(default_factory=dict)
+    shard_errors: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_rejected": self.rows_rejected,
+            "rows_pending": self.rows_pending,
+            "skipped": self.skipped,
+            "error": self.error,
+            "interrupted": self.interrupted,
+            "shard_errors": self.shard_errors,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class LoadResult:
+    load_id: str
+    dry_run: bool
+    files: list[FileResult]
+    shard_names: list[str]
+    rejects_file: Path | None
+    interrupted: str | None = None  # why the load stopped early ("interrupted by SIGINT")
+    not_started: list[str] = field(default_factory=list)  # files it did not come to
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(f, name)) for f in self.files)
+
+    def shard_totals(self) -> dict[str, dict[str, int]]:
+        totals = {
+            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0}
+            for n in self.shard_names
+        }
+        for f in self.files:
+            for name, counts in f.shards.items():
+                for key in totals[name]:
+                    totals[name][key] += getattr(counts, key)
+        return totals
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(f.error or f.shard_errors for f in self.files)
+        return EXIT_DATA if failed or self.interrupted else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "load_id": self.load_id,
+            "dry_run": self.dry_run,
+            "files": [f.to_json() for f in self.files],
+            "rows_read": self.total("rows_read"),
+            "rows_loaded": self.total("rows_loaded"),
+            "rows_rejected": self.total("rows_rejected"),
+            "rows_pending": self.total("rows_pending"),
+            "shards": self.shard_totals(),
+            "rejects_file": str(self.rejects_file) if self.rejects_file else None,
+            "interrupted": self.interrupted,
+            "not_started": self.not_started,
+        }
+
+
+# Called with (file result so far, records read so far) as a file streams, and once more
+# when it is done; the CLI draws its progress bar from this.
+Progress = Callable[[FileResult, int, bool], None]
