@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.config import Shard, ShardMap, read_beside
-from pipeline.copyout import snapshot
+from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.schema import latest_version, residency_rule
 from pipeline.sqlfiles import query

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from pipeline.checks import SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.config import Shard, ShardMap
-from pipeline.copyout import snapshot
+from pipeline.db import snapshot
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.sqlfiles import query

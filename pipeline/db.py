@@ -1,8 +1,11 @@
 """Connections to shards: DSN resolution (including the embedded default) and clean errors.
 
 Every connection the project opens goes through `connect()`, so that a failure
-anywhere reads `shard db_us: <reason>` with the password scrubbed, and so that an
-unreachable shard costs seconds, not libpq's default of waiting forever.
+anywhere reads `shard db_us: <reason>` with the password scrubbed (and says whether it is
+transient: `is_transient`, the one place psycopg's errors are sorted), and so that an
+unreachable shard costs seconds, not libpq's default of waiting forever. `snapshot()` is
+such a connection whose statements all see one consistent, read-only view of the shard:
+what extract, report and check read in.
 """
 
 from __future__ import annotations
@@ -71,6 +74,18 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
             yield conn
     except psycopg.Error as exc:
         raise ShardError(shard.name, scrub(str(exc), dsn), is_transient(exc)) from None
+
+
+@contextmanager
+def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
+    """A connection whose statements share one REPEATABLE READ, READ ONLY transaction."""
+    with connect(shard_map, shard, autocommit=True) as conn:
+        # Output the same whatever the server's or role's settings: UTC, ISO dates, UTF-8.
+        conn.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'")
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        yield conn
 
 
 # SQLSTATE classes and codes of errors that a later try may not meet: connection exceptions,

@@ -27,7 +27,8 @@ from psycopg import sql
 
 from pipeline.columnar import record_batches, to_frame, write_parquet
 from pipeline.config import Shard, ShardMap, load_shard_map
-from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop, snapshot
+from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
+from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
 from pipeline.sqlfiles import query

@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, Router, describe_reject
 from pipeline.rules import Rules
+from pipeline.shards import on_every_shard
 from pipeline.sources import Record, Source, SourceError, open_source, source_format
 from pipeline.writer import ShardWriter, Timeouts
 
@@ -78,9 +78,7 @@ def load(
         s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run, options.timeouts)
         for s in shard_map.shards
     }
-    # One thread per shard, for the checks and commits that run on every shard at once.
-    pool = ThreadPoolExecutor(max_workers=len(writers), thread_name_prefix="shard")
-    run = _Run(shard_map, rules, writers, rejects, options, progress, pool, interrupt)
+    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt)
     done = threading.Event()
     canceller = threading.Thread(
         target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
@@ -96,7 +94,6 @@ def load(
         done.set()
         interrupt._wake.set()  # lets the canceller end; it cancels nothing once done is set
         canceller.join()
-        pool.shutdown()
         for writer in writers.values():
             writer.close()
         rejects.close()
@@ -121,7 +118,6 @@ class _Run:
     rejects: RejectWriter
     options: LoadOptions
     progress: Progress | None
-    pool: ThreadPoolExecutor
     interrupt: Interrupt
     hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
@@ -295,18 +291,15 @@ class _Run:
         step: Callable[[ShardWriter], object],
     ) -> None:
         """Run `step` on every active shard at once; a shard that fails leaves `active`."""
-
-        def run(name: str) -> tuple[str, ShardError | None]:
-            try:
-                step(active[name])
-            except ShardError as exc:
-                return name, exc
-            return name, None
-
-        for name, error in list(self.pool.map(run, list(active))):
-            if error is not None:
-                self._shard_failed(result, name, error)
-                del active[name]
+        shards = [writer.shard for writer in active.values()]
+        for outcome in on_every_shard(shards, lambda shard: step(active[shard.name])):
+            error = outcome.error
+            if error is None:
+                continue
+            if not isinstance(error, ShardError):
+                raise error  # not a shard's failure: the run's (the rejects file, say)
+            self._shard_failed(result, outcome.shard.name, error)
+            del active[outcome.shard.name]
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
         for name, writer in list(active.items()):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import Shard, ShardMap
-from pipeline.copyout import snapshot
+from pipeline.db import snapshot
 from pipeline.shards import on_every_shard
 from pipeline.sqlfiles import query
 

@@ -11,7 +11,8 @@ import pytest
 from psycopg import sql
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.copyout import CHUNK, CLOSE_WAIT, Chunk, CopyOut, ReadAhead, Stop, snapshot
+from pipeline.copyout import CHUNK, CLOSE_WAIT, Chunk, CopyOut, ReadAhead, Stop
+from pipeline.db import snapshot
 from pipeline.errors import ShardError
 
 

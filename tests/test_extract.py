@@ -266,7 +266,8 @@ def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
     from psycopg import sql
 
     from pipeline.config import load_shard_map
-    from pipeline.copyout import CopyOut, snapshot
+    from pipeline.copyout import CopyOut
+    from pipeline.db import snapshot
 
     shard_map = load_shard_map(config_file)
     with snapshot(shard_map, shard_map.shards[0]) as conn:
