@@ -13,12 +13,13 @@ import secrets
 from collections.abc import Iterator
 from typing import IO, Any
 
+from pipeline.reasons import RejectReason
 from pipeline.rules import Limits
 
 BLOCK = 1 << 20  # characters read at a time
 RAW_KEPT = 200  # characters kept as the raw record of a reject too large or deep to keep whole
-MALFORMED = "malformed_record"
-TOO_LARGE = "too_large"
+MALFORMED = RejectReason.MALFORMED_RECORD
+TOO_LARGE = RejectReason.TOO_LARGE
 # JSON numbers are kept as written (see pipeline.sources); integers are read as int (cheap)
 # and given back as written; NaN and Infinity are text, as in CSV.
 DECODER = json.JSONDecoder(parse_float=str, parse_constant=str)
@@ -267,7 +268,7 @@ class JsonArray:
         self._eof = False
         self._count = 0
 
-    def __iter__(self) -> Iterator[tuple[Any, str, tuple[str, str] | None]]:
+    def __iter__(self) -> Iterator[tuple[Any, str, tuple[str, RejectReason] | None]]:
         if self._next_char() == "]":
             self._pos += 1
             self._after_end()
@@ -311,7 +312,7 @@ class JsonArray:
                 return ""
             self._fill(BLOCK)
 
-    def _element(self) -> tuple[Any, str, tuple[str, str] | None]:
+    def _element(self) -> tuple[Any, str, tuple[str, RejectReason] | None]:
         limit = self._limits.max_record
         pos = self._pos
         if self._buf[pos : pos + 1] != "{" and not self._next_char():
@@ -345,7 +346,9 @@ class JsonArray:
             self._pos = end
             return value, buf[pos:end], None
 
-    def _invalid(self, exc: json.JSONDecodeError) -> tuple[Any, str, tuple[str, str] | None]:
+    def _invalid(
+        self, exc: json.JSONDecodeError
+    ) -> tuple[Any, str, tuple[str, RejectReason] | None]:
         """The decoder failed on a full window: an element over the limit, or broken JSON."""
         limit = self._limits.max_record
         start = self._pos
@@ -357,7 +360,9 @@ class JsonArray:
             f" (at character {exc.pos - start + 1} of it)"
         )
 
-    def _skipped(self, problem: str, reason: str) -> tuple[Any, str, tuple[str, str] | None]:
+    def _skipped(
+        self, problem: str, reason: RejectReason
+    ) -> tuple[Any, str, tuple[str, RejectReason] | None]:
         limit = self._limits.max_record
         raw, length = self._skip_value()
         if length > limit:

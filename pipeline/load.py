@@ -38,6 +38,7 @@ from pipeline.errors import ShardError
 from pipeline.incoming import sha256_of
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
+from pipeline.reasons import RejectReason
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, Router, describe_reject
 from pipeline.rules import Rules
@@ -241,7 +242,7 @@ class _Run:
         router = Router(self.shard_map, self.rules)  # a cache of each spelling's destination
         cached, route = router.cache.get, router.destination
 
-        def reject(record: Record, reason: str, message: str) -> None:
+        def reject(record: Record, reason: RejectReason, message: str) -> None:
             nonlocal rejected
             rejected += 1
             raw = source.raw_of(record)
@@ -281,7 +282,7 @@ class _Run:
                 writer.counts.staged += 1
                 continue
             if problem is not None:
-                reject(record, "invalid_text", problem)
+                reject(record, RejectReason.INVALID_TEXT, problem)
         return rejected
 
     def _in_parallel(
@@ -320,7 +321,7 @@ class _Run:
         result.error = error
         result.rows_loaded, result.rows_pending = 0, 0
         result.rows_rejected = result.rows_read
-        self.rejects.write(Reject(result.path, None, None, "file_rejected", error, None))
+        self.rejects.write(Reject(result.path, None, None, RejectReason.FILE_REJECTED, error, None))
 
     def _account(
         self, result: FileResult, early_rejects: int, active: dict[str, ShardWriter]

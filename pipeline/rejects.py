@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.reasons import RejectReason
 
 
 class RejectsError(PipelineError):
@@ -25,7 +26,7 @@ class Reject:
     file: str
     record: int | None  # 1-based record number in the file; None for a whole-file entry
     line: int | None  # the line it starts on, where the format has lines
-    reason: str  # a code: invalid_country, duplicate_id, file_rejected, ...
+    reason: RejectReason
     message: str
     raw: Any
     shard: str | None = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import ShardMap
+from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
 
 DESTINATIONS_CACHED = 10_000  # distinct raw country spellings remembered per file
@@ -64,24 +65,25 @@ class Router:
     def _route(self, raw_country: str | None) -> Destination:
         verdict = self.rules.country_of(raw_country)
         if verdict.code is None:
-            return (None, verdict.reason or "invalid_country", verdict.message or "")
+            return (None, verdict.reason or RejectReason.INVALID_COUNTRY, verdict.message or "")
         shard = self.shard_map.route_for(verdict.code)
         if shard is None:
-            return (None, "unrouted_country", f"no route for {verdict.code} (default: reject)")
+            reason = RejectReason.UNROUTED_COUNTRY
+            return (None, reason, f"no route for {verdict.code} (default: reject)")
         return (verdict.code, shard.name)
 
 
-def describe_reject(reason: str, raw: dict[str, Any], rules: Rules, shard: str) -> str:
+def describe_reject(reason: RejectReason, raw: dict[str, Any], rules: Rules, shard: str) -> str:
     """A readable message for a reason found by the SQL checks."""
-    if reason == "missing_name":
+    if reason == RejectReason.MISSING_NAME:
         return "name is missing"
-    if reason == "invalid_id":
+    if reason == RejectReason.INVALID_ID:
         return f"id {raw.get('id')!r} is not a whole number from 1 to 999999999999999"
-    if reason == "invalid_age":
+    if reason == RejectReason.INVALID_AGE:
         return f"age {raw.get('age')!r} is not a whole number in {rules.age_min}..{rules.age_max}"
-    if reason == "invalid_gender":
+    if reason == RejectReason.INVALID_GENDER:
         return f"gender {raw.get('gender')!r} is not one of {rules.describe_genders()}"
-    if reason == "duplicate_id":
+    if reason == RejectReason.DUPLICATE_ID:
         return (
             f"id {raw.get('id')!r} comes again later in this file for shard {shard}; the last wins"
         )

@@ -23,6 +23,7 @@ import pycountry
 from psycopg import sql
 
 from pipeline.errors import ConfigError
+from pipeline.reasons import RejectReason
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
 
@@ -61,7 +62,7 @@ class CountryVerdict:
     """The country a raw value names, or why it names none."""
 
     code: str | None
-    reason: str | None = None  # missing_country | invalid_country
+    reason: RejectReason | None = None  # missing_country | invalid_country
     message: str | None = None
 
 
@@ -80,13 +81,17 @@ class Rules:
         """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1.
         (Not cheap: the loader asks once per distinct spelling.)"""
         if raw is None or (isinstance(raw, str) and not raw.strip(TRIM)):
-            return CountryVerdict(None, "missing_country", "country is missing")
+            return CountryVerdict(None, RejectReason.MISSING_COUNTRY, "country is missing")
         if not isinstance(raw, str):
-            return CountryVerdict(None, "invalid_country", f"country {raw!r} is not text")
+            return CountryVerdict(
+                None, RejectReason.INVALID_COUNTRY, f"country {raw!r} is not text"
+            )
         text = raw.strip(TRIM)
         if len(text) > COUNTRY_MAX:
             return CountryVerdict(
-                None, "invalid_country", f"country is {len(text)} characters long: no country is"
+                None,
+                RejectReason.INVALID_COUNTRY,
+                f"country is {len(text)} characters long: no country is",
             )
         upper = text.upper()
         code = self.country_aliases.get(upper, upper)
@@ -97,7 +102,9 @@ class Rules:
                 return CountryVerdict(str(pycountry.countries.lookup(text).alpha_2))
             except LookupError:
                 pass
-        return CountryVerdict(None, "invalid_country", f"{text!r} is not an ISO 3166-1 country")
+        return CountryVerdict(
+            None, RejectReason.INVALID_COUNTRY, f"{text!r} is not an ISO 3166-1 country"
+        )
 
     def check_sql_params(self) -> dict[str, sql.Composable]:
         """Placeholders of sql/queries/load_staging.sql, from these rules."""

@@ -53,6 +53,7 @@ from pipeline.bounded import (
     cut,
     escaped_text,
 )
+from pipeline.reasons import RejectReason
 from pipeline.rules import COUNTRY_MAX, DEFAULT_LIMITS, TRIM, Limits
 
 COLUMNS = ("id", "country", "name", "gender", "age", "address")
@@ -65,8 +66,8 @@ SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _DELIMITERS = (",", ";", "\t")
 
-INVALID_TEXT = "invalid_text"
-INVALID_COUNTRY = "invalid_country"
+INVALID_TEXT = RejectReason.INVALID_TEXT
+INVALID_COUNTRY = RejectReason.INVALID_COUNTRY
 
 # Encodings whose strict decoding can yield no surrogate (UTF-8 is checked where JSON
 # escapes can make one). Others (unicode_escape, utf-7, ...) are checked block by block.
@@ -89,7 +90,7 @@ class Record(NamedTuple):
     values: tuple[str | None, ...] | None  # in COLUMNS order; None when rejected here
     raw: Any
     problem: str | None = None
-    reason: str = MALFORMED  # the reject's reason code, when values is None
+    reason: RejectReason = MALFORMED  # why it is rejected, when values is None
 
 
 @dataclass
@@ -311,7 +312,9 @@ class Source:
                     )
                 yield Record(number, start + folded, None, raw, problem)
 
-    def _row_check(self, row: list[str], country: int) -> tuple[Any, tuple[str, str] | None]:
+    def _row_check(
+        self, row: list[str], country: int
+    ) -> tuple[Any, tuple[str, RejectReason] | None]:
         """(the row as it may go to a rejects file, (problem, reason) if it must be rejected):
         the slow path, for rows in a block that holds a long line, or over several lines."""
         limits = self.limits

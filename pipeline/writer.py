@@ -36,6 +36,7 @@ from pipeline.copyin import QueuedWriter
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.load_result import ShardCounts
+from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
 from pipeline.schema import current_version, latest_version, residency_rule
 from pipeline.sqlfiles import query
@@ -69,7 +70,7 @@ _NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "
 class SqlReject:
     record: int
     line: int | None
-    reason: str
+    reason: RejectReason
     raw: dict[str, Any]
 
 
@@ -291,7 +292,8 @@ class ShardWriter:
                 cursor.itersize = REJECTS_BATCH
                 cursor.execute(query("load_rejects"))
                 for r in cursor:
-                    yield SqlReject(r[0], r[1], r[2], dict(zip(REJECT_FIELDS, r[3:], strict=True)))
+                    raw = dict(zip(REJECT_FIELDS, r[3:], strict=True))
+                    yield SqlReject(r[0], r[1], RejectReason(r[2]), raw)
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None

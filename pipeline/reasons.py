@@ -1,0 +1,48 @@
+"""Why a record was not loaded: every reason code the rejects file can hold, with what it
+means. The readers, the router and the shard's checks (sql/queries/load_staging.sql) give
+only these codes; tests/test_reasons.py holds them to it, and the README lists them all."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RejectReason(str, Enum):
+    """A reason code; its value is what the rejects file says (a str, so JSON writes it)."""
+
+    MALFORMED_RECORD = "malformed_record"
+    TOO_LARGE = "too_large"
+    INVALID_TEXT = "invalid_text"
+    MISSING_COUNTRY = "missing_country"
+    INVALID_COUNTRY = "invalid_country"
+    UNROUTED_COUNTRY = "unrouted_country"
+    MISSING_NAME = "missing_name"
+    INVALID_ID = "invalid_id"
+    INVALID_AGE = "invalid_age"
+    INVALID_GENDER = "invalid_gender"
+    DUPLICATE_ID = "duplicate_id"
+    FILE_REJECTED = "file_rejected"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def meaning(self) -> str:
+        return MEANINGS[self]
+
+
+MEANINGS = {
+    RejectReason.MALFORMED_RECORD: "not a record: wrong field count, not JSON, not an object,"
+    " a list where a value belongs, nested too deeply",
+    RejectReason.TOO_LARGE: "a line, record or field over its limit (config/rules.yaml limits)",
+    RejectReason.INVALID_TEXT: "text PostgreSQL cannot hold: a NUL character, a lone surrogate",
+    RejectReason.MISSING_COUNTRY: "the record has no country (or only white space)",
+    RejectReason.INVALID_COUNTRY: "a country that is no ISO 3166-1 code, name or alias",
+    RejectReason.UNROUTED_COUNTRY: "a country no route names, with `default: reject`",
+    RejectReason.MISSING_NAME: "the record has no name (or only white space)",
+    RejectReason.INVALID_ID: "an id that is not a whole number from 1 to 999,999,999,999,999",
+    RejectReason.INVALID_AGE: "an age that is not a whole number within the rules' range",
+    RejectReason.INVALID_GENDER: "a gender the rules do not accept",
+    RejectReason.DUPLICATE_ID: "the same id again later in the file for the same shard",
+    RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
+}
