@@ -4,22 +4,26 @@
 - cross_shard_people: the same person (name, age, address) on more than one shard;
 - ledger agreement (part of the `ledger` kind): every shard's ledger holds the same files.
 
-For the first two every shard sends its ids (or a hash of the person fields, so that no
-personal data leaves a shard) gathered in hash buckets, a few large rows instead of one
-row a resident; the buckets are compared one at a time with numpy, and they are as many
-as it takes for memory to hold about the same number of keys whatever the size. Two
-different people on two shards whose 64-bit hashes collide would be reported as one: at
-ten million residents the odds are about one in a million.
+For the first two every shard sends its ids (or a 64-bit hash of the person fields, with
+the id, so that no personal data leaves a shard) in COPY's binary format, in no order: a
+fixed-width row that numpy reads as it comes. The servers neither sort nor group (sorting
+the hashes into buckets cost them more than hashing). Here the keys are spread over
+partitions by a hash of the key, as many as it takes for a partition of every shard to
+fit in memory at once (KEYS_A_PARTITION keys a shard at most); past one partition they
+wait in temporary files (16 bytes a resident, in TMPDIR) and the partitions are compared
+one at a time, so memory stays flat however large the shards grow. Two different people
+on two shards whose 64-bit hashes collide would be reported as one: at ten million
+residents the odds are about one in a million.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import math
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,25 +32,31 @@ from psycopg import sql
 
 from pipeline.checks import SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.config import Shard, ShardMap
-from pipeline.copyout import snapshot
+from pipeline.copyout import CopyOut, snapshot
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.sqlfiles import query
 
-# Keys are gathered in hash buckets, as many as it takes for at most about KEYS_A_BUCKET keys
-# a bucket on the largest shard; memory holds BUCKETS_A_FETCH buckets a shard, so it stays
-# flat however large the shards grow. Buckets are a power of two: the top bits of the hash.
-KEYS_A_BUCKET = 2048
-BUCKETS_A_FETCH = 16  # a round trip: few enough to keep memory flat, enough to hide latency
+# A partition holds at most about KEYS_A_PARTITION keys of the largest shard (4 MB of keys
+# and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**30
+# residents a shard they grow instead). Keys are written to a partition's file once
+# SPILL_ROWS of them wait, so that a file is opened a few times, not once a COPY chunk.
+KEYS_A_PARTITION = 1 << 18
+MAX_PARTITION_BITS = 12
+SPILL_ROWS = 1 << 18
+# Fibonacci hashing: spreads ids (and re-spreads hashes) over the partitions' top bits.
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # the binary COPY header starts with it
+_TRAILER = b"\xff\xff"  # and ends with a field count of -1
 
 
 def run_cross_shard(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
     """One check across shards: cross_shard_ids, cross_shard_people or ledger (agreement)."""
     try:
         if spec.kind == "cross_shard_ids":
-            return _duplicates(shard_map, spec, "check_ids")
+            return _duplicates(shard_map, spec, "check_ids", columns=1)
         if spec.kind == "cross_shard_people":
-            return _duplicates(shard_map, spec, "check_people")
+            return _duplicates(shard_map, spec, "check_people", columns=2)
         if spec.kind == "ledger":
             return _ledger_agreement(shard_map, spec)
     except ShardError as exc:
@@ -56,36 +66,34 @@ def run_cross_shard(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
     raise ValueError(f"{spec.kind} is not a cross-shard check")
 
 
-Bucket = tuple[int, int, np.ndarray, np.ndarray]  # bucket, shard index, keys, ids
-
-
-def _duplicates(shard_map: ShardMap, spec: CheckSpec, name: str) -> CheckResult:
-    """Keys found on more than one shard: every shard sends its keys in hash buckets, in
-    bucket order, and the buckets are compared one at a time."""
+def _duplicates(shard_map: ShardMap, spec: CheckSpec, name: str, columns: int) -> CheckResult:
+    """Keys found on more than one shard: every shard sends its keys (`columns` 1: the ids
+    are the keys; 2: a key and an id a row), partitioned here, and the partitions are
+    compared one at a time."""
     shards = [s for s in shard_map.shards if spec.applies_to(s.name)]
     failing, found = 0, list[tuple[int, str]]()  # (smallest id, sample) of the first groups
+    keys = query(name)
     with ExitStack() as stack:
         conns = [stack.enter_context(snapshot(shard_map, shard)) for shard in shards]
         sizes = [_on(shard, _size, conn) for shard, conn in zip(shards, conns, strict=True)]
-        statement = query(name).format(shift=sql.Literal(_shift(max(sizes, default=0))))
-        cursors = []
-        for shard, conn in zip(shards, conns, strict=True):
-            cursor = stack.enter_context(conn.cursor(name="cross_shard", binary=True))
-            _on(shard, cursor.execute, statement)
-            cursors.append(cursor)
-        # The first fetch makes each server hash and sort its rows: let them work at once.
-        with ThreadPoolExecutor(max_workers=len(cursors)) as pool:
-            firsts = list(pool.map(_fetch, shards, cursors))
-        streams = [
-            _buckets(i, shard, cursor, first)
-            for i, (shard, cursor, first) in enumerate(zip(shards, cursors, firsts, strict=True))
-        ]
-        merged = heapq.merge(*streams, key=lambda bucket: bucket[0])
-        for _, group in itertools.groupby(merged, key=lambda bucket: bucket[0]):
-            count, groups = _shared_keys([(i, keys, ids) for _, i, keys, ids in group], shards)
+        bits = _bits(max(sizes, default=0))
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pipeline-check-")))
+        spills = [Spill(folder / str(i), bits, columns) for i in range(len(shards))]
+        statement = query("check_keys").format(keys=keys)
+
+        def read(i: int) -> None:
+            _on(shards[i], _read_keys, conns[i], statement, spills[i])
+
+        # Every server scans and hashes at once; each thread waits in select, not in libpq.
+        with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
+            for done in [pool.submit(read, i) for i in range(len(shards))]:
+                done.result()
+        for partition in range(1 << bits):
+            parts = [(i, *spill.read(partition)) for i, spill in enumerate(spills)]
+            count, groups = _shared_keys(parts, shards)
             failing += count
             found = sorted([*found, *groups])[:SAMPLES]
-        text = statement.as_string(cursors[0].connection) if cursors else ""
+        text = keys.as_string(conns[0]) if conns else keys.as_string()
     return _result(spec, failing, flat_sql(text), [sample for _, sample in found])
 
 
@@ -94,15 +102,15 @@ def _size(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def _shift(rows: int) -> int:
-    """How far to shift a 64-bit hash right to leave the bucket number: at least 64 buckets,
-    at most 2**24, and about KEYS_A_BUCKET keys a bucket for `rows`."""
-    bits = min(24, max(6, math.ceil(math.log2(max(rows, 1) / KEYS_A_BUCKET))))
-    return 64 - bits
+def _bits(rows: int) -> int:
+    """How many top bits of a key's mixed hash name its partition: about KEYS_A_PARTITION
+    keys a partition for `rows`."""
+    wanted = math.ceil(math.log2(max(rows, 1) / KEYS_A_PARTITION)) if rows > KEYS_A_PARTITION else 0
+    return min(MAX_PARTITION_BITS, wanted)
 
 
 def _on(shard: Shard, action: Callable[..., Any], *args: Any) -> Any:
-    """Run `action(*args)` on `shard`'s cursor; an error names that shard (not whichever
+    """Run `action(*args)` on `shard`'s connection; an error names that shard (not whichever
     shard's connection happens to unwind first)."""
     try:
         return action(*args)
@@ -110,18 +118,94 @@ def _on(shard: Shard, action: Callable[..., Any], *args: Any) -> Any:
         raise ShardError(shard.name, scrub(str(exc), shard.dsn)) from None
 
 
-def _fetch(shard: Shard, cursor: Any) -> list[Any]:
-    return list(_on(shard, cursor.fetchmany, BUCKETS_A_FETCH))
+class Spill:
+    """One shard's keys and ids by partition: in memory while there is one partition,
+    else in a file a partition, written SPILL_ROWS rows at a time."""
+
+    def __init__(self, folder: Path, bits: int, columns: int) -> None:
+        self.folder, self.bits, self.columns = folder, bits, columns
+        self.waiting: list[np.ndarray] = []  # rows of `columns` int64: key (and id)
+        self.held = 0
+        if bits:
+            folder.mkdir()
+
+    def add(self, rows: np.ndarray) -> None:
+        self.waiting.append(rows)
+        self.held += len(rows)
+        if self.bits and self.held >= SPILL_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the waiting rows to their partitions' files (with one partition, they stay)."""
+        if not self.bits or not self.waiting:
+            return
+        rows = np.concatenate(self.waiting)
+        self.waiting, self.held = [], 0
+        mixed = rows[:, 0].view(np.uint64) * _MIX  # wraps around: modulo 2**64, as meant
+        partition = (mixed >> np.uint64(64 - self.bits)).astype(np.int64)
+        order = np.argsort(partition, kind="stable")
+        rows, partition = rows[order], partition[order]
+        bounds = np.searchsorted(partition, np.arange((1 << self.bits) + 1))
+        for p in np.flatnonzero(np.diff(bounds)):
+            with (self.folder / str(p)).open("ab") as out:
+                out.write(rows[bounds[p] : bounds[p + 1]].tobytes())
+
+    def read(self, partition: int) -> tuple[np.ndarray, np.ndarray]:
+        """The keys and ids of one partition (for ids, the same array twice)."""
+        if not self.bits:
+            rows = np.concatenate(self.waiting) if self.waiting else _empty(self.columns)
+        else:
+            path = self.folder / str(partition)
+            rows = _empty(self.columns)
+            if path.exists():
+                rows = np.fromfile(path, dtype=np.int64).reshape(-1, self.columns)
+                path.unlink()  # its disk space back before the next partition
+        return rows[:, 0], rows[:, self.columns - 1]
 
 
-def _buckets(index: int, shard: Shard, cursor: Any, first: list[Any]) -> Iterator[Bucket]:
-    rows = first
-    while rows:
-        for bucket, keys, ids in rows:
-            found = np.array(keys, dtype=np.int64)
-            # check_ids.sql sends the ids once, as the keys
-            yield bucket, index, found, found if ids is None else np.array(ids, dtype=np.int64)
-        rows = _fetch(shard, cursor)
+def _empty(columns: int) -> np.ndarray:
+    return np.empty((0, columns), dtype=np.int64)
+
+
+def _read_keys(conn: psycopg.Connection[Any], statement: sql.Composable, spill: Spill) -> None:
+    """A shard's keys, from a binary COPY, into `spill`."""
+    for rows in _binary_rows(CopyOut(conn, statement), spill.columns):
+        spill.add(rows)
+    spill.flush()
+
+
+def _binary_rows(chunks: Iterable[bytes | bytearray], columns: int) -> Iterable[np.ndarray]:
+    """Rows of `columns` non-null bigints from COPY's binary format, as int64 arrays.
+
+    A row is a field count (int16), then a length (int32) and 8 bytes a field, big-endian;
+    the stream starts with a header and ends with a trailer. A partial row is carried over
+    to the next chunk."""
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for i in range(columns):
+        fields += [(f"length{i}", ">i4"), (f"value{i}", ">i8")]
+    layout = np.dtype(fields)
+    rest, started = b"", False
+    for chunk in chunks:
+        data = rest + chunk if rest else chunk
+        start = 0
+        if not started:
+            if len(data) < 19:  # the header: signature, flags, extension length
+                rest = bytes(data)
+                continue
+            if bytes(data[:11]) != _SIGNATURE:
+                raise psycopg.DataError("not COPY's binary format")
+            start = 19 + int.from_bytes(data[15:19], "big")
+            started = True
+        whole = (len(data) - start) // layout.itemsize
+        if whole:
+            found = np.frombuffer(data, dtype=layout, count=whole, offset=start)
+            lengths_ok = all((found[f"length{i}"] == 8).all() for i in range(columns))
+            if not (found["count"] == columns).all() or not lengths_ok:
+                raise psycopg.DataError("a key was NULL or not a bigint")
+            yield np.stack([found[f"value{i}"] for i in range(columns)], axis=1).astype(np.int64)
+        rest = bytes(data[start + whole * layout.itemsize :])
+    if rest != _TRAILER:
+        raise psycopg.DataError("the COPY ended inside a row")
 
 
 def _shared_keys(
