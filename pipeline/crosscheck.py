@@ -42,9 +42,9 @@ from pipeline.sqlfiles import query
 # and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**30
 # residents a shard they grow instead). Keys are written to a partition's file once
 # SPILL_ROWS of them wait, so that a file is opened a few times, not once a COPY chunk.
-KEYS_A_PARTITION = 1 << 18
+KEYS_A_PARTITION = 1 << 16
 MAX_PARTITION_BITS = 12
-SPILL_ROWS = 1 << 18
+SPILL_ROWS = 1 << 16
 # A chunk of the table sent at once: CHUNK_BLOCKS blocks of 8 kB (about 8,000 residents),
 # or on PostgreSQL 13, which cannot scan a range of blocks, about CHUNK_ROWS residents.
 CHUNK_BLOCKS = 128
@@ -56,49 +56,73 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"  # the binary COPY header starts with it
 _TRAILER = b"\xff\xff"  # and ends with a field count of -1
 
 
-def run_cross_shard(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
-    """One check across shards: cross_shard_ids, cross_shard_people or ledger (agreement)."""
+def run_cross_shard(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
+    """Checks across shards: the ledger's agreement, one by one, or cross_shard_ids and
+    cross_shard_people on the same shards, together from one read of each shard (the
+    person keys come with the ids)."""
     try:
-        if spec.kind == "cross_shard_ids":
-            return _duplicates(shard_map, spec, "check_ids", columns=1)
-        if spec.kind == "cross_shard_people":
-            return _duplicates(shard_map, spec, "check_people", columns=2)
-        if spec.kind == "ledger":
-            return _ledger_agreement(shard_map, spec)
+        if all(spec.kind == "ledger" for spec in specs):
+            return [_ledger_agreement(shard_map, spec) for spec in specs]
+        if all(spec.kind in KEYS for spec in specs) and len({s.shards for s in specs}) == 1:
+            return _duplicates(shard_map, specs)
     except ShardError as exc:
         raise CheckError(str(exc)) from None
     except psycopg.Error as exc:
-        raise CheckError(f"check {spec.name}: {' '.join(str(exc).split())}") from None
-    raise ValueError(f"{spec.kind} is not a cross-shard check")
+        raise CheckError(f"check {specs[0].name}: {' '.join(str(exc).split())}") from None
+    raise ValueError(f"{[s.kind for s in specs]} cannot run together across shards")
 
 
-def _duplicates(shard_map: ShardMap, spec: CheckSpec, name: str, columns: int) -> CheckResult:
-    """Keys found on more than one shard: every shard sends its keys (`columns` 1: the ids
-    are the keys; 2: a key and an id a row), partitioned here, and the partitions are
-    compared one at a time."""
-    shards = [s for s in shard_map.shards if spec.applies_to(s.name)]
-    failing, found = 0, list[tuple[int, str]]()  # (smallest id, sample) of the first groups
+# The duplicate checks: the query that sends their keys, and how many columns it has.
+KEYS = {"cross_shard_ids": ("check_ids", 1), "cross_shard_people": ("check_people", 2)}
+
+
+def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
+    """Keys found on more than one shard, for each of `specs` (which run on the same shards):
+    every shard sends its keys once (the ids alone, or the person keys with the ids), they
+    are partitioned here, a partition a check and shard, and the partitions are compared
+    one at a time."""
+    shards = [s for s in shard_map.shards if specs[0].applies_to(s.name)]
+    name, columns = max(KEYS[spec.kind] for spec in specs)  # check_people holds the ids too
     with ExitStack() as stack:
         conns = [stack.enter_context(snapshot(shard_map, shard)) for shard in shards]
         sizes = [_on(shard, _size, conn) for shard, conn in zip(shards, conns, strict=True)]
         bits = _bits(max(sizes, default=0))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pipeline-check-")))
-        spills = [Spill(folder / str(i), bits, columns) for i in range(len(shards))]
+        # spills[check][shard]; the ids are the last column of every query
+        spills = [
+            [Spill(folder / f"{c}-{i}", bits, KEYS[spec.kind][1]) for i in range(len(shards))]
+            for c, spec in enumerate(specs)
+        ]
         statements = [_chunks(conn, name, size) for conn, size in zip(conns, sizes, strict=True)]
 
         def read(i: int) -> None:
-            _on(shards[i], _read_keys, conns[i], statements[i], spills[i])
+            mine = [per_shard[i] for per_shard in spills]
+            _on(shards[i], _read_keys, conns[i], statements[i], columns, mine)
 
-        # Every server scans and hashes at once; each thread waits in select, not in libpq.
+        # Every server scans at once; each thread waits in select, not in libpq.
         with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
             for done in [pool.submit(read, i) for i in range(len(shards))]:
                 done.result()
-        for partition in range(1 << bits):
-            parts = [(i, *spill.read(partition)) for i, spill in enumerate(spills)]
-            count, groups = _shared_keys(parts, shards)
-            failing += count
-            found = sorted([*found, *groups])[:SAMPLES]
         text = statements[0].as_string(conns[0]) if conns else query(name).as_string()
+        return [
+            _compare(spec, shards, per_shard, bits, text)
+            for spec, per_shard in zip(specs, spills, strict=True)
+        ]
+
+
+def _compare(
+    spec: CheckSpec, shards: list[Shard], spills: list[Spill], bits: int, text: str
+) -> CheckResult:
+    """One check's result from its shards' partitioned keys."""
+    failing, found = (
+        0,
+        list[tuple[int, str]](),
+    )  # (smallest id, sample) of the first groups
+    for partition in range(1 << bits):
+        parts = [(i, *spill.read(partition)) for i, spill in enumerate(spills)]
+        count, groups = _shared_keys(parts, shards)
+        failing += count
+        found = sorted([*found, *groups])[:SAMPLES]
     return _result(spec, failing, flat_sql(text), [sample for _, sample in found])
 
 
@@ -182,12 +206,20 @@ def _empty(columns: int) -> np.ndarray:
     return np.empty((0, columns), dtype=np.int64)
 
 
-def _read_keys(conn: psycopg.Connection[Any], statement: sql.Composable, spill: Spill) -> None:
-    """A shard's keys, from a binary COPY of their chunks, into `spill`."""
+def _read_keys(
+    conn: psycopg.Connection[Any],
+    statement: sql.Composable,
+    columns: int,
+    spills: list[Spill],
+) -> None:
+    """A shard's keys, from a binary COPY of their chunks, into each of `spills`: a spill of
+    one column takes the ids (the last column), a spill of two the person keys and ids."""
     copy = query("check_copy").format(rows=statement)
-    for rows in _binary_arrays(CopyOut(conn, copy), spill.columns):
-        spill.add(rows)
-    spill.flush()
+    for rows in _binary_arrays(CopyOut(conn, copy), columns):
+        for spill in spills:
+            spill.add(rows[:, columns - spill.columns :])
+    for spill in spills:
+        spill.flush()
 
 
 _ELEMENT = np.dtype([("length", ">i4"), ("value", ">i8")])  # a bigint[] element, binary
@@ -320,5 +352,12 @@ def _ledger_agreement(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
 
 def _result(spec: CheckSpec, failing: int, statement: str, samples: list[str]) -> CheckResult:
     return CheckResult(
-        spec.name, spec.kind, spec.level, "*", failing, spec.threshold(), statement, samples
+        spec.name,
+        spec.kind,
+        spec.level,
+        "*",
+        failing,
+        spec.threshold(),
+        statement,
+        samples,
     )
