@@ -205,12 +205,15 @@ def main() -> None:
         " bench/RESULTS-10M.md for 10M, bench/RESULTS-<rows>-rows.md otherwise",
     )
     parser.add_argument("--data", type=Path, default=ROOT / ".pipeline" / "bench-data")
+    parser.add_argument(
+        "--no-dbt", action="store_true", help="skip the dbt rows (and dbt's installation)"
+    )
     args = parser.parse_args()
 
     files = generate.files(args.data, args.rows)
     small_rows = min(args.rows, 20_000)
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    dbt = dbt_binary()
+    dbt = None if args.no_dbt else dbt_binary()
     servers = Servers(workdir)
     psql = psql_binary(servers)
     n = args.rows
@@ -357,7 +360,7 @@ def one_round(
     only = [arg for name in PER_SHARD_CHECKS for arg in ("--only", name)]
     measure(CHECK_PER_SHARD, [*cli, "check", *only], ok=(0, 1))
     if dbt is None:
-        steps[DBT].note = steps[DBT_UNIQUE].note = "dbt could not be installed: skipped"
+        steps[DBT].note = steps[DBT_UNIQUE].note = "dbt not installed, or --no-dbt: skipped"
     else:
         measure(DBT, dbt_command(dbt, dsns, workdir, stand_ins=False))
         measure(DBT_UNIQUE, dbt_command(dbt, dsns, workdir, stand_ins=True))

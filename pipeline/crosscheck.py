@@ -38,8 +38,8 @@ from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.sqlfiles import query
 
-# A partition holds at most about KEYS_A_PARTITION keys of the largest shard (4 MB of keys
-# and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**30
+# A partition holds at most about KEYS_A_PARTITION keys of the largest shard (1 MB of keys
+# and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**28
 # residents a shard they grow instead). Keys are written to a partition's file once
 # SPILL_ROWS of them wait, so that a file is opened a few times, not once a COPY chunk.
 KEYS_A_PARTITION = 1 << 16

@@ -6,7 +6,10 @@
 -- never go stale. The expression is concat_ws(chr(31), lower(name), age::text,
 -- lower(coalesce(address, ''))) spelled with ||, which is immutable where concat_ws is
 -- not: a part that is NULL is left out with its separator, as concat_ws leaves it out.
--- It costs a load about TODO (measured on 1M rows over two shards).
+-- Its price: lower() and the hash on every row a load writes, and on every unchanged row an
+-- INSERT ... ON CONFLICT proposes. Measured on 1M rows over two shards (six interleaved
+-- pairs, a busy 2-core machine): a load into empty shards +6%, a re-load of unchanged rows
+-- +10%; psql's INSERT ... SELECT of 600k rows alone 2.8 s -> 4.4 s.
 ALTER TABLE residents ADD COLUMN person_key bigint GENERATED ALWAYS AS (
     hashtextextended(
         coalesce(lower(name) || chr(31), '')
