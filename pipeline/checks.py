@@ -126,7 +126,11 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
         key = f"checks[{i}]"
         if not isinstance(item, dict):
             raise fail(key, "expected a mapping with name, kind and level")
-        name, kind, level = item.get("name"), item.get("kind"), item.get("level", "error")
+        name, kind, level = (
+            item.get("name"),
+            item.get("kind"),
+            item.get("level", "error"),
+        )
         if not isinstance(name, str) or not name:
             raise fail(f"{key}.name", "missing")
         key = f"checks[{i}] ({name})"
@@ -160,7 +164,10 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
                 raise fail(key, f"{column!r} is not a column of residents")
         shards = item.get("shards") or []
         if not isinstance(shards, list) or any(s not in shard_names for s in shards):
-            raise fail(f"{key}.shards", "expected a list of shard names: " + ", ".join(shard_names))
+            raise fail(
+                f"{key}.shards",
+                "expected a list of shard names: " + ", ".join(shard_names),
+            )
         specs.append(CheckSpec(name, kind, level, params, tuple(shards)))
     return specs
 
@@ -204,7 +211,9 @@ def row_condition(
     elif spec.kind == "between":
         column = sql.Identifier(p["column"])
         condition = sql.SQL("{c} NOT BETWEEN {lo} AND {hi}").format(
-            c=column, lo=sql.Literal(p.get("min", 0)), hi=sql.Literal(p.get("max", 2**31))
+            c=column,
+            lo=sql.Literal(p.get("min", 0)),
+            hi=sql.Literal(p.get("max", 2**31)),
         )
     else:
         raise ValueError(f"{spec.kind} is not a row check")
@@ -234,7 +243,10 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
 
 
 def run_on_shard(
-    shard_map: ShardMap, shard: Shard, specs: list[CheckSpec], show_samples: bool = False
+    shard_map: ShardMap,
+    shard: Shard,
+    specs: list[CheckSpec],
+    show_samples: bool = False,
 ) -> list[CheckResult]:
     """Every per-shard check on one shard, in one snapshot.
 
@@ -288,7 +300,10 @@ def run_on_shard(
 
 
 def _count_row_checks(
-    conn: psycopg.Connection[Any], shard_map: ShardMap, shard: Shard, specs: list[CheckSpec]
+    conn: psycopg.Connection[Any],
+    shard_map: ShardMap,
+    shard: Shard,
+    specs: list[CheckSpec],
 ) -> dict[str, int]:
     """Check name -> failing rows, for every row check in `specs`, from one scan."""
     rows = [s for s in specs if s.kind in ROW_KINDS]
@@ -354,7 +369,6 @@ def run_all(
 ) -> list[CheckResult]:
     """Residency and the declared checks (or those named in `only`, residency still included),
     per shard then across shards; failures first, then in declaration order."""
-    from pipeline.crosscheck import run_cross_shard
     from pipeline.preflight import refuse_shared_databases
 
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
@@ -364,15 +378,28 @@ def run_all(
     # cross-shard checks would find every row twice: the checks cannot run (exit 2).
     refuse_shared_databases(shard_map)
     chosen = with_residency([s for s in specs if not only or s.name in only])
-    across = [s for s in chosen if s.kind in CROSS_SHARD or s.kind == "ledger"]
+    # The duplicate checks on the same shards share one read of each shard.
+    together: dict[tuple[str, ...], list[CheckSpec]] = {}
+    for spec in chosen:
+        if spec.kind in CROSS_SHARD:
+            together.setdefault(spec.shards, []).append(spec)
+    across = [*together.values(), *([s] for s in chosen if s.kind == "ledger")]
     # The checks keep the servers busy, not this process: run them all at once.
     with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
         per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
-        cross = [pool.submit(run_cross_shard, shard_map, spec) for spec in across]
-        results = per_shard.result() + [future.result() for future in cross]
+        cross = [pool.submit(_run_across, shard_map, specs) for specs in across]
+        results = per_shard.result() + [r for future in cross for r in future.result()]
     order = {s.name: i for i, s in enumerate(chosen)}
     rank = {"fail": 0, "warn": 1, "pass": 2}
     return sorted(results, key=lambda r: (rank[r.status], order[r.name]))
+
+
+def _run_across(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
+    # Imported here, in a worker: numpy's import (a tenth of a second) overlaps the per-shard
+    # checks the servers already run.
+    from pipeline.crosscheck import run_cross_shard
+
+    return run_cross_shard(shard_map, specs)
 
 
 def exit_code(results: list[CheckResult], warn_error: bool) -> int:

@@ -17,7 +17,7 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
     output = tmp_path / "RESULTS.md"
     subprocess.run(
         [sys.executable, str(PROJECT / "bench" / "run.py"), "--rows", "2000", "--rounds", "1",
-         "--output", str(output), "--data", str(tmp_path / "data")],
+         "--output", str(output), "--data", str(tmp_path / "data"), "--no-dbt"],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     report, targets = output.read_text().split("## Targets")
@@ -36,4 +36,9 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
     floor = [c.strip() for c in measured[FLOOR].split("|")]
     assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
     assert measured[CHECK_FLOOR].rstrip(" |").endswith("x time"), measured[CHECK_FLOOR]
-    assert "| pipeline check, default checks | <= 3.0x time |" in targets
+    assert "| pipeline check, default checks | <= 1.5x time |" in targets
+    assert "--no-dbt: skipped" in measured["dbt test, the same checks, both shards at once"]
+    per_shard = [
+        c.strip() for c in measured["pipeline check, the checks dbt can express"].split("|")
+    ]
+    assert float(per_shard[3]) > 0, per_shard

@@ -101,7 +101,7 @@ BROKEN: list[tuple[str, str, str, str]] = [
     (
         "schema",
         "kind: schema",
-        "ALTER TABLE residents DROP COLUMN address",
+        "ALTER TABLE residents DROP COLUMN address CASCADE",  # person_key is made of it
         "column address text missing",
     ),
 ]
@@ -344,6 +344,64 @@ def test_ids_in_several_shards_are_all_counted_and_the_smallest_sampled(
         "default:1000 = db_us:1000",
     ]
     assert len(ids["samples"]) == 20
+
+
+@pytest.mark.parametrize("path", ["partitions in files", "PostgreSQL 13's grouping"])
+def test_cross_shard_checks_find_the_same_keys_however_they_are_read(
+    run_cli: RunCli, loaded: None, connect: Connect, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    from pipeline import crosscheck
+
+    for shard, country in (("default", "DE"), ("db_us", "US")):
+        with connect(shard) as conn:
+            conn.execute(
+                "INSERT INTO residents (id, country, name, age, address)"
+                " SELECT i, %s, 'Twin ' || i, 40, i || ' Main St'"
+                " FROM generate_series(1000, 1299) AS i",
+                [country],
+            )
+    expected = results(run_cli)
+    if path == "partitions in files":  # a partition a few dozen keys: 16 of them, spilled
+        monkeypatch.setattr(crosscheck, "KEYS_A_PARTITION", 64)
+        monkeypatch.setattr(crosscheck, "SPILL_ROWS", 100)
+    else:  # the chunks of a server without TID range scans
+        monkeypatch.setattr(crosscheck, "TID_RANGES_SINCE", 10**9)
+        monkeypatch.setattr(crosscheck, "CHUNK_ROWS", 50)
+    found = results(run_cli)
+    cross = [r for r in found if r["shard"] == "*"]
+    assert {r["name"]: r["observed"] for r in cross} == {
+        "ids_in_several_shards": 302,
+        "same_person_in_several_shards": 300,
+        "load_reconciliation": 0,
+    }
+    assert [{**r, "sql": ""} for r in found] == [{**r, "sql": ""} for r in expected]
+
+
+def test_the_person_key_follows_every_write_and_cannot_be_written(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age, address)"
+            " VALUES (700, 'DE', 'Grace Hopper', 85, '1 Navy Yard')"
+        )
+    with connect("db_us") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age, address)"
+            " VALUES (701, 'US', 'Grace Hoper', 85, '1 NAVY YARD')"
+        )
+        with pytest.raises(psycopg.errors.GeneratedAlways):
+            conn.execute("UPDATE residents SET person_key = 0 WHERE id = 701")
+
+    def people() -> dict[str, Any]:
+        found = results(run_cli, "--only", "same_person_in_several_shards")
+        (check,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
+        return check
+
+    assert people()["observed"] == 0
+    with connect("db_us") as conn:  # a hand edit: the key follows, the check sees it
+        conn.execute("UPDATE residents SET name = 'GRACE HOPPER' WHERE id = 701")
+    assert people()["samples"] == ["default:700 = db_us:701"]
 
 
 def test_samples_and_rows_describe_the_same_failing_rows(

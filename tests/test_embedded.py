@@ -12,6 +12,9 @@ from click.testing import CliRunner
 from pipeline import embedded
 from pipeline.cli import cli
 from pipeline.config import load_shard_map, project_root
+from pipeline.schema import latest_version
+
+LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
 
 @pytest.fixture
@@ -35,8 +38,8 @@ def test_embedded_shards_start_on_demand_and_stop(embedded_map: Path, tmp_path: 
     status = runner.invoke(cli, ["--config", str(embedded_map), "status", "--json"], env=env)
     data = json.loads(status.stdout)
     assert [(d["shard"], d["dsn"], d["schema_version"]) for d in data] == [
-        ("default", "embedded:default", 3),
-        ("db_us", "embedded:db_us", 3),
+        ("default", "embedded:default", LATEST),
+        ("db_us", "embedded:db_us", LATEST),
     ]
 
     stopped = runner.invoke(cli, ["--config", str(embedded_map), "embedded", "stop"], env=env)
@@ -46,7 +49,7 @@ def test_embedded_shards_start_on_demand_and_stop(embedded_map: Path, tmp_path: 
     # the data outlives the server: the next command starts it again and finds the schema
     again = runner.invoke(cli, ["--config", str(embedded_map), "status"], env=env)
     assert again.exit_code == 0
-    assert again.output.count("schema 3/3") == 2
+    assert again.output.count(f"schema {LATEST}/{LATEST}") == 2
 
 
 @pytest.mark.parametrize(
@@ -130,7 +133,9 @@ def test_config_from_another_folder_uses_the_same_embedded_server(
             cli, ["--config", "../project/config/shards.yaml", "status"], env=env
         )
         assert status.exit_code == 0, status.output
-        assert status.output.count("schema 3/3") == 2  # the server init set up, not a new one
+        assert (
+            status.output.count(f"schema {LATEST}/{LATEST}") == 2
+        )  # the server init set up, not a new one
         assert not (elsewhere / ".pipeline").exists()
     finally:
         embedded.stop(project / ".pipeline" / "postgres")

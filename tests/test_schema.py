@@ -15,8 +15,11 @@ import pytest
 from click.testing import Result
 from psycopg import conninfo
 
+from pipeline.schema import latest_version
 from pipeline.sqlfiles import migrations, query
 from tests.conftest import Server, shard_map_yaml, write_map
+
+LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
 Connect = Callable[[str], psycopg.Connection[Any]]
 INSERT = (
@@ -34,8 +37,8 @@ def test_init_brings_every_shard_to_the_latest_version(
 ) -> None:
     result = run_cli("init")
     assert result.exit_code == 0, result.output
-    assert "default: schema 0 -> 3; residency set to country NOT IN (US)" in result.output
-    assert "db_us: schema 0 -> 3; residency set to country IN (US)" in result.output
+    assert f"default: schema 0 -> {LATEST}; residency set to country NOT IN (US)" in result.output
+    assert f"db_us: schema 0 -> {LATEST}; residency set to country IN (US)" in result.output
     latest = [m.version for m in migrations()]
     for shard in ("default", "db_us"):
         with connect(shard) as conn:
@@ -46,7 +49,8 @@ def test_init_twice_is_a_no_op(run_cli: Callable[..., Result], initialised: None
     result = run_cli("init")
     assert result.exit_code == 0
     assert (
-        "default: schema 3 (up to date); residency unchanged: country NOT IN (US)" in result.output
+        f"default: schema {LATEST} (up to date); residency unchanged: country NOT IN (US)"
+        in result.output
     )
 
 
@@ -61,9 +65,9 @@ def test_a_shard_behind_is_brought_up_to_date(
         conn.execute(INSERT, [7, "US", "Kept Through Upgrade", "Male", 40, "1 Main St"])
     result = run_cli("init")
     assert result.exit_code == 0, result.output
-    assert "db_us: schema 1 -> 3" in result.output
+    assert f"db_us: schema 1 -> {LATEST}" in result.output
     with connect("db_us") as conn:
-        assert versions(conn) == [1, 2, 3]
+        assert versions(conn) == list(range(1, LATEST + 1))
         assert conn.execute("SELECT name FROM residents WHERE id = 7").fetchone() == (
             "Kept Through Upgrade",
         )
@@ -122,7 +126,8 @@ def test_a_changed_map_moves_the_constraint(
     result = run_cli("init", config=wider)
     assert result.exit_code == 0, result.output
     assert (
-        "default: schema 3 (up to date); residency set to country NOT IN (CA, US)" in result.output
+        f"default: schema {LATEST} (up to date); residency set to country NOT IN (CA, US)"
+        in result.output
     )
     with connect("db_us") as conn:
         conn.execute(INSERT, [1, "CA", "Jeanne", "Female", 30, "Rue 1"])
@@ -169,7 +174,7 @@ def test_default_reject_makes_every_shard_an_allow_list(
     )
     result = run_cli("init", config=strict)
     assert result.exit_code == 0, result.output
-    assert "default: schema 0 -> 3; residency set to country IN (DE, FR)" in result.output
+    assert f"default: schema 0 -> {LATEST}; residency set to country IN (DE, FR)" in result.output
     with connect("default") as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(INSERT, [1, "JP", "Taro", None, 30, None])
 

@@ -10,13 +10,16 @@ from pathlib import Path
 
 from click.testing import Result
 
+from pipeline.schema import latest_version
 from tests.conftest import shard_map_yaml, write_map
+
+LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
 
 def test_status_before_init_says_to_run_init(run_cli: Callable[..., Result]) -> None:
     result = run_cli("status")
     assert result.exit_code == 0
-    assert "schema 0/3 (run `pipeline init`)" in result.output
+    assert f"schema 0/{LATEST} (run `pipeline init`)" in result.output
 
 
 def test_status_shows_each_shard(run_cli: Callable[..., Result], initialised: None) -> None:
@@ -24,7 +27,9 @@ def test_status_shows_each_shard(run_cli: Callable[..., Result], initialised: No
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["default", "db_us"]
-    assert all("reachable  schema 3/3  0 residents  no loads yet" in line for line in lines)
+    assert all(
+        f"reachable  schema {LATEST}/{LATEST}  0 residents  no loads yet" in line for line in lines
+    )
 
 
 def test_status_json(run_cli: Callable[..., Result], initialised: None) -> None:
@@ -32,7 +37,9 @@ def test_status_json(run_cli: Callable[..., Result], initialised: None) -> None:
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert [d["shard"] for d in data] == ["default", "db_us"]
-    assert all(d["reachable"] and d["schema_version"] == d["latest_version"] == 3 for d in data)
+    assert all(
+        d["reachable"] and d["schema_version"] == d["latest_version"] == LATEST for d in data
+    )
     assert all(d["residents"] == 0 and d["last_load_at"] is None for d in data)
 
 

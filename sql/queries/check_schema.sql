@@ -4,7 +4,7 @@ SELECT 'column ' || e.col || ' ' || e.typ || ' missing' AS sample, NULL::jsonb A
 FROM (VALUES
     ('id', 'bigint'), ('country', 'character'), ('name', 'text'), ('gender', 'text'),
     ('age', 'smallint'), ('address', 'text'), ('load_id', 'uuid'),
-    ('loaded_at', 'timestamp with time zone')
+    ('loaded_at', 'timestamp with time zone'), ('person_key', 'bigint')
 ) AS e (col, typ)
 WHERE NOT EXISTS (
     SELECT 1 FROM information_schema.columns AS c
