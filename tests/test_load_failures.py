@@ -269,6 +269,20 @@ def test_the_ledger_and_rows_say_when_they_were_written(
     assert started < first_row <= finished
 
 
+@contextlib.contextmanager
+def loading(config: Path, path: Path, *options: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    """`pipeline load PATH` in a process of its own, killed and reaped however the test ends
+    (a process left running would fail a later test with a ResourceWarning)."""
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load", str(path)]
+    with subprocess.Popen(
+        [*command, *options], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            yield process
+        finally:
+            process.kill()
+
+
 def _wait_for_statement(dsn: str, pattern: str, process: subprocess.Popen[str]) -> None:
     """Until the load runs a statement like `pattern` on this shard's database."""
     deadline = time.monotonic() + 60
@@ -312,7 +326,6 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
 ) -> None:
     count = ROWS_FOR[phase]
     path = ndjson(tmp_path / "big.ndjson", people(1, count))
-    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file)]
     with contextlib.ExitStack() as stack:
         holder = stack.enter_context(psycopg.connect(shard_dsns["db_us"]))
         if phase == "lock":  # another load holds db_us
@@ -321,19 +334,10 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
             holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
             holder.commit()
             holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
-        process = subprocess.Popen(
-            [*command, "load", str(path), "--json"],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            _wait_for_statement(shard_dsns["db_us"], PHASES[phase], process)
-            process.send_signal(signum)
-            out, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
+        process = stack.enter_context(loading(config_file, path, "--json", cwd=tmp_path))
+        _wait_for_statement(shard_dsns["db_us"], PHASES[phase], process)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
     assert process.returncode == 1, err
     assert "Traceback" not in err and "Aborted" not in err
     assert "\ntotal: " in err  # the summary
@@ -372,22 +376,13 @@ def test_a_signal_after_one_shard_committed_reports_that_shard_loaded(
         holder.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'Held')")
         holder.commit()
         holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "--config", str(config_file), "load", str(path)],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        with loading(config_file, path, cwd=tmp_path) as process:
             deadline = time.monotonic() + 60
             while not ledger(shard_dsns["default"]) and time.monotonic() < deadline:
                 time.sleep(0.05)
             _wait_for_statement(shard_dsns["db_us"], PHASES["upsert"], process)
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
     assert process.returncode == 1, err
     assert "Traceback" not in err
     assert "100000 read = 50000 loaded + 0 rejected + 50000 pending" in err
@@ -435,9 +430,10 @@ def frozen(server: StoppableServer) -> Iterator[None]:
             if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
                 children.append(int(stat.parent.name))
     pids = [postmaster, *children]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
     try:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, signal.SIGSTOP)
         yield
     finally:
         for pid in reversed(pids):
@@ -493,22 +489,13 @@ def test_a_signal_stops_the_load_promptly_even_when_a_shard_stopped_answering(
     config, dsns = split_shards
     assert run_cli("init", config=config).exit_code == 0
     path = ndjson(tmp_path / "big.ndjson", people(1, 100_000))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load", str(path)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with loading(config, path, cwd=tmp_path) as process:
         _wait_for_statement(dsns["db_us"], PHASES["copy"], process)
         with frozen(stoppable_server):  # the default time-outs: 900 s for a statement
             started = time.monotonic()
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=120)
             took = time.monotonic() - started
-    finally:
-        process.kill()
     assert process.returncode == 1, err
     assert took < 60  # the cancel is not answered: in about 5 s the connection is dropped
     assert "Traceback" not in err
