@@ -48,13 +48,15 @@ def resident(rng: random.Random, rid: int, changed: bool = False) -> list[str]:
     return [str(rid), country, name, gender, age, address]
 
 
-def write_csv(path: Path, rows: int, seed: int, changed_share: float = 0.0) -> None:
+def write_csv(
+    path: Path, rows: int, seed: int, changed_share: float = 0.0, first_id: int = 1
+) -> None:
     rng = random.Random(seed)
     change = random.Random(seed + 1)
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(HEADER)
-        for rid in range(1, rows + 1):
+        for rid in range(first_id, first_id + rows):
             writer.writerow(resident(rng, rid, changed=change.random() < changed_share))
 
 
@@ -74,6 +76,8 @@ def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
     paths = {
         "csv": folder / f"residents-{rows}.csv",
         "changed": folder / f"residents-{rows}-changed.csv",
+        # as many other residents, with ids after the first file's: all new to the shards
+        "others": folder / f"residents-{rows}-others.csv",
         "ndjson": folder / f"residents-{rows}.ndjson",
         "gzip": folder / f"residents-{rows}.csv.gz",
         "small": folder / f"residents-{small}.csv",
@@ -85,6 +89,7 @@ def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
 
     _make(paths["csv"], lambda path: write_csv(path, rows, seed))
     _make(paths["changed"], lambda path: write_csv(path, rows, seed, changed_share=0.10))
+    _make(paths["others"], lambda path: write_csv(path, rows, seed + 2, first_id=rows + 1))
     _make(paths["ndjson"], lambda path: write_ndjson(paths["csv"], path))
     _make(paths["gzip"], gzip_csv)
     _make(paths["small"], lambda path: write_csv(path, small, seed))

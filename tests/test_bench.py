@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import CHECK_FLOOR, FLOOR
+from bench.run import CHECK_FLOOR, DIRECT, FLOOR, LOAD_EMPTY, LOAD_OTHERS, LOADS
 from tests.conftest import PROJECT
 
 
@@ -33,8 +33,13 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
         cells = [c.strip() for c in measured[step].split("|")]
         assert cells[2] == "2,000" and float(cells[3]) > 0, measured[step]
     assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
-    floor = [c.strip() for c in measured[FLOOR].split("|")]
-    assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
+    for name in (FLOOR, DIRECT):
+        floor = [c.strip() for c in measured[name].split("|")]
+        assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
+    others = [c.strip() for c in measured[LOAD_OTHERS].split("|")]
+    assert others[2] == "2,000" and float(others[3]) > 0, others
+    assert f"| {LOAD_EMPTY} (vs {DIRECT}) | >= 0.85x |" in targets
+    assert f"| {LOADS}: peak memory | <= 150 MB |" in targets
     assert measured[CHECK_FLOOR].rstrip(" |").endswith("x time"), measured[CHECK_FLOOR]
     assert "| pipeline check, default checks | <= 1.5x time |" in targets
     assert "--no-dbt: skipped" in measured["dbt test, the same checks, both shards at once"]
