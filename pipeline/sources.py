@@ -40,19 +40,18 @@ from typing import IO, Any, NamedTuple
 from pipeline.bounded import (
     BLANK_RUN,
     BLOCK,
-    DECODER,
     MALFORMED,
     MARK,
     NOT_UNICODE,
     SURROGATE,
     TOO_LARGE,
     BrokenInput,
-    JsonArray,
     LineBlocks,
     LineGuard,
     cut,
     escaped_text,
 )
+from pipeline.json_array import DECODER, JsonArray
 from pipeline.reasons import RejectReason
 from pipeline.rules import COUNTRY_MAX, DEFAULT_LIMITS, TRIM, Limits
 
