@@ -478,7 +478,8 @@ def check(
     Example: pipeline check --format junit -o reports/checks.xml
     """
     from pipeline.check_output import FORMATS, render, render_error
-    from pipeline.checks import exit_code, load_checks, run_all
+    from pipeline.check_run import run_all
+    from pipeline.checks import exit_code, load_checks
     from pipeline.output import write_atomically
 
     if fmt is None:
