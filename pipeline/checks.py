@@ -1,29 +1,22 @@
-"""`pipeline check`: declared data-quality checks (`config/checks.yaml`), compiled to SQL.
+"""The data-quality checks: what `config/checks.yaml` declares (`CheckSpec`, parsed and
+validated by `load_checks`), what running one found (`CheckResult`), and the exit code the
+results make.
 
-Every per-shard check compiles to one query returning its failing rows
-(sql/queries/check_*.sql), which yields its count and at most SAMPLES samples; the row
-checks (residency, not_null, accepted_values, between) are counted together in one scan
-of the shard first. The shards run in parallel, each in one REPEATABLE READ snapshot.
-Samples are ids (or, for accepted_values, the offending value), never whole rows,
-unless asked. The cross-shard checks, which no single database can answer, are in
-`pipeline.crosscheck`. Residency always runs, at level error.
+Residency always runs, at level error. A check runs per shard (pipeline.check_shard: one
+query returning its failing rows, compiled from its spec) or, for what no single database
+can answer, across shards (pipeline.crosscheck); pipeline.check_run runs them all at once,
+and pipeline.check_output renders the results. Samples are ids (or, for accepted_values,
+the offending value), never whole rows, unless asked.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
-from pipeline.config import Shard, ShardMap, read_beside
-from pipeline.db import snapshot
-from pipeline.errors import ConfigError, PipelineError, ShardError
-from pipeline.schema import latest_version, residency_rule
-from pipeline.sqlfiles import query
+from pipeline.config import ShardMap, read_beside
+from pipeline.errors import ConfigError, PipelineError
 
 SAMPLES = 20
 LEVELS = ("error", "warn")
@@ -183,174 +176,6 @@ def with_residency(specs: list[CheckSpec]) -> list[CheckSpec]:
     return [CheckSpec(RESIDENCY, RESIDENCY, "error"), *specs]
 
 
-# Kinds answered by counting rows that meet a condition: on a shard they all share one scan.
-ROW_KINDS = {"residency", "not_null", "accepted_values", "between"}
-
-
-def row_condition(
-    spec: CheckSpec, shard_map: ShardMap, shard: Shard
-) -> tuple[sql.Composable, sql.Composable]:
-    """A row check's condition on `shard` (true for a failing row) and its sample expression."""
-    p = spec.params
-    sample: sql.Composable = sql.SQL("'id=' || id")
-    if spec.kind == "residency":
-        condition = sql.SQL("NOT ({})").format(residency_rule(shard_map, shard).condition())
-        sample = sql.SQL("'id=' || id || ' country=' || country")
-    elif spec.kind == "not_null":
-        condition = sql.SQL(" OR ").join(
-            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in p["columns"]
-        )
-    elif spec.kind == "accepted_values":
-        column = sql.Identifier(p["column"])
-        values = sql.SQL(", ").join(sql.Literal(str(v)) for v in p["values"])
-        condition = sql.SQL("{c} IS NOT NULL AND {c}::text NOT IN ({v})").format(c=column, v=values)
-        # The offending value is what a person needs to fix the rules or the data.
-        sample = sql.SQL("'id=' || id || ' ' || {n} || '=' || {c}").format(
-            n=sql.Literal(p["column"]), c=column
-        )
-    elif spec.kind == "between":
-        column = sql.Identifier(p["column"])
-        condition = sql.SQL("{c} NOT BETWEEN {lo} AND {hi}").format(
-            c=column,
-            lo=sql.Literal(p.get("min", 0)),
-            hi=sql.Literal(p.get("max", 2**31)),
-        )
-    else:
-        raise ValueError(f"{spec.kind} is not a row check")
-    return condition, sample
-
-
-def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Composable:
-    """The query that returns `spec`'s failing rows on `shard` (columns: sample, detail)."""
-    p = spec.params
-    if spec.kind in ROW_KINDS:
-        condition, sample = row_condition(spec, shard_map, shard)
-        return query("check_rows").format(sample=sample, condition=condition)
-    if spec.kind == "schema":
-        return query("check_schema").format(latest=sql.Literal(latest_version()))
-    if spec.kind == "row_count":
-        low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
-        return query("check_row_count").format(min=low, max=high)
-    if spec.kind == "ledger":
-        return query("check_ledger")
-    if spec.kind == "custom_sql":
-        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
-        return query("check_custom").format(custom=custom)
-    if spec.kind == "unique":
-        columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
-        return query("check_unique").format(columns=columns)
-    raise ValueError(f"no per-shard query for {spec.kind}")
-
-
-def run_on_shard(
-    shard_map: ShardMap,
-    shard: Shard,
-    specs: list[CheckSpec],
-    show_samples: bool = False,
-) -> list[CheckResult]:
-    """Every per-shard check on one shard, in one snapshot.
-
-    The row checks are counted together in one scan (sql/queries/check_counts.sql); only a
-    check that fails runs its own query, for its first samples. Each other check runs its
-    own query through sql/queries/check_run.sql (a count and the first samples at once).
-    With --show-samples, samples and rows come from one query, so that they match.
-    """
-    results = []
-    try:
-        with snapshot(shard_map, shard) as conn:
-            counted = _count_row_checks(conn, shard_map, shard, specs)
-            for spec in specs:
-                failing = failing_query(spec, shard_map, shard)
-                try:
-                    if spec.name in counted:
-                        count, samples = counted[spec.name], []
-                    else:
-                        statement = query("check_run").format(
-                            failing=failing, limit=sql.Literal(SAMPLES)
-                        )
-                        row = conn.execute(statement).fetchone()
-                        assert row is not None
-                        count, samples = int(row[0]), list(row[1])
-                    details = []
-                    if count and (show_samples or not samples):
-                        # Samples and rows from one query, so that they describe the same rows.
-                        first = _first(conn, failing, show_samples)
-                        samples = [r[0] for r in first]
-                        details = [r[1] for r in first] if show_samples else []
-                except psycopg.Error as exc:
-                    raise CheckError(
-                        f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
-                    ) from None
-                results.append(
-                    CheckResult(
-                        name=spec.name,
-                        kind=spec.kind,
-                        level=spec.level,
-                        shard=shard.name,
-                        failing=count,
-                        threshold=spec.threshold(),
-                        sql=flat_sql(failing.as_string(conn)),
-                        samples=samples,
-                        details=details,
-                    )
-                )
-    except ShardError as exc:
-        raise CheckError(str(exc)) from None
-    return results
-
-
-def _count_row_checks(
-    conn: psycopg.Connection[Any],
-    shard_map: ShardMap,
-    shard: Shard,
-    specs: list[CheckSpec],
-) -> dict[str, int]:
-    """Check name -> failing rows, for every row check in `specs`, from one scan."""
-    rows = [s for s in specs if s.kind in ROW_KINDS]
-    if not rows:
-        return {}
-    counts = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE {})").format(row_condition(s, shard_map, shard)[0])
-        for s in rows
-    )
-    try:
-        with conn.transaction():  # a savepoint: on an error, the checks run one by one
-            found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
-    except psycopg.Error:
-        return {}  # each check runs its own query, and an error names its check
-    assert found is not None
-    return {spec.name: int(n) for spec, n in zip(rows, found, strict=True)}
-
-
-def _first(
-    conn: psycopg.Connection[Any], failing: sql.Composable, with_rows: bool
-) -> list[tuple[Any, Any]]:
-    """The first SAMPLES failing rows of a check: (sample, the row in full or None)."""
-    columns = sql.SQL("sample, detail" if with_rows else "sample, NULL")
-    statement = query("check_first").format(
-        columns=columns, failing=failing, limit=sql.Literal(SAMPLES)
-    )
-    return [(row[0], row[1]) for row in conn.execute(statement)]
-
-
-def run_per_shard(
-    shard_map: ShardMap, specs: list[CheckSpec], show_samples: bool = False
-) -> list[CheckResult]:
-    """The per-shard checks on every shard at once; results in shard-map order."""
-
-    def one(shard: Shard) -> list[CheckResult]:
-        mine = [s for s in specs if s.kind not in CROSS_SHARD and s.applies_to(shard.name)]
-        return run_on_shard(shard_map, shard, mine, show_samples)
-
-    with ThreadPoolExecutor(max_workers=len(shard_map.shards)) as pool:
-        per_shard = list(pool.map(one, shard_map.shards))
-    return [r for results in per_shard for r in results]
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def flat_sql(text: str) -> str:
     """A statement on one line, for reports: its comments dropped (flattened, a `--` would
     swallow the rest)."""
@@ -359,47 +184,6 @@ def flat_sql(text: str) -> str:
         for line in text.splitlines()
     )
     return " ".join(" ".join(lines).split())
-
-
-def run_all(
-    shard_map: ShardMap,
-    specs: list[CheckSpec],
-    only: tuple[str, ...] = (),
-    show_samples: bool = False,
-) -> list[CheckResult]:
-    """Residency and the declared checks (or those named in `only`, residency still included),
-    per shard then across shards; failures first, then in declaration order."""
-    from pipeline.preflight import refuse_shared_databases
-
-    unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
-    if unknown:
-        raise ConfigError(f"--only {unknown[0]}: no such check")
-    # Two shards in one database would each fail residency for the other's rows, and the
-    # cross-shard checks would find every row twice: the checks cannot run (exit 2).
-    refuse_shared_databases(shard_map)
-    chosen = with_residency([s for s in specs if not only or s.name in only])
-    # The duplicate checks on the same shards share one read of each shard.
-    together: dict[tuple[str, ...], list[CheckSpec]] = {}
-    for spec in chosen:
-        if spec.kind in CROSS_SHARD:
-            together.setdefault(spec.shards, []).append(spec)
-    across = [*together.values(), *([s] for s in chosen if s.kind == "ledger")]
-    # The checks keep the servers busy, not this process: run them all at once.
-    with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
-        per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
-        cross = [pool.submit(_run_across, shard_map, specs) for specs in across]
-        results = per_shard.result() + [r for future in cross for r in future.result()]
-    order = {s.name: i for i, s in enumerate(chosen)}
-    rank = {"fail": 0, "warn": 1, "pass": 2}
-    return sorted(results, key=lambda r: (rank[r.status], order[r.name]))
-
-
-def _run_across(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
-    # Imported here, in a worker: numpy's import (a tenth of a second) overlaps the per-shard
-    # checks the servers already run.
-    from pipeline.crosscheck import run_cross_shard
-
-    return run_cross_shard(shard_map, specs)
 
 
 def exit_code(results: list[CheckResult], warn_error: bool) -> int:

@@ -2,129 +2,41 @@
 
 It parses options, calls the library, prints, and maps the project's exceptions to
 one-line messages and exit codes: 0 ok, 1 a data or shard problem, 2 a usage or
-configuration error. No business logic lives here.
+configuration error. No business logic lives here. Here are the `pipeline` group, its
+commands and `main`; `load`, the command with the most options, is pipeline.cli_load, and
+what every command shares (the error handling above all) is pipeline.cli_shared.
 """
 
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
 # Only what every command needs is imported here; each command imports its own library
 # modules when it runs, so that `pipeline extract` does not pay for loading the checks,
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
-from pipeline.config import DEFAULT_CONFIG_PATH, DEFAULT_REJECTS_DIR, ShardMap, load_shard_map
+from pipeline.cli_load import load_command
+from pipeline.cli_shared import (
+    PipelineGroup,
+    Terminated,
+    fail,
+    format_for,
+    json_option,
+    output_option,
+    shard_map_of,
+)
+from pipeline.config import DEFAULT_CONFIG_PATH
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
-
-if TYPE_CHECKING:
-    from pipeline.load_result import LoadResult
-    from pipeline.routing import Budget
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(ctx: click.Context, message: str, code: int) -> NoReturn:
-    """Print `Error: <message>` on stderr and exit with `code`: how every error leaves."""
-    click.echo(f"Error: {message}", err=True)
-    ctx.exit(code)
-
-
-class _PipelineGroup(click.Group):
-    """Turns the library's errors into one line and their exit code: never a traceback."""
-
-    def main(  # type: ignore[override]  # one signature for both of click's overloads
-        self,
-        args: Any = None,
-        prog_name: str | None = None,
-        standalone_mode: bool = True,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
-        try:
-            code = super().main(args, prog_name, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            # click would print the usage, a hint and the error over four lines.
-            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-            click.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.Abort as exc:
-            # Ctrl-C or SIGTERM: every `with` and `finally` on the way out has run (partial
-            # output files removed, COPYs cancelled, transactions rolled back).
-            if isinstance(exc.__cause__, Terminated):
-                click.echo("Error: terminated (SIGTERM)", err=True)
-            else:
-                click.echo("Aborted!", err=True)
-            sys.exit(EXIT_DATA)
-        except BrokenPipeError:
-            # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit
-            # handler from complaining about the closed stdout.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(EXIT_DATA)
-        sys.exit(code if isinstance(code, int) else 0)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PipelineError as exc:
-            fail(ctx, str(exc), exc.exit_code)
-        except OSError as exc:
-            if isinstance(exc, BrokenPipeError):
-                raise
-            # A file we were told to write and cannot (a full disk, a folder without rights).
-            where = f": {exc.filename}" if exc.filename else ""
-            fail(ctx, f"{exc.strerror or exc}{where}", EXIT_USAGE)
-
-
-def output_option(func: F) -> F:
-    path = click.Path(path_type=Path, dir_okay=False)
-    return click.option("-o", "--output", type=path, help="File to write (default stdout).")(func)
-
-
-def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
-
-
-def _format_for(output: Path | None, formats: dict[str, str], default: str) -> str:
-    """The format -o's extension names: `default` without one; an unknown one is a usage
-    error, not a file in a format its name does not say."""
-    if output is None or not output.suffix:
-        return default
-    fmt = formats.get(output.suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(formats))
-        raise click.UsageError(
-            f"-o {output}: {output.suffix} names no format this command writes ({known});"
-            " name one with --format"
-        )
-    return fmt
-
-
-def _shard_map(ctx: click.Context) -> ShardMap:
-    """The shard map, parsed on first use so that --help works without one."""
-    obj = ctx.ensure_object(dict)
-    if "shard_map" not in obj:
-        obj["shard_map"] = load_shard_map(obj["config_path"])
-    shard_map: ShardMap = obj["shard_map"]
-    return shard_map
 
 
 @click.group(
-    name="pipeline", cls=_PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]}
+    name="pipeline", cls=PipelineGroup, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.option(
     "--config",
@@ -143,6 +55,9 @@ def cli(ctx: click.Context, config_path: Path) -> None:
     Exit codes: 0 ok, 1 a data or shard problem, 2 a usage or configuration error.
     """
     ctx.ensure_object(dict)["config_path"] = config_path
+
+
+cli.add_command(load_command)  # pipeline/cli_load.py
 
 
 @cli.command()
@@ -169,7 +84,7 @@ def init(ctx: click.Context, roles: bool) -> None:
     """
     from pipeline import schema
 
-    shard_map = _shard_map(ctx)
+    shard_map = shard_map_of(ctx)
     failed = 0
     for outcome in schema.init_all(shard_map, roles):
         if outcome.error is not None:
@@ -189,162 +104,6 @@ def init(ctx: click.Context, roles: bool) -> None:
         click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
-
-
-def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
-    from pipeline.routing import Budget
-
-    try:
-        return Budget.parse(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        # TextIOWrapper refuses what is not a text encoding (base64, zlib, ...) as well.
-        io.TextIOWrapper(io.BytesIO(), encoding=value)
-    except LookupError:
-        raise click.BadParameter(f"{value!r} is not a text encoding") from None
-    return value
-
-
-@contextmanager
-def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
-    """SIGINT (Ctrl-C) and SIGTERM stop the load cleanly instead of killing it: it rolls
-    back what has not committed and returns, and the summary says what did commit."""
-
-    def handler(signum: int, frame: object) -> None:
-        interrupt(f"interrupted by {signal.Signals(signum).name}")
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may handle signals (the CLI run from a thread)
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-@cli.command(name="load")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--max-rejects",
-    default="10%",
-    show_default=True,
-    callback=_budget,
-    help="Rejects a file may have and still load: a count (25) or a percentage (10%).",
-)
-@click.option(
-    "--rejects",
-    "rejects_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_REJECTS_DIR,
-    show_default=True,
-    help="Folder for the rejects file (NDJSON, mode 0600).",
-)
-@click.option("--force", is_flag=True, help="Load files the ledger says are already loaded.")
-@click.option("--dry-run", is_flag=True, help="Check and route, report the counts, write nothing.")
-@click.option(
-    "--encoding",
-    default="utf-8",
-    show_default=True,
-    callback=_encoding,
-    help="Text encoding of the files.",
-)
-@click.option(
-    "--connect-timeout",
-    type=click.IntRange(min=1),
-    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10).",
-)
-@click.option(
-    "--statement-timeout",
-    type=click.FloatRange(min=0),
-    help="Seconds a shard may take to answer any one statement (default 900; 0: no limit);"
-    " past it the statement is cancelled, and a shard that does not answer is dropped.",
-)
-@click.option(
-    "--lock-timeout",
-    type=click.FloatRange(min=0),
-    help="Seconds to wait for a lock another session holds, such as another load of the"
-    " shard (default 600; 0: no limit).",
-)
-@json_option
-@click.option(
-    "--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors still print."
-)
-@click.pass_context
-def load_command(
-    ctx: click.Context,
-    paths: tuple[Path, ...],
-    max_rejects: Budget,
-    rejects_dir: Path,
-    force: bool,
-    dry_run: bool,
-    encoding: str,
-    connect_timeout: int | None,
-    statement_timeout: float | None,
-    lock_timeout: float | None,
-    as_json: bool,
-    quiet: bool,
-) -> None:
-    """Load resident files into the shards, each row into the shard its country routes to.
-
-    PATHS are files or folders (a folder means its .csv, .tsv, .json, .ndjson, .jsonl
-    files, each maybe gzipped). Every record is loaded or written to the rejects file
-    with a reason; a file over its reject budget loads nothing. A file already in a
-    shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
-
-    Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
-    failed (re-running the same command completes it), 2 for usage errors. Ctrl-C or
-    SIGTERM stops it: what has not committed rolls back, and the summary says what did.
-
-    Example: pipeline load data/incoming/ --max-rejects 5%
-    """
-    from pipeline.config import load_rules
-    from pipeline.incoming import find_files
-    from pipeline.interrupt import Interrupt
-    from pipeline.load import LoadOptions, load
-    from pipeline.preflight import before_load
-    from pipeline.summary import ProgressBars, printable
-    from pipeline.writer import Timeouts
-
-    shard_map = _shard_map(ctx)
-    rules = load_rules(shard_map)
-    files, passed_over = find_files(paths)
-    before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
-    if passed_over:
-        names = printable(", ".join(str(p) for p in passed_over))
-        click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
-    given = {"statement": statement_timeout, "lock": lock_timeout}
-    timeouts = Timeouts(connect_timeout, **{k: v for k, v in given.items() if v is not None})
-    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding, timeouts)
-    interrupt = Interrupt()
-    # Until the command ends: a signal while the summary prints must not cut it short.
-    with _signals_interrupt(interrupt):
-        result = load(shard_map, rules, files, options, ProgressBars(quiet or as_json), interrupt)
-        _print_load_result(result, paths, files, quiet, as_json)
-    ctx.exit(result.exit_code)
-
-
-def _print_load_result(
-    result: LoadResult, paths: tuple[Path, ...], files: list[Path], quiet: bool, as_json: bool
-) -> None:
-    from pipeline.summary import error_lines, printable, summary_lines, warning_lines
-
-    for warning in warning_lines(result):
-        click.echo(f"Warning: {warning}", err=True)
-    if not quiet:
-        if not files:
-            click.echo(f"no loadable files in {printable(', '.join(map(str, paths)))}", err=True)
-        for line in summary_lines(result):
-            click.echo(line, err=True)
-    if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
-    for line in error_lines(result):
-        click.echo(f"Error: {line}", err=True)
 
 
 @cli.command()
@@ -392,9 +151,9 @@ def extract(
     """
     from pipeline.extract import FORMATS, Selection, check_countries, extract_to
 
-    shard_map = _shard_map(ctx)
+    shard_map = shard_map_of(ctx)
     if fmt is None:
-        fmt = _format_for(output, FORMATS, "csv")
+        fmt = format_for(output, FORMATS, "csv")
     selection = Selection(shards, check_countries(countries), with_provenance, allow_partial)
     result = extract_to(shard_map, selection, fmt, output, raw=raw)
     for name, reason in result.missing.items():
@@ -432,8 +191,8 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None, allow_parti
     from pipeline.report_output import FORMATS, render
 
     if fmt is None:
-        fmt = _format_for(output, FORMATS, "text")
-    figures = build_report(_shard_map(ctx), allow_partial)
+        fmt = format_for(output, FORMATS, "text")
+    figures = build_report(shard_map_of(ctx), allow_partial)
     for name, reason in figures.missing.items():
         click.echo(f"Warning: shard {name} left out (--allow-partial): {reason}", err=True)
     text = render(figures, fmt)
@@ -478,15 +237,16 @@ def check(
     Example: pipeline check --format junit -o reports/checks.xml
     """
     from pipeline.check_output import FORMATS, render, render_error
-    from pipeline.checks import exit_code, load_checks, run_all
+    from pipeline.check_run import run_all
+    from pipeline.checks import exit_code, load_checks
     from pipeline.output import write_atomically
 
     if fmt is None:
-        fmt = _format_for(output, FORMATS, "text")
+        fmt = format_for(output, FORMATS, "text")
     summary = os.environ.get("GITHUB_STEP_SUMMARY") if fmt == "github" else None
     summary_path = Path(summary) if summary else None
     try:
-        shard_map = _shard_map(ctx)
+        shard_map = shard_map_of(ctx)
         results = run_all(shard_map, load_checks(shard_map), only, show_samples)
     except PipelineError as exc:
         # CI reads the report: a missing one is no failure to it. Write one that fails.
@@ -516,7 +276,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """
     from pipeline.status import all_status, format_line
 
-    statuses = all_status(_shard_map(ctx))
+    statuses = all_status(shard_map_of(ctx))
     if as_json:
         click.echo(json.dumps([s.to_json() for s in statuses], indent=2))
     else:
@@ -542,7 +302,7 @@ def embedded_start(ctx: click.Context) -> None:
     """
     from pipeline import embedded
 
-    shard_map = _shard_map(ctx)
+    shard_map = shard_map_of(ctx)
     names = [s.embedded_database for s in shard_map.shards if s.embedded_database is not None]
     for name in names:
         embedded.server_uri(shard_map.embedded_dir, name)
@@ -559,16 +319,11 @@ def embedded_stop(ctx: click.Context) -> None:
     """
     from pipeline import embedded
 
-    shard_map = _shard_map(ctx)
+    shard_map = shard_map_of(ctx)
     if embedded.stop(shard_map.embedded_dir):
         click.echo(f"stopped embedded PostgreSQL in {shard_map.embedded_dir}")
     else:
         click.echo(f"embedded PostgreSQL in {shard_map.embedded_dir} was not running")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, like Ctrl-C: so that it unwinds the same way
-    (Python's default for SIGTERM is to die on the spot, leaving partial files behind)."""
 
 
 def _terminate(signum: int, frame: Any) -> None:

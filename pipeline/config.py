@@ -1,8 +1,9 @@
 """The shard map: `config/shards.yaml` parsed and validated once, into typed objects.
 
-This is the only module that reads YAML or the environment. Every error names the
-file and the key (`config/shards.yaml: routes.db_us[0]: ...`), so a user can fix the
-map without reading code.
+With the two modules it reads files and DSNs with (`pipeline.config_yaml`, and
+`pipeline.config_dsn` for `${VAR}` from the environment), this is the only module that reads
+YAML or the environment. Every error names the file and the key
+(`config/shards.yaml: routes.db_us[0]: ...`), so a user can fix the map without reading code.
 
     shards:
       default: {dsn: "${DB1_DSN:-embedded:default}"}
@@ -22,17 +23,15 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pycountry
-import yaml
-from psycopg import conninfo
 
-from pipeline.dsn import is_ambiguous_uri
+from pipeline.config_dsn import EMBEDDED_PREFIX, check_dsn, expand
+from pipeline.config_yaml import read_yaml
 from pipeline.errors import ConfigError
 from pipeline.rules import Rules, parse_rules
 
@@ -41,16 +40,12 @@ DEFAULT_REJECTS_DIR = Path("data/rejects")  # where `pipeline load` writes rejec
 DEFAULT_EMBEDDED_DIR = Path(".pipeline/postgres")
 DEFAULT_RULES_NAME = "rules.yaml"
 DEFAULT_CHECKS_NAME = "checks.yaml"
-EMBEDDED_PREFIX = "embedded:"
 REJECT = "reject"
 
 _TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules", "checks"}
 _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
-_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-MAX_CONFIG_BYTES = 1 << 20  # a shard map, rules or checks file larger than this is refused
 
 
 @dataclass(frozen=True)
@@ -114,73 +109,8 @@ def load_shard_map(
     """Read, expand and validate a shard map; raise ConfigError naming the file and key."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     environ = os.environ if environ is None else environ
-    document = _read_yaml(path)
+    document = read_yaml(path)
     return _parse(path, document, environ)
-
-
-def _read_yaml(path: Path) -> Any:
-    text = _read_text(path)
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-
-
-def _read_text(path: Path) -> str:
-    """A configuration file's text: a regular file of at most MAX_CONFIG_BYTES.
-
-    `--config /dev/zero` would otherwise be read until memory runs out, and a FIFO would
-    block forever: the file is opened without blocking and looked at before it is read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found (use --config or PIPELINE_CONFIG)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a configuration file is a YAML file)")
-        try:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration file"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read: not UTF-8 text ({exc.reason})") from None
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one,
-    and a shard defined twice is a mistake the user wants to hear about."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
 
 
 def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
@@ -215,7 +145,7 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         dsn = body.get("dsn")
         if not isinstance(dsn, str) or not dsn.strip():
             raise fail(f"{key}.dsn", "missing: a libpq connection string, a URI or embedded:NAME")
-        dsns[name] = _check_dsn(f"{key}.dsn", _expand(dsn, environ, f"{key}.dsn", fail), fail)
+        dsns[name] = check_dsn(f"{key}.dsn", expand(dsn, environ, f"{key}.dsn", fail), fail)
 
     seen: dict[str, str] = {}
     for name, dsn in dsns.items():
@@ -308,7 +238,7 @@ def read_beside(shard_map: ShardMap, path: Path, key: str) -> Any:
             f"{path}: file not found (it lives beside the shard map; "
             f"set `{key}:` in {shard_map.path} to use another file)"
         )
-    return _read_yaml(path)
+    return read_yaml(path)
 
 
 def project_root(path: Path) -> Path:
@@ -354,106 +284,3 @@ def _refuse_moved_embedded_data(shard_map: ShardMap, given: Path, fail: Any) -> 
             f"directory), but a relative data_dir is now read from the project root: "
             f"{new}; move the folder there, or set data_dir to {old.absolute()}",
         )
-
-
-class _Expander:
-    """`${VAR}` and `${VAR:-fallback}` expanded the way a shell does: the fallback applies when
-    VAR is unset or empty, may itself hold `${...}` (`${A:-${B:-x}}`), and is only looked at
-    when it applies. Values from the environment are not expanded again. Any other `${`
-    form is refused, rather than left in the DSN as text."""
-
-    def __init__(self, value: str, environ: Mapping[str, str], key: str, fail: Any) -> None:
-        self.value, self.environ, self.key, self.fail = value, environ, key, fail
-        self.names: list[str] = []  # the variables named, for messages
-
-    def expand(self) -> str:
-        text, _ = self._text(0, evaluate=True, inside=False)
-        return text
-
-    def _text(self, i: int, evaluate: bool, inside: bool) -> tuple[str, int]:
-        """The expansion of value[i:], up to the `}` closing a fallback when `inside`;
-        returns it and the index it stopped at (that `}`, or the end)."""
-        out: list[str] = []
-        value = self.value
-        while i < len(value):
-            if inside and value[i] == "}":
-                return "".join(out), i
-            if value.startswith("${", i):
-                text, i = self._variable(i + 2, evaluate)
-                out.append(text)
-                continue
-            out.append(value[i])
-            i += 1
-        if inside:
-            raise self._unsupported("a ${ without its closing }")
-        return "".join(out), i
-
-    def _variable(self, i: int, evaluate: bool) -> tuple[str, int]:
-        match = _VARIABLE_NAME.match(self.value, i)
-        if match is None:
-            raise self._unsupported("${ must be followed by a variable name")
-        name, i = match.group(), match.end()
-        self.names.append(name)
-        fallback: str | None = None
-        if self.value.startswith("}", i):
-            i += 1
-        elif self.value.startswith(":-", i):
-            current = self.environ.get(name)
-            fallback, i = self._text(i + 2, evaluate and not current, inside=True)
-            i += 1  # the closing }
-        else:
-            raise self._unsupported(f"${{{name} is followed by neither }} nor :-")
-        if not evaluate:
-            return "", i
-        current = self.environ.get(name)
-        if current:
-            return current, i
-        if fallback is not None:
-            return fallback, i
-        raise self.fail(
-            self.key,
-            f"environment variable {name} is not set and has no fallback (${{{name}:-...}})",
-        )
-
-    def _unsupported(self, why: str) -> ConfigError:
-        return self.fail(  # type: ignore[no-any-return]
-            self.key, f"{why} (write ${{VAR}} or ${{VAR:-fallback}}; a fallback may nest them)"
-        )
-
-
-def _expand(value: str, environ: Mapping[str, str], key: str, fail: Any) -> str:
-    """`value` with its ${VAR} expanded (see _Expander); refuses an empty result, which libpq
-    would silently take for its defaults (the local server, the user's own name)."""
-    expander = _Expander(value, environ, key, fail)
-    dsn = expander.expand().strip()
-    if not dsn:
-        names = ", ".join(dict.fromkeys(expander.names))
-        raise fail(
-            key,
-            f"empty after expanding {names}: set the variable or give a non-empty fallback "
-            "(an empty DSN would mean libpq's defaults)",
-        )
-    return dsn
-
-
-def _check_dsn(key: str, dsn: str, fail: Any) -> str:
-    if dsn.startswith(EMBEDDED_PREFIX):
-        database = dsn[len(EMBEDDED_PREFIX) :]
-        if not _DB_NAME.match(database):
-            raise fail(key, "embedded:NAME needs a database name of letters, digits and _")
-        return dsn
-    if is_ambiguous_uri(dsn):
-        # libpq would read part of the password as the host, port or database (and print
-        # it in its errors): refuse, and say how to write it.
-        raise fail(
-            key,
-            "libpq would misread this URI: an unencoded @ may only end user:password@, and "
-            "a password may not hold an unencoded /; percent-encode them (@ as %40, / as %2F; "
-            "also : %3A, ? %3F, # %23, % %25), or use a key/value string with password='...'",
-        )
-    try:
-        conninfo.conninfo_to_dict(dsn)
-    except Exception:
-        # libpq's message can quote the string back, password and all: do not pass it on.
-        raise fail(key, "not a valid libpq connection string or postgresql:// URI") from None
-    return dsn

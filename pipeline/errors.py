@@ -1,7 +1,7 @@
 """The project's exceptions, and the exit code each one means at the command line.
 
-Library code raises these; `pipeline.cli` turns them into a one-line message and
-an exit code. Anything else escaping the library is a bug.
+Library code raises these; the command line (`pipeline.cli_shared.PipelineGroup`) turns
+them into a one-line message and an exit code. Anything else escaping the library is a bug.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -487,3 +488,27 @@ def test_checks_that_cannot_run_still_write_a_failing_report(
     for result in (junit, github, as_json):
         assert "Zq9Xw7" not in result.output
     assert "Zq9Xw7" not in (tmp_path / "r.xml").read_text() + (tmp_path / "r.json").read_text()
+
+
+def test_the_per_shard_checks_run_on_every_shard_at_once(
+    initialised: None, config_file: Path
+) -> None:
+    from pipeline.check_shard import run_per_shard
+    from pipeline.checks import CheckSpec, with_residency
+    from pipeline.config import load_shard_map
+
+    # A check that takes `pause` seconds on each shard: one shard after the other, the two
+    # would take twice that.
+    pause = 1.5
+    sleep = f"SELECT 1 AS id FROM pg_sleep({pause})"
+    slow = CheckSpec("slow", "custom_sql", "warn", {"sql": sleep})
+    began = time.monotonic()
+    found = run_per_shard(load_shard_map(config_file), with_residency([slow]))
+    took = time.monotonic() - began
+    assert [(r.name, r.shard, r.failing) for r in found] == [
+        ("residency", "default", 0),
+        ("slow", "default", 1),
+        ("residency", "db_us", 0),
+        ("slow", "db_us", 1),
+    ]
+    assert took < 2 * pause

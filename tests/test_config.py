@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.config import MAX_CONFIG_BYTES, ShardMap, _parse, load_shard_map
+from pipeline.config import ShardMap, _parse, load_shard_map
+from pipeline.config_yaml import MAX_CONFIG_BYTES
 from pipeline.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "shards.yaml"

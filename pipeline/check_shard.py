@@ -1,0 +1,188 @@
+"""The checks that run on one shard: each compiles to one query returning its failing rows
+(sql/queries/check_*.sql), which yields its count and at most SAMPLES samples; the row
+checks (residency, not_null, accepted_values, between) are counted together in one scan of
+the shard first. The shards run in parallel (pipeline.shards.on_every_shard), each in one
+REPEATABLE READ snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pipeline.checks import CROSS_SHARD, SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
+from pipeline.config import Shard, ShardMap
+from pipeline.db import snapshot
+from pipeline.errors import ShardError
+from pipeline.schema import latest_version, residency_rule
+from pipeline.shards import on_every_shard
+from pipeline.sqlfiles import query
+
+# Kinds answered by counting rows that meet a condition: on a shard they all share one scan.
+ROW_KINDS = {"residency", "not_null", "accepted_values", "between"}
+
+
+def row_condition(
+    spec: CheckSpec, shard_map: ShardMap, shard: Shard
+) -> tuple[sql.Composable, sql.Composable]:
+    """A row check's condition on `shard` (true for a failing row) and its sample expression."""
+    p = spec.params
+    sample: sql.Composable = sql.SQL("'id=' || id")
+    if spec.kind == "residency":
+        condition = sql.SQL("NOT ({})").format(residency_rule(shard_map, shard).condition())
+        sample = sql.SQL("'id=' || id || ' country=' || country")
+    elif spec.kind == "not_null":
+        condition = sql.SQL(" OR ").join(
+            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in p["columns"]
+        )
+    elif spec.kind == "accepted_values":
+        column = sql.Identifier(p["column"])
+        values = sql.SQL(", ").join(sql.Literal(str(v)) for v in p["values"])
+        condition = sql.SQL("{c} IS NOT NULL AND {c}::text NOT IN ({v})").format(c=column, v=values)
+        # The offending value is what a person needs to fix the rules or the data.
+        sample = sql.SQL("'id=' || id || ' ' || {n} || '=' || {c}").format(
+            n=sql.Literal(p["column"]), c=column
+        )
+    elif spec.kind == "between":
+        column = sql.Identifier(p["column"])
+        condition = sql.SQL("{c} NOT BETWEEN {lo} AND {hi}").format(
+            c=column,
+            lo=sql.Literal(p.get("min", 0)),
+            hi=sql.Literal(p.get("max", 2**31)),
+        )
+    else:
+        raise ValueError(f"{spec.kind} is not a row check")
+    return condition, sample
+
+
+def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Composable:
+    """The query that returns `spec`'s failing rows on `shard` (columns: sample, detail)."""
+    p = spec.params
+    if spec.kind in ROW_KINDS:
+        condition, sample = row_condition(spec, shard_map, shard)
+        return query("check_rows").format(sample=sample, condition=condition)
+    if spec.kind == "schema":
+        return query("check_schema").format(latest=sql.Literal(latest_version()))
+    if spec.kind == "row_count":
+        low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
+        return query("check_row_count").format(min=low, max=high)
+    if spec.kind == "ledger":
+        return query("check_ledger")
+    if spec.kind == "custom_sql":
+        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
+        return query("check_custom").format(custom=custom)
+    if spec.kind == "unique":
+        columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
+        return query("check_unique").format(columns=columns)
+    raise ValueError(f"no per-shard query for {spec.kind}")
+
+
+def run_on_shard(
+    shard_map: ShardMap,
+    shard: Shard,
+    specs: list[CheckSpec],
+    show_samples: bool = False,
+) -> list[CheckResult]:
+    """Every per-shard check on one shard, in one snapshot.
+
+    The row checks are counted together in one scan (sql/queries/check_counts.sql); only a
+    check that fails runs its own query, for its first samples. Each other check runs its
+    own query through sql/queries/check_run.sql (a count and the first samples at once).
+    With --show-samples, samples and rows come from one query, so that they match.
+    """
+    results = []
+    try:
+        with snapshot(shard_map, shard) as conn:
+            counted = _count_row_checks(conn, shard_map, shard, specs)
+            for spec in specs:
+                failing = failing_query(spec, shard_map, shard)
+                try:
+                    if spec.name in counted:
+                        count, samples = counted[spec.name], []
+                    else:
+                        statement = query("check_run").format(
+                            failing=failing, limit=sql.Literal(SAMPLES)
+                        )
+                        row = conn.execute(statement).fetchone()
+                        assert row is not None
+                        count, samples = int(row[0]), list(row[1])
+                    details = []
+                    if count and (show_samples or not samples):
+                        # Samples and rows from one query, so that they describe the same rows.
+                        first = _first(conn, failing, show_samples)
+                        samples = [r[0] for r in first]
+                        details = [r[1] for r in first] if show_samples else []
+                except psycopg.Error as exc:
+                    raise CheckError(
+                        f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
+                    ) from None
+                results.append(
+                    CheckResult(
+                        name=spec.name,
+                        kind=spec.kind,
+                        level=spec.level,
+                        shard=shard.name,
+                        failing=count,
+                        threshold=spec.threshold(),
+                        sql=flat_sql(failing.as_string(conn)),
+                        samples=samples,
+                        details=details,
+                    )
+                )
+    except ShardError as exc:
+        raise CheckError(str(exc)) from None
+    return results
+
+
+def _count_row_checks(
+    conn: psycopg.Connection[Any],
+    shard_map: ShardMap,
+    shard: Shard,
+    specs: list[CheckSpec],
+) -> dict[str, int]:
+    """Check name -> failing rows, for every row check in `specs`, from one scan."""
+    rows = [s for s in specs if s.kind in ROW_KINDS]
+    if not rows:
+        return {}
+    counts = sql.SQL(", ").join(
+        sql.SQL("count(*) FILTER (WHERE {})").format(row_condition(s, shard_map, shard)[0])
+        for s in rows
+    )
+    try:
+        with conn.transaction():  # a savepoint: on an error, the checks run one by one
+            found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
+    except psycopg.Error:
+        return {}  # each check runs its own query, and an error names its check
+    assert found is not None
+    return {spec.name: int(n) for spec, n in zip(rows, found, strict=True)}
+
+
+def _first(
+    conn: psycopg.Connection[Any], failing: sql.Composable, with_rows: bool
+) -> list[tuple[Any, Any]]:
+    """The first SAMPLES failing rows of a check: (sample, the row in full or None)."""
+    columns = sql.SQL("sample, detail" if with_rows else "sample, NULL")
+    statement = query("check_first").format(
+        columns=columns, failing=failing, limit=sql.Literal(SAMPLES)
+    )
+    return [(row[0], row[1]) for row in conn.execute(statement)]
+
+
+def run_per_shard(
+    shard_map: ShardMap, specs: list[CheckSpec], show_samples: bool = False
+) -> list[CheckResult]:
+    """The per-shard checks on every shard at once; results in shard-map order. A shard that
+    could not run them raises its CheckError (the first such shard in shard-map order)."""
+
+    def one(shard: Shard) -> list[CheckResult]:
+        mine = [s for s in specs if s.kind not in CROSS_SHARD and s.applies_to(shard.name)]
+        return run_on_shard(shard_map, shard, mine, show_samples)
+
+    outcomes = on_every_shard(shard_map.shards, one)
+    return [r for outcome in outcomes for r in outcome.unwrap()]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

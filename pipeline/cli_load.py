@@ -1,0 +1,180 @@
+"""`pipeline load`: its options, the signals that stop a load cleanly, and its summary.
+
+Like every command, a thin layer: the run itself is pipeline.load.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pipeline.cli_shared import json_option, shard_map_of
+from pipeline.config import DEFAULT_REJECTS_DIR
+
+if TYPE_CHECKING:
+    from pipeline.load_result import LoadResult
+    from pipeline.routing import Budget
+
+
+def _budget(ctx: click.Context, param: click.Parameter, value: str) -> Budget:
+    from pipeline.routing import Budget
+
+    try:
+        return Budget.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        # TextIOWrapper refuses what is not a text encoding (base64, zlib, ...) as well.
+        io.TextIOWrapper(io.BytesIO(), encoding=value)
+    except LookupError:
+        raise click.BadParameter(f"{value!r} is not a text encoding") from None
+    return value
+
+
+@contextmanager
+def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM stop the load cleanly instead of killing it: it rolls
+    back what has not committed and returns, and the summary says what did commit."""
+
+    def handler(signum: int, frame: object) -> None:
+        interrupt(f"interrupted by {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals (the CLI run from a thread)
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@click.command(name="load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--max-rejects",
+    default="10%",
+    show_default=True,
+    callback=_budget,
+    help="Rejects a file may have and still load: a count (25) or a percentage (10%).",
+)
+@click.option(
+    "--rejects",
+    "rejects_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=DEFAULT_REJECTS_DIR,
+    show_default=True,
+    help="Folder for the rejects file (NDJSON, mode 0600).",
+)
+@click.option("--force", is_flag=True, help="Load files the ledger says are already loaded.")
+@click.option("--dry-run", is_flag=True, help="Check and route, report the counts, write nothing.")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    callback=_encoding,
+    help="Text encoding of the files.",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.IntRange(min=1),
+    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10).",
+)
+@click.option(
+    "--statement-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds a shard may take to answer any one statement (default 900; 0: no limit);"
+    " past it the statement is cancelled, and a shard that does not answer is dropped.",
+)
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for a lock another session holds, such as another load of the"
+    " shard (default 600; 0: no limit).",
+)
+@json_option
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bar, no summary; errors still print."
+)
+@click.pass_context
+def load_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    max_rejects: Budget,
+    rejects_dir: Path,
+    force: bool,
+    dry_run: bool,
+    encoding: str,
+    connect_timeout: int | None,
+    statement_timeout: float | None,
+    lock_timeout: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Load resident files into the shards, each row into the shard its country routes to.
+
+    PATHS are files or folders (a folder means its .csv, .tsv, .json, .ndjson, .jsonl
+    files, each maybe gzipped). Every record is loaded or written to the rejects file
+    with a reason; a file over its reject budget loads nothing. A file already in a
+    shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
+
+    Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
+    failed (re-running the same command completes it), 2 for usage errors. Ctrl-C or
+    SIGTERM stops it: what has not committed rolls back, and the summary says what did.
+
+    Example: pipeline load data/incoming/ --max-rejects 5%
+    """
+    from pipeline.config import load_rules
+    from pipeline.incoming import find_files
+    from pipeline.interrupt import Interrupt
+    from pipeline.load import LoadOptions, load
+    from pipeline.preflight import before_load
+    from pipeline.summary import ProgressBars, printable
+    from pipeline.writer import Timeouts
+
+    shard_map = shard_map_of(ctx)
+    rules = load_rules(shard_map)
+    files, passed_over = find_files(paths)
+    before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
+    if passed_over:
+        names = printable(", ".join(str(p) for p in passed_over))
+        click.echo(f"Warning: passed over files of unsupported type: {names}", err=True)
+    given = {"statement": statement_timeout, "lock": lock_timeout}
+    timeouts = Timeouts(connect_timeout, **{k: v for k, v in given.items() if v is not None})
+    options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding, timeouts)
+    interrupt = Interrupt()
+    # Until the command ends: a signal while the summary prints must not cut it short.
+    with _signals_interrupt(interrupt):
+        result = load(shard_map, rules, files, options, ProgressBars(quiet or as_json), interrupt)
+        _print_load_result(result, paths, files, quiet, as_json)
+    ctx.exit(result.exit_code)
+
+
+def _print_load_result(
+    result: LoadResult, paths: tuple[Path, ...], files: list[Path], quiet: bool, as_json: bool
+) -> None:
+    from pipeline.summary import error_lines, printable, summary_lines, warning_lines
+
+    for warning in warning_lines(result):
+        click.echo(f"Warning: {warning}", err=True)
+    if not quiet:
+        if not files:
+            click.echo(f"no loadable files in {printable(', '.join(map(str, paths)))}", err=True)
+        for line in summary_lines(result):
+            click.echo(line, err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    for line in error_lines(result):
+        click.echo(f"Error: {line}", err=True)

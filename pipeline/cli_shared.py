@@ -1,0 +1,114 @@
+"""What every command of `pipeline` shares: how an error leaves (one line on stderr and an
+exit code: `fail`, and `PipelineGroup`, which turns the library's exceptions and click's
+own into that), the -o and --json options, the format an -o file's extension names, and
+the shard map, parsed on first use (so that --help works without one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from pipeline.config import ShardMap, load_shard_map
+from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(ctx: click.Context, message: str, code: int) -> NoReturn:
+    """Print `Error: <message>` on stderr and exit with `code`: how every error leaves."""
+    click.echo(f"Error: {message}", err=True)
+    ctx.exit(code)
+
+
+class PipelineGroup(click.Group):
+    """Turns the library's errors into one line and their exit code: never a traceback."""
+
+    def main(  # type: ignore[override]  # one signature for both of click's overloads
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            # click would print the usage, a hint and the error over four lines.
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            # Ctrl-C or SIGTERM: every `with` and `finally` on the way out has run (partial
+            # output files removed, COPYs cancelled, transactions rolled back).
+            if isinstance(exc.__cause__, Terminated):
+                click.echo("Error: terminated (SIGTERM)", err=True)
+            else:
+                click.echo("Aborted!", err=True)
+            sys.exit(EXIT_DATA)
+        except BrokenPipeError:
+            # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit
+            # handler from complaining about the closed stdout.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_DATA)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            fail(ctx, str(exc), exc.exit_code)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            # A file we were told to write and cannot (a full disk, a folder without rights).
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(ctx, f"{exc.strerror or exc}{where}", EXIT_USAGE)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C: so that it unwinds the same way
+    (Python's default for SIGTERM is to die on the spot, leaving partial files behind)."""
+
+
+def output_option(func: F) -> F:
+    path = click.Path(path_type=Path, dir_okay=False)
+    return click.option("-o", "--output", type=path, help="File to write (default stdout).")(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def format_for(output: Path | None, formats: dict[str, str], default: str) -> str:
+    """The format -o's extension names: `default` without one; an unknown one is a usage
+    error, not a file in a format its name does not say."""
+    if output is None or not output.suffix:
+        return default
+    fmt = formats.get(output.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(formats))
+        raise click.UsageError(
+            f"-o {output}: {output.suffix} names no format this command writes ({known});"
+            " name one with --format"
+        )
+    return fmt
+
+
+def shard_map_of(ctx: click.Context) -> ShardMap:
+    """The shard map, parsed on first use so that --help works without one."""
+    obj = ctx.ensure_object(dict)
+    if "shard_map" not in obj:
+        obj["shard_map"] = load_shard_map(obj["config_path"])
+    shard_map: ShardMap = obj["shard_map"]
+    return shard_map
