@@ -96,8 +96,10 @@ class CopyOut:
                 selector.register(pgconn.socket, selectors.EVENT_READ)
                 if self.stop is not None:
                     selector.register(self.stop, selectors.EVENT_READ)
-                pgconn.send_query(self.statement.as_bytes(conn))
                 try:
+                    # Inside the `try`: a signal that lands just after the query went out
+                    # must cancel it too, or the rollback finds the COPY still running.
+                    pgconn.send_query(self.statement.as_bytes(conn))
                     while pgconn.flush():  # a non-blocking connection: the query may not be out
                         pass
                     _result(pgconn, pq.ExecStatus.COPY_OUT, selector)
