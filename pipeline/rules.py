@@ -4,7 +4,7 @@ The rules are applied in two places, each where it is cheapest:
 - the country, in Python, because routing needs it before a row can go anywhere
   (`Rules.country_of`, asked once per distinct raw value);
 - everything else, in SQL on the shard, as each row arrives in the staging table
-  (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_staging.sql`).
+  (`Rules.check_sql_params` fills the placeholders of `sql/load/staging.sql`).
 
 It also holds what every reader of incoming files shares, so that a reader written later
 (a bulk one) applies the same: the `Limits` on what one record may hold (the `limits:`
@@ -107,7 +107,7 @@ class Rules:
         )
 
     def check_sql_params(self) -> dict[str, sql.Composable]:
-        """Placeholders of sql/queries/load_staging.sql, from these rules."""
+        """Placeholders of sql/load/staging.sql, from these rules."""
         canonical = {g.casefold(): g for g in self.genders}
         mapping = {**canonical, **self.gender_aliases}
         return {

@@ -58,12 +58,12 @@ CREATE TEMP TABLE load_staging (
         nullif(btrim(address, {trim}), '')) STORED
 ) ON COMMIT DROP;
 
--- Earlier rows of an id that comes again later in the file (load_duplicates.sql).
+-- Earlier rows of an id that comes again later in the file (duplicates.sql).
 CREATE TEMP TABLE load_superseded (record bigint PRIMARY KEY) ON COMMIT DROP;
 
 -- The staged rows with whether a later row superseded them. Most files have no duplicate
--- id: then this reads no other table, and load_superseded.sql swaps in the join only when
--- load_duplicates.sql found some (a join costs every later scan of the rows a tenth more,
+-- id: then this reads no other table, and superseded.sql swaps in the join only when
+-- duplicates.sql found some (a join costs every later scan of the rows a tenth more,
 -- and `record IN (SELECT ...)`, hashed only while it fits in hash_mem, could scan the list
 -- again for every row of a file of many duplicates).
 CREATE TEMP VIEW load_rows AS
@@ -77,7 +77,7 @@ SELECT
     r.*,
     CASE
         WHEN r.name_v IS NULL THEN 'missing_name'
-        -- ids from 10^15 up are the shard's own (see 0001_residents.sql)
+        -- ids from 10^15 up are the shard's own (see sql/migrations/0001_residents.sql)
         WHEN r.id_v NOT BETWEEN 1 AND 999999999999999 THEN 'invalid_id'
         WHEN r.age_v NOT BETWEEN {age_min} AND {age_max} THEN 'invalid_age'
         WHEN r.gender_v = '' THEN 'invalid_gender'
