@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pipeline.columns import CHECKABLE, RESIDENTS
 from pipeline.config import Shard, ShardMap, read_beside
 from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
@@ -27,7 +28,7 @@ from pipeline.schema import latest_version, residency_rule
 
 SAMPLES = 20
 LEVELS = ("error", "warn")
-COLUMNS = ("id", "country", "name", "gender", "age", "address", "load_id", "loaded_at")
+COLUMNS = CHECKABLE
 RESIDENCY = "residency"
 # kind -> (required parameters, optional parameters)
 KINDS: dict[str, tuple[set[str], set[str]]] = {
@@ -224,7 +225,11 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
         condition, sample = row_condition(spec, shard_map, shard)
         return CHECK.rows.format(sample=sample, condition=condition)
     if spec.kind == "schema":
-        return CHECK.schema.format(latest=sql.Literal(latest_version()))
+        expected = sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(sql.Literal(c.name), sql.Literal(c.pg_type))
+            for c in RESIDENTS
+        )  # rows of VALUES, one a column: built from the declaration
+        return CHECK.schema.format(expected=expected, latest=sql.Literal(latest_version()))
     if spec.kind == "row_count":
         low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
         return CHECK.row_count.format(min=low, max=high)

@@ -26,6 +26,7 @@ import pycountry
 from psycopg import sql
 
 from pipeline.columnar import record_batches, to_frame, write_parquet
+from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.db import snapshot
@@ -33,9 +34,10 @@ from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
 from pipeline.queries import EXTRACT
 
-COLUMNS = ("shard", "id", "country", "name", "gender", "age", "address")
-PROVENANCE = ("load_id", "loaded_at")
-TEXT_COLUMNS = ("country", "name", "gender", "address")
+# The shard's name, then a record's fields (pipeline.columns), then with --provenance which
+# load wrote each row, and when.
+COLUMNS = ("shard", *FIELDS)
+TEXT_COLUMNS = TEXT_FIELDS
 FORMATS = {
     ".csv": "csv",
     ".json": "json",
@@ -88,41 +90,31 @@ def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
 def _select(
     shard: Shard, selection: Selection, statement: str, defuse: bool, with_shard: bool = True
 ) -> sql.Composed:
-    # The filter, the shard's name and the provenance columns come from the selection: each a
-    # literal, or identifiers joined, composed here and placed in the statement's template.
+    # The columns (pipeline.columns), the filter, the shard's name: each identifiers joined or
+    # a literal, composed here and placed in the statement's template.
     where: sql.Composable = sql.SQL("")
     if selection.countries:
         where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
+    chosen = FIELDS + (PROVENANCE if selection.provenance else ())
     if statement == "extract_json":
-        extra = sql.SQL("").join(
-            sql.SQL(", {}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in PROVENANCE
-        )
-        provenance = extra if selection.provenance else sql.SQL("")
-        return EXTRACT.json.format(
-            shard=sql.Literal(shard.name), provenance=provenance, where=where
-        )
-    extra = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in PROVENANCE)
-    columns = sql.SQL(", ").join(_text_column(c, defuse) for c in TEXT_COLUMNS[:3])
-    columns = sql.SQL("{}, age, {}").format(columns, _text_column("address", defuse))
+        keys_values = (sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in chosen)
+        fields = sql.SQL(", ").join(keys_values)
+        return EXTRACT.json.format(shard=sql.Literal(shard.name), fields=fields, where=where)
     name: sql.Composable = sql.SQL("")
     if with_shard:
         name = sql.SQL("{} AS shard, ").format(sql.Literal(shard.name))
-    return EXTRACT.rows.format(
-        shard_column=name,
-        columns=columns,
-        provenance=extra if selection.provenance else sql.SQL(""),
-        where=where,
-    )
+    fields = sql.SQL(", ").join(_column(c, defuse) for c in chosen)
+    return EXTRACT.rows.format(shard_column=name, fields=fields, where=where)
 
 
-def _text_column(name: str, defuse: bool) -> sql.Composable:
-    """A text column of extract/rows.sql: as stored, or with formulas defused
+def _column(name: str, defuse: bool) -> sql.Composable:
+    """A column of extract/rows.sql: as stored, or a text column with formulas defused
     (sql/extract/defused.sql says how, and what it costs)."""
     column = sql.Identifier(name)
-    if not defuse:
+    if not defuse or name not in TEXT_COLUMNS:
         return column
     starts = sql.SQL(", ").join(sql.Literal(ord(s)) for s in FORMULA_STARTS)
-    kind = sql.SQL("bpchar" if name == "country" else "text")
+    kind = sql.SQL("bpchar" if BY_NAME[name].pg_type == "character" else "text")
     return EXTRACT.defused.format(column=column, starts=starts, kind=kind)
 
 

@@ -88,8 +88,8 @@ class STATUS:
 class EXTRACT:
     """sql/extract/: `pipeline extract` and `to_dataframe` (pipeline.extract)."""
 
-    rows = Template("extract/rows", "shard_column", "columns", "provenance", "where")
-    json = Template("extract/json", "shard", "provenance", "where")
+    rows = Template("extract/rows", "shard_column", "fields", "where")
+    json = Template("extract/json", "shard", "fields", "where")
     defused = Template("extract/defused", "column", "starts", "kind")
     copy = Template("extract/copy", "rows", "format")
 
@@ -117,7 +117,7 @@ class CHECK:
     counts = Template("check/counts", "counts")
     rows = Template("check/rows", "sample", "condition")
     # The other per-shard checks, each a query of its failing rows.
-    schema = Template("check/schema", "latest")
+    schema = Template("check/schema", "expected", "latest")
     row_count = Template("check/row_count", "min", "max")
     ledger = Statement("check/ledger")
     custom = Template("check/custom", "custom")

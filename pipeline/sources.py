@@ -53,10 +53,11 @@ from pipeline.bounded import (
     cut,
     escaped_text,
 )
+from pipeline.columns import FIELDS
 from pipeline.reasons import RejectReason
 from pipeline.rules import COUNTRY_MAX, DEFAULT_LIMITS, TRIM, Limits
 
-COLUMNS = ("id", "country", "name", "gender", "age", "address")
+COLUMNS = FIELDS
 REQUIRED = ("country", "name")
 _KNOWN = frozenset(COLUMNS)
 _REQUIRED = frozenset(REQUIRED)

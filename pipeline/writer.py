@@ -31,6 +31,7 @@ from psycopg import conninfo
 from psycopg.copy import Copy
 
 from pipeline import db
+from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
 from pipeline.copyin import QueuedWriter
 from pipeline.dsn import scrub
@@ -42,7 +43,7 @@ from pipeline.rules import Rules
 from pipeline.schema import current_version, latest_version, residency_rule
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
 
-REJECT_FIELDS = ("id", "country", "name", "gender", "age", "address")
+REJECT_FIELDS = FIELDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
