@@ -67,7 +67,12 @@ class LOAD:
     timeouts = Statement("load/timeouts")
     ledger_find = Statement("load/ledger_find")
     protected = Statement("load/protected")
-    staging = Template("load/staging", "trim", "gender_map", "any_gender", "age_min", "age_max")
+    trimmed = Template("load/trimmed", "column", "trim")
+    staging = Template(
+        "load/staging",
+        *("trimmed_id", "trimmed_name", "trimmed_gender", "trimmed_age", "trimmed_address"),
+        *("gender_map", "any_gender", "age_min", "age_max"),
+    )
     copy = Statement("load/copy")
     duplicates = Statement("load/duplicates")
     superseded = Statement("load/superseded")

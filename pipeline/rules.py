@@ -22,7 +22,9 @@ from typing import Any
 import pycountry
 from psycopg import sql
 
+from pipeline.columns import FIELDS
 from pipeline.errors import ConfigError
+from pipeline.queries import LOAD
 from pipeline.reasons import RejectReason
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
@@ -115,11 +117,22 @@ class Rules:
             "any_gender": sql.Literal(not self.genders),
             "age_min": sql.Literal(self.age_min),
             "age_max": sql.Literal(self.age_max),
-            "trim": TrimCharacters(),
+            **trimmed_fields(),
         }
 
     def describe_genders(self) -> str:
         return ", ".join(self.genders) if self.genders else "any value"
+
+
+def trimmed_fields() -> dict[str, sql.Composable]:
+    """`trimmed_<field>` placeholders of sql/load/staging.sql: each field that the shard
+    checks (all but the country, normalised in Python) with TRIM trimmed from both ends."""
+    trim = TrimCharacters()
+    return {
+        f"trimmed_{name}": LOAD.trimmed.format(column=sql.Identifier(name), trim=trim)
+        for name in FIELDS
+        if name != "country"
+    }
 
 
 class TrimCharacters(sql.Composable):
