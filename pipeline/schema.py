@@ -35,6 +35,8 @@ class ResidencyRule:
     refused: frozenset[str]
 
     def condition(self) -> sql.Composable:
+        # A fragment built from the shard map (a list of literals), composed here: the
+        # statements it goes into are sql/schema/residency_*.sql and sql/check/residency.sql.
         if self.allowed is not None:
             if not self.allowed:
                 return sql.SQL("false")
