@@ -112,7 +112,11 @@ def placeholders_of(text: str, name: str = "") -> frozenset[str]:
     """The `{names}` of a template's text; positional `{}` and `{0}` are refused (a file's
     placeholders say what goes where)."""
     names = set()
-    for _text, field, spec, conversion in string.Formatter().parse(text):
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:  # a single { or }: literal braces are doubled
+        raise CatalogueError(f"sql/{name}.sql: {exc}") from None
+    for _text, field, spec, conversion in fields:
         if field is None:
             continue
         if not field.isidentifier() or spec or conversion:

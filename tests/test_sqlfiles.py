@@ -19,19 +19,20 @@ PACKAGE = Path(queries.__file__).parent
 Entry = Statement | Template
 
 
-def catalogue() -> dict[str, tuple[str, str, Entry]]:
-    """sql file name -> (namespace, attribute, entry), for every entry of pipeline.queries."""
-    found = {}
+def catalogue() -> list[tuple[str, str, Entry]]:
+    """(namespace, attribute, entry) for every entry of pipeline.queries."""
+    found = []
     for namespace, cls in vars(queries).items():
         if not inspect.isclass(cls) or cls.__module__ != queries.__name__:
             continue
         for attribute, entry in vars(cls).items():
             if isinstance(entry, Statement | Template):
-                found[entry.name] = (namespace, attribute, entry)
+                found.append((namespace, attribute, entry))
     return found
 
 
-ENTRIES = catalogue()
+CATALOGUE = catalogue()
+ENTRIES = {entry.name: (namespace, attribute, entry) for namespace, attribute, entry in CATALOGUE}
 
 
 def references() -> set[tuple[str, str]]:
@@ -54,11 +55,12 @@ def test_every_sql_file_is_in_the_catalogue() -> None:
     }
     assert len(on_disk) > 50  # the folder was found and read
     assert on_disk == set(ENTRIES)
+    assert len(CATALOGUE) == len(ENTRIES)  # no file twice
 
 
 def test_every_catalogue_entry_is_used_by_the_code() -> None:
     used = references()
-    unused = sorted(name for name, (ns, attr, _) in ENTRIES.items() if (ns, attr) not in used)
+    unused = sorted(f"{ns}.{attr}" for ns, attr, _ in CATALOGUE if (ns, attr) not in used)
     assert unused == []
 
 
@@ -102,6 +104,13 @@ def test_a_template_declared_with_other_placeholders_fails_when_read() -> None:
         Template("schema/residency_violations", "conditon")
     with pytest.raises(CatalogueError, match="declared"):
         Template("schema/residency_add", "condition")  # `rule` left out
+
+
+@pytest.mark.parametrize("text", ["WHERE a = {}", "WHERE a = {0}", "'{1,2}' {a", "{a!r}"])
+def test_a_template_names_each_placeholder_and_doubles_literal_braces(text: str) -> None:
+    with pytest.raises(CatalogueError):
+        placeholders_of(text)
+    assert placeholders_of("'{{1,2}}' = {a} AND {b} = {a}") == {"a", "b"}
 
 
 def test_a_file_with_placeholders_is_not_a_statement() -> None:
