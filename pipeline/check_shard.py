@@ -1,5 +1,5 @@
 """The checks that run on one shard: each compiles to one query returning its failing rows
-(sql/queries/check_*.sql), which yields its count and at most SAMPLES samples; the row
+(sql/check/*.sql), which yields its count and at most SAMPLES samples; the row
 checks (residency, not_null, accepted_values, between) are counted together in one scan of
 the shard first. The shards run in parallel (pipeline.shards.on_every_shard), each in one
 REPEATABLE READ snapshot.
@@ -13,12 +13,13 @@ import psycopg
 from psycopg import sql
 
 from pipeline.checks import CROSS_SHARD, SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
+from pipeline.columns import RESIDENTS
 from pipeline.config import Shard, ShardMap
 from pipeline.db import snapshot
 from pipeline.errors import ShardError
+from pipeline.queries import CHECK
 from pipeline.schema import latest_version, residency_rule
 from pipeline.shards import on_every_shard
-from pipeline.sqlfiles import query
 
 # Kinds answered by counting rows that meet a condition: on a shard they all share one scan.
 ROW_KINDS = {"residency", "not_null", "accepted_values", "between"}
@@ -29,28 +30,25 @@ def row_condition(
 ) -> tuple[sql.Composable, sql.Composable]:
     """A row check's condition on `shard` (true for a failing row) and its sample expression."""
     p = spec.params
-    sample: sql.Composable = sql.SQL("'id=' || id")
+    sample: sql.Composable = CHECK.id_sample
     if spec.kind == "residency":
-        condition = sql.SQL("NOT ({})").format(residency_rule(shard_map, shard).condition())
-        sample = sql.SQL("'id=' || id || ' country=' || country")
+        condition = CHECK.residency.format(rule=residency_rule(shard_map, shard).condition())
+        sample = CHECK.residency_sample
     elif spec.kind == "not_null":
+        # One condition a column, joined here: how many is the check's configuration.
         condition = sql.SQL(" OR ").join(
-            sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in p["columns"]
+            CHECK.not_null.format(column=sql.Identifier(c)) for c in p["columns"]
         )
     elif spec.kind == "accepted_values":
         column = sql.Identifier(p["column"])
         values = sql.SQL(", ").join(sql.Literal(str(v)) for v in p["values"])
-        condition = sql.SQL("{c} IS NOT NULL AND {c}::text NOT IN ({v})").format(c=column, v=values)
-        # The offending value is what a person needs to fix the rules or the data.
-        sample = sql.SQL("'id=' || id || ' ' || {n} || '=' || {c}").format(
-            n=sql.Literal(p["column"]), c=column
-        )
+        condition = CHECK.accepted_values.format(column=column, values=values)
+        sample = CHECK.accepted_values_sample.format(name=sql.Literal(p["column"]), column=column)
     elif spec.kind == "between":
-        column = sql.Identifier(p["column"])
-        condition = sql.SQL("{c} NOT BETWEEN {lo} AND {hi}").format(
-            c=column,
-            lo=sql.Literal(p.get("min", 0)),
-            hi=sql.Literal(p.get("max", 2**31)),
+        condition = CHECK.between.format(
+            column=sql.Identifier(p["column"]),
+            min=sql.Literal(p.get("min", 0)),
+            max=sql.Literal(p.get("max", 2**31)),
         )
     else:
         raise ValueError(f"{spec.kind} is not a row check")
@@ -62,20 +60,24 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
     p = spec.params
     if spec.kind in ROW_KINDS:
         condition, sample = row_condition(spec, shard_map, shard)
-        return query("check_rows").format(sample=sample, condition=condition)
+        return CHECK.rows.format(sample=sample, condition=condition)
     if spec.kind == "schema":
-        return query("check_schema").format(latest=sql.Literal(latest_version()))
+        expected = sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(sql.Literal(c.name), sql.Literal(c.pg_type))
+            for c in RESIDENTS
+        )  # rows of VALUES, one a column: built from the declaration
+        return CHECK.schema.format(expected=expected, latest=sql.Literal(latest_version()))
     if spec.kind == "row_count":
         low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
-        return query("check_row_count").format(min=low, max=high)
+        return CHECK.row_count.format(min=low, max=high)
     if spec.kind == "ledger":
-        return query("check_ledger")
+        return CHECK.ledger
     if spec.kind == "custom_sql":
         custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
-        return query("check_custom").format(custom=custom)
+        return CHECK.custom.format(custom=custom)
     if spec.kind == "unique":
         columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
-        return query("check_unique").format(columns=columns)
+        return CHECK.unique.format(columns=columns)
     raise ValueError(f"no per-shard query for {spec.kind}")
 
 
@@ -87,9 +89,9 @@ def run_on_shard(
 ) -> list[CheckResult]:
     """Every per-shard check on one shard, in one snapshot.
 
-    The row checks are counted together in one scan (sql/queries/check_counts.sql); only a
+    The row checks are counted together in one scan (sql/check/counts.sql); only a
     check that fails runs its own query, for its first samples. Each other check runs its
-    own query through sql/queries/check_run.sql (a count and the first samples at once).
+    own query through sql/check/run.sql (a count and the first samples at once).
     With --show-samples, samples and rows come from one query, so that they match.
     """
     results = []
@@ -102,9 +104,7 @@ def run_on_shard(
                     if spec.name in counted:
                         count, samples = counted[spec.name], []
                     else:
-                        statement = query("check_run").format(
-                            failing=failing, limit=sql.Literal(SAMPLES)
-                        )
+                        statement = CHECK.run.format(failing=failing, limit=sql.Literal(SAMPLES))
                         row = conn.execute(statement).fetchone()
                         assert row is not None
                         count, samples = int(row[0]), list(row[1])
@@ -147,12 +147,11 @@ def _count_row_checks(
     if not rows:
         return {}
     counts = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE {})").format(row_condition(s, shard_map, shard)[0])
-        for s in rows
+        CHECK.failing_count.format(condition=row_condition(s, shard_map, shard)[0]) for s in rows
     )
     try:
         with conn.transaction():  # a savepoint: on an error, the checks run one by one
-            found = conn.execute(query("check_counts").format(counts=counts)).fetchone()
+            found = conn.execute(CHECK.counts.format(counts=counts)).fetchone()
     except psycopg.Error:
         return {}  # each check runs its own query, and an error names its check
     assert found is not None
@@ -163,10 +162,8 @@ def _first(
     conn: psycopg.Connection[Any], failing: sql.Composable, with_rows: bool
 ) -> list[tuple[Any, Any]]:
     """The first SAMPLES failing rows of a check: (sample, the row in full or None)."""
-    columns = sql.SQL("sample, detail" if with_rows else "sample, NULL")
-    statement = query("check_first").format(
-        columns=columns, failing=failing, limit=sql.Literal(SAMPLES)
-    )
+    detail = sql.Identifier("detail") if with_rows else sql.NULL
+    statement = CHECK.first.format(detail=detail, failing=failing, limit=sql.Literal(SAMPLES))
     return [(row[0], row[1]) for row in conn.execute(statement)]
 
 

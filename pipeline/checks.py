@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.columns import CHECKABLE
 from pipeline.config import ShardMap, read_beside
 from pipeline.errors import ConfigError, PipelineError
 
 SAMPLES = 20
 LEVELS = ("error", "warn")
-COLUMNS = ("id", "country", "name", "gender", "age", "address", "load_id", "loaded_at")
+COLUMNS = CHECKABLE
 RESIDENCY = "residency"
 # kind -> (required parameters, optional parameters)
 KINDS: dict[str, tuple[set[str], set[str]]] = {

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.columns import RESIDENTS
 from pipeline.copyout import Chunk
 from pipeline.errors import PipelineError
 
@@ -36,13 +37,19 @@ STATISTICS_COLUMNS = ("shard", "id", "country", "gender", "age", "load_id", "loa
 
 
 def arrow_types() -> dict[str, Any]:
+    """Each output column's Arrow type: the shard's name, and the columns of residents."""
     import pyarrow as pa
 
-    return {
-        "shard": pa.string(), "id": pa.int64(), "country": pa.string(), "name": pa.string(),
-        "gender": pa.string(), "age": pa.int16(), "address": pa.string(),
-        "load_id": pa.string(), "loaded_at": pa.timestamp("us", tz="UTC"),
-    }  # fmt: skip
+    return {"shard": pa.string(), **{c.name: arrow_type(c.arrow) for c in RESIDENTS}}
+
+
+def arrow_type(alias: str) -> Any:
+    """The Arrow type of a pyarrow alias, or of `timestamp[us, tz=UTC]`, which has none."""
+    import pyarrow as pa
+
+    if alias == "timestamp[us, tz=UTC]":
+        return pa.timestamp("us", tz="UTC")  # a snapshot's time zone (pipeline.db)
+    return pa.type_for_alias(alias)
 
 
 def arrow_schema(columns: tuple[str, ...]) -> Any:

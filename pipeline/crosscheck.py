@@ -37,7 +37,7 @@ from pipeline.copyout import CopyOut
 from pipeline.db import snapshot
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
-from pipeline.sqlfiles import query
+from pipeline.queries import CHECK
 
 # A partition holds at most about KEYS_A_PARTITION keys of the largest shard (1 MB of keys
 # and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**28
@@ -74,7 +74,7 @@ def run_cross_shard(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckRe
 
 
 # The duplicate checks: the query that sends their keys, and how many columns it has.
-KEYS = {"cross_shard_ids": ("check_ids", 1), "cross_shard_people": ("check_people", 2)}
+KEYS = {"cross_shard_ids": (CHECK.ids, 1), "cross_shard_people": (CHECK.people, 2)}
 
 
 def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
@@ -83,7 +83,8 @@ def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
     are partitioned here, a partition a check and shard, and the partitions are compared
     one at a time."""
     shards = [s for s in shard_map.shards if specs[0].applies_to(s.name)]
-    name, columns = max(KEYS[spec.kind] for spec in specs)  # check_people holds the ids too
+    # people.sql sends the ids too: one read serves both checks
+    aggregates, columns = max((KEYS[spec.kind] for spec in specs), key=lambda k: k[1])
     with ExitStack() as stack:
         conns = [stack.enter_context(snapshot(shard_map, shard)) for shard in shards]
         sizes = [_on(shard, _size, conn) for shard, conn in zip(shards, conns, strict=True)]
@@ -94,7 +95,9 @@ def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
             [Spill(folder / f"{c}-{i}", bits, KEYS[spec.kind][1]) for i in range(len(shards))]
             for c, spec in enumerate(specs)
         ]
-        statements = [_chunks(conn, name, size) for conn, size in zip(conns, sizes, strict=True)]
+        statements = [
+            _chunks(conn, aggregates, size) for conn, size in zip(conns, sizes, strict=True)
+        ]
 
         def read(i: int) -> None:
             mine = [per_shard[i] for per_shard in spills]
@@ -104,7 +107,7 @@ def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
         with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
             for done in [pool.submit(read, i) for i in range(len(shards))]:
                 done.result()
-        text = statements[0].as_string(conns[0]) if conns else query(name).as_string()
+        text = statements[0].as_string(conns[0]) if conns else aggregates.as_string()
         return [
             _compare(spec, shards, per_shard, bits, text)
             for spec, per_shard in zip(specs, spills, strict=True)
@@ -127,18 +130,17 @@ def _compare(
     return _result(spec, failing, flat_sql(text), [sample for _, sample in found])
 
 
-def _chunks(conn: psycopg.Connection[Any], name: str, rows: int) -> sql.Composable:
-    """The query sending a shard's keys (`name`: check_ids or check_people) in chunks of
+def _chunks(conn: psycopg.Connection[Any], aggregates: sql.Composable, rows: int) -> sql.Composable:
+    """The query sending a shard's keys (`aggregates`: CHECK.ids or CHECK.people) in chunks of
     a few thousand rows: by TID ranges, or on PostgreSQL 13 by groups of ids."""
-    aggregates = query(name)
     if conn.info.server_version >= TID_RANGES_SINCE:
-        return query("check_keys").format(aggregates=aggregates, blocks=sql.Literal(CHUNK_BLOCKS))
+        return CHECK.keys.format(aggregates=aggregates, blocks=sql.Literal(CHUNK_BLOCKS))
     groups = max(1, rows // CHUNK_ROWS)
-    return query("check_keys_pg13").format(aggregates=aggregates, groups=sql.Literal(groups))
+    return CHECK.keys_pg13.format(aggregates=aggregates, groups=sql.Literal(groups))
 
 
 def _size(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(query("check_size")).fetchone()
+    row = conn.execute(CHECK.size).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -215,7 +217,7 @@ def _read_keys(
 ) -> None:
     """A shard's keys, from a binary COPY of their chunks, into each of `spills`: a spill of
     one column takes the ids (the last column), a spill of two the person keys and ids."""
-    copy = query("check_copy").format(rows=statement)
+    copy = CHECK.copy.format(rows=statement)
     for rows in _binary_arrays(CopyOut(conn, copy), columns):
         for spill in spills:
             spill.add(rows[:, columns - spill.columns :])
@@ -328,7 +330,7 @@ def _ledger_agreement(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
         if not spec.applies_to(shard.name):
             continue
         with snapshot(shard_map, shard) as conn:
-            rows = conn.execute(query("check_ledger_files")).fetchall()
+            rows = conn.execute(CHECK.ledger_files).fetchall()
         held[shard.name] = {sha: (file, at) for sha, file, at, _ in rows}
         started[shard.name] = rows[0][3] if rows else None
     first: dict[str, tuple[str, Any]] = {}
@@ -347,7 +349,7 @@ def _ledger_agreement(shard_map: ShardMap, spec: CheckSpec) -> CheckResult:
             failing += 1
             if len(samples) < SAMPLES:
                 samples.append(f"{file} not on {', '.join(lacking)}")
-    statement = flat_sql(query("check_ledger_files").as_string())
+    statement = flat_sql(CHECK.ledger_files.as_string())
     return _result(spec, failing, statement, samples)
 
 

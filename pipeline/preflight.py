@@ -34,9 +34,8 @@ from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import scrub
 from pipeline.errors import ConfigError, PipelineError, ShardError
-from pipeline.sqlfiles import query
+from pipeline.queries import PREFLIGHT
 
-PROBE_TIMEOUT = "10s"  # the probe's statements are instant; a server that hangs must not hang us
 LOADER_ROLE = "pipeline_loader"
 ANALYST_ROLE = "pipeline_analyst"
 
@@ -117,12 +116,12 @@ def _probe(connections: Connections) -> dict[str, str]:
     try:
         for shard, conn in connections:
             with _as_shard_error(shard):
-                conn.execute(f"SET LOCAL statement_timeout = '{PROBE_TIMEOUT}'")
-                conn.execute(query("same_database_try_lock"), [keys[shard.name]])
+                conn.execute(PREFLIGHT.probe_timeout)
+                conn.execute(PREFLIGHT.same_database_try_lock, [keys[shard.name]])
         shared: dict[str, str] = {}
         for shard, conn in connections:
             with _as_shard_error(shard):
-                rows = conn.execute(query("same_database_probe"), [list(owner)]).fetchall()
+                rows = conn.execute(PREFLIGHT.same_database_probe, [list(owner)]).fetchall()
             seen = [owner[row[0]] for row in rows if row[0] in owner]
             first = min(seen, key=order.index, default=shard.name)
             if order.index(first) < order.index(shard.name):
@@ -136,7 +135,7 @@ def _probe(connections: Connections) -> dict[str, str]:
 
 def _refuse_read_only(shard: Shard, conn: psycopg.Connection[Any]) -> None:
     with _as_shard_error(shard):
-        rows = conn.execute(query("load_privileges_missing")).fetchall()
+        rows = conn.execute(PREFLIGHT.load_privileges_missing).fetchall()
         user = conn.info.user
         conn.rollback()
     missing = [str(row[0]) for row in rows]

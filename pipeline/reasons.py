@@ -1,5 +1,5 @@
 """Why a record was not loaded: every reason code the rejects file can hold, with what it
-means. The readers, the router and the shard's checks (sql/queries/load_staging.sql) give
+means. The readers, the router and the shard's checks (sql/load/staging.sql) give
 only these codes; tests/test_reasons.py holds them to it, and the README lists them all."""
 
 from __future__ import annotations

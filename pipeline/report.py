@@ -1,6 +1,6 @@
 """`pipeline report`: figures computed on each shard in SQL, merged, and rendered.
 
-Nothing but aggregates leaves a shard (sql/queries/report_figures.sql: one scan with
+Nothing but aggregates leaves a shard (sql/report/figures.sql: one scan with
 GROUPING SETS). Figures merge by addition; the average age is the total of ages over
 the number of known ages, never an average of the shards' averages. Each shard is read
 in one REPEATABLE READ, READ ONLY transaction, like an extract.
@@ -15,8 +15,8 @@ from typing import Any
 
 from pipeline.config import Shard, ShardMap
 from pipeline.db import snapshot
+from pipeline.queries import REPORT
 from pipeline.shards import on_every_shard
-from pipeline.sqlfiles import query
 
 AGE_BANDS = ("0-17", "18-34", "35-54", "55-74", "75+")
 UNKNOWN = "unknown"
@@ -89,10 +89,8 @@ def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
 
     def figures(shard: Shard) -> tuple[list[Any], list[Load]]:
         with snapshot(shard_map, shard) as conn:
-            rows = conn.execute(query("report_figures")).fetchall()
-            loads = [
-                Load(shard.name, *r) for r in conn.execute(query("report_loads"), [LATEST_LOADS])
-            ]
+            rows = conn.execute(REPORT.figures).fetchall()
+            loads = [Load(shard.name, *r) for r in conn.execute(REPORT.loads, [LATEST_LOADS])]
         return rows, loads
 
     report = Report()

@@ -21,9 +21,9 @@ from psycopg import errors, sql
 from pipeline.config import Shard
 from pipeline.errors import ShardError
 from pipeline.preflight import ANALYST_ROLE, LOADER_ROLE
-from pipeline.sqlfiles import query
+from pipeline.queries import ROLES
 
-ROLES = (LOADER_ROLE, ANALYST_ROLE)
+GROUP_ROLES = (LOADER_ROLE, ANALYST_ROLE)
 
 
 def grant_roles(conn: psycopg.Connection[Any], shard: Shard) -> list[str]:
@@ -34,11 +34,11 @@ def grant_roles(conn: psycopg.Connection[Any], shard: Shard) -> list[str]:
         if _create(conn, shard, role):
             created.append(role)
     with conn.transaction():
-        row = conn.execute(query("roles_objects")).fetchone()
+        row = conn.execute(ROLES.objects).fetchone()
         assert row is not None  # the migrations made residents
         schema, residents_seq, ledger_seq = row
         conn.execute(
-            query("roles_grant").format(
+            ROLES.grant.format(
                 schema=sql.Identifier(schema),
                 loader=sql.Identifier(LOADER_ROLE),
                 analyst=sql.Identifier(ANALYST_ROLE),
@@ -51,13 +51,13 @@ def grant_roles(conn: psycopg.Connection[Any], shard: Shard) -> list[str]:
 
 def _missing(conn: psycopg.Connection[Any]) -> list[str]:
     with conn.transaction():
-        return [str(r[0]) for r in conn.execute(query("roles_missing"), [list(ROLES)])]
+        return [str(r[0]) for r in conn.execute(ROLES.missing, [list(GROUP_ROLES)])]
 
 
 def _create(conn: psycopg.Connection[Any], shard: Shard, role: str) -> bool:
     try:
         with conn.transaction():
-            conn.execute(query("role_create").format(role=sql.Identifier(role)))
+            conn.execute(ROLES.create.format(role=sql.Identifier(role)))
         return True
     except (errors.DuplicateObject, errors.UniqueViolation):
         return False  # another init, on this shard or another on the same server, made it

@@ -2,7 +2,7 @@
 reject budget.
 
 The country is normalised in Python (routing needs it before a row can go anywhere); the
-rest of a record's rules run on the shard (sql/queries/load_staging.sql), whose refusals
+rest of a record's rules run on the shard (sql/load/staging.sql), whose refusals
 `describe_reject` puts into words for the rejects file.
 """
 

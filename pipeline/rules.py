@@ -4,7 +4,7 @@ The rules are applied in two places, each where it is cheapest:
 - the country, in Python, because routing needs it before a row can go anywhere
   (`Rules.country_of`, asked once per distinct raw value);
 - everything else, in SQL on the shard, as each row arrives in the staging table
-  (`Rules.check_sql_params` fills the placeholders of `sql/queries/load_staging.sql`).
+  (`Rules.check_sql_params` fills the placeholders of `sql/load/staging.sql`).
 
 It also holds what every reader of incoming files shares, so that a reader written later
 (a bulk one) applies the same: the `Limits` on what one record may hold (the `limits:`
@@ -22,7 +22,9 @@ from typing import Any
 import pycountry
 from psycopg import sql
 
+from pipeline.columns import FIELDS
 from pipeline.errors import ConfigError
+from pipeline.queries import LOAD
 from pipeline.reasons import RejectReason
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
@@ -107,7 +109,7 @@ class Rules:
         )
 
     def check_sql_params(self) -> dict[str, sql.Composable]:
-        """Placeholders of sql/queries/load_staging.sql, from these rules."""
+        """Placeholders of sql/load/staging.sql, from these rules."""
         canonical = {g.casefold(): g for g in self.genders}
         mapping = {**canonical, **self.gender_aliases}
         return {
@@ -115,11 +117,22 @@ class Rules:
             "any_gender": sql.Literal(not self.genders),
             "age_min": sql.Literal(self.age_min),
             "age_max": sql.Literal(self.age_max),
-            "trim": TrimCharacters(),
+            **trimmed_fields(),
         }
 
     def describe_genders(self) -> str:
         return ", ".join(self.genders) if self.genders else "any value"
+
+
+def trimmed_fields() -> dict[str, sql.Composable]:
+    """`trimmed_<field>` placeholders of sql/load/staging.sql: each field that the shard
+    checks (all but the country, normalised in Python) with TRIM trimmed from both ends."""
+    trim = TrimCharacters()
+    return {
+        f"trimmed_{name}": LOAD.trimmed.format(column=sql.Identifier(name), trim=trim)
+        for name in FIELDS
+        if name != "country"
+    }
 
 
 class TrimCharacters(sql.Composable):

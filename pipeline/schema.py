@@ -19,9 +19,10 @@ from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import ResidencyViolation
 from pipeline.preflight import refuse_shared_databases
+from pipeline.queries import SCHEMA
 from pipeline.roles import grant_roles
 from pipeline.shards import Outcome, on_every_shard
-from pipeline.sqlfiles import migrations, query
+from pipeline.sqlfiles import migrations
 
 CONSTRAINT = "residents_residency"
 
@@ -34,6 +35,8 @@ class ResidencyRule:
     refused: frozenset[str]
 
     def condition(self) -> sql.Composable:
+        # A fragment built from the shard map (a list of literals), composed here: the
+        # statements it goes into are sql/schema/residency_*.sql and sql/check/residency.sql.
         if self.allowed is not None:
             if not self.allowed:
                 return sql.SQL("false")
@@ -75,10 +78,10 @@ def latest_version() -> int:
 
 def current_version(conn: psycopg.Connection[Any]) -> int:
     """The shard's schema version; 0 when it was never initialised."""
-    exists = conn.execute(query("table_exists"), ["schema_migrations"]).fetchone()
+    exists = conn.execute(SCHEMA.table_exists, ["schema_migrations"]).fetchone()
     if not exists or not exists[0]:
         return 0
-    row = conn.execute(query("schema_version")).fetchone()
+    row = conn.execute(SCHEMA.version).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -86,19 +89,19 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
     """Apply missing migrations, then set the residency constraint, then (with `roles`)
     create and grant the group roles (see pipeline.roles); idempotent."""
     with db.connect(shard_map, shard) as conn:
-        conn.execute(query("lock"), [db.LOCK_INIT])
-        conn.execute(query("migrations_table"))
+        conn.execute(SCHEMA.lock, [db.LOCK_INIT])
+        conn.execute(SCHEMA.migrations_table)
         before = current_version(conn)
         conn.commit()
         for migration in migrations()[before:]:
             # One transaction per migration, re-checked under the lock: two inits at
             # once apply each migration exactly once.
             with conn.transaction():
-                conn.execute(query("lock"), [db.LOCK_INIT])
+                conn.execute(SCHEMA.lock, [db.LOCK_INIT])
                 if current_version(conn) >= migration.version:
                     continue
                 conn.execute(migration.text.encode())
-                conn.execute(query("record_migration"), [migration.version, migration.name])
+                conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
         rule = residency_rule(shard_map, shard)
         changed = _set_residency(conn, shard, rule)
         created = grant_roles(conn, shard) if roles else None
@@ -109,18 +112,18 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
 
 def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule) -> bool:
     with conn.transaction():
-        conn.execute(query("lock"), [db.LOCK_INIT])
-        row = conn.execute(query("residency_rule")).fetchone()
+        conn.execute(SCHEMA.lock, [db.LOCK_INIT])
+        row = conn.execute(SCHEMA.residency_rule).fetchone()
         if row is not None and row[0] == rule.describe():
             return False
-        conn.execute(query("residency_drop"))
+        conn.execute(SCHEMA.residency_drop)
         condition = rule.condition()
-        bad = conn.execute(query("residency_violations").format(condition=condition)).fetchall()
+        bad = conn.execute(SCHEMA.residency_violations.format(condition=condition)).fetchall()
         if bad:
             # Leaving the transaction by an exception rolls the DROP back: the old rule stays.
             raise ResidencyViolation(shard.name, rule.describe(), {c: int(n) for c, n in bad})
         conn.execute(
-            query("residency_add").format(condition=condition, rule=sql.Literal(rule.describe()))
+            SCHEMA.residency_add.format(condition=condition, rule=sql.Literal(rule.describe()))
         )
     return True
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline.bounded import MALFORMED
+from pipeline.columns import FIELDS
 from pipeline.reasons import RejectReason
 from pipeline.rules import DEFAULT_LIMITS, Limits
 
-COLUMNS = ("id", "country", "name", "gender", "age", "address")
+COLUMNS = FIELDS
 REQUIRED = ("country", "name")
 _KNOWN = frozenset(COLUMNS)
 _REQUIRED = frozenset(REQUIRED)

@@ -10,9 +10,9 @@ from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
 from pipeline.preflight import shared_databases
+from pipeline.queries import STATUS
 from pipeline.schema import current_version, latest_version
 from pipeline.shards import on_every_shard
-from pipeline.sqlfiles import query
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
         with db.connect(shard_map, shard) as conn:
             version = current_version(conn)
             if version >= latest_version():
-                row = conn.execute(query("status")).fetchone()
+                row = conn.execute(STATUS.shard).fetchone()
                 if row is not None:
                     residents, last_at, last_file = int(row[0]), row[1], row[2]
     except PipelineError as exc:

@@ -4,10 +4,10 @@ For each file, a `ShardWriter`:
 1. `begin`:  BEGIN; take the shard's load lock (concurrent loads queue here); look the
    file's sha256 up in the ledger (after the lock, so a load that waited sees what the
    other one committed); create the staging table, whose generated columns apply the
-   rules (sql/queries/load_staging.sql), and open a COPY into it.
+   rules (sql/load/staging.sql), and open a COPY into it.
 2. `write`:  stream rows into the COPY. The queued writer sends them from a worker
    thread, so shards receive (and check) concurrently while the main thread parses.
-3. `check`:  end the COPY; run the duplicate-id pass (sql/queries/load_duplicates.sql);
+3. `check`:  end the COPY; run the duplicate-id pass (sql/load/duplicates.sql);
    count the refused rows.
 4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
    preview the counts and roll back). `rollback` abandons the file on this shard.
@@ -16,7 +16,7 @@ A shard that fails raises ShardError; the caller carries on with the other shard
 
 A file completed late, by a re-run, must not overwrite what a later file of the same
 command already wrote on this shard: `begin` looks the later files up in the ledger
-(sql/queries/load_protected.sql) and the upsert leaves their rows alone ("kept").
+(sql/load/protected.sql) and the upsert leaves their rows alone ("kept").
 """
 
 from __future__ import annotations
@@ -31,18 +31,19 @@ from psycopg import conninfo
 from psycopg.copy import Copy
 
 from pipeline import db
+from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
 from pipeline.copyin import QueuedWriter
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.load_result import ShardCounts
+from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
 from pipeline.schema import current_version, latest_version, residency_rule
-from pipeline.sqlfiles import query
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
 
-REJECT_FIELDS = ("id", "country", "name", "gender", "age", "address")
+REJECT_FIELDS = FIELDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
@@ -150,9 +151,9 @@ class ShardWriter:
             # Not `with conn.transaction()`: its rollback of a dropped connection would have
             # psycopg log "error ignored in rollback" beside our error (the caller closes it).
             with self._watchdog.waiting(conn):
-                conn.execute(query("load_session"))  # a SET: committed, it outlives the transaction
+                conn.execute(LOAD.session)  # a SET: committed, it outlives the transaction
                 version = current_version(conn)
-                row = conn.execute(query("residency_rule")).fetchone() if version else None
+                row = conn.execute(SCHEMA.residency_rule).fetchone() if version else None
                 conn.commit()
         except psycopg.Error as exc:
             raise self._failure(exc) from None
@@ -213,26 +214,26 @@ class ShardWriter:
     def _begin(
         self, conn: psycopg.Connection[Any], sha256: str, force: bool, later: Sequence[str]
     ) -> bool:
-        conn.execute(query("load_begin"))
+        conn.execute(LOAD.begin)
         lock = self.timeouts.lock
-        conn.execute(query("load_timeouts"), {"lock": f"{lock * 1000:.0f}ms"})
+        conn.execute(LOAD.timeouts, {"lock": f"{lock * 1000:.0f}ms"})
         # The server ends a lock wait at the lock time-out; the watchdog steps in only
         # when the server does not answer by then.
         with self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"):
-            conn.execute(query("lock"), [db.LOCK_LOAD])
+            conn.execute(SCHEMA.lock, [db.LOCK_LOAD])
         # Read after the lock: a load that waited sees what the one before it committed.
-        earlier = None if force else conn.execute(query("load_ledger_find"), [sha256]).fetchone()
+        earlier = None if force else conn.execute(LOAD.ledger_find, [sha256]).fetchone()
         if earlier is not None:
             conn.rollback()
             self.counts.already_loaded = True
             self.counts.earlier_rejected = int(earlier[0])
             return False
         self._protected = self._protected_rows(conn, sha256, later)
-        conn.execute(query("load_staging").format(**self.rules.check_sql_params()))
+        conn.execute(LOAD.staging.format(**self.rules.check_sql_params()))
         cursor = conn.cursor()
         self._copy_stack = contextlib.ExitStack()
         writer = QueuedWriter(cursor, self._watchdog)
-        self._copy = self._copy_stack.enter_context(cursor.copy(query("load_copy"), writer=writer))
+        self._copy = self._copy_stack.enter_context(cursor.copy(LOAD.copy, writer=writer))
         return True
 
     @staticmethod
@@ -244,7 +245,7 @@ class ShardWriter:
         later = [h for h in later if h != sha256]
         if not later:
             return _NOTHING_PROTECTED
-        found = conn.execute(query("load_protected"), {"later": later}).fetchall()
+        found = conn.execute(LOAD.protected, {"later": later}).fetchall()
         return {
             "kept_load": [r[0] for r in found],
             "kept_after": [r[1] for r in found],
@@ -274,9 +275,9 @@ class ShardWriter:
         try:
             with self._watchdog.waiting(conn):
                 self._end_copy()
-                if conn.execute(query("load_duplicates")).rowcount:
-                    conn.execute(query("load_superseded"))
-                self.counts.rejected = _scalar(conn.execute(query("load_reject_count")).fetchone())
+                if conn.execute(LOAD.duplicates).rowcount:
+                    conn.execute(LOAD.superseded)
+                self.counts.rejected = _scalar(conn.execute(LOAD.reject_count).fetchone())
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
@@ -290,7 +291,7 @@ class ShardWriter:
         try:
             with self._watchdog.waiting(conn), conn.cursor(name="load_rejects") as cursor:
                 cursor.itersize = REJECTS_BATCH
-                cursor.execute(query("load_rejects"))
+                cursor.execute(LOAD.rejects)
                 for r in cursor:
                     raw = dict(zip(REJECT_FIELDS, r[3:], strict=True))
                     yield SqlReject(r[0], r[1], RejectReason(r[2]), raw)
@@ -308,14 +309,14 @@ class ShardWriter:
                 protected = self._protected
                 if protected["kept_load"]:
                     # Counted before the upsert, which would move the rows it writes out of reach.
-                    counts.kept = _scalar(conn.execute(query("load_kept"), protected).fetchone())
+                    counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
                 if self.dry_run:
-                    row = conn.execute(query("load_preview")).fetchone()
+                    row = conn.execute(LOAD.preview).fetchone()
                     assert row is not None
                     row = (row[0], int(row[1]) - counts.kept)
                 else:
                     params = {"load_id": self.load_id, **protected}
-                    row = conn.execute(query("load_upsert"), params).fetchone()
+                    row = conn.execute(LOAD.upsert, params).fetchone()
                 assert row is not None
                 counts.inserted, counts.updated = int(row[0]), int(row[1])
                 counts.unchanged = valid - counts.inserted - counts.updated
@@ -323,7 +324,7 @@ class ShardWriter:
                     conn.rollback()
                     return counts
                 conn.execute(
-                    query("load_ledger_insert"),
+                    LOAD.ledger_insert,
                     {
                         **ledger,
                         "load_id": self.load_id,

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from pipeline.queries import LOAD
 from pipeline.reasons import RejectReason
-from pipeline.sqlfiles import sql_dir
 from tests.conftest import PROJECT
 
 README = (PROJECT / "README.md").read_text(encoding="utf-8")
@@ -15,7 +15,7 @@ README = (PROJECT / "README.md").read_text(encoding="utf-8")
 
 def sql_reasons() -> set[str]:
     """The codes the shard's checks give: the `THEN '...'` of the `reason` CASE."""
-    text = (sql_dir() / "queries" / "load_staging.sql").read_text(encoding="utf-8")
+    text = LOAD.staging.text
     case = text[text.index("CASE\n        WHEN r.name_v") : text.index("END AS reason")]
     return set(re.findall(r"THEN '([a-z_]+)'", case))
 

@@ -15,8 +15,9 @@ import pytest
 from click.testing import Result
 from psycopg import conninfo
 
+from pipeline.queries import SCHEMA
 from pipeline.schema import latest_version
-from pipeline.sqlfiles import migrations, query
+from pipeline.sqlfiles import migrations
 from tests.conftest import Server, shard_map_yaml, write_map
 
 LATEST = latest_version()  # the schema version `pipeline init` brings shards to
@@ -59,7 +60,7 @@ def test_a_shard_behind_is_brought_up_to_date(
 ) -> None:
     first = migrations()[0]
     with connect("db_us") as conn:
-        conn.execute(query("migrations_table"))
+        conn.execute(SCHEMA.migrations_table)
         conn.execute(first.text.encode())
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (1, %s)", [first.name])
         conn.execute(INSERT, [7, "US", "Kept Through Upgrade", "Male", 40, "1 Main St"])
@@ -205,16 +206,16 @@ def test_one_database_under_two_spellings_is_refused_before_anything_changes(
     if command[0] != "init":
         assert run_cli("init").exit_code == 0  # the real two shards, for load to have a schema
     with connect("default") as conn:
-        before = conn.execute(query("residency_rule")).fetchone() if command[0] != "init" else None
+        before = conn.execute(SCHEMA.residency_rule).fetchone() if command[0] != "init" else None
     result = run_cli(*command, config=one_database_twice)
     assert result.exit_code == 2, result.output
     assert "db_us" in result.output and "the same database as shard default" in result.output
     assert "Traceback" not in result.output
     with connect("default") as conn:
         if command[0] == "init":
-            assert conn.execute(query("table_exists"), ["residents"]).fetchone() == (False,)
+            assert conn.execute(SCHEMA.table_exists, ["residents"]).fetchone() == (False,)
         else:
-            assert conn.execute(query("residency_rule")).fetchone() == before
+            assert conn.execute(SCHEMA.residency_rule).fetchone() == before
             assert conn.execute("SELECT count(*) FROM residents").fetchone() == (0,)
 
 

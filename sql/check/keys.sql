@@ -1,5 +1,5 @@
 -- The keys of a cross-shard check in chunks of a few table blocks: one row a chunk, each
--- column an array (the aggregates of check_ids.sql or check_people.sql). A chunk is read by
+-- column an array (the aggregates of ids.sql or people.sql). A chunk is read by
 -- a TID range scan (PostgreSQL 14 and later): the table is read once, in order, with
 -- nothing sorted or hashed, and a few large rows cross the wire instead of one row a
 -- resident (measured: a row a resident cost the client more than the servers' whole scan).

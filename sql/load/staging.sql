@@ -6,13 +6,11 @@
 -- anyway). `country` is already normalised (routing needed it); `country_raw` keeps the
 -- spelling from the file when it differed, for the rejects file.
 --
--- A generated column cannot use another, hence the repeated trims. The trim placeholder is
--- the characters trimmed from both ends of every field (pipeline.rules.TRIM: Unicode's white
--- space, zero width space, byte-order mark...), written by pipeline.rules.TrimCharacters
--- for the server's encoding as chr() calls, which mean the same on PostgreSQL 13 to 18 and
--- whatever the client encoding; the server folds it to a constant once. Out-of-range
--- markers keep "there but invalid" apart from "not there" (NULL): id 0, age -1, gender ''.
--- A psycopg.sql template (pipeline/rules.py fills the rules): literal braces are doubled.
+-- {trimmed_id}, {trimmed_name}...: the field with the characters of pipeline.rules.TRIM
+-- trimmed from both ends (trimmed.sql, filled for each field by pipeline.rules). A generated
+-- column cannot use another, hence the repeated trims. Out-of-range markers keep "there but
+-- invalid" apart from "not there" (NULL): id 0, age -1, gender ''. pipeline/rules.py fills
+-- the rules; literal braces are doubled.
 CREATE TEMP TABLE load_staging (
     record       bigint NOT NULL,
     line         bigint,
@@ -27,43 +25,43 @@ CREATE TEMP TABLE load_staging (
     -- [0-9]{{1,18}} would say the same but costs 3x as much in PostgreSQL's regex engine.
     id_v bigint GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(id, {trim}), '') = '' THEN NULL
-            WHEN btrim(id, {trim}) ~ '^\+?[0-9]+$'
-                 AND length(ltrim(btrim(id, {trim}), '+')) <= 18
-                THEN btrim(id, {trim})::bigint
+            WHEN coalesce({trimmed_id}, '') = '' THEN NULL
+            WHEN {trimmed_id} ~ '^\+?[0-9]+$'
+                 AND length(ltrim({trimmed_id}, '+')) <= 18
+                THEN {trimmed_id}::bigint
             ELSE 0
         END) STORED,
     name_v text GENERATED ALWAYS AS (
-        nullif(btrim(name, {trim}), '')) STORED,
+        nullif({trimmed_name}, '')) STORED,
     -- The gender map: an alias or accepted value (matched case-insensitively) becomes its
     -- canonical spelling; any other value is kept as it is when the rules accept any value.
     gender_v text GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(gender, {trim}), '') = '' THEN NULL
+            WHEN coalesce({trimmed_gender}, '') = '' THEN NULL
             ELSE coalesce(
-                {gender_map}::jsonb ->> lower(btrim(gender, {trim})),
-                CASE WHEN {any_gender} THEN btrim(gender, {trim}) END,
+                {gender_map}::jsonb ->> lower({trimmed_gender}),
+                CASE WHEN {any_gender} THEN {trimmed_gender} END,
                 '')
         END) STORED,
     -- "22", "+22" and "22.0" are 22; "22.5" and "abc" are not ages
     age_v bigint GENERATED ALWAYS AS (
         CASE
-            WHEN coalesce(btrim(age, {trim}), '') = '' THEN NULL
-            WHEN btrim(age, {trim}) ~ '^[+-]?[0-9]+(\.0*)?$'
-                 AND length(split_part(btrim(age, {trim}), '.', 1)) <= 10
-                THEN split_part(btrim(age, {trim}), '.', 1)::bigint
+            WHEN coalesce({trimmed_age}, '') = '' THEN NULL
+            WHEN {trimmed_age} ~ '^[+-]?[0-9]+(\.0*)?$'
+                 AND length(split_part({trimmed_age}, '.', 1)) <= 10
+                THEN split_part({trimmed_age}, '.', 1)::bigint
             ELSE -1
         END) STORED,
     address_v text GENERATED ALWAYS AS (
-        nullif(btrim(address, {trim}), '')) STORED
+        nullif({trimmed_address}, '')) STORED
 ) ON COMMIT DROP;
 
--- Earlier rows of an id that comes again later in the file (load_duplicates.sql).
+-- Earlier rows of an id that comes again later in the file (duplicates.sql).
 CREATE TEMP TABLE load_superseded (record bigint PRIMARY KEY) ON COMMIT DROP;
 
 -- The staged rows with whether a later row superseded them. Most files have no duplicate
--- id: then this reads no other table, and load_superseded.sql swaps in the join only when
--- load_duplicates.sql found some (a join costs every later scan of the rows a tenth more,
+-- id: then this reads no other table, and superseded.sql swaps in the join only when
+-- duplicates.sql found some (a join costs every later scan of the rows a tenth more,
 -- and `record IN (SELECT ...)`, hashed only while it fits in hash_mem, could scan the list
 -- again for every row of a file of many duplicates).
 CREATE TEMP VIEW load_rows AS
@@ -77,7 +75,7 @@ SELECT
     r.*,
     CASE
         WHEN r.name_v IS NULL THEN 'missing_name'
-        -- ids from 10^15 up are the shard's own (see 0001_residents.sql)
+        -- ids from 10^15 up are the shard's own (see sql/migrations/0001_residents.sql)
         WHEN r.id_v NOT BETWEEN 1 AND 999999999999999 THEN 'invalid_id'
         WHEN r.age_v NOT BETWEEN {age_min} AND {age_max} THEN 'invalid_age'
         WHEN r.gender_v = '' THEN 'invalid_gender'

@@ -1,5 +1,5 @@
 -- The schema of this shard's tables and the names of their identity sequences, for
--- roles_grant.sql.
+-- grant.sql.
 SELECT n.nspname,
        (SELECT s.relname FROM pg_class AS s
         WHERE s.oid = pg_get_serial_sequence('residents', 'id')::regclass),

@@ -1,5 +1,5 @@
 -- How many valid rows of this file the upsert will leave alone because a later file of this
--- run already wrote that id here (load_protected.sql), with other content: "kept".
+-- run already wrote that id here (protected.sql), with other content: "kept".
 SELECT count(*)
 FROM load_checked AS c
 JOIN residents AS r ON r.id = c.id_v

@@ -1,6 +1,6 @@
 -- finished_at is the time of this insert, the last statement before COMMIT, not the
 -- transaction's start (now()): "last load" shows when a load ended, and this file's rows
--- (loaded_at, written by the upsert before it) fall before it (load_protected.sql).
+-- (loaded_at, written by the upsert before it) fall before it (protected.sql).
 INSERT INTO load_ledger (
     load_id, source_file, source_sha256, rows_read, rows_loaded, rows_rejected,
     inserted, updated, unchanged, forced, started_at, finished_at

@@ -1,10 +1,9 @@
 -- Columns the code needs that are missing or of another type, and a schema version that
--- is not the latest.
+-- is not the latest. {expected} is every column of residents with its type, as
+-- information_schema spells it: ('id', 'bigint'), ... (pipeline/columns.py).
 SELECT 'column ' || e.col || ' ' || e.typ || ' missing' AS sample, NULL::jsonb AS detail
 FROM (VALUES
-    ('id', 'bigint'), ('country', 'character'), ('name', 'text'), ('gender', 'text'),
-    ('age', 'smallint'), ('address', 'text'), ('load_id', 'uuid'),
-    ('loaded_at', 'timestamp with time zone'), ('person_key', 'bigint')
+    {expected}
 ) AS e (col, typ)
 WHERE NOT EXISTS (
     SELECT 1 FROM information_schema.columns AS c

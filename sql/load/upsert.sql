@@ -1,9 +1,9 @@
 -- Write the valid rows. A row whose content is unchanged is not touched (no new
 -- row version, no WAL); `xmax = 0` tells an inserted row from an updated one.
--- A row that a later file of this run already wrote (load_protected.sql; the arrays are
+-- A row that a later file of this run already wrote (protected.sql; the arrays are
 -- empty unless a re-run completes a file after a later one) is not touched either.
 -- loaded_at is when this statement began: when the file's rows were written, the same for
--- all of them (load_protected.sql relies on it falling between two ledger rows).
+-- all of them (protected.sql relies on it falling between two ledger rows).
 WITH written AS (
     INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
     -- A row without an id takes the identity's next value (from 10^15 up).

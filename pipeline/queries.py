@@ -1,0 +1,139 @@
+"""The catalogue: every SQL file the code runs, by the part of the code that runs it.
+
+Each class is a folder of `sql/` and each attribute one of its files, read when this
+module is imported (a missing file, or a template whose placeholders differ from those
+declared here, fails then): `conn.execute(LOAD.upsert, params)`,
+`CHECK.rows.format(sample=..., condition=...)`. A `Statement` runs as it is, with
+parameters; a `Template` names the placeholders its `.format()` must be given
+(`pipeline.sqlfiles`). tests/test_sqlfiles.py checks that every file of `sql/` is here and
+every entry here is used.
+"""
+
+from __future__ import annotations
+
+from pipeline.sqlfiles import Statement, Template
+
+
+class SCHEMA:
+    """sql/schema/: migrations and the residency constraint (pipeline.schema)."""
+
+    lock = Statement("schema/lock")
+    migrations_table = Statement("schema/migrations_table")
+    record_migration = Statement("schema/record_migration")
+    table_exists = Statement("schema/table_exists")
+    version = Statement("schema/version")
+    residency_rule = Statement("schema/residency_rule")
+    residency_drop = Statement("schema/residency_drop")
+    residency_violations = Template("schema/residency_violations", "condition")
+    residency_add = Template("schema/residency_add", "condition", "rule")
+
+
+class ROLES:
+    """sql/roles/: the group roles of `pipeline init --roles` (pipeline.roles)."""
+
+    missing = Statement("roles/missing")
+    create = Template("roles/create", "role")
+    objects = Statement("roles/objects")
+    grant = Template("roles/grant", "schema", "loader", "analyst", "residents_seq", "ledger_seq")
+
+
+class PREFLIGHT:
+    """sql/preflight/: before a command writes (pipeline.preflight)."""
+
+    probe_timeout = Statement("preflight/probe_timeout")
+    same_database_try_lock = Statement("preflight/same_database_try_lock")
+    same_database_probe = Statement("preflight/same_database_probe")
+    load_privileges_missing = Statement("preflight/load_privileges_missing")
+
+
+class DB:
+    """sql/db/: connections (pipeline.db)."""
+
+    snapshot_settings = Statement("db/snapshot_settings")
+
+
+class EMBEDDED:
+    """sql/embedded/: the embedded server's databases (pipeline.embedded)."""
+
+    database_exists = Statement("embedded/database_exists")
+    create_database = Template("embedded/create_database", "database")
+
+
+class LOAD:
+    """sql/load/: one file into one shard, in one transaction (pipeline.writer)."""
+
+    session = Statement("load/session")
+    begin = Statement("load/begin")
+    timeouts = Statement("load/timeouts")
+    ledger_find = Statement("load/ledger_find")
+    protected = Statement("load/protected")
+    trimmed = Template("load/trimmed", "column", "trim")
+    staging = Template(
+        "load/staging",
+        *("trimmed_id", "trimmed_name", "trimmed_gender", "trimmed_age", "trimmed_address"),
+        *("gender_map", "any_gender", "age_min", "age_max"),
+    )
+    copy = Statement("load/copy")
+    duplicates = Statement("load/duplicates")
+    superseded = Statement("load/superseded")
+    reject_count = Statement("load/reject_count")
+    rejects = Statement("load/rejects")
+    kept = Statement("load/kept")
+    preview = Statement("load/preview")
+    upsert = Statement("load/upsert")
+    ledger_insert = Statement("load/ledger_insert")
+
+
+class STATUS:
+    """sql/status/: `pipeline status` (pipeline.status)."""
+
+    shard = Statement("status/shard")
+
+
+class EXTRACT:
+    """sql/extract/: `pipeline extract` and `to_dataframe` (pipeline.extract)."""
+
+    rows = Template("extract/rows", "shard_column", "fields", "where")
+    json = Template("extract/json", "shard", "fields", "where")
+    defused = Template("extract/defused", "column", "starts", "kind")
+    copy = Template("extract/copy", "rows", "format")
+
+
+class REPORT:
+    """sql/report/: `pipeline report` (pipeline.report)."""
+
+    figures = Statement("report/figures")
+    loads = Statement("report/loads")
+
+
+class CHECK:
+    """sql/check/: `pipeline check`, on each shard (pipeline.checks) and across shards
+    (pipeline.crosscheck)."""
+
+    # The row checks: a condition, true for a failing row, and a sample expression.
+    residency = Template("check/residency", "rule")
+    not_null = Template("check/not_null", "column")
+    accepted_values = Template("check/accepted_values", "column", "values")
+    between = Template("check/between", "column", "min", "max")
+    id_sample = Statement("check/id_sample")
+    residency_sample = Statement("check/residency_sample")
+    accepted_values_sample = Template("check/accepted_values_sample", "name", "column")
+    failing_count = Template("check/failing_count", "condition")
+    counts = Template("check/counts", "counts")
+    rows = Template("check/rows", "sample", "condition")
+    # The other per-shard checks, each a query of its failing rows.
+    schema = Template("check/schema", "expected", "latest")
+    row_count = Template("check/row_count", "min", "max")
+    ledger = Statement("check/ledger")
+    custom = Template("check/custom", "custom")
+    unique = Template("check/unique", "columns")
+    run = Template("check/run", "failing", "limit")
+    first = Template("check/first", "detail", "failing", "limit")
+    # Across shards.
+    size = Statement("check/size")
+    ids = Statement("check/ids")
+    people = Statement("check/people")
+    keys = Template("check/keys", "aggregates", "blocks")
+    keys_pg13 = Template("check/keys_pg13", "aggregates", "groups")
+    copy = Template("check/copy", "rows")
+    ledger_files = Statement("check/ledger_files")

@@ -1,0 +1,2 @@
+-- A database of the embedded server, made on first use.
+CREATE DATABASE {database}
