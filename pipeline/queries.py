@@ -80,6 +80,10 @@ class LOAD:
     rejects = Statement("load/rejects")
     kept = Statement("load/kept")
     preview = Statement("load/preview")
+    savepoint = Statement("load/savepoint")
+    update = Statement("load/update")
+    insert = Statement("load/insert")
+    savepoint_undo = Statement("load/savepoint_undo")
     upsert = Statement("load/upsert")
     ledger_insert = Statement("load/ledger_insert")
 

@@ -9,8 +9,10 @@ For each file, a `ShardWriter`:
    thread, so shards receive (and check) concurrently while the main thread parses.
 3. `check`:  end the COPY; run the duplicate-id pass (sql/load/duplicates.sql);
    count the refused rows.
-4. `commit`: upsert the valid rows, write the ledger row, COMMIT (or, for a dry run,
-   preview the counts and roll back). `rollback` abandons the file on this shard.
+4. `commit`: update the changed rows and insert the new ones (falling back to one
+   INSERT ... ON CONFLICT when someone inserted one of the ids meanwhile), write the ledger
+   row, COMMIT (or, for a dry run, preview the counts and roll back). `rollback` abandons
+   the file on this shard.
 A shard that fails raises ShardError; the caller carries on with the other shards, and
 `hold`s this one: it takes no later file of the run (those must not land before this one).
 
@@ -315,8 +317,7 @@ class ShardWriter:
                     assert row is not None
                     row = (row[0], int(row[1]) - counts.kept)
                 else:
-                    params = {"load_id": self.load_id, **protected}
-                    row = conn.execute(LOAD.upsert, params).fetchone()
+                    row = self._write_rows(conn, {"load_id": self.load_id, **protected})
                 assert row is not None
                 counts.inserted, counts.updated = int(row[0]), int(row[1])
                 counts.unchanged = valid - counts.inserted - counts.updated
@@ -344,6 +345,24 @@ class ShardWriter:
             self._abandon()
             raise self._failure(exc) from None
         return counts
+
+    @staticmethod
+    def _write_rows(conn: psycopg.Connection[Any], params: dict[str, Any]) -> tuple[int, int]:
+        """Write the file's valid rows: the changed ones updated, the new ones inserted.
+        Returns (inserted, updated)."""
+        conn.execute(LOAD.savepoint)
+        try:
+            updated = conn.execute(LOAD.update, params).rowcount
+            inserted = conn.execute(LOAD.insert, params).rowcount
+        except psycopg.errors.UniqueViolation:
+            # Someone inserted one of these ids by hand after sql/load/update.sql looked (loads
+            # cannot: they hold the lock). The one-statement upsert takes each row as it
+            # finds it: such a row is updated, never duplicated, and the file still loads.
+            conn.execute(LOAD.savepoint_undo)
+            row = conn.execute(LOAD.upsert, params).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+        return inserted, updated
 
     def rollback(self) -> None:
         """Abandon this file on this shard (nothing of it stays)."""

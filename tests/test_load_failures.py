@@ -301,15 +301,54 @@ def _wait_for_statement(dsn: str, pattern: str, process: subprocess.Popen[str]) 
 
 
 # Where the signal lands: waiting for another load's lock, streaming rows, writing them.
+# The writing waits in sql/load/update.sql, the statement that updates the row held.
 PHASES = {
     "lock": "%pg_advisory_xact_lock%",
     "copy": "%COPY load_staging%",
-    "upsert": "%INSERT INTO residents AS r%",
+    "upsert": "%UPDATE residents AS r%",  # held on the row another transaction locks
 }
 # Enough rows that streaming lasts well beyond the 5 ms between two looks at the shard; the
 # lock and the upsert wait for rows or locks another transaction holds.
 ROWS_FOR = {"lock": 10_000, "copy": 100_000, "upsert": 10_000}
 HELD = (1, "US", "Held", None, None, None)  # on db_us, locked while the upsert runs
+
+
+def test_a_row_inserted_by_hand_while_the_load_writes_is_updated_not_duplicated(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The hand-made row is not committed when the load looks for the ids it holds, so the
+    # load's insert of that id waits for it, and fails once it is committed: the writer
+    # falls back to the one-statement upsert, which updates it.
+    path = ndjson(tmp_path / "people.ndjson", people(1, 1_000))
+    with psycopg.connect(shard_dsns["db_us"]) as hand:
+        hand.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'By hand')")
+        with loading(config_file, path, "--json", cwd=tmp_path) as process:
+            _wait_for_statement(shard_dsns["db_us"], "%INSERT INTO residents (id%", process)
+            _wait_for_lock(shard_dsns["db_us"], process)
+            hand.commit()
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    summary = json.loads(out)["shards"]
+    assert (summary["db_us"]["inserted"], summary["db_us"]["updated"]) == (499, 1)
+    assert (summary["default"]["inserted"], summary["default"]["updated"]) == (500, 0)
+    us = rows(shard_dsns["db_us"])
+    assert len(us) == 500 and len({r[0] for r in us}) == 500
+    assert us[0] == (1, "US", "Resident 1", None, 1, None)  # the file's, not the hand's
+
+
+def _wait_for_lock(dsn: str, process: subprocess.Popen[str]) -> None:
+    """Until the load waits on this shard for a lock that another transaction holds."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline and process.poll() is None:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name = 'resident-pipeline' AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if found and found[0]:
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"the load never waited for a lock ({process.poll()=})")
 
 
 @pytest.mark.slow

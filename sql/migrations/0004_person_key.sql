@@ -1,5 +1,5 @@
 -- A 64-bit hash of each resident's person fields (name, age, address), for the cross-shard
--- "same person" check (sql/queries/check_people.sql). Hashing every resident at check time
+-- "same person" check (sql/check/people.sql). Hashing every resident at check time
 -- (lower() of two text columns) cost more than the rest of the default checks together;
 -- here PostgreSQL computes it whenever a row is written, by any path: a load, a hand edit,
 -- a future rebalance or erasure. A generated column cannot be written by anyone, so it can
