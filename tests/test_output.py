@@ -10,18 +10,15 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import Result
 
 from pipeline.errors import ConfigError
 from pipeline.output import PARTIAL, STALE_AFTER, remove_stale_partials, write_atomically
-
-RunCli = Callable[..., Result]
+from tests.conftest import RunCli
 
 
 def partials(folder: Path) -> list[str]:

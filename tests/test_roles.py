@@ -19,9 +19,7 @@ from psycopg import conninfo, errors, sql
 from pipeline.config import load_shard_map
 from pipeline.roles import _create
 from pipeline.schema import init_shard
-from tests.conftest import ORIGINAL_DATA, Server, StoppableServer, shard_map_yaml, write_map
-
-RunCli = Callable[..., Result]
+from tests.conftest import ORIGINAL_DATA, RunCli, Server, StoppableServer, shard_map_yaml, write_map
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ from psycopg import conninfo
 
 from pipeline.schema import latest_version
 from pipeline.sqlfiles import migrations, query
-from tests.conftest import Server, shard_map_yaml, write_map
+from tests.conftest import Connect, Server, shard_map_yaml, write_map
 
 LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
-Connect = Callable[[str], psycopg.Connection[Any]]
 INSERT = (
     "INSERT INTO residents (id, country, name, gender, age, address)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
