@@ -445,27 +445,37 @@ def test_rows_without_an_id_get_one_no_file_can_bring(
 
 def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None) -> None:
     report = json.loads(run_cli("load", str(ORIGINAL_DATA), "--json").stdout)
-    assert set(report) >= {
-        "files",
-        "rows_read",
-        "rows_loaded",
-        "rows_rejected",
-        "shards",
-        "rejects_file",
+    load_id = report.pop("load_id")
+    assert isinstance(load_id, str) and load_id
+    assert report == {
+        "dry_run": False,
+        "files": [
+            {
+                "path": str(ORIGINAL_DATA),
+                "format": "json",
+                "rows_read": 9,
+                "rows_loaded": 9,
+                "rows_rejected": 0,
+                "rows_pending": 0,
+                "skipped": False,
+                "error": None,
+                "interrupted": False,
+                "shard_errors": {},
+                "warnings": [],
+            }
+        ],
+        "rows_read": 9,
+        "rows_loaded": 9,
+        "rows_rejected": 0,
+        "rows_pending": 0,
+        "shards": {
+            "default": {"inserted": 5, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0},
+            "db_us": {"inserted": 4, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0},
+        },
+        "rejects_file": None,
+        "interrupted": None,
+        "not_started": [],
     }
-    (file,) = report["files"]
-    assert set(file) >= {
-        "path",
-        "format",
-        "rows_read",
-        "rows_loaded",
-        "rows_rejected",
-        "skipped",
-        "error",
-    }
-    assert (file["format"], file["rows_read"], file["error"]) == ("json", 9, None)
-    assert report["rejects_file"] is None
-    assert report["rows_read"] == report["rows_loaded"] + report["rows_rejected"]
 
 
 def test_a_folder_means_its_supported_files(
@@ -543,7 +553,22 @@ def test_every_error_is_one_line(run_cli: RunCli, initialised: None, tmp_path: P
         assert len(errors) == 1
         assert result.output.strip().splitlines()[-1] == errors[0]
         assert "Traceback" not in result.output
-    assert all("\n" not in r["message"] for r in read_rejects(tmp_path / "r"))
+    # and so is every reject's message, the values it quotes spanning lines or not
+    multiline = tmp_path / "multiline.csv"
+    multiline.write_text(
+        HEADER + '1,DE,Ann,,"4\n2",\n2,DE,"Bo" B,,30,"Main St\nBerlin"\n3,DE,Cy,,3,\n'
+    )
+    result = run_cli("load", str(multiline), "--max-rejects", "2", "--rejects", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    found = read_rejects(tmp_path / "r")  # the two files refused whole, then two records
+    assert sorted((r["reason"], r["record"] or 0) for r in found) == [
+        ("file_rejected", 0),
+        ("file_rejected", 0),
+        ("invalid_age", 1),
+        ("malformed_record", 2),
+    ]
+    assert "age '4\\n2' is not a whole number in 0..150" in [r["message"] for r in found]
+    assert all("\n" not in r["message"] for r in found), found
 
 
 @pytest.mark.parametrize(

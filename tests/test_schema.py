@@ -17,7 +17,7 @@ from psycopg import conninfo
 
 from pipeline.schema import latest_version
 from pipeline.sqlfiles import migrations, query
-from tests.conftest import Connect, Server, shard_map_yaml, write_map
+from tests.conftest import Connect, Server, rows, shard_map_yaml, write_map
 
 LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
@@ -92,16 +92,24 @@ def test_a_non_us_row_inserted_by_hand_into_db_us_is_refused(
         conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
 
 
-def test_rows_in_the_right_region_are_accepted(initialised: None, connect: Connect) -> None:
+def test_rows_in_the_right_region_are_accepted(
+    initialised: None, connect: Connect, shard_dsns: dict[str, str]
+) -> None:
     with connect("default") as conn:
         conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
     with connect("db_us") as conn:
         conn.execute(INSERT, [1000, "US", "John Doe", "Male", 30, "5th Ave"])
-        # id is an identity: a row without one gets one
-        row = conn.execute(
-            "INSERT INTO residents (country, name) VALUES ('US', 'No Id') RETURNING id"
-        ).fetchone()
-        assert row is not None and row[0] >= 1
+        # id is an identity from 10^15, above any id a file may bring: a row without one
+        # gets the first, the next the one after
+        new = "INSERT INTO residents (country, name) VALUES ('US', %s) RETURNING id"
+        assert conn.execute(new, ["No Id"]).fetchone() == (10**15,)
+        assert conn.execute(new, ["No Id Either"]).fetchone() == (10**15 + 1,)
+    assert rows(shard_dsns["default"]) == [(1, "DE", "Hans", "Male", 30, "Hauptstr. 1")]
+    assert rows(shard_dsns["db_us"]) == [
+        (1000, "US", "John Doe", "Male", 30, "5th Ave"),
+        (10**15, "US", "No Id", None, None, None),
+        (10**15 + 1, "US", "No Id Either", None, None, None),
+    ]
 
 
 @pytest.mark.parametrize("age", [-1, 151])
