@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import Connect, RunCli, closed_port, shard_map_yaml, write_map
+from tests.conftest import PROJECT, Connect, RunCli, closed_port, shard_map_yaml, write_map
 
 
 def results(run_cli: RunCli, *args: str, config: Path | None = None) -> list[dict[str, Any]]:
@@ -198,6 +198,11 @@ def test_the_checks_could_not_run_exit_2(
     sql_error = run_cli("check", config=config)
     assert sql_error.exit_code == 2
     assert "check broken on shard default" in sql_error.output
+
+
+def test_a_bad_checks_file_or_selection_exits_2_before_any_shard_is_asked(
+    run_cli: RunCli, offline_map: Path
+) -> None:
     for body, message in (
         ("kind: magic", "'magic' is not a check kind"),
         ("kind: [x]", "is not a check kind"),
@@ -206,10 +211,14 @@ def test_the_checks_could_not_run_exit_2(
         ("kind: between\n    column: age\n    min: abc", "x).min: expected a number"),
         ("kind: row_count\n    max: true", "x).max: expected a number"),
     ):
-        (config.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
-        bad_config = run_cli("check", config=config)
+        (offline_map.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
+        bad_config = run_cli("check", config=offline_map)
         assert bad_config.exit_code == 2 and message in bad_config.output, body
-    assert run_cli("check", "--only", "nope").exit_code == 2
+    (offline_map.parent / "checks.yaml").write_text(
+        (PROJECT / "config" / "checks.yaml").read_text()
+    )
+    only = run_cli("check", "--only", "nope", config=offline_map)
+    assert only.exit_code == 2 and "nope" in only.output, only.output
 
 
 def test_junit_is_valid_xml_with_the_right_counts(
@@ -436,16 +445,17 @@ def down_map(shard_dsns: dict[str, str], tmp_path: Path) -> Path:
 @pytest.mark.parametrize("broken", ["unreachable shard", "bad shard map"])
 def test_checks_that_cannot_run_still_write_a_failing_report(
     run_cli: RunCli,
-    initialised: None,
-    down_map: Path,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     broken: str,
 ) -> None:
-    config = down_map
-    if broken == "bad shard map":
+    if broken == "bad shard map":  # no database needed
         config = tmp_path / "bad.yaml"
         config.write_text("shards: {}\n")
+    else:  # default initialised and answering, db_us not
+        request.getfixturevalue("initialised")
+        config = request.getfixturevalue("down_map")
     junit = run_cli("check", "--format", "junit", "-o", str(tmp_path / "r.xml"), config=config)
     assert junit.exit_code == 2
     assert junit.output.startswith("Error: ") and len(junit.output.splitlines()) == 1

@@ -114,10 +114,11 @@ def test_filters(run_cli: RunCli, loaded: None, args: list[str], expected: list[
     ],
 )
 def test_bad_selections_are_usage_errors(
-    run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+    run_cli: RunCli, offline_map: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
+    # refused before any shard is asked: no server answers this map
     out = tmp_path / "out"
-    result = run_cli("extract", *[a.format(out=out) for a in args])
+    result = run_cli("extract", *[a.format(out=out) for a in args], config=offline_map)
     assert result.exit_code == 2
     assert message in result.output
     assert result.stdout == ""  # not even the header
