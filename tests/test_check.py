@@ -265,16 +265,12 @@ def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
     assert all("--" not in r["sql"] and r["sql"].startswith(("SELECT", "COPY")) for r in found)
 
 
-def test_github_annotations_and_step_summary(run_cli: RunCli, loaded: None, tmp_path: Path) -> None:
+def test_github_annotations_and_step_summary(
+    run_cli: RunCli, loaded: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary = tmp_path / "summary.md"
-    runner_env = {"GITHUB_STEP_SUMMARY": str(summary)}
-    from click.testing import CliRunner
-
-    from pipeline.cli import cli
-
-    result = CliRunner(env=runner_env).invoke(
-        cli, ["--config", str(tmp_path / "config" / "shards.yaml"), "check", "--format", "github"]
-    )
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = run_cli("check", "--format", "github")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "::warning title=check ids_in_several_shards on *::2 failing"
