@@ -50,10 +50,14 @@ class Server:
     def dsn_for(self, database: str) -> str:
         return conninfo.make_conninfo(self.admin_dsn, dbname=database)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (which nobody may be connected to)."""
         name = f"t_{uuid.uuid4().hex[:12]}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(statement)
         return name
 
     def drop_database(self, name: str) -> None:
@@ -151,10 +155,42 @@ def third_server() -> Iterator[Server]:
         yield servers[0]
 
 
+@pytest.fixture(scope="session")
+def initialised_templates(pg_servers: list[Server]) -> Iterator[list[str]]:
+    """Per shard, a database on its server that `pipeline init` brought to the latest schema
+    with the test map's residency (US on db_us, the rest on default), run once: the tests
+    that start `initialised` get copies of these, as `init` would have left them."""
+    names = [server.create_database() for server in pg_servers]
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-test-templates-"))
+    try:
+        dsns = {shard: s.dsn_for(n) for shard, s, n in zip(SHARDS, pg_servers, names, strict=True)}
+        config = write_map(folder, shard_map_yaml(dsns))
+        result = CliRunner().invoke(cli, ["--config", str(config), "init"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        yield names
+    finally:
+        for server, name in zip(pg_servers, names, strict=True):
+            server.drop_database(name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+FROM_TEMPLATES = pytest.StashKey[bool]()  # this test's shard databases are initialised copies
+
+
 @pytest.fixture
-def shard_dsns(pg_servers: list[Server]) -> Iterator[dict[str, str]]:
-    """A fresh database per shard, each on its own server: {"default": dsn, "db_us": dsn}."""
-    created = [(server, server.create_database()) for server in pg_servers]
+def shard_dsns(
+    pg_servers: list[Server], request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """A fresh database per shard, each on its own server: {"default": dsn, "db_us": dsn}.
+    For a test that starts `initialised`, copies of `initialised_templates`."""
+    templates: list[str | None] = [None] * len(pg_servers)
+    if "initialised" in request.fixturenames:
+        templates = list(request.getfixturevalue("initialised_templates"))
+        request.node.stash[FROM_TEMPLATES] = True
+    created = [
+        (server, server.create_database(template))
+        for server, template in zip(pg_servers, templates, strict=True)
+    ]
     try:
         yield {name: server.dsn_for(db) for name, (server, db) in zip(SHARDS, created, strict=True)}
     finally:
@@ -230,8 +266,12 @@ def run_cli(
 
 
 @pytest.fixture
-def initialised(run_cli: RunCli) -> None:
-    """Both test shards at the latest schema, with their residency constraints."""
+def initialised(run_cli: RunCli, request: pytest.FixtureRequest) -> None:
+    """Both test shards at the latest schema, with their residency constraints: copies of
+    `initialised_templates`, or (asked for during a test) brought there by `pipeline init`."""
+    request.getfixturevalue("shard_dsns")
+    if request.node.stash.get(FROM_TEMPLATES, False):
+        return
     result = run_cli("init")
     assert result.exit_code == 0, result.output
 
