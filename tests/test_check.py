@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import Result
 
-from tests.conftest import ORIGINAL_DATA, shard_map_yaml, write_map
-
-RunCli = Callable[..., Result]
-Connect = Callable[[str], psycopg.Connection[Any]]
-
-
-@pytest.fixture
-def loaded(run_cli: RunCli, initialised: None) -> None:
-    assert run_cli("load", str(ORIGINAL_DATA)).exit_code == 0
+from tests.conftest import PROJECT, Connect, RunCli, closed_port, shard_map_yaml, write_map
 
 
 def results(run_cli: RunCli, *args: str, config: Path | None = None) -> list[dict[str, Any]]:
@@ -210,6 +199,11 @@ def test_the_checks_could_not_run_exit_2(
     sql_error = run_cli("check", config=config)
     assert sql_error.exit_code == 2
     assert "check broken on shard default" in sql_error.output
+
+
+def test_a_bad_checks_file_or_selection_exits_2_before_any_shard_is_asked(
+    run_cli: RunCli, offline_map: Path
+) -> None:
     for body, message in (
         ("kind: magic", "'magic' is not a check kind"),
         ("kind: [x]", "is not a check kind"),
@@ -218,10 +212,14 @@ def test_the_checks_could_not_run_exit_2(
         ("kind: between\n    column: age\n    min: abc", "x).min: expected a number"),
         ("kind: row_count\n    max: true", "x).max: expected a number"),
     ):
-        (config.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
-        bad_config = run_cli("check", config=config)
+        (offline_map.parent / "checks.yaml").write_text(f"checks:\n  - name: x\n    {body}\n")
+        bad_config = run_cli("check", config=offline_map)
         assert bad_config.exit_code == 2 and message in bad_config.output, body
-    assert run_cli("check", "--only", "nope").exit_code == 2
+    (offline_map.parent / "checks.yaml").write_text(
+        (PROJECT / "config" / "checks.yaml").read_text()
+    )
+    only = run_cli("check", "--only", "nope", config=offline_map)
+    assert only.exit_code == 2 and "nope" in only.output, only.output
 
 
 def test_junit_is_valid_xml_with_the_right_counts(
@@ -259,7 +257,7 @@ def test_the_output_format_follows_the_extension(
 def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
     text = run_cli("check").stdout.splitlines()[:-1]
     found = results(run_cli)
-    assert len(text) == len(found)
+    assert len(text) == len(found) == 17
     for line, record in zip(text, found, strict=True):
         status, level, name, shard = line.split()[:4]
         assert (status.lower(), level, name, shard) == (
@@ -268,16 +266,12 @@ def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
     assert all("--" not in r["sql"] and r["sql"].startswith(("SELECT", "COPY")) for r in found)
 
 
-def test_github_annotations_and_step_summary(run_cli: RunCli, loaded: None, tmp_path: Path) -> None:
+def test_github_annotations_and_step_summary(
+    run_cli: RunCli, loaded: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     summary = tmp_path / "summary.md"
-    runner_env = {"GITHUB_STEP_SUMMARY": str(summary)}
-    from click.testing import CliRunner
-
-    from pipeline.cli import cli
-
-    result = CliRunner(env=runner_env).invoke(
-        cli, ["--config", str(tmp_path / "config" / "shards.yaml"), "check", "--format", "github"]
-    )
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = run_cli("check", "--format", "github")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "::warning title=check ids_in_several_shards on *::2 failing"
@@ -438,32 +432,27 @@ def test_shared_keys_count_each_key_once_and_sample_the_smallest_ids() -> None:
     assert groups[0][1] == "a:900 = b:1900 = c:7" and len(groups) == 20
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def down_map(shard_dsns: dict[str, str], tmp_path: Path) -> Path:
     """The test map with db_us on a port where no server listens."""
-    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 port={_closed_port()} password=Zq9Xw7")
+    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} password=Zq9Xw7")
     return write_map(tmp_path / "down", shard_map_yaml(dsns))
 
 
 @pytest.mark.parametrize("broken", ["unreachable shard", "bad shard map"])
 def test_checks_that_cannot_run_still_write_a_failing_report(
     run_cli: RunCli,
-    initialised: None,
-    down_map: Path,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     broken: str,
 ) -> None:
-    config = down_map
-    if broken == "bad shard map":
+    if broken == "bad shard map":  # no database needed
         config = tmp_path / "bad.yaml"
         config.write_text("shards: {}\n")
+    else:  # default initialised and answering, db_us not
+        request.getfixturevalue("initialised")
+        config = request.getfixturevalue("down_map")
     junit = run_cli("check", "--format", "junit", "-o", str(tmp_path / "r.xml"), config=config)
     assert junit.exit_code == 2
     assert junit.output.startswith("Error: ") and len(junit.output.splitlines()) == 1

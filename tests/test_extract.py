@@ -15,13 +15,11 @@ from typing import Any
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-from click.testing import Result
 
 from pipeline import to_dataframe
 from pipeline.errors import ShardError
-from tests.conftest import ORIGINAL_DATA, StoppableServer
+from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer
 
-RunCli = Callable[..., Result]
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
 
 # The original app's data as the shards hold it after a load, in extract order.
@@ -36,12 +34,6 @@ EXPECTED = [
     ("db_us", 21, "US", "James Johnson", "Male", 63, "742 Evergreen Terrace, Springfield"),
     ("db_us", 23, "US", "Emily Davis", "Female", 17, "55 Lake Shore Dr, Chicago, IL"),
 ]
-
-
-@pytest.fixture
-def loaded(run_cli: RunCli, initialised: None) -> None:
-    result = run_cli("load", str(ORIGINAL_DATA))
-    assert result.exit_code == 0, result.output
 
 
 def from_csv(text: str) -> list[tuple[Any, ...]]:
@@ -122,10 +114,11 @@ def test_filters(run_cli: RunCli, loaded: None, args: list[str], expected: list[
     ],
 )
 def test_bad_selections_are_usage_errors(
-    run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+    run_cli: RunCli, offline_map: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
+    # refused before any shard is asked: no server answers this map
     out = tmp_path / "out"
-    result = run_cli("extract", *[a.format(out=out) for a in args])
+    result = run_cli("extract", *[a.format(out=out) for a in args], config=offline_map)
     assert result.exit_code == 2
     assert message in result.output
     assert result.stdout == ""  # not even the header

@@ -21,12 +21,10 @@ import pandas as pd
 import psycopg
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import columnar, copyout
-from pipeline.cli import cli
 from pipeline.config import load_shard_map
 from pipeline.extract import (
     FORMULA_STARTS,
@@ -35,7 +33,7 @@ from pipeline.extract import (
     shard_streams,
     to_dataframe,
 )
-from tests.conftest import Server, shard_map_yaml, write_map
+from tests.conftest import RunCli, Server, shard_map_yaml, write_map
 
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
 FORMATS = ["csv", "raw", "json", "ndjson", "parquet", "dataframe"]
@@ -44,7 +42,7 @@ Row = tuple[Any, ...]
 
 @pytest.fixture
 def three_shards(
-    shard_dsns: dict[str, str], third_server: Server, tmp_path: Path
+    run_cli: RunCli, shard_dsns: dict[str, str], third_server: Server, tmp_path: Path
 ) -> Iterator[tuple[Path, dict[str, str]]]:
     """default, db_us (US) and db_ca (CA), each on a server of its own, initialised."""
     database = third_server.create_database()
@@ -53,14 +51,10 @@ def three_shards(
         config = write_map(
             tmp_path / "config", shard_map_yaml(dsns, routes="db_us: [US]\n  db_ca: [CA]")
         )
-        assert run(config, "init").exit_code == 0
+        assert run_cli("init", config=config).exit_code == 0
         yield config, dsns
     finally:
         third_server.drop_database(database)
-
-
-def run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
 
 def stored(dsns: dict[str, str]) -> list[Row]:
@@ -76,7 +70,7 @@ def stored(dsns: dict[str, str]) -> list[Row]:
     return found
 
 
-def exported(config: Path, fmt: str, folder: Path) -> list[Row]:
+def exported(run_cli: RunCli, config: Path, fmt: str, folder: Path) -> list[Row]:
     """Every resident as `pipeline extract` writes them in `fmt`, read back by a standard
     reader (csv, json, pyarrow), NULL as None; `dataframe` is to_dataframe()."""
     if fmt == "dataframe":
@@ -88,7 +82,8 @@ def exported(config: Path, fmt: str, folder: Path) -> list[Row]:
         ]
     suffix = "csv" if fmt == "raw" else fmt
     out = folder / f"residents.{suffix}"
-    result = run(config, "extract", "-o", str(out), *(["--raw"] if fmt == "raw" else []))
+    raw = ["--raw"] if fmt == "raw" else []
+    result = run_cli("extract", "-o", str(out), *raw, config=config)
     assert result.exit_code == 0, result.output
     if fmt in ("csv", "raw"):
         with open(out, newline="", encoding="utf-8") as stream:
@@ -156,6 +151,7 @@ person = st.tuples(
 countries = {"default": ["DE", "FR", "X", '"\\', "=1", "é😀"], "db_us": ["US"], "db_ca": ["CA"]}
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25,
     deadline=None,
@@ -163,6 +159,7 @@ countries = {"default": ["DE", "FR", "X", '"\\', "=1", "é😀"], "db_us": ["US"
 )
 @given(data=st.data())
 def test_every_format_gives_back_exactly_what_the_shards_hold(
+    run_cli: RunCli,
     three_shards: tuple[Path, dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory,
     data: st.DataObject,
@@ -174,7 +171,7 @@ def test_every_format_gives_back_exactly_what_the_shards_hold(
         insert(dsn, [(i, codes[i % len(codes)], n, g, a, ad) for i, n, g, a, ad in people])
     rows = stored(dsns)
     folder = tmp_path_factory.mktemp("out")
-    results = {fmt: exported(config, fmt, folder) for fmt in FORMATS}
+    results = {fmt: exported(run_cli, config, fmt, folder) for fmt in FORMATS}
     for fmt, found in results.items():
         assert found == expected_in(fmt, rows), fmt
 
@@ -220,7 +217,7 @@ def row_size(config: Path, dsn: str, country: str, fmt: str) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_later_shards_cross_every_buffer_boundary_in_every_format(
-    three_shards: tuple[Path, dict[str, str]], tmp_path: Path, fmt: str
+    run_cli: RunCli, three_shards: tuple[Path, dict[str, str]], tmp_path: Path, fmt: str
 ) -> None:
     config, dsns = three_shards
     fill(dsns["default"], "DE", 3)
@@ -231,7 +228,7 @@ def test_later_shards_cross_every_buffer_boundary_in_every_format(
             fill(dsns["db_us"], "US", boundary // us + delta)
             fill(dsns["db_ca"], "CA", boundary // ca - delta)
             rows = stored(dsns)
-            found = exported(config, fmt, tmp_path)
+            found = exported(run_cli, config, fmt, tmp_path)
             assert len(found) == len(rows), (boundary, delta)
             assert found == expected_in(fmt, rows), (boundary, delta)
 
@@ -240,7 +237,7 @@ def test_later_shards_cross_every_buffer_boundary_in_every_format(
 
 
 def test_duckdb_reads_every_export_with_its_rows_and_types(
-    three_shards: tuple[Path, dict[str, str]], tmp_path: Path
+    run_cli: RunCli, three_shards: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     config, dsns = three_shards
     insert(dsns["default"], [(1, "DE", 'Ann "A" \\ B', "Female", 30, "a\nb\tc 😀"),
@@ -257,7 +254,7 @@ def test_duckdb_reads_every_export_with_its_rows_and_types(
     for fmt, reader in readers.items():
         out = tmp_path / f"r.{fmt}"
         raw = ["--raw"] if fmt == "csv" else []
-        assert run(config, "extract", *raw, "-o", str(out)).exit_code == 0
+        assert run_cli("extract", *raw, "-o", str(out), config=config).exit_code == 0
         with duckdb.connect() as db:
             relation = db.sql(f"SELECT * FROM {reader.format(out)}")
             assert relation.columns == COLUMNS, fmt
@@ -271,7 +268,7 @@ def test_duckdb_reads_every_export_with_its_rows_and_types(
 @pytest.mark.slow
 @pytest.mark.parametrize("delta", [-1, 0, 1])
 def test_parquet_row_groups_hold_row_group_rows_across_shards(
-    three_shards: tuple[Path, dict[str, str]], tmp_path: Path, delta: int
+    run_cli: RunCli, three_shards: tuple[Path, dict[str, str]], tmp_path: Path, delta: int
 ) -> None:
     # Row groups gather rows across shards: one row short of, on, and one past a group's
     # size, counted over all three shards, and twice that.
@@ -280,7 +277,7 @@ def test_parquet_row_groups_hold_row_group_rows_across_shards(
     fill(dsns["db_us"], "US", columnar.ROW_GROUP - 3 - 5)
     fill(dsns["db_ca"], "CA", 5 + delta + columnar.ROW_GROUP)
     rows = stored(dsns)
-    assert exported(config, "parquet", tmp_path) == rows
+    assert exported(run_cli, config, "parquet", tmp_path) == rows
     metadata = pq.ParquetFile(tmp_path / "residents.parquet").metadata
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     whole, rest = divmod(len(rows), columnar.ROW_GROUP)

@@ -10,22 +10,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import Result
 
 from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
 from pipeline.load import LoadOptions, load
 from pipeline.load_result import FileResult, LoadResult
 from pipeline.writer import Timeouts
-from tests.conftest import StoppableServer, ledger, rows, shard_map_yaml, write_map
-from tests.test_status import _closed_port
-
-RunCli = Callable[..., Result]
+from tests.conftest import (
+    RunCli,
+    StoppableServer,
+    closed_port,
+    ledger,
+    rows,
+    shard_map_yaml,
+    write_map,
+)
 
 
 def people(first_id: int, count: int) -> list[dict[str, object]]:
@@ -113,7 +117,7 @@ def test_an_unreachable_shard_does_not_stop_the_others_and_hides_its_password(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     dsns = dict(shard_dsns)
-    dsns["db_us"] = f"postgresql://etl:Sup3rS3cret@127.0.0.1:{_closed_port()}/res?connect_timeout=3"
+    dsns["db_us"] = f"postgresql://etl:Sup3rS3cret@127.0.0.1:{closed_port()}/res?connect_timeout=3"
     config = write_map(tmp_path / "down", shard_map_yaml(dsns))
     path = tmp_path / "people.json"
     path.write_text(json.dumps(people(1, 10)))
@@ -130,7 +134,7 @@ def test_an_unreachable_shard_does_not_stop_the_others_and_hides_its_password(
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
-    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={_closed_port()} connect_timeout=3")
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} connect_timeout=3")
     down_map = write_map(tmp_path / "down", shard_map_yaml(down))
     path = tmp_path / "three.csv"
     path.write_text("id,country,name\n1,DE,Ann\n2,DE,\n3,US,Bob\n")

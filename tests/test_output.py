@@ -10,18 +10,15 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import Result
 
 from pipeline.errors import ConfigError
 from pipeline.output import PARTIAL, STALE_AFTER, remove_stale_partials, write_atomically
-
-RunCli = Callable[..., Result]
+from tests.conftest import RunCli
 
 
 def partials(folder: Path) -> list[str]:
@@ -78,11 +75,11 @@ def test_special_files_are_refused_and_left_as_they_are(tmp_path: Path) -> None:
 
 
 def test_extract_refuses_a_fifo_with_exit_2(
-    run_cli: RunCli, initialised: None, tmp_path: Path
+    run_cli: RunCli, offline_map: Path, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "out.csv"
     os.mkfifo(fifo)
-    result = run_cli("extract", "-o", str(fifo))
+    result = run_cli("extract", "-o", str(fifo), config=offline_map)  # before any connection
     assert result.exit_code == 2
     assert result.output == (
         f"Error: -o {fifo}: is a FIFO; -o writes regular files only"

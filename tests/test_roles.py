@@ -19,9 +19,7 @@ from psycopg import conninfo, errors, sql
 from pipeline.config import load_shard_map
 from pipeline.roles import _create
 from pipeline.schema import init_shard
-from tests.conftest import ORIGINAL_DATA, Server, StoppableServer, shard_map_yaml, write_map
-
-RunCli = Callable[..., Result]
+from tests.conftest import ORIGINAL_DATA, RunCli, Server, StoppableServer, shard_map_yaml, write_map
 
 
 @pytest.fixture
@@ -166,12 +164,12 @@ def test_one_database_twice_is_found_by_a_role_without_privileges(
 
 
 def test_roles_on_a_fresh_server_race_and_need_createrole(
-    stoppable_server: StoppableServer, tmp_path: Path, run_cli: RunCli
+    fresh_server: StoppableServer, tmp_path: Path, run_cli: RunCli
 ) -> None:
     """On a server of its own (no roles yet): a role without CREATEROLE is told what to ask
     for; two inits at once on two databases of the server both succeed; after that, the
     owner without CREATEROLE can re-grant."""
-    server = stoppable_server
+    server = fresh_server
     owner = f"t_owner_{uuid.uuid4().hex[:8]}"
     databases = [server.create_database(), server.create_database()]
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:

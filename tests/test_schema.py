@@ -18,11 +18,10 @@ from psycopg import conninfo
 from pipeline.queries import SCHEMA
 from pipeline.schema import latest_version
 from pipeline.sqlfiles import migrations
-from tests.conftest import Server, shard_map_yaml, write_map
+from tests.conftest import Connect, Server, rows, shard_map_yaml, write_map
 
 LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
-Connect = Callable[[str], psycopg.Connection[Any]]
 INSERT = (
     "INSERT INTO residents (id, country, name, gender, age, address)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -74,36 +73,39 @@ def test_a_shard_behind_is_brought_up_to_date(
         )
 
 
-def test_a_us_row_inserted_by_hand_into_default_is_refused(
-    initialised: None, connect: Connect
+@pytest.mark.parametrize(
+    ("shard", "country"),
+    [("default", "US"), ("db_us", "DE")],
+    ids=["US-into-default", "DE-into-db_us"],
+)
+def test_a_row_inserted_by_hand_into_the_wrong_region_is_refused(
+    initialised: None, connect: Connect, shard: str, country: str
 ) -> None:
     with (
-        connect("default") as conn,
+        connect(shard) as conn,
         pytest.raises(psycopg.errors.CheckViolation, match="residents_residency"),
     ):
-        conn.execute(INSERT, [1, "US", "John Doe", "Male", 30, "5th Ave"])
+        conn.execute(INSERT, [1, country, "Someone", "Male", 30, "Somewhere 1"])
 
 
-def test_a_non_us_row_inserted_by_hand_into_db_us_is_refused(
-    initialised: None, connect: Connect
+def test_rows_in_the_right_region_are_accepted(
+    initialised: None, connect: Connect, shard_dsns: dict[str, str]
 ) -> None:
-    with (
-        connect("db_us") as conn,
-        pytest.raises(psycopg.errors.CheckViolation, match="residents_residency"),
-    ):
-        conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
-
-
-def test_rows_in_the_right_region_are_accepted(initialised: None, connect: Connect) -> None:
     with connect("default") as conn:
         conn.execute(INSERT, [1, "DE", "Hans", "Male", 30, "Hauptstr. 1"])
     with connect("db_us") as conn:
         conn.execute(INSERT, [1000, "US", "John Doe", "Male", 30, "5th Ave"])
-        # id is an identity: a row without one gets one
-        row = conn.execute(
-            "INSERT INTO residents (country, name) VALUES ('US', 'No Id') RETURNING id"
-        ).fetchone()
-        assert row is not None and row[0] >= 1
+        # id is an identity from 10^15, above any id a file may bring: a row without one
+        # gets the first, the next the one after
+        new = "INSERT INTO residents (country, name) VALUES ('US', %s) RETURNING id"
+        assert conn.execute(new, ["No Id"]).fetchone() == (10**15,)
+        assert conn.execute(new, ["No Id Either"]).fetchone() == (10**15 + 1,)
+    assert rows(shard_dsns["default"]) == [(1, "DE", "Hans", "Male", 30, "Hauptstr. 1")]
+    assert rows(shard_dsns["db_us"]) == [
+        (1000, "US", "John Doe", "Male", 30, "5th Ave"),
+        (10**15, "US", "No Id", None, None, None),
+        (10**15 + 1, "US", "No Id Either", None, None, None),
+    ]
 
 
 @pytest.mark.parametrize("age", [-1, 151])

@@ -4,12 +4,14 @@ at all, never anything but records, rejects with a reason, or a one-line SourceE
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +20,7 @@ from pipeline.bounded import BLOCK
 from pipeline.errors import ConfigError
 from pipeline.rules import Limits, parse_rules
 from pipeline.sources import Record, SourceError, open_source, regular_file_error
+from tests.conftest import PROJECT
 
 HEADER = "id,country,name,gender,age,address\n"
 REASONS = {"malformed_record", "too_large", "invalid_text", "invalid_country"}
@@ -274,3 +277,223 @@ def test_a_long_line_of_multibyte_characters_is_cut_between_characters(
         (2, "too_large"),
         (3, "ok"),
     ]
+
+
+# -- what a load reads from a file: records, rejects and file errors ----------------------------
+# The load's own tests (test_load.py) keep one case of each family through the CLI and two
+# shards; the cases themselves are the readers' and are checked here, record by record.
+
+SHIPPED_LIMITS = parse_rules(PROJECT / "config" / "rules.yaml", yaml.safe_load(
+    (PROJECT / "config" / "rules.yaml").read_text())).limits  # fmt: skip
+RESIDENTS = [
+    {"id": 1, "country": "US", "name": "Ann", "gender": "Female", "age": 30, "address": "1 A St"},
+    {"id": 2, "country": "DE", "name": "Bernd", "gender": "Male", "age": 40, "address": "B-Str. 2"},
+    {"id": 3, "country": "FR", "name": "Chloé", "gender": None, "age": None, "address": None},
+]
+
+
+def as_csv(records: list[dict[str, object]], sep: str = ",") -> str:
+    columns = HEADER.strip().split(",")
+    lines = [sep.join(columns)]
+    lines += [sep.join("" if r[c] is None else str(r[c]) for c in columns) for r in records]
+    return "\n".join(lines) + "\n"
+
+
+WRITERS = {
+    "csv": as_csv,
+    "tsv": lambda rs: as_csv(rs, "\t"),
+    "json": json.dumps,
+    "ndjson": lambda rs: "".join(json.dumps(r) + "\n" for r in rs),
+    "jsonl": lambda rs: "".join(json.dumps(r) + "\n" for r in rs),
+}
+
+
+def read_file(path: Path, encoding: str = "utf-8") -> list[Record]:
+    """The records of `path` as `pipeline load` reads them (the shipped rules' limits)."""
+    return list(open_source(path, encoding, SHIPPED_LIMITS).records())
+
+
+def file_error(path: Path) -> str:
+    """The SourceError reading `path` ends in (failing the test if it ends in none)."""
+    with pytest.raises(SourceError) as caught:
+        read_file(path)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("fmt", sorted(WRITERS))
+def test_every_format_reads_the_same_records(tmp_path: Path, fmt: str, gz: bool) -> None:
+    text = WRITERS[fmt](RESIDENTS).encode()  # type: ignore[operator]
+    path = tmp_path / (f"residents.{fmt}" + (".gz" if gz else ""))
+    path.write_bytes(gzip.compress(text) if gz else text)
+    empty = "" if fmt in ("csv", "tsv") else None  # an empty CSV field; the shard trims it to NULL
+    assert [(r.number, r.values, r.problem) for r in read_file(path)] == [
+        (1, ("1", "US", "Ann", "Female", "30", "1 A St"), None),
+        (2, ("2", "DE", "Bernd", "Male", "40", "B-Str. 2"), None),
+        (3, ("3", "FR", "Chloé", empty, empty, empty), None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("empty.csv", ""),
+        ("blank.csv", "\n \r\n"),
+        ("empty.json", ""),
+        ("none.json", " []\n"),
+        ("empty.ndjson", ""),
+        ("blank.ndjson", "\n\n"),
+    ],
+)
+def test_an_empty_file_holds_no_records(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert read_file(path) == []
+    if name.endswith(".json"):  # a gzipped one reads the same
+        gzipped = tmp_path / f"{name}.gz"
+        gzipped.write_bytes(gzip.compress(text.encode()))
+        assert read_file(gzipped) == []
+
+
+def test_a_line_of_spaces_is_blank_not_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "spaces.csv"
+    path.write_text(HEADER + "1,DE,Ann,,30,\n   \n2,DE,Bob,,31,\n \t \n , ,\n")
+    assert [(r.number, r.line, r.values) for r in read_file(path)] == [
+        (1, 2, ("1", "DE", "Ann", "", "30", "")),
+        (2, 4, ("2", "DE", "Bob", "", "31", "")),
+    ]
+
+
+def test_a_header_whose_quote_runs_past_its_line_is_a_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "quoted_header.csv"
+    path.write_text('id,country,"name\n",age\n1,DE,Ann,30\n')
+    assert file_error(path) == "line 1: unreadable header: a quote is not closed on the line"
+
+
+def test_a_quote_left_open_to_the_end_is_a_file_error(tmp_path: Path) -> None:
+    # The open quote is in the last column: without strict reading, the rest of the file
+    # became one address and records 3 and 4 vanished without a reject.
+    path = tmp_path / "open.csv"
+    path.write_text(
+        HEADER + '1,DE,Ann,,30,Main St\n2,DE,Bob,,31,"Open St\n3,DE,Cy,,32,\n4,DE,Di,,33,\n'
+    )
+    assert file_error(path) == (
+        "line 3: a quote opened in this record is not closed before the end of the file"
+    )
+
+
+def test_text_after_a_closing_quote_rejects_that_record(tmp_path: Path) -> None:
+    path = tmp_path / "after.csv"
+    path.write_text(
+        HEADER + '1,DE,"Bob" Smith,,30,\n2,DE,"Ann ""A."" Lee",,31,\n'
+        # the quote opened later on the bad line holds the next line: one record, rejected
+        '3,DE,"Cy" Cole,,32,"Main St\nBerlin"\n4,DE,Di,,33,\n'
+    )
+    records = read_file(path)
+    assert [(r.number, r.line, r.values and r.values[:3], r.reason) for r in records] == [
+        (1, 2, None, "malformed_record"),
+        (2, 3, ("2", "DE", 'Ann "A." Lee'), "malformed_record"),  # reason: unused, not rejected
+        (3, 4, None, "malformed_record"),
+        (4, 6, ("4", "DE", "Di"), "malformed_record"),
+    ]
+    first, third = records[0].problem or "", records[2].problem or ""
+    assert "goes on after its closing quote" in first and "from line" not in first
+    assert "goes on after its closing quote" in third and "from line 4 to 5" in third
+    assert records[2].raw == ["3", "DE", "Cy Cole", "", "32", "Main St\nBerlin"]
+
+
+def test_a_reread_record_across_the_readers_blocks(tmp_path: Path) -> None:
+    # CSV is read a block of lines at a time: this bad record starts on the last line of the
+    # first block and ends in the second, and the record after it keeps its line.
+    row = "{:06},DE,Resident,Female,40,Addr\n"
+    first_block = -(-BLOCK // len(row.format(1)))  # lines, as readlines(BLOCK) takes them
+    good = [row.format(i) for i in range(1, first_block)]
+    bad = f'{first_block},DE,"Bob" Smith,,30,"Main St\nBerlin\nGermany"\n'
+    path = tmp_path / "deep.csv"
+    path.write_text(HEADER + "".join(good) + bad + f"{first_block + 1},DE,Late,,abc,\n")
+    records = read_file(path)
+    bad_line = first_block + 1  # the header is line 1
+    assert [r.line for r in records] == [*range(2, bad_line), bad_line, bad_line + 3]
+    assert (records[-2].number, records[-2].values, records[-2].reason) == (
+        first_block,
+        None,
+        "malformed_record",
+    )
+    assert records[-2].raw[-1] == "Main St\nBerlin\nGermany"  # read again whole, across blocks
+    assert records[-1].values == (f"{first_block + 1}", "DE", "Late", "", "abc", "")
+
+
+def test_odd_ndjson_lines_are_rejected_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "odd.ndjson"
+    deep = "[" * 100_000 + "]" * 100_000
+    long_line = json.dumps([{"id": i, "country": "DE", "name": "x" * 100} for i in range(20_000)])
+    assert len(long_line) > SHIPPED_LIMITS.max_line
+    good = json.dumps({"id": 1, "country": "DE", "name": "Fine"})
+    path.write_text(f"{deep}\n{long_line}\n{good}\n")
+    records = read_file(path)
+    assert [(r.line, r.values, r.reason if r.values is None else None) for r in records] == [
+        (1, None, "malformed_record"),
+        (2, None, "too_large"),
+        (3, ("1", "DE", "Fine", None, None, None), None),
+    ]
+    assert "longer than" in (records[1].problem or "")
+
+
+def test_broken_json_is_a_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('[{"id": 1, "country": "DE", "name": "Ann"}, {"id": 2,')
+    assert file_error(path) == "not a JSON array of objects: the file ends inside record 2"
+
+
+@pytest.mark.parametrize("text", ['{"id": 1, "country": "DE", "name": "Ann"}', '"hello"', "{}"])
+def test_json_that_is_not_an_array_is_a_file_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "object.json.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    assert "not a JSON array (use .ndjson for one object a line)" in file_error(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("no_name.csv", "id,country,gender\n1,US,Male\n", "required column 'name' is missing"),
+        (
+            "no_name.json",
+            json.dumps([{"id": 1, "country": "US"}]),
+            "required column 'name' is in no record",
+        ),
+        (
+            "no_country.ndjson",
+            json.dumps({"id": 1, "name": "Ann"}) + "\n",
+            "required column 'country' is in no record",
+        ),
+    ],
+)
+def test_a_missing_required_column_is_a_file_error(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    assert message in file_error(path)
+
+
+def test_a_file_that_does_not_decode_is_a_file_error_unless_its_encoding_is_given(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "1,DE,Jürgen,Male,50,Straße 1\n").encode("latin-1"))
+    assert file_error(path).startswith("not valid utf-8 (")
+    assert "use --encoding for files in another encoding" in file_error(path)
+    assert [r.values for r in read_file(path, "latin-1")] == [
+        ("1", "DE", "Jürgen", "Male", "50", "Straße 1")
+    ]
+
+
+def test_unknown_columns_are_noted_and_their_records_read(tmp_path: Path) -> None:
+    path = tmp_path / "extra.csv"
+    path.write_text("id,country,name,shoe_size\n1,DE,Ann,38\n2,DE,Bo,44\n")
+    source = open_source(path, limits=SHIPPED_LIMITS)
+    assert [r.values for r in source.records()] == [
+        ("1", "DE", "Ann", "", "", ""),  # columns not in the header read as empty fields
+        ("2", "DE", "Bo", "", "", ""),
+    ]
+    assert source.unknown_columns == {"shoe_size"}

@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import Result
 
 from pipeline.schema import latest_version
-from tests.conftest import shard_map_yaml, write_map
+from tests.conftest import closed_port, shard_map_yaml, write_map
 
 LATEST = latest_version()  # the schema version `pipeline init` brings shards to
 
@@ -43,18 +43,12 @@ def test_status_json(run_cli: Callable[..., Result], initialised: None) -> None:
     assert all(d["residents"] == 0 and d["last_load_at"] is None for d in data)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_shard_exits_1_and_hides_the_password(
     run_cli: Callable[..., Result], shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     dsns = dict(shard_dsns)
     dsns["db_us"] = (
-        f"postgresql://app:Sup3rS3cret@127.0.0.1:{_closed_port()}/residents?connect_timeout=3"
+        f"postgresql://app:Sup3rS3cret@127.0.0.1:{closed_port()}/residents?connect_timeout=3"
     )
     path = tmp_path / "down.yaml"
     path.write_text(shard_map_yaml(dsns))

@@ -754,6 +754,7 @@ CASES: list[Case] = [
         1,
         ("file_rejected",),
         message="header is longer than",
+        slow=True,
     ),
     Case("json-empty-array", write("e.json", "[ ]\n"), 0),
     Case(
