@@ -60,7 +60,9 @@ def render_junit(results: list[CheckResult], warn_error: bool) -> str:
         failures=str(len(failing)), errors="0", skipped="0",
     )  # fmt: skip
     for r in results:
-        case = ET.SubElement(suite, "testcase", classname=f"shard.{r.shard}", name=r.name)
+        case = ET.SubElement(
+            suite, "testcase", classname=_xml_safe(f"shard.{r.shard}"), name=_xml_safe(r.name)
+        )
         message = f"{r.failing} failing, expected {r.threshold}{_samples(r)}"
         if r in failing:
             failure = ET.SubElement(case, "failure", message=_xml_safe(message), type=r.level)
