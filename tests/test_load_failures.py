@@ -287,16 +287,19 @@ def loading(config: Path, path: Path, *options: str, cwd: Path) -> Iterator[subp
             process.kill()
 
 
-def _wait_for_statement(dsn: str, pattern: str, process: subprocess.Popen[str]) -> None:
-    """Until the load runs a statement like `pattern` on this shard's database."""
+def _wait_for_statement(
+    dsn: str, pattern: str, process: subprocess.Popen[str], on_a_lock: bool = False
+) -> None:
+    """Until the load runs a statement like `pattern` on this shard's database (and, if
+    `on_a_lock`, waits in it for a lock another transaction holds)."""
     deadline = time.monotonic() + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline and process.poll() is None:
             found = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND application_name = 'resident-pipeline' AND state = 'active'"
-                " AND query LIKE %s",
-                [pattern],
+                " AND query LIKE %s AND (NOT %s OR wait_event_type = 'Lock')",
+                [pattern, on_a_lock],
             ).fetchone()
             if found and found[0]:
                 return
@@ -327,8 +330,7 @@ def test_a_row_inserted_by_hand_while_the_load_writes_is_updated_not_duplicated(
     with psycopg.connect(shard_dsns["db_us"]) as hand:
         hand.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'By hand')")
         with loading(config_file, path, "--json", cwd=tmp_path) as process:
-            _wait_for_statement(shard_dsns["db_us"], "%INSERT INTO residents (id%", process)
-            _wait_for_lock(shard_dsns["db_us"], process)
+            _wait_for_statement(shard_dsns["db_us"], "%INSERT INTO residents (id%", process, True)
             hand.commit()
             out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -338,21 +340,6 @@ def test_a_row_inserted_by_hand_while_the_load_writes_is_updated_not_duplicated(
     us = rows(shard_dsns["db_us"])
     assert len(us) == 500 and len({r[0] for r in us}) == 500
     assert us[0] == (1, "US", "Resident 1", None, 1, None)  # the file's, not the hand's
-
-
-def _wait_for_lock(dsn: str, process: subprocess.Popen[str]) -> None:
-    """Until the load waits on this shard for a lock that another transaction holds."""
-    deadline = time.monotonic() + 60
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.monotonic() < deadline and process.poll() is None:
-            found = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND application_name = 'resident-pipeline' AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if found and found[0]:
-                return
-            time.sleep(0.005)
-    raise AssertionError(f"the load never waited for a lock ({process.poll()=})")
 
 
 @pytest.mark.slow
