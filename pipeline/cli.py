@@ -21,6 +21,7 @@ import click
 # Only what every command needs is imported here; each command imports its own library
 # modules when it runs, so that `pipeline extract` does not pay for loading the checks,
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
+from pipeline import cli_shared
 from pipeline.cli_load import load_command
 from pipeline.cli_shared import (
     PipelineGroup,
@@ -332,6 +333,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    cli_shared.STANDALONE = True  # the process is ours alone (see pyarrow_without_pandas)
     try:
         cli(prog_name="pipeline")
     finally:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli_shared import json_option, shard_map_of
+from pipeline.cli_shared import json_option, pyarrow_without_pandas, shard_map_of
 from pipeline.config import DEFAULT_REJECTS_DIR
 
 if TYPE_CHECKING:
@@ -141,9 +141,10 @@ def load_command(
     from pipeline.interrupt import Interrupt
     from pipeline.load import LoadOptions, load
     from pipeline.preflight import before_load
+    from pipeline.shard_link import Timeouts
     from pipeline.summary import ProgressBars, printable
-    from pipeline.writer import Timeouts
 
+    pyarrow_without_pandas()
     shard_map = shard_map_of(ctx)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)

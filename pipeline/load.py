@@ -33,20 +33,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.batches import batches
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.errors import ShardError
 from pipeline.incoming import sha256_of
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason
+from pipeline.refusals import refusals
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, Router, describe_reject
 from pipeline.rules import Rules
+from pipeline.shard_link import Timeouts
+from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
-from pipeline.sources import Record, Source, SourceError, open_source, source_format
-from pipeline.writer import ShardWriter, Timeouts
+from pipeline.source_arrow import NotSimple
+from pipeline.sources import Source, SourceError, open_source, source_format
+from pipeline.validate import Validator
+from pipeline.writer import ShardWriter
 
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
+
+
+class Restart(Exception):
+    """The file must be read again from its start: `shards` take it through staging."""
+
+    def __init__(self, shards: list[str]) -> None:
+        super().__init__(", ".join(shards))
+        self.shards = shards
 
 
 @dataclass
@@ -57,6 +71,9 @@ class LoadOptions:
     dry_run: bool = False
     encoding: str = "utf-8"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # CSV may be read by pyarrow (pipeline.source_arrow); False: by Python's csv module
+    # only (the differential tests compare the two).
+    bulk_csv: bool = True
 
 
 def load(
@@ -125,7 +142,8 @@ class _Run:
     def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         try:
-            source = open_source(path, self.options.encoding, self.rules.limits)
+            options = self.options
+            source = open_source(path, options.encoding, self.rules.limits, options.bulk_csv)
             result.format = source.label
             sha256 = source.sha256 = sha256_of(path)
         except (SourceError, OSError) as exc:
@@ -139,22 +157,37 @@ class _Run:
         if self._stopped():
             self._interrupt_file(result, active, 0)
             return result
-        try:
-            early_rejects = self._stream(source, result, active)
-        except Interrupted as stop:
-            self._interrupt_file(result, active, stop.rejected)
-            return result
-        except SourceError as exc:
-            where = f" (after record {result.rows_read})" if result.rows_read else ""
-            self._abandon_file(result, active, f"{path}: {exc}{where}")
-            return result
-        finally:
-            if self.progress:
-                self.progress(result, result.rows_read, True)
-        if source.unknown_columns:
-            names = ", ".join(sorted(source.unknown_columns))
-            result.warnings.append(f"{path}: ignored unknown column(s): {names}")
-        self._in_parallel(result, active, lambda writer: writer.check())
+        mark = self.rejects.mark()
+        direct = dict.fromkeys(active, True)
+        while True:
+            try:
+                early_rejects = self._stream(source, result, active)
+                self._read(result)
+                if source.unknown_columns:
+                    names = ", ".join(sorted(source.unknown_columns))
+                    result.warnings.append(f"{path}: ignored unknown column(s): {names}")
+                self._in_parallel(result, active, lambda writer: writer.check())
+                break
+            except (Restart, NotSimple) as again:
+                # Read the file again from its start: the shards that met a conflict take
+                # their rows through staging, a CSV file the bulk reader cannot take is
+                # read by Python's.
+                if isinstance(again, Restart):
+                    direct.update(dict.fromkeys(again.shards, False))
+                arrow = source.arrow and not isinstance(again, NotSimple)
+                self.rejects.rewind(mark)
+                self._restart(result, active, direct)
+                source = open_source(path, self.options.encoding, self.rules.limits, arrow)
+                source.sha256 = sha256
+            except Interrupted as stop:
+                self._read(result)
+                self._interrupt_file(result, active, stop.rejected)
+                return result
+            except SourceError as exc:
+                self._read(result)
+                where = f" (after record {result.rows_read})" if result.rows_read else ""
+                self._abandon_file(result, active, f"{path}: {exc}{where}")
+                return result
         rejected = early_rejects + sum(w.counts.rejected for w in active.values())
         # Written before COMMIT: the staged rows they come from go with the transaction.
         self._write_refused(result, active)
@@ -180,6 +213,11 @@ class _Run:
         result.interrupted = self._interrupted_reason() in result.shard_errors.values()
         self._account(result, early_rejects, active)
         return result
+
+    def _read(self, result: FileResult) -> None:
+        """Tell the progress callback the file has been read."""
+        if self.progress:
+            self.progress(result, result.rows_read, True)
 
     def _hashes_of(self, later: list[Path]) -> list[str]:
         """The sha256 of the files after this one (each hashed once a run; the one a file
@@ -235,55 +273,64 @@ class _Run:
         self._account(result, early_rejects, {})
 
     def _stream(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
-        """Route every record to its shard's COPY; returns how many were rejected on the way."""
+        """Judge every record and send the valid ones to their shard; returns how many were
+        rejected on the way without a shard (refused by the reader, for their country or
+        their text). A shard's own refusals count on its ShardCounts."""
         rejected = 0
-        progress = self.progress
-        interrupt = self.interrupt
-        router = Router(self.shard_map, self.rules)  # a cache of each spelling's destination
-        cached, route = router.cache.get, router.destination
-
-        def reject(record: Record, reason: RejectReason, message: str) -> None:
-            nonlocal rejected
-            rejected += 1
-            raw = source.raw_of(record)
-            self.rejects.write(
-                Reject(result.path, record.number, record.line, reason, message, raw)
-            )
-
-        for record in source.records():
-            if interrupt.reason is not None:
+        names = list(self.writers)
+        validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
+        for batch in batches(source):
+            if self.interrupt.reason is not None:
                 raise Interrupted(rejected)
-            result.rows_read += 1
-            if progress and result.rows_read % PROGRESS_EVERY == 0:
-                progress(result, result.rows_read, False)
-            values = record.values
-            if values is None:
-                reject(record, record.reason, record.problem or "malformed record")
-                continue
-            raw_country = values[1]
-            destination = cached(raw_country) or route(raw_country)
-            code = destination[0]
-            if code is None:
-                reject(record, destination[1], destination[2])
-                continue
-            name = destination[1]
-            writer = active.get(name)
-            if writer is None:
-                # The shard already holds this file, or has failed: counted, not sent.
-                result.shards[name].staged += 1
-                continue
-            original = None if raw_country == code else raw_country
-            row = (record.number, record.line, code, original, values[0], *values[2:])
+            before = result.rows_read
+            result.rows_read += len(batch) + len(batch.early)
+            if self.progress and before // PROGRESS_EVERY != result.rows_read // PROGRESS_EVERY:
+                self.progress(result, result.rows_read, False)
+            checked = validator.check(batch)
+            rejects = [Reject(result.path, *entry) for entry in batch.early]
+            rejected += len(batch.early)
+            refused = checked.refused()
+            if len(refused):
+                shard_rejects = refusals(result, checked, refused, names, active, self.rules)
+                rejected += sum(1 for r in shard_rejects if r.shard is None)
+                rejects.extend(shard_rejects)
+                rejects.sort(key=lambda r: r.record or 0)
+            for reject in rejects:
+                self.rejects.write(reject)
+            conflicts = []
+            for index, name in enumerate(names):
+                mask = checked.valid_for(index)
+                if mask is None:
+                    continue
+                result.shards[name].staged += int(mask.sum())
+                writer = active.get(name)
+                if writer is None:
+                    continue  # the shard already holds this file, or has failed: counted
+                try:
+                    writer.write(checked.table, mask)
+                except Conflict:
+                    conflicts.append(name)
+                except ShardError as exc:
+                    self._shard_failed(result, name, exc)
+                    del active[name]
+            if conflicts:
+                raise Restart(conflicts)
+        return rejected
+
+    def _restart(
+        self, result: FileResult, active: dict[str, ShardWriter], direct: dict[str, bool]
+    ) -> None:
+        """Undo what the file sent to every shard, to read it again (see load_file)."""
+        result.rows_read = 0
+        for counts in result.shards.values():
+            counts.staged = counts.rejected = 0
+        for name, writer in list(active.items()):
             try:
-                problem = writer.write(row)
+                writer.restart(direct[name])
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
                 del active[name]
-                writer.counts.staged += 1
-                continue
-            if problem is not None:
-                reject(record, RejectReason.INVALID_TEXT, problem)
-        return rejected
+            result.shards[name] = writer.counts
 
     def _in_parallel(
         self,
@@ -293,14 +340,20 @@ class _Run:
     ) -> None:
         """Run `step` on every active shard at once; a shard that fails leaves `active`."""
         shards = [writer.shard for writer in active.values()]
+        conflicts = []
         for outcome in on_every_shard(shards, lambda shard: step(active[shard.name])):
             error = outcome.error
             if error is None:
+                continue
+            if isinstance(error, Conflict):
+                conflicts.append(outcome.shard.name)
                 continue
             if not isinstance(error, ShardError):
                 raise error  # not a shard's failure: the run's (the rejects file, say)
             self._shard_failed(result, outcome.shard.name, error)
             del active[outcome.shard.name]
+        if conflicts:
+            raise Restart(conflicts)
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
         for name, writer in list(active.items()):

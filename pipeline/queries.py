@@ -67,12 +67,12 @@ class LOAD:
     timeouts = Statement("load/timeouts")
     ledger_find = Statement("load/ledger_find")
     protected = Statement("load/protected")
-    trimmed = Template("load/trimmed", "column", "trim")
-    staging = Template(
-        "load/staging",
-        *("trimmed_id", "trimmed_name", "trimmed_gender", "trimmed_age", "trimmed_address"),
-        *("gender_map", "any_gender", "age_min", "age_max"),
-    )
+    staging = Statement("load/staging")
+    file_start = Statement("load/file_start")
+    file_restart = Statement("load/file_restart")
+    probe_range = Statement("load/probe_range")
+    probe_ids = Statement("load/probe_ids")
+    copy_direct = Statement("load/copy_direct")
     copy = Statement("load/copy")
     duplicates = Statement("load/duplicates")
     superseded = Statement("load/superseded")

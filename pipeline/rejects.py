@@ -78,6 +78,31 @@ class RejectWriter:
             # Without the rejects file nothing may load: the caller's open files roll back.
             raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
 
+    def mark(self) -> tuple[int, int | None]:
+        """Where the file is now, for `rewind`."""
+        if self._stream is None:
+            return (self.count, None)
+        self._stream.flush()
+        return (self.count, self._stream.tell())
+
+    def rewind(self, mark: tuple[int, int | None]) -> None:
+        """Forget what was written after `mark`: the file it came from is read again."""
+        count, position = mark
+        self.count = count
+        if self._stream is None:
+            return
+        try:
+            if position is None:  # made after the mark: as if never made
+                self._stream.close()
+                self._stream = None
+                self.path.unlink()
+                return
+            self._stream.flush()
+            self._stream.seek(position)
+            self._stream.truncate()
+        except OSError as exc:
+            raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
+
     def sync(self) -> None:
         """Flush and fsync: called before a COMMIT, so that a crash after it cannot lose the
         rejects of rows the ledger says were handled."""

@@ -1,10 +1,7 @@
 """The validation and normalisation rules (`config/rules.yaml`), as typed objects.
 
-The rules are applied in two places, each where it is cheapest:
-- the country, in Python, because routing needs it before a row can go anywhere
-  (`Rules.country_of`, asked once per distinct raw value);
-- everything else, in SQL on the shard, as each row arrives in the staging table
-  (`Rules.check_sql_params` fills the placeholders of `sql/load/staging.sql`).
+They are applied to whole columns of records by pipeline.validate; the country through
+`Rules.country_of`, asked once per distinct raw value (pipeline.routing caches it).
 
 It also holds what every reader of incoming files shares, so that a reader written later
 (a bulk one) applies the same: the `Limits` on what one record may hold (the `limits:`
@@ -13,23 +10,19 @@ section), and `TRIM`, the characters trimmed from both ends of every field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import pycountry
-from psycopg import sql
 
-from pipeline.columns import FIELDS
 from pipeline.errors import ConfigError
-from pipeline.queries import LOAD
 from pipeline.reasons import RejectReason
 
 SCHEMA_MIN_AGE, SCHEMA_MAX_AGE = 0, 150  # the residents_age_range CHECK in sql/migrations
 
-# Trimmed from both ends of every field (and of column names), in Python and in SQL alike:
+# Trimmed from both ends of every field (and of column names):
 # Unicode's White_Space, and the invisible characters that files carry at the ends of text
 # (zero width space, word joiner, byte-order mark, Mongolian vowel separator). A field that
 # is nothing but these is missing.
@@ -108,61 +101,8 @@ class Rules:
             None, RejectReason.INVALID_COUNTRY, f"{text!r} is not an ISO 3166-1 country"
         )
 
-    def check_sql_params(self) -> dict[str, sql.Composable]:
-        """Placeholders of sql/load/staging.sql, from these rules."""
-        canonical = {g.casefold(): g for g in self.genders}
-        mapping = {**canonical, **self.gender_aliases}
-        return {
-            "gender_map": sql.Literal(json.dumps(mapping, sort_keys=True, ensure_ascii=False)),
-            "any_gender": sql.Literal(not self.genders),
-            "age_min": sql.Literal(self.age_min),
-            "age_max": sql.Literal(self.age_max),
-            **trimmed_fields(),
-        }
-
     def describe_genders(self) -> str:
         return ", ".join(self.genders) if self.genders else "any value"
-
-
-def trimmed_fields() -> dict[str, sql.Composable]:
-    """`trimmed_<field>` placeholders of sql/load/staging.sql: each field that the shard
-    checks (all but the country, normalised in Python) with TRIM trimmed from both ends."""
-    trim = TrimCharacters()
-    return {
-        f"trimmed_{name}": LOAD.trimmed.format(column=sql.Identifier(name), trim=trim)
-        for name in FIELDS
-        if name != "country"
-    }
-
-
-class TrimCharacters(sql.Composable):
-    """TRIM as an SQL expression for the server it is sent to: every character of it in a
-    UTF8 database; elsewhere only what that encoding surely holds: ASCII's white space,
-    and the no-break space where it is chr(160) (LATINn, ISO 8859, WIN125x). chr() of
-    anything else fails in a multi-byte encoding, or in SQL_ASCII trims a byte of a
-    UTF-8 character. chr() means the same whatever the client encoding; E'\\v' is a
-    vertical tab only from PostgreSQL 16 on (before, the letter v, which turned "Ivanov"
-    into "Ivano"), so the tab is \\013. chr() is immutable: the server folds the whole
-    expression to a constant once per statement."""
-
-    def __init__(self) -> None:
-        super().__init__(TRIM)
-
-    def as_bytes(self, context: Any = None) -> bytes:
-        connection = getattr(context, "connection", None)
-        encoding = connection.info.parameter_status("server_encoding") if connection else None
-        return trim_sql(encoding).encode()
-
-
-def trim_sql(server_encoding: str | None) -> str:
-    """The SQL expression for TRIM in a database of this encoding (see TrimCharacters)."""
-    spelled = "E' \\t\\n\\r\\f\\013'"
-    if server_encoding == "UTF8":
-        wide = " || ".join(f"chr({ord(c)})" for c in UNICODE_TRIM)
-        return f"({spelled} || {wide})"
-    if server_encoding and server_encoding.startswith(("LATIN", "ISO_8859", "WIN125")):
-        return f"({spelled} || chr(160))"
-    return f"({spelled})"
 
 
 def parse_rules(path: Path, doc: Any) -> Rules:

@@ -57,17 +57,7 @@ class CsvRecords(SourceFile):
             raise SourceError(
                 f"line 1: the header is longer than {limits.max_line} characters (limits.max_line)"
             )
-        delimiter = max(_DELIMITERS, key=header_line.count)
-        try:
-            cells = next(csv.reader([header_line], delimiter=delimiter))
-        except csv.Error as exc:
-            raise SourceError(f"line 1: unreadable header: {exc}") from None
-        # Only the line end itself can be inside a cell of one line: a quote left open.
-        if any("\n" in c or "\r" in c for c in cells):
-            raise SourceError("line 1: unreadable header: a quote is not closed on the line")
-        header = [c.strip(TRIM).lower() for c in cells]
-        if self._surrogates_possible and SURROGATE.search(header_line):
-            raise SourceError("line 1: the header is not valid Unicode (a lone surrogate)")
+        delimiter, header = self._csv_header(header_line)
         # A quoted field may run over lines: it is bounded by the record's limit (the csv
         # module's limit is the process's; set for each file, read by one thread).
         csv.field_size_limit(limits.max_record)
@@ -184,6 +174,20 @@ class CsvRecords(SourceFile):
                         f" in the record running from line {start + folded} to {line + folded}"
                     )
                 yield Record(number, start + folded, None, raw, problem)
+
+    def _csv_header(self, header_line: str) -> tuple[str, list[str]]:
+        """(the delimiter, the column names) of a header line (one line, within its limit)."""
+        delimiter = max(_DELIMITERS, key=header_line.count)
+        try:
+            cells = next(csv.reader([header_line], delimiter=delimiter))
+        except csv.Error as exc:
+            raise SourceError(f"line 1: unreadable header: {exc}") from None
+        # Only the line end itself can be inside a cell of one line: a quote left open.
+        if any("\n" in c or "\r" in c for c in cells):
+            raise SourceError("line 1: unreadable header: a quote is not closed on the line")
+        if self._surrogates_possible and SURROGATE.search(header_line):
+            raise SourceError("line 1: the header is not valid Unicode (a lone surrogate)")
+        return delimiter, [c.strip(TRIM).lower() for c in cells]
 
     def _row_check(
         self, row: list[str], country: int

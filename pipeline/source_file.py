@@ -62,6 +62,7 @@ class SourceFile:
     encoding: str = "utf-8"
     sha256: str | None = None  # when set, the bytes read must hash to it (see records)
     limits: Limits = DEFAULT_LIMITS
+    arrow: bool = True  # CSV may be read by pipeline.source_arrow
     required_seen: set[str] = field(default_factory=set)
     unknown_columns: set[str] = field(default_factory=set)  # at most UNKNOWN_COLUMNS_KEPT + 1
     _header: list[str] | None = field(default=None, repr=False)

@@ -35,8 +35,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
 from pipeline.rules import DEFAULT_LIMITS, Limits
+from pipeline.source_arrow import arrow_batches
 from pipeline.source_csv import CsvRecords
 from pipeline.source_file import (
     COLUMNS,
@@ -103,6 +105,23 @@ class Source(CsvRecords, JsonRecords):
         if missing and self.format != "csv" and self._objects:  # no record: nothing is missing
             raise SourceError(f"required column {missing[0]!r} is in no record")
 
+    @property
+    def bulk(self) -> bool:
+        """Whether pipeline.source_arrow may read this file (it falls back by NotSimple)."""
+        return self.format == "csv" and self.arrow and codecs.lookup(self.encoding).name == "utf-8"
+
+    def bulk_batches(self) -> Iterator[Batch]:
+        """The file's records read by pyarrow (see pipeline.source_arrow); NotSimple when the
+        Python reader must take it."""
+        with _open_regular(self.path) as raw:
+            hashing = _HashingReader(raw)
+            binary: IO[bytes] = io.BufferedReader(hashing, buffer_size=1 << 20)
+            if self.compressed:
+                binary = gzip.GzipFile(fileobj=binary, mode="rb")  # type: ignore[assignment]
+            yield from arrow_batches(self, binary)
+        if self.sha256 is not None and hashing.hexdigest() != self.sha256:
+            raise SourceError("the file changed while it was being loaded")
+
     def _text(self, raw: io.RawIOBase) -> io.TextIOWrapper:
         binary: IO[bytes] = io.BufferedReader(raw, buffer_size=1 << 20)
         if self.compressed:
@@ -122,12 +141,15 @@ class Source(CsvRecords, JsonRecords):
         return row
 
 
-def open_source(path: Path, encoding: str = "utf-8", limits: Limits = DEFAULT_LIMITS) -> Source:
-    """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz)."""
+def open_source(
+    path: Path, encoding: str = "utf-8", limits: Limits = DEFAULT_LIMITS, arrow: bool = True
+) -> Source:
+    """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz);
+    `arrow` False keeps CSV from the bulk reader."""
     kind = source_format(path)
     if kind is None:
         raise SourceError(f"unsupported file type (expected {SUPPORTED})")
-    return Source(path, kind, path.suffix.lower() == ".gz", encoding, limits=limits)
+    return Source(path, kind, path.suffix.lower() == ".gz", encoding, limits=limits, arrow=arrow)
 
 
 def source_format(path: Path) -> str | None:

@@ -1,68 +1,58 @@
-"""Writing one file's rows to one shard: staging COPY, checks, upsert, ledger; one transaction.
+"""Writing one file's rows to one shard: direct COPY and staging, checks, ledger; one
+transaction.
 
 For each file, a `ShardWriter`:
 1. `begin`:  BEGIN; take the shard's load lock (concurrent loads queue here); look the
    file's sha256 up in the ledger (after the lock, so a load that waited sees what the
-   other one committed); create the staging table, whose generated columns apply the
-   rules (sql/load/staging.sql), and open a COPY into it.
-2. `write`:  stream rows into the COPY. The queued writer sends them from a worker
-   thread, so shards receive (and check) concurrently while the main thread parses.
-3. `check`:  end the COPY; run the duplicate-id pass (sql/load/duplicates.sql);
-   count the refused rows.
-4. `commit`: update the changed rows and insert the new ones (falling back to one
+   other one committed); create the staging table (sql/load/staging.sql) and a savepoint
+   the file can start again from (`restart`).
+2. `write`:  send each batch of valid rows (the rules ran on the client, pipeline.validate):
+   new ids straight into residents, the others spooled for staging (pipeline.shard_rows).
+   The queued writer sends them from a worker thread, so shards take rows concurrently
+   while the main thread parses.
+3. `check`:  end the COPYs, copy the spool into staging, find the ids the file holds twice
+   (sql/load/duplicates.sql).
+4. `commit`: update the changed staged rows and insert the new ones (falling back to one
    INSERT ... ON CONFLICT when someone inserted one of the ids meanwhile), write the ledger
    row, COMMIT (or, for a dry run, preview the counts and roll back). `rollback` abandons
    the file on this shard.
+`write` and `check` raise Conflict when the direct COPY meets an id the shard holds: the
+caller `restart`s every shard and reads the file again, this one through staging alone.
 A shard that fails raises ShardError; the caller carries on with the other shards, and
 `hold`s this one: it takes no later file of the run (those must not land before this one).
 
 A file completed late, by a re-run, must not overwrite what a later file of the same
 command already wrote on this shard: `begin` looks the later files up in the ledger
-(sql/load/protected.sql) and the upsert leaves their rows alone ("kept").
+(sql/load/protected.sql) and the upsert leaves their rows alone ("kept"). Only staged
+rows can be such rows: the direct COPY writes only ids the shard does not hold.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import psycopg
-from psycopg import conninfo
-from psycopg.copy import Copy
+import pyarrow as pa
 
 from pipeline import db
 from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
-from pipeline.copyin import QueuedWriter
-from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.load_result import ShardCounts
 from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
-from pipeline.schema import current_version, latest_version, residency_rule
-from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
+from pipeline.shard_link import ShardLink, Timeouts
+from pipeline.shard_rows import ShardRows
+from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 REJECT_FIELDS = FIELDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """How long a load waits for a shard, in seconds (0: no limit). `connect`: to connect
-    (None: the DSN's connect_timeout, else db.CONNECT_TIMEOUT_SECONDS); `lock`: for a lock
-    another session holds (another load of the shard, a row being edited), enforced by the
-    server; `statement`: for any one answer of the server, enforced by the load itself, which
-    cancels the statement and, when the server does not answer that either (a frozen host),
-    drops the connection."""
-
-    connect: int | None = None
-    statement: float = 900
-    lock: float = 600
 
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
@@ -77,7 +67,7 @@ class SqlReject:
     raw: dict[str, Any]
 
 
-class ShardWriter:
+class ShardWriter(ShardLink):
     """One shard's side of a load run: a connection reused file after file."""
 
     def __init__(
@@ -89,110 +79,15 @@ class ShardWriter:
         dry_run: bool,
         timeouts: Timeouts | None = None,
     ):
-        self.timeouts = timeouts or Timeouts()
-        self._watchdog = Watchdog(self.timeouts.statement)
-        self.shard_map = shard_map
-        self.shard = shard
+        super().__init__(shard_map, shard, timeouts)
         self.rules = rules
         self.load_id = load_id
         self.dry_run = dry_run
-        self._conn: psycopg.Connection[Any] | None = None
-        self._down: str | None = None  # why this shard is out of the run, once it is
-        self._copy_stack: contextlib.ExitStack | None = None
-        self._copy: Copy | None = None
+        self._rows: ShardRows | None = None  # the current file's rows, once begun
+        self._duplicates = 0
+        self.direct = True  # new rows straight into residents (shard_rows.py)
         self._protected = _NOTHING_PROTECTED
-        self._stopping: str | None = None  # the load was interrupted (`interrupt`), and why
         self.counts = ShardCounts()
-
-    # -- connection -------------------------------------------------------------------------
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._down is not None:
-            # Unreachable or behind the map once in this run: stay so, rather than pay a
-            # connect timeout for every file. Its rows are reported pending.
-            raise ShardError(self.shard.name, self._down)
-        if self._conn is None or self._conn.closed:
-            dsn = db.resolve_dsn(self.shard_map, self.shard)
-            if self.timeouts.connect is not None:
-                dsn = conninfo.make_conninfo(dsn, connect_timeout=self.timeouts.connect)
-            try:
-                conn = db.open_connection(dsn)
-            except psycopg.Error as exc:
-                raise self._mark_down(self._failure(exc, "unreachable: ")) from None
-            try:
-                self._preflight(conn)
-            except ShardError as exc:
-                conn.close()
-                raise self._mark_down(exc) from None
-            self._conn = conn
-        return self._conn
-
-    def interrupt(self, reason: str) -> None:
-        """From another thread: the load is interrupted. Cancel the statement this shard runs
-        (its file rolls back) and commit nothing more."""
-        self._stopping = reason
-        self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            cancel(conn, CANCEL_TIMEOUT_SECONDS)
-
-    def _mark_down(self, error: ShardError) -> ShardError:
-        self._down = error.reason
-        return error
-
-    def hold(self, reason: str) -> None:
-        """Take no later file in this run (its rows are reported pending): this shard failed
-        a file, and a later file must not land before that one does."""
-        if self._down is None:
-            self._down = reason
-
-    def _preflight(self, conn: psycopg.Connection[Any]) -> None:
-        """Set the session up; refuse to load into a shard whose schema or residency rule
-        lags the map."""
-        try:
-            # Not `with conn.transaction()`: its rollback of a dropped connection would have
-            # psycopg log "error ignored in rollback" beside our error (the caller closes it).
-            with self._watchdog.waiting(conn):
-                conn.execute(LOAD.session)  # a SET: committed, it outlives the transaction
-                version = current_version(conn)
-                row = conn.execute(SCHEMA.residency_rule).fetchone() if version else None
-                conn.commit()
-        except psycopg.Error as exc:
-            raise self._failure(exc) from None
-        if version != latest_version():
-            raise self._error(
-                f"schema version {version}, expected {latest_version()}: run `pipeline init`",
-                transient=False,
-            )
-        expected = residency_rule(self.shard_map, self.shard).describe()
-        if row is None or row[0] != expected:
-            found = row[0] if row else "none"
-            raise self._error(
-                f"residency rule is {found!r} but the shard map asks for {expected!r}: "
-                "run `pipeline init`",
-                transient=False,
-            )
-
-    def _error(self, message: str, transient: bool = True) -> ShardError:
-        """A ShardError with the password scrubbed; a transient one says how to finish the job,
-        any other one that the same command fails again until it is fixed."""
-        text = scrub(message, self.shard.dsn)
-        if transient:
-            text += "; re-running the same command completes this shard"
-        return ShardError(self.shard.name, text)
-
-    def _failure(self, exc: psycopg.Error, prefix: str = "") -> ShardError:
-        """The ShardError for a psycopg error, sorted once: a transient one (the connection,
-        a time-out, a conflict) goes away by itself; any other one (no privilege, a full
-        disk, a broken table) fails the same way on every re-run until someone fixes it."""
-        timed_out = self._watchdog.take()
-        if timed_out is not None:  # the error is the watchdog's cancel or dropped connection
-            return self._error(prefix + timed_out)
-        if db.is_transient(exc):
-            return self._error(prefix + db.one_line(exc))
-        return self._error(
-            f"{prefix}{db.one_line(exc)}; fix that, then re-run the same command", transient=False
-        )
 
     # -- one file ---------------------------------------------------------------------------
 
@@ -231,12 +126,27 @@ class ShardWriter:
             self.counts.earlier_rejected = int(earlier[0])
             return False
         self._protected = self._protected_rows(conn, sha256, later)
-        conn.execute(LOAD.staging.format(**self.rules.check_sql_params()))
-        cursor = conn.cursor()
-        self._copy_stack = contextlib.ExitStack()
-        writer = QueuedWriter(cursor, self._watchdog)
-        self._copy = self._copy_stack.enter_context(cursor.copy(LOAD.copy, writer=writer))
+        conn.execute(LOAD.staging)
+        conn.execute(LOAD.file_start)
+        self._rows = ShardRows(conn, self._probe, self.load_id, self._watchdog, self.direct)
         return True
+
+    def restart(self, direct: bool) -> None:
+        """Undo what this file sent (back to file_start.sql), to send it again: `direct`
+        False takes every row through staging."""
+        self.direct = direct
+        self.counts = ShardCounts()
+        conn = self._connection()
+        rows, self._rows = self._rows, None
+        try:
+            if rows is not None:
+                rows.abandon()
+            with self._watchdog.waiting(conn):
+                conn.execute(LOAD.file_restart)
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._failure(exc) from None
+        self._rows = ShardRows(conn, self._probe, self.load_id, self._watchdog, direct)
 
     @staticmethod
     def _protected_rows(
@@ -254,40 +164,41 @@ class ShardWriter:
             "kept_until": [r[2] for r in found],
         }
 
-    def write(self, row: tuple[Any, ...]) -> str | None:
-        """Send one staged row; returns a message when the row itself cannot be sent."""
-        assert self._copy is not None
+    def write(self, table: pa.Table, mask: np.ndarray) -> None:
+        """Send the rows of a batch that are valid and this shard's (`mask`; counted `staged`
+        by the caller); raises Conflict when the shard must take the file through staging."""
+        assert self._rows is not None
         try:
-            self._copy.write_row(row)
-        except psycopg.DataError as exc:
-            return str(exc)  # a NUL character: PostgreSQL text cannot hold one
+            self._rows.write(table, mask)
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
-        self.counts.staged += 1
-        return None
 
     @property
     def active(self) -> bool:
-        return self._copy is not None
+        return self._rows is not None
 
     def check(self) -> int:
-        """End the COPY and run the checks; returns how many rows they refused."""
+        """End the COPYs and find the ids the file holds twice; returns how many rows that
+        refused. Raises Conflict as `write` does."""
         conn = self._connection()
         try:
             with self._watchdog.waiting(conn):
-                self._end_copy()
+                assert self._rows is not None
+                self._rows.finish()
+                self._duplicates = 0
                 if conn.execute(LOAD.duplicates).rowcount:
                     conn.execute(LOAD.superseded)
-                self.counts.rejected = _scalar(conn.execute(LOAD.reject_count).fetchone())
+                    self._duplicates = _scalar(conn.execute(LOAD.reject_count).fetchone())
+                self.counts.rejected += self._duplicates
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
-        return self.counts.rejected
+        return self._duplicates
 
     def refused(self) -> Iterator[SqlReject]:
-        """The rows the checks refused, in file order, streamed (a server-side cursor)."""
-        if not self.counts.rejected:
+        """The rows `check` refused, in file order, streamed (a server-side cursor)."""
+        if not self._duplicates:
             return
         conn = self._connection()
         try:
@@ -318,8 +229,10 @@ class ShardWriter:
                     row = (row[0], int(row[1]) - counts.kept)
                 else:
                     row = self._write_rows(conn, {"load_id": self.load_id, **protected})
-                assert row is not None
-                counts.inserted, counts.updated = int(row[0]), int(row[1])
+                assert row is not None and self._rows is not None
+                counts.inserted = int(row[0]) + self._rows.inserted
+                self._rows = None  # the file's rows are all written
+                counts.updated = int(row[1])
                 counts.unchanged = valid - counts.inserted - counts.updated
                 if self.dry_run:
                     conn.rollback()
@@ -370,23 +283,15 @@ class ShardWriter:
 
     def close(self) -> None:
         self._abandon()
-        self._watchdog.close()
-        if self._conn is not None:
-            self._conn.close()
-
-    def _end_copy(self) -> None:
-        stack, self._copy_stack, self._copy = self._copy_stack, None, None
-        if stack is not None:
-            stack.close()
+        self._close()
 
     def _abandon(self) -> None:
-        stack, self._copy_stack, self._copy = self._copy_stack, None, None
+        rows, self._rows = self._rows, None
         conn = self._conn
-        if stack is not None and conn is not None:
+        if rows is not None:
             # Ending a COPY with an exception sends CopyFail: the server drops what it got
             # (after the rows queued for it: a wait like any other).
-            with contextlib.suppress(Exception), self._watchdog.waiting(conn):
-                stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
+            rows.abandon()
         if conn is not None and not conn.closed:
             try:
                 with self._watchdog.waiting(conn):

@@ -20,7 +20,7 @@ from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
 from pipeline.load import LoadOptions, load
 from pipeline.load_result import FileResult, LoadResult
-from pipeline.writer import Timeouts
+from pipeline.shard_link import Timeouts
 from tests.conftest import (
     RunCli,
     StoppableServer,
@@ -171,8 +171,12 @@ def test_a_retried_shard_never_loads_an_older_file_over_a_newer_one(
     updates = [dict(p, name=f"Updated {p['id']}") for p in people(1, 1_000)]
     b = ndjson(tmp_path / "b.ndjson", updates)
 
+    restarted: list[int] = []
+
     def restart_during_a(result: FileResult, read: int, done: bool) -> None:
-        if result.path == str(a) and read == 10_000 and not done:
+        # Once, a third of the way through A (progress comes a batch of records at a time)
+        if result.path == str(a) and 10_000 <= read < 30_000 and not done and not restarted:
+            restarted.append(read)
             stoppable_server.stop()  # a dropped connection, not a refused one:
             stoppable_server.start()  # the server is back for B
 
@@ -255,7 +259,7 @@ def test_the_ledger_and_rows_say_when_they_were_written(
 
     def pause_before_commit(result: FileResult, read: int, done: bool) -> None:
         if done:
-            time.sleep(1.5)  # the file's transactions are open: now() stays behind
+            time.sleep(1.5)  # the file's transactions are open: the ledger's time moves on
 
     shard_map = load_shard_map(config_file)
     assert (
@@ -268,8 +272,9 @@ def test_the_ledger_and_rows_say_when_they_were_written(
         ).fetchone()
     assert row is not None
     started, finished, first_row, last_row = row
-    assert first_row == last_row  # one time for the file's rows: when the upsert began
-    assert (first_row - started).total_seconds() >= 1.5
+    # one time for the file's rows: when its transaction began, before they were sent
+    assert first_row == last_row
+    assert (finished - first_row).total_seconds() >= 1.5
     assert started < first_row <= finished
 
 
@@ -311,7 +316,7 @@ def _wait_for_statement(
 # The writing waits in sql/load/update.sql, the statement that updates the row held.
 PHASES = {
     "lock": "%pg_advisory_xact_lock%",
-    "copy": "%COPY load_staging%",
+    "copy": "%COPY residents%",
     "upsert": "%UPDATE residents AS r%",  # held on the row another transaction locks
 }
 # Enough rows that streaming lasts well beyond the 5 ms between two looks at the shard; the
@@ -324,13 +329,14 @@ def test_a_row_inserted_by_hand_while_the_load_writes_is_updated_not_duplicated(
     config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     # The hand-made row is not committed when the load looks for the ids it holds, so the
-    # load's insert of that id waits for it, and fails once it is committed: the writer
-    # falls back to the one-statement upsert, which updates it.
+    # load's COPY of that id straight into residents waits for it, and fails once it is
+    # committed: the writer reads the file again and takes that shard's rows through
+    # staging, whose update writes it.
     path = ndjson(tmp_path / "people.ndjson", people(1, 1_000))
     with psycopg.connect(shard_dsns["db_us"]) as hand:
         hand.execute("INSERT INTO residents (id, country, name) VALUES (1, 'US', 'By hand')")
         with loading(config_file, path, "--json", cwd=tmp_path) as process:
-            _wait_for_statement(shard_dsns["db_us"], "%INSERT INTO residents (id%", process, True)
+            _wait_for_statement(shard_dsns["db_us"], "%COPY residents%", process, True)
             hand.commit()
             out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
@@ -484,7 +490,7 @@ def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_complete
     with contextlib.ExitStack() as stack:
 
         def freeze_during_the_file(result: FileResult, read: int, done: bool) -> None:
-            if read == 10_000 and not done:
+            if read == 10_000 and not done:  # the first batch read, none of it sent yet
                 stack.enter_context(frozen(stoppable_server))
 
         shard_map = load_shard_map(config)

@@ -15,8 +15,8 @@ README = (PROJECT / "README.md").read_text(encoding="utf-8")
 
 def sql_reasons() -> set[str]:
     """The codes the shard's checks give: the `THEN '...'` of the `reason` CASE."""
-    text = LOAD.staging.text
-    case = text[text.index("CASE\n        WHEN r.name_v") : text.index("END AS reason")]
+    text = LOAD.staging.as_string(None)
+    case = text[text.index("CASE WHEN r.superseded") : text.index("END AS reason")]
     return set(re.findall(r"THEN '([a-z_]+)'", case))
 
 

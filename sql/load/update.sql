@@ -15,7 +15,7 @@ SET country = c.country,
     age = c.age_v::smallint,
     address = c.address_v,
     load_id = %(load_id)s,
-    loaded_at = statement_timestamp()
+    loaded_at = now()
 FROM load_checked AS c
 WHERE c.reason IS NULL
   AND r.id = c.id_v

@@ -2,14 +2,14 @@
 -- row version, no WAL); `xmax = 0` tells an inserted row from an updated one.
 -- A row that a later file of this run already wrote (protected.sql; the arrays are
 -- empty unless a re-run completes a file after a later one) is not touched either.
--- loaded_at is when this statement began: when the file's rows were written, the same for
--- all of them (protected.sql relies on it falling between two ledger rows).
+-- loaded_at is when the file's transaction began, the same for all its rows on the shard
+-- (protected.sql relies on it falling between two ledger rows).
 WITH written AS (
     INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
     -- A row without an id takes the identity's next value (from 10^15 up).
     SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
            c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
-           statement_timestamp()
+           now()
     FROM load_checked AS c
     WHERE c.reason IS NULL
     ON CONFLICT (id) DO UPDATE

@@ -1,0 +1,116 @@
+"""The write path (pipeline.shard_rows): new ids straight into residents, the rest through
+staging, and the file read again when the direct COPY meets an id twice. Each test crosses
+one of its boundaries: the spool past SPOOL_IN_MEMORY, the probe by range and by ids
+(PROBE_RANGE_SPAN), a conflict after rejects were written, the bulk reader giving up half
+way (the rejects file rewound, never doubled)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from click.testing import Result
+
+from pipeline.batches import BATCH_RECORDS
+from pipeline.shard_rows import PROBE_RANGE_SPAN, SPOOL_IN_MEMORY
+from pipeline.source_arrow import BLOCK_BYTES
+from tests.conftest import rows
+
+RunCli = Callable[..., Result]
+HEADER = ["id", "country", "name", "gender", "age", "address"]
+
+
+def write(path: Path, records: list[list[Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        writer.writerows(records)
+    return path
+
+
+def load(run_cli: RunCli, path: Path, *args: str) -> dict[str, Any]:
+    result = run_cli("load", str(path), "--json", "--max-rejects", "100%", *args)
+    assert result.exit_code == 0, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def rejects(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    path = summary["rejects_file"]
+    if path is None:
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def test_rows_the_shard_holds_are_spooled_past_memory_and_written_exactly(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    address = "A long address, " * 8  # about 130 bytes, twice in a spooled row
+    count = SPOOL_IN_MEMORY // 200
+    first: list[list[Any]] = [
+        [i, "US", f"Name {i}", "F", i % 90, f"{address}{i}"] for i in range(1, count + 1)
+    ]
+    assert load(run_cli, write(tmp_path / "a.csv", first))["shards"]["db_us"]["inserted"] == count
+    # Again, every tenth changed: every row goes to the spool (the shard holds every id),
+    # which passes SPOOL_IN_MEMORY and goes to a temporary file.
+    second = [r if int(r[0]) % 10 else [*r[:5], f"Moved {r[0]}"] for r in first]
+    summary = load(run_cli, write(tmp_path / "b.csv", second))["shards"]["db_us"]
+    assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (
+        0, count // 10, count - count // 10)  # fmt: skip
+    assert rows(shard_dsns["db_us"]) == [(r[0], "US", r[2], "Female", r[4], r[5]) for r in second]
+
+
+def test_ids_are_probed_by_range_and_one_by_one_and_both_find_what_the_shard_holds(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    dense = [[i, "DE", f"Dense {i}", "", "", ""] for i in range(1, 2_001)]
+    step = 10 * PROBE_RANGE_SPAN  # the ids are sparser than the range probe takes
+    sparse = [[10**6 + i * step, "DE", f"Sparse {i}", "", "", ""] for i in range(1, 2_001)]
+    load(run_cli, write(tmp_path / "a.csv", dense[::2] + sparse[::2]))
+    summary = load(run_cli, write(tmp_path / "b.csv", dense + sparse))["shards"]["default"]
+    assert (summary["inserted"], summary["unchanged"]) == (2_000, 2_000)
+    held = {r[0]: r[2] for r in rows(shard_dsns["default"])}
+    assert held == {r[0]: r[2] for r in dense + sparse}
+
+
+def test_an_id_twice_in_different_batches_is_loaded_once_the_last_wins(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Far enough apart to be in different blocks of the bulk reader: the direct COPY meets
+    # the id again and the shard takes the file through staging instead. The invalid ages
+    # are written to the rejects file before that: it must hold each of them once.
+    count = 2 * BATCH_RECORDS
+    records = [[i, "US", f"Name {i}", "F", "n/a" if i % 1000 == 0 else 30, "x" * 100]
+               for i in range(1, count + 1)]  # fmt: skip
+    records.append([7, "US", "Seven again", "M", 31, "y"])
+    path = write(tmp_path / "a.csv", records)
+    assert path.stat().st_size > 2 * BLOCK_BYTES
+    summary = load(run_cli, path)
+    found = rejects(summary)
+    assert [(r["record"], r["reason"]) for r in found] == [
+        *[(i, "invalid_age") for i in range(1000, count + 1, 1000)],
+        (7, "duplicate_id"),
+    ]
+    assert summary["shards"]["db_us"]["inserted"] == count - count // 1000
+    assert (7, "US", "Seven again", "Male", 31, "y") in rows(shard_dsns["db_us"])
+
+
+def test_a_file_the_bulk_reader_gives_up_on_half_way_is_read_again_rejects_once(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    count = 3 * BATCH_RECORDS
+    records = [[i, "DE", f"Name {i}", "F", "n/a" if i % 5000 == 0 else 30, "x"]
+               for i in range(1, count + 1)]  # fmt: skip
+    path = write(tmp_path / "a.csv", records)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(f'{count + 1},DE,Ann "Nan" Lee,F,30,x\n')  # a quote inside a field: Python's
+    summary = load(run_cli, path)
+    found = rejects(summary)
+    assert [(r["record"], r["line"]) for r in found] == [
+        (i, i + 1) for i in range(5000, count + 1, 5000)
+    ]
+    assert summary["rows_loaded"] == count + 1 - len(found)
+    assert rows(shard_dsns["default"])[-1][2] == 'Ann "Nan" Lee'
