@@ -333,7 +333,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
-    cli_shared.STANDALONE = True  # the process is ours alone (see pyarrow_without_pandas)
+    cli_shared.STANDALONE = True  # the process is ours alone (see pyarrow_for_a_load)
     try:
         cli(prog_name="pipeline")
     finally:

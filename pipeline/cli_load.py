@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli_shared import json_option, pyarrow_without_pandas, shard_map_of
+from pipeline.cli_shared import json_option, pyarrow_for_a_load, shard_map_of
 from pipeline.config import DEFAULT_REJECTS_DIR
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def load_command(
     from pipeline.shard_link import Timeouts
     from pipeline.summary import ProgressBars, printable
 
-    pyarrow_without_pandas()
+    pyarrow_for_a_load()
     shard_map = shard_map_of(ctx)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)

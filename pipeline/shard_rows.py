@@ -28,6 +28,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from psycopg import sql
 
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
@@ -36,13 +37,27 @@ from pipeline.queries import LOAD
 from pipeline.validate import OUTPUT
 from pipeline.watchdog import Watchdog
 
-SPOOL_IN_MEMORY = 8 << 20  # bytes of spooled rows kept in memory before a temporary file
+SPOOL_IN_MEMORY = 1 << 20  # bytes of spooled rows kept in memory before a temporary file
 SPOOL_CHUNK = 1 << 20  # bytes sent to the staging COPY at a time
 # Probe by range when the batch's id range is at most this many times its rows: the scan
 # then reads at most that many ids per row (batches of consecutive ids split by shard fill
 # half their range or less; sparse ones are probed id by id).
 PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
+# What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted one.
+_HELD_READ = pcsv.ReadOptions(column_names=list(OUTPUT), use_threads=False)
+_HELD_TYPES = pcsv.ConvertOptions(
+    column_types={
+        "id": pa.int64(),
+        "country": pa.string(),
+        "name": pa.string(),
+        "gender": pa.string(),
+        "age": pa.int16(),
+        "address": pa.string(),
+    },
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
+)
 # The staging table's columns (copy.sql), from a batch's columns.
 _STAGED = {
     "record": "record",
@@ -78,6 +93,8 @@ class ShardRows:
         self.direct = direct
         self.inserted = 0  # rows written straight into residents
         self.spooled = 0
+        self.seen = 0  # rows the shard holds unchanged: only their ids are sent
+        self._seen = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._copy_stack: contextlib.ExitStack | None = None
@@ -89,39 +106,52 @@ class ShardRows:
         if not self.direct:
             self._to_spool(table.filter(mask))
             return
-        ids = table.column("id").filter(mask)
-        held = self._held(ids)
+        id_column = table.column("id")
+        held = self._held(id_column.filter(mask))
         # Rows without an id take the identity's next value, which COPY would not give them.
-        staged = mask & _mask(pc.is_null(table.column("id")))
+        staged = mask & _mask(pc.is_null(id_column))
+        seen = np.zeros(len(mask), dtype=bool)
         if held is not None:
-            staged |= mask & _mask(pc.is_in(table.column("id"), value_set=held))
-        new = mask & ~staged
-        new_ids = table.column("id").filter(new)
+            existing = mask & _mask(pc.is_in(id_column, value_set=held.column("id")))
+            rows = np.flatnonzero(existing)
+            same = _unchanged(table.take(pa.array(rows)), held)
+            seen[rows[same]] = True
+            staged[rows[~same]] = True
+        new = mask & ~staged & ~seen
+        new_ids = id_column.filter(new)
         if len(new_ids) != pc.count_distinct(new_ids).as_py():
             raise Conflict("an id twice in the file")
         if staged.any():
             self._to_spool(table.filter(staged))
+        if seen.any():
+            seen_rows = table.select(["id", "record"]).filter(seen)
+            pcsv.write_csv(seen_rows, self._seen, write_options=_CSV)
+            self.seen += seen_rows.num_rows
         if new.any():
             self._write_direct(table.select(list(OUTPUT)).filter(new))
 
-    def _held(self, ids: pa.ChunkedArray) -> pa.Array | None:
-        """The batch's ids the shard holds (committed), or None when it holds none."""
+    def _held(self, ids: pa.ChunkedArray) -> pa.Table | None:
+        """The rows the shard holds (committed) of the batch's ids; None when it holds none."""
         bounds = pc.min_max(ids).as_py()
         low, high = bounds["min"], bounds["max"]
         if low is None:
             return None
+        if high - low + 1 <= PROBE_RANGE_SPAN * len(ids):
+            query = LOAD.probe_range.format(low=sql.Literal(low), high=sql.Literal(high))
+        else:
+            wanted = pc.cast(pc.unique(ids.drop_null()), pa.string())
+            listed = pa.ListArray.from_arrays(pa.array([0, len(wanted)], pa.int32()), wanted)
+            text = "{" + pc.binary_join(listed, ",")[0].as_py() + "}"
+            query = LOAD.probe_ids.format(ids=sql.Literal(text))
         conn = self._probe()
-        with self._watchdog.waiting(conn):
-            if high - low + 1 <= PROBE_RANGE_SPAN * len(ids):
-                found = conn.execute(LOAD.probe_range, [low, high]).fetchone()
-            else:
-                wanted = pc.cast(pc.unique(ids.drop_null()), pa.string())
-                listed = pa.ListArray.from_arrays(pa.array([0, len(wanted)], pa.int32()), wanted)
-                text = "{" + pc.binary_join(listed, ",")[0].as_py() + "}"
-                found = conn.execute(LOAD.probe_ids, [text]).fetchone()
-        if found is None or found[0] is None:
+        out = io.BytesIO()
+        with self._watchdog.waiting(conn), conn.cursor().copy(query) as copy:
+            for data in copy:
+                out.write(data)
+        if not out.tell():
             return None
-        return pc.cast(pc.split_pattern(pa.array([found[0]]), ",").flatten(), pa.int64())
+        out.seek(0)
+        return pcsv.read_csv(out, read_options=_HELD_READ, convert_options=_HELD_TYPES)
 
     def _write_direct(self, rows: pa.Table) -> None:
         if self._copy is None:
@@ -151,22 +181,25 @@ class ShardRows:
         self.spooled += rows.num_rows
 
     def finish(self) -> None:
-        """End the direct COPY, then copy the spooled rows into the staging table."""
+        """End the direct COPY, then copy the spooled rows into the staging tables."""
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         if stack is not None:
             try:
                 stack.close()
             except psycopg.errors.UniqueViolation:
                 raise Conflict("an id the shard holds") from None
-        if not self.spooled:
-            self._spool.close()
-            return
-        self._spool.seek(0)
-        cursor = self._conn.cursor()
-        with cursor.copy(LOAD.copy, writer=QueuedWriter(cursor, self._watchdog)) as copy:
-            while chunk := self._spool.read(SPOOL_CHUNK):
-                copy.write(chunk)
-        self._spool.close()
+        for spool, count, statement in (
+            (self._spool, self.spooled, LOAD.copy),
+            (self._seen, self.seen, LOAD.copy_seen),
+        ):
+            if count:
+                spool.seek(0)
+                cursor = self._conn.cursor()
+                writer = QueuedWriter(cursor, self._watchdog)
+                with cursor.copy(statement, writer=writer) as copy:
+                    while chunk := spool.read(SPOOL_CHUNK):
+                        copy.write(chunk)
+            spool.close()
 
     def abandon(self) -> None:
         """End a COPY still open with an error (the server drops what it got)."""
@@ -175,8 +208,21 @@ class ShardRows:
             with contextlib.suppress(Exception), self._watchdog.waiting(self._conn):
                 stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
         self._spool.close()
+        self._seen.close()
 
 
 def _mask(condition: Any) -> np.ndarray:
     """A boolean column (null: false) as numpy."""
     return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _unchanged(rows: pa.Table, held: pa.Table) -> np.ndarray:
+    """For each row of the file the shard holds: whether its content is the shard's."""
+    at = pc.index_in(rows.column("id"), value_set=held.column("id"))
+    same = np.ones(rows.num_rows, dtype=bool)
+    for name in OUTPUT[1:]:
+        mine, theirs = rows.column(name), held.column(name).take(at)
+        equal = pc.fill_null(pc.equal(mine, theirs), False)
+        both_null = pc.and_(pc.is_null(mine), pc.is_null(theirs))
+        same &= _mask(pc.or_(equal, both_null))
+    return same

@@ -46,7 +46,7 @@ from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
 from pipeline.shard_link import ShardLink, Timeouts
-from pipeline.shard_rows import ShardRows
+from pipeline.shard_rows import Conflict, ShardRows
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 REJECT_FIELDS = FIELDS
@@ -188,6 +188,10 @@ class ShardWriter(ShardLink):
                 self._rows.finish()
                 self._duplicates = 0
                 if conn.execute(LOAD.duplicates).rowcount:
+                    if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
+                        # An unchanged row that was not sent comes again later: its raw
+                        # record is needed for the rejects file.
+                        raise Conflict("an unchanged row's id twice in the file")
                     conn.execute(LOAD.superseded)
                     self._duplicates = _scalar(conn.execute(LOAD.reject_count).fetchone())
                 self.counts.rejected += self._duplicates

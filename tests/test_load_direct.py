@@ -48,19 +48,21 @@ def rejects(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def test_rows_the_shard_holds_are_spooled_past_memory_and_written_exactly(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
-    address = "A long address, " * 8  # about 130 bytes, twice in a spooled row
-    count = SPOOL_IN_MEMORY // 200
-    first: list[list[Any]] = [
-        [i, "US", f"Name {i}", "F", i % 90, f"{address}{i}"] for i in range(1, count + 1)
-    ]
+    # Each spooled row is some 40 bytes, an unchanged one's id and record number some 14:
+    # both spools pass SPOOL_IN_MEMORY and go on in a temporary file.
+    count = SPOOL_IN_MEMORY // 10
+    first: list[list[Any]] = [[i, "US", f"N{i}", "F", i % 90, "x"] for i in range(1, count + 1)]
     assert load(run_cli, write(tmp_path / "a.csv", first))["shards"]["db_us"]["inserted"] == count
-    # Again, every tenth changed: every row goes to the spool (the shard holds every id),
-    # which passes SPOOL_IN_MEMORY and goes to a temporary file.
-    second = [r if int(r[0]) % 10 else [*r[:5], f"Moved {r[0]}"] for r in first]
+    # Every row changed: all of them through staging.
+    second = [[*r[:5], f"y{r[0]}"] for r in first]
     summary = load(run_cli, write(tmp_path / "b.csv", second))["shards"]["db_us"]
+    assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (0, count, 0)
+    # Every row unchanged, but a tenth: only the ids of the others are sent.
+    third = [r if int(r[0]) % 10 else [*r[:5], "z"] for r in second]
+    summary = load(run_cli, write(tmp_path / "c.csv", third))["shards"]["db_us"]
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (
         0, count // 10, count - count // 10)  # fmt: skip
-    assert rows(shard_dsns["db_us"]) == [(r[0], "US", r[2], "Female", r[4], r[5]) for r in second]
+    assert rows(shard_dsns["db_us"]) == [(r[0], "US", r[2], "Female", r[4], r[5]) for r in third]
 
 
 def test_ids_are_probed_by_range_and_one_by_one_and_both_find_what_the_shard_holds(
@@ -114,3 +116,26 @@ def test_a_file_the_bulk_reader_gives_up_on_half_way_is_read_again_rejects_once(
     ]
     assert summary["rows_loaded"] == count + 1 - len(found)
     assert rows(shard_dsns["default"])[-1][2] == 'Ann "Nan" Lee'
+
+
+def test_an_unchanged_row_not_sent_is_still_seen_as_an_id_given_twice(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Rows the shard holds unchanged are not sent, only their ids: an id given twice must
+    # still be found, whichever of the two is unchanged, and the last must win.
+    load(run_cli, write(tmp_path / "a.csv", [[5, "DE", "Ann", "F", 30, "x"],
+                                             [6, "DE", "Bob", "M", 40, "y"]]))  # fmt: skip
+    again = [
+        [5, "DE", "Ann", "F", 30, "x"],  # unchanged, then changed: the file goes again
+        [6, "DE", "Bob", "M", 41, "y"],  # changed, then unchanged: the shard keeps its row
+        [5, "DE", "Ann", "F", 31, "x"],
+        [6, "DE", "Bob", "M", 40, "y"],
+    ]
+    summary = load(run_cli, write(tmp_path / "b.csv", again))
+    assert [(r["record"], r["reason"], r["raw"]["age"]) for r in rejects(summary)] == [
+        (1, "duplicate_id", "30"),
+        (2, "duplicate_id", "41"),
+    ]
+    counts = summary["shards"]["default"]
+    assert (counts["updated"], counts["unchanged"], counts["rejected"]) == (1, 1, 2)
+    assert [(r[0], r[4]) for r in rows(shard_dsns["default"])] == [(5, 31), (6, 40)]

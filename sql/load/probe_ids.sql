@@ -1,3 +1,7 @@
--- The ids of a batch (sparse in their range, given as '{1,5,...}') that the shard holds,
+-- The rows the shard holds of a batch's ids (sparse in their range, given as '{{1,5,...}}'),
 -- as probe_range.sql gives them.
-SELECT string_agg(id::text, ',') FROM residents WHERE id = ANY(%s::bigint[])
+COPY (
+    SELECT id, country, name, gender, age, address
+    FROM residents
+    WHERE id = ANY({ids}::bigint[])
+) TO STDOUT (FORMAT csv)

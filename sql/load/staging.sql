@@ -21,6 +21,9 @@ CREATE TEMP TABLE load_staging (
     address_v    text
 ) ON COMMIT DROP;
 
+-- The ids and record numbers of the rows the shard holds unchanged (copy_seen.sql).
+CREATE TEMP TABLE load_seen (id bigint NOT NULL, record bigint NOT NULL) ON COMMIT DROP;
+
 -- Earlier rows of an id that comes again later in the file (duplicates.sql).
 CREATE TEMP TABLE load_superseded (record bigint PRIMARY KEY) ON COMMIT DROP;
 
