@@ -45,7 +45,9 @@ SPOOL_CHUNK = 1 << 20  # bytes sent to the staging COPY at a time
 PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
 # What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted one.
-_HELD_READ = pcsv.ReadOptions(column_names=list(OUTPUT), use_threads=False)
+PROBE_BLOCK = 1 << 20  # bytes of a probe's answer pyarrow parses at a time
+_HELD_READ = pcsv.ReadOptions(column_names=list(OUTPUT), use_threads=False, block_size=PROBE_BLOCK)
+_HELD_PARSE = pcsv.ParseOptions(newlines_in_values=True)  # an address of several lines
 _HELD_TYPES = pcsv.ConvertOptions(
     column_types={
         "id": pa.int64(),
@@ -151,7 +153,7 @@ class ShardRows:
         if not out.tell():
             return None
         out.seek(0)
-        return pcsv.read_csv(out, read_options=_HELD_READ, convert_options=_HELD_TYPES)
+        return read_held(out)
 
     def _write_direct(self, rows: pa.Table) -> None:
         if self._copy is None:
@@ -214,6 +216,13 @@ class ShardRows:
 def _mask(condition: Any) -> np.ndarray:
     """A boolean column (null: false) as numpy."""
     return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def read_held(answer: io.BytesIO) -> pa.Table:
+    """A probe's answer (CSV) as a table of OUTPUT's columns."""
+    return pcsv.read_csv(
+        answer, read_options=_HELD_READ, parse_options=_HELD_PARSE, convert_options=_HELD_TYPES
+    )
 
 
 def _unchanged(rows: pa.Table, held: pa.Table) -> np.ndarray:
