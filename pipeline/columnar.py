@@ -136,10 +136,10 @@ def record_batches(
     the stream of a shard may be cut anywhere. Chunks that come while numpy and pyarrow
     are still being imported (preload_arrow) are held, not left in the server's socket."""
     schema = None
-    held: list[tuple[str, list[bytes]]] = []
+    held: list[tuple[str, list[memoryview]]] = []
     last_ids: dict[str, int] = {}
 
-    def unpacked(shard: str, fields: list[bytes]) -> Any:
+    def unpacked(shard: str, fields: list[memoryview]) -> Any:
         _check_order(shard, fields[1 + columns[1:].index("id")], last_ids)
         return _unpack(shard, fields, schema)
 
@@ -162,7 +162,7 @@ def record_batches(
             yield unpacked(*item)
 
 
-def _unpack(shard: str, fields: list[bytes], schema: Any) -> Any:
+def _unpack(shard: str, fields: list[memoryview], schema: Any) -> Any:
     """One packed chunk as a record batch of `schema`: the shard's name, then the columns."""
     import pyarrow as pa
 
@@ -180,7 +180,7 @@ def _unpack(shard: str, fields: list[bytes], schema: Any) -> Any:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _column(value: bytes, kind: Any) -> Any:
+def _column(value: memoryview, kind: Any) -> Any:
     """A packed column (sql/extract/packed_*.sql) as an Arrow array of type `kind`."""
     import numpy as np
     import pyarrow as pa
@@ -218,7 +218,7 @@ def _from_buffers(kind: Any, values: Any, nulls: Any = None) -> Any:
     )
 
 
-def _texts(value: bytes) -> Any:
+def _texts(value: memoryview) -> Any:
     """A packed text column (each value after a zero byte but the first, NULL as the byte
     FF) as an Arrow string array: the zero bytes taken out, where they were are the offsets.
     A NULL keeps its byte FF in the data, which Arrow allows in a null slot."""
@@ -249,7 +249,7 @@ def _texts(value: bytes) -> Any:
     return array
 
 
-def _check_order(shard: str, packed_ids: bytes, last_ids: dict[str, int]) -> None:
+def _check_order(shard: str, packed_ids: memoryview, last_ids: dict[str, int]) -> None:
     """Check that a chunk's ids ascend from the shard's last one (`last_ids`, updated): the
     query does not sort its chunks (sql/extract/columns.sql), so it is checked here."""
     import numpy as np
@@ -263,62 +263,63 @@ def _check_order(shard: str, packed_ids: bytes, last_ids: dict[str, int]) -> Non
     last_ids[shard] = int(ids[-1])
 
 
-def _tuples(chunks: Iterable[Chunk]) -> Iterator[list[bytes]]:
-    """The tuples of a binary COPY stream cut anywhere, each as its fields' bytes. The
-    stream is read to its end, past the trailer: its reader counts the shard as read then."""
-    buffer = bytearray()
-    start = 0
+def _tuples(chunks: Iterable[Chunk]) -> Iterator[list[memoryview]]:
+    """The tuples of a binary COPY stream cut anywhere, each as views of its fields' bytes
+    (a chunk is never changed once handed on: pipeline.copyout). Only a tuple cut in two
+    is copied. The stream is read to its end, past the trailer: the shard counts as read
+    then."""
+    rest = b""  # the start of a tuple that the chunk before ended inside
     header = ended = False
     for chunk in chunks:
         if ended:
             if chunk:
                 raise PipelineError("the server sent rows after the end of its COPY")
             continue
-        if start:
-            del buffer[:start]
-            start = 0
-        buffer += chunk
+        data = rest + chunk if rest else chunk
+        start = 0
         if not header:
-            if len(buffer) < len(SIGNATURE) + 8:
+            if len(data) < len(SIGNATURE) + 8:
+                rest = bytes(data)
                 continue
-            if not buffer.startswith(SIGNATURE):
+            if not data.startswith(SIGNATURE):
                 raise PipelineError("the server's rows are not a binary COPY stream")
-            (extension,) = struct.unpack_from(">i", buffer, len(SIGNATURE) + 4)
+            (extension,) = struct.unpack_from(">i", data, len(SIGNATURE) + 4)
             start = len(SIGNATURE) + 8 + extension
             header = True
-        while not ended and (found := _tuple(buffer, start)) is not None:
+        view = memoryview(data)
+        while not ended and (found := _tuple(view, start)) is not None:
             fields, start = found
             if fields is None:
                 ended = True
             else:
                 yield fields
-    if not ended and (buffer or header):  # nothing at all: a shard left out (allow_partial)
+        rest = view[start:].tobytes()
+    if not ended and (rest or header):  # nothing at all: a shard left out (allow_partial)
         raise PipelineError("the server's rows ended inside a row: the output is incomplete")
 
 
-def _tuple(buffer: bytearray, start: int) -> tuple[list[bytes] | None, int] | None:
+def _tuple(view: memoryview, start: int) -> tuple[list[memoryview] | None, int] | None:
     """The tuple at `start` and where the next begins; (None, end) for the stream's end;
-    None when the buffer does not hold all of it yet."""
-    if len(buffer) < start + 2:
+    None when `view` does not hold all of it."""
+    if len(view) < start + 2:
         return None
-    (count,) = struct.unpack_from(">h", buffer, start)
+    (count,) = struct.unpack_from(">h", view, start)
     if count == END:
         return None, start + 2
     position = start + 2
-    spans = []
+    fields = []
     for _ in range(count):
-        if len(buffer) < position + 4:
+        if len(view) < position + 4:
             return None
-        (size,) = struct.unpack_from(">i", buffer, position)
+        (size,) = struct.unpack_from(">i", view, position)
         position += 4
         if size < 0:
             raise PipelineError("the server sent a NULL chunk column")
-        spans.append((position, position + size))
+        fields.append(view[position : position + size])
         position += size
-    if len(buffer) < position:
+    if len(view) < position:
         return None
-    with memoryview(buffer) as view:
-        return [view[a:b].tobytes() for a, b in spans], position
+    return fields, position
 
 
 def _repeated(text: str, count: int) -> Any:

@@ -134,7 +134,7 @@ def test_csv_writer_gives_the_same_values_however_the_input_is_cut(
     assert parsed[1:] == [["" if v is None else str(v) for v in row] for row in rows]
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # the first example imports numpy and pyarrow
 @given(
     rows=residents.map(lambda rows: sorted({r[1]: r for r in rows}.values(), key=lambda r: r[1])),
     positions=st.lists(st.integers(0, 10**6), max_size=8),
