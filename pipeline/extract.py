@@ -9,7 +9,7 @@ part is a consistent snapshot.
 Rows stay out of Python where the format allows: CSV is `COPY (SELECT ...) TO STDOUT`
 (read by `pipeline.copyout`) written through as bytes; JSON and NDJSON are objects the
 server builds; for Parquet and the DataFrame the server packs each column of thousands of
-rows into one value (sql/extract/columns.sql), which `pipeline.columnar` unpacks into
+rows into one value (sql/extract/columns.sql), which `pipeline.packed` unpacks into
 Arrow arrays.
 """
 
@@ -26,20 +26,14 @@ from typing import IO, Any
 import pycountry
 from psycopg import sql
 
-from pipeline.columnar import (
-    CHUNK_ROWS,
-    packed_columns,
-    preload_arrow,
-    record_batches,
-    to_frame,
-    write_parquet,
-)
+from pipeline.columnar import preload_arrow, record_batches, to_frame, write_parquet
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
+from pipeline.packed import CHUNK_ROWS, packed_columns
 from pipeline.queries import EXTRACT
 
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import columnar, copyout
+from pipeline import columnar, copyout, packed
 from pipeline.config import load_shard_map
 from pipeline.extract import (
     FORMULA_STARTS,
@@ -219,19 +219,19 @@ def stream_size(config: Path, dsn: str, country: str, fmt: str, rows: int) -> in
 def rows_to(boundary: int, config: Path, dsn: str, country: str, fmt: str) -> int:
     """The most rows whose COPY stream in `fmt` holds at most `boundary` bytes. A row takes
     the same bytes in every format; the packed stream also takes some for each chunk of
-    columnar.CHUNK_ROWS rows, and some once."""
+    packed.CHUNK_ROWS rows, and some once."""
     row = stream_size(config, dsn, country, fmt, 20) - stream_size(config, dsn, country, fmt, 10)
     assert row % 10 == 0
     row //= 10
     once = stream_size(config, dsn, country, fmt, 10) - 10 * row
     chunk = 0
     if fmt in COLUMNAR:
-        two = columnar.CHUNK_ROWS + 10
+        two = packed.CHUNK_ROWS + 10
         chunk = stream_size(config, dsn, country, fmt, two) - once - two * row
         once -= chunk
 
     def size(rows: int) -> int:
-        return once + row * rows + chunk * -(-rows // columnar.CHUNK_ROWS)
+        return once + row * rows + chunk * -(-rows // packed.CHUNK_ROWS)
 
     rows = (boundary - once) // row
     while size(rows) > boundary:
@@ -265,10 +265,10 @@ def test_later_shards_cross_every_buffer_boundary_in_every_format(
 def test_packed_chunks_cross_their_size_in_every_shard(
     run_cli: RunCli, three_shards: tuple[Path, dict[str, str]], tmp_path: Path, fmt: str
 ) -> None:
-    # The server packs columnar.CHUNK_ROWS residents into a COPY row: the first shard (read
+    # The server packs packed.CHUNK_ROWS residents into a COPY row: the first shard (read
     # as it comes) and the later ones (spooled) hold one row less, as many, one more, twice.
     config, dsns = three_shards
-    size = columnar.CHUNK_ROWS
+    size = packed.CHUNK_ROWS
     for default, us, ca in [(size - 1, size, size + 1), (size + 1, size - 1, 2 * size), (0, 1, 0)]:
         fill(dsns["default"], "DE", default)
         fill(dsns["db_us"], "US", us)
