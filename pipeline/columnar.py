@@ -13,6 +13,7 @@ import itertools
 import struct
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +165,27 @@ def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) 
     if first is not None:
         batches = itertools.chain([first], batches)
     rows = 0
-    with pq.ParquetWriter(
-        path,
-        schema,
-        use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
-        write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
-    ) as writer:
+    with (
+        pq.ParquetWriter(
+            path,
+            schema,
+            use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
+            write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
+        ) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as encoder,
+    ):
+        # A row group is encoded in a thread of its own while the next is unpacked (both
+        # let go of Python's lock): once the first shard is done, the later ones are
+        # unpacked and encoded on two cores, not one. One group at a time: memory stays
+        # at two groups.
+        encoding: Future[None] | None = None
         for group in _row_groups(batches, schema):
-            writer.write_table(group, row_group_size=ROW_GROUP)
+            if encoding is not None:
+                encoding.result()
+            encoding = encoder.submit(writer.write_table, group, row_group_size=ROW_GROUP)
             rows += group.num_rows
+        if encoding is not None:
+            encoding.result()
     return rows
 
 
