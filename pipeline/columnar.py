@@ -44,7 +44,9 @@ def preload_arrow(*, pandas: bool = False) -> None:
     query. `record_batches` keeps reading meanwhile; `_arrow` waits for the thread."""
     global _arrow_loading
     if _arrow_loading is None:
-        _arrow_loading = threading.Thread(target=_import_arrow, args=(pandas,), daemon=True)
+        # Not a daemon: an extract that fails at once still waits for it, rather than end
+        # the interpreter in the middle of an import.
+        _arrow_loading = threading.Thread(target=_import_arrow, args=(pandas,))
         _arrow_loading.start()
 
 

@@ -171,3 +171,27 @@ def test_a_stream_that_ends_inside_a_row_is_an_error_not_a_short_file() -> None:
     stream = copy_json_lines([("db_us", 1, "US", "Ann", None, None, None)])
     with pytest.raises(PipelineError, match="ended inside a row"):
         written("ndjson", iter([stream[:-1]]))
+
+
+def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
+    rows: list[tuple[object, ...]] = [
+        (1, "DE", "Ann", None, 30, None),
+        (2, "DE", "Bob", "Male", None, "x"),
+    ]
+
+    def read(stream: bytes) -> int:
+        return sum(b.num_rows for b in record_batches([("default", iter([stream]))], COLUMNS))
+
+    assert read(copy_packed(rows, 1)) == 2
+    for chunk_rows in (1, 2):  # ids that go back, across chunks and within one
+        with pytest.raises(PipelineError, match="out of id order"):
+            read(copy_packed(rows[::-1], chunk_rows))
+    with pytest.raises(PipelineError, match="ended inside a row"):
+        read(copy_packed(rows, 1)[:-3])
+    one = copy_packed(rows[:1], 1)
+    count = struct.pack(">hiq", 7, 8, 1)  # a tuple of 7 fields, the first the row count
+    assert count in one
+    with pytest.raises(PipelineError, match="values for 2 rows"):
+        read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
+    with pytest.raises(PipelineError, match="cannot convert the rows for Parquet"):
+        read(one.replace(b"Ann", b"A\xffn"))  # not UTF-8 (a SQL_ASCII database's text)
