@@ -163,6 +163,12 @@ def shard_streams(
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
+            if statement == "extract_columns" and conn.info.encoding != "utf-8":
+                # The packed text is taken for UTF-8 as it comes (a lone byte FF for NULL).
+                raise ConfigError(
+                    f"shard {shard.name}: Parquet and DataFrames need the text as UTF-8; its"
+                    f" DSN sets client_encoding to {conn.info.encoding} (leave it out)"
+                )
             select = _select(shard, selection, statement, defuse, with_shard)
             copy = CopyOut(conn, EXTRACT.copy.format(rows=select, format=copy_format), stop)
             yield from copy
