@@ -334,6 +334,10 @@ def _terminate(signum: int, frame: Any) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     cli_shared.STANDALONE = True  # the process is ours alone (see pyarrow_for_a_load)
+    # numpy's OpenBLAS starts a thread a core when imported, which spin a while: 0.05 s of
+    # CPU that a 1M-row Parquet extract's other work needs. No command does linear algebra.
+    # Set here, for this process only: a notebook's `to_dataframe` leaves its own alone.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         cli(prog_name="pipeline")
     finally:

@@ -1,27 +1,27 @@
-"""Extract as columns: each shard's COPY CSV parsed into Arrow record batches, written as
-Parquet, or gathered into the DataFrame that `to_dataframe` returns.
+"""Extract as columns: each shard's packed chunks (pipeline.packed) as Arrow record batches,
+written as Parquet, or gathered into the DataFrame that `to_dataframe` returns.
 
-The shard's name is not sent by the server for these formats: every row of a shard's stream
-has it, so it is added here as a column of one repeated value, and the server and the
-parser have a column less to do (measured on 1M rows: parsing a seventh less).
-pyarrow's C++ reader parses ARROW_BLOCK bytes at a time; the Parquet writer gathers batches
-into row groups of ROW_GROUP rows.
+The shard's name is not sent by the server: every row of a shard's stream has it, so it is
+added here as a column of one repeated value. The Parquet writer gathers batches into row
+groups of ROW_GROUP rows. numpy and pyarrow are imported in a thread while the servers
+start on the rows (preload_arrow).
 """
 
 from __future__ import annotations
 
 import itertools
+import struct
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline import packed
 from pipeline.columns import RESIDENTS
 from pipeline.copyout import Chunk
 from pipeline.errors import PipelineError
 
-# Bytes of CSV pyarrow's reader parses at a time, into one record batch (about 13,000 rows).
-# 8 MiB parses faster, but a larger block costs memory in every one pyarrow holds.
-ARROW_BLOCK = 1 << 20
 # Rows of a Parquet row group: 32 of DuckDB's 2,048-row vectors, so that its readers split
 # the work evenly (pandas, polars and Spark read any size). Far fewer groups than one a
 # parsed block, so dictionaries and compression do better (measured on 1M rows: a file a
@@ -34,6 +34,38 @@ DICTIONARY_COLUMNS = ("shard", "country", "gender")
 # Min/max of these let readers skip row groups; of names and addresses they would cost more
 # than they save.
 STATISTICS_COLUMNS = ("shard", "id", "country", "gender", "age", "load_id", "loaded_at")
+
+_arrow_loading: threading.Thread | None = None
+
+
+def preload_arrow(*, pandas: bool = False) -> None:
+    """Import numpy and pyarrow (and pandas) in a thread while the servers start on the
+    rows: 0.2 s of imports (0.6 s with pandas) that would otherwise come before the first
+    query. `record_batches` keeps reading meanwhile; `_arrow` waits for the thread."""
+    global _arrow_loading
+    if _arrow_loading is None:
+        # Not a daemon: an extract that fails at once still waits for it, rather than end
+        # the interpreter in the middle of an import.
+        _arrow_loading = threading.Thread(target=_import_arrow, args=(pandas,))
+        _arrow_loading.start()
+
+
+def _import_arrow(pandas: bool) -> None:
+    import numpy  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    if pandas:
+        import pandas as _  # noqa: F401
+
+
+def _arrow_loaded() -> bool:
+    return _arrow_loading is None or not _arrow_loading.is_alive()
+
+
+def _arrow() -> None:
+    """Numpy and pyarrow imported: by the thread preload_arrow started, if it did."""
+    if _arrow_loading is not None:
+        _arrow_loading.join()
 
 
 def arrow_types() -> dict[str, Any]:
@@ -62,15 +94,53 @@ def arrow_schema(columns: tuple[str, ...]) -> Any:
 def record_batches(
     streams: Iterable[tuple[str, Iterable[Chunk]]], columns: tuple[str, ...]
 ) -> Iterator[Any]:
-    """Record batches of `columns` (the first being `shard`) from each shard's COPY CSV of
-    the others, shard after shard; the stream of a shard may be cut anywhere."""
+    """Record batches of `columns` (the first being `shard`) from each shard's packed COPY
+    stream of the others (sql/extract/columns.sql), shard after shard, a batch a chunk;
+    the stream of a shard may be cut anywhere. Chunks that come while numpy and pyarrow
+    are still being imported (preload_arrow) are held, not left in the server's socket."""
+    schema = None
+    held: list[tuple[str, list[memoryview]]] = []
+    last_ids: dict[str, int] = {}
+
+    def unpacked(shard: str, fields: list[memoryview]) -> Any:
+        packed.check_order(shard, fields[1 + columns[1:].index("id")], last_ids)
+        return _unpack(shard, fields, schema)
+
+    for shard, chunks in streams:
+        for fields in packed.tuples(chunks):
+            if schema is None:
+                held.append((shard, fields))
+                if not _arrow_loaded():
+                    continue
+                schema = arrow_schema(columns)
+                for item in held:
+                    yield unpacked(*item)
+                held = []
+            else:
+                yield unpacked(shard, fields)
+    if held:
+        _arrow()
+        schema = arrow_schema(columns)
+        for item in held:
+            yield unpacked(*item)
+
+
+def _unpack(shard: str, fields: list[memoryview], schema: Any) -> Any:
+    """One packed chunk as a record batch of `schema`: the shard's name, then the columns."""
     import pyarrow as pa
 
-    schema = arrow_schema(columns)
-    for shard, chunks in streams:
-        for batch in _parse(chunks, columns[1:]):
-            name = _repeated(shard, batch.num_rows)
-            yield pa.RecordBatch.from_arrays([name, *batch.columns], schema=schema)
+    if len(fields) != len(schema):  # the count, then a field a column but the shard's name
+        raise PipelineError(f"shard {shard}: the server sent {len(fields)} fields a chunk")
+    (rows,) = struct.unpack(">q", fields[0])
+    arrays = [_repeated(shard, rows)]
+    for field, value in zip(list(schema)[1:], fields[1:], strict=True):
+        array = packed.unpack(value, field.type)
+        if len(array) != rows:
+            raise PipelineError(
+                f"shard {shard}: {field.name} has {len(array)} values for {rows} rows"
+            )
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _repeated(text: str, count: int) -> Any:
@@ -84,51 +154,41 @@ def _repeated(text: str, count: int) -> Any:
     return pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(value * count))
 
 
-def _parse(chunks: Iterable[Chunk], columns: tuple[str, ...]) -> Iterator[Any]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    types = arrow_types()
-    stream = iter(chunks)
-    first = next((chunk for chunk in stream if chunk), None)
-    if first is None:
-        return  # no rows: pyarrow would call the stream an empty file, an error
-    try:
-        reader = pacsv.open_csv(
-            _BlockReader(itertools.chain([first], stream)),
-            read_options=pacsv.ReadOptions(column_names=list(columns), block_size=ARROW_BLOCK),
-            # COPY writes NULL as an empty field and an empty string as "": keep them apart.
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: types[c] for c in columns},
-                # Only COPY's NULL (an unquoted empty field) is null: pyarrow's default list
-                # would turn an address "N/A" or a name "Null" into NULL.
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-            ),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        )
-        yield from reader
-    except pa.ArrowException as exc:
-        raise PipelineError(
-            f"cannot convert the rows for Parquet: {' '.join(str(exc).split())}"
-        ) from None
-
-
-def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) -> None:
+def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) -> int:
     """The batches as one Parquet file, in row groups of ROW_GROUP rows (the last smaller);
-    a file with the schema and no rows when there are none."""
+    a file with the schema and no rows when there are none. Returns the rows written.
+    The first batch is asked for before the writer is made: the servers start first."""
+    batches = iter(batches)
+    first = next(batches, None)
+    _arrow()
     import pyarrow.parquet as pq
 
     schema = arrow_schema(columns)
-    with pq.ParquetWriter(
-        path,
-        schema,
-        use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
-        write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
-    ) as writer:
+    if first is not None:
+        batches = itertools.chain([first], batches)
+    rows = 0
+    with (
+        pq.ParquetWriter(
+            path,
+            schema,
+            use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
+            write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
+        ) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as encoder,
+    ):
+        # A row group is encoded in a thread of its own while the next is unpacked (both
+        # let go of Python's lock): once the first shard is done, the later ones are
+        # unpacked and encoded on two cores, not one. One group at a time: memory stays
+        # at two groups.
+        encoding: Future[None] | None = None
         for group in _row_groups(batches, schema):
-            writer.write_table(group, row_group_size=ROW_GROUP)
+            if encoding is not None:
+                encoding.result()
+            encoding = encoder.submit(writer.write_table, group, row_group_size=ROW_GROUP)
+            rows += group.num_rows
+        if encoding is not None:
+            encoding.result()
+    return rows
 
 
 def _row_groups(batches: Iterable[Any], schema: Any) -> Iterator[Any]:
@@ -152,6 +212,7 @@ def _row_groups(batches: Iterable[Any], schema: Any) -> Iterator[Any]:
 
 def to_frame(batches: Iterable[Any], columns: tuple[str, ...]) -> Any:
     """The batches as a pandas DataFrame with nullable dtypes (Int64 id, Int16 age, string)."""
+    _arrow()
     import pandas as pd
     import pyarrow as pa
 
@@ -162,31 +223,3 @@ def to_frame(batches: Iterable[Any], columns: tuple[str, ...]) -> Any:
         pa.string(): pd.StringDtype(),
     }
     return table.to_pandas(types_mapper=mapping.get)
-
-
-class _BlockReader:
-    """A file-like view of an iterator of bytes blocks (about a megabyte each), for
-    pyarrow's reader, which asks for ARROW_BLOCK bytes at a time."""
-
-    def __init__(self, blocks: Iterator[Chunk]) -> None:
-        self._blocks = blocks
-        self._rest = b""
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        parts: list[Chunk] = [self._rest]
-        have = len(self._rest)
-        for block in self._blocks:
-            parts.append(block)
-            have += len(block)
-            if 0 <= size <= have:
-                break
-        data = b"".join(parts)
-        if 0 <= size < len(data):
-            data, self._rest = data[:size], data[size:]
-        else:
-            self._rest = b""
-        return data
-
-    def close(self) -> None:
-        self.closed = True

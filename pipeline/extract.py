@@ -8,8 +8,9 @@ part is a consistent snapshot.
 
 Rows stay out of Python where the format allows: CSV is `COPY (SELECT ...) TO STDOUT`
 (read by `pipeline.copyout`) written through as bytes; JSON and NDJSON are objects the
-server builds; Parquet and the DataFrame read that same CSV stream with pyarrow's C++
-reader, batch by batch.
+server builds; for Parquet and the DataFrame the server packs each column of thousands of
+rows into one value (sql/extract/columns.sql), which `pipeline.packed` unpacks into
+Arrow arrays.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import IO, Any
 import pycountry
 from psycopg import sql
 
-from pipeline.columnar import record_batches, to_frame, write_parquet
+from pipeline.columnar import preload_arrow, record_batches, to_frame, write_parquet
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
+from pipeline.packed import CHUNK_ROWS, packed_columns
 from pipeline.queries import EXTRACT
 
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which
@@ -96,6 +98,8 @@ def _select(
     if selection.countries:
         where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
     chosen = FIELDS + (PROVENANCE if selection.provenance else ())
+    if statement == "extract_columns":
+        return _packed_select(selection, chosen)
     if statement == "extract_json":
         keys_values = (sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in chosen)
         fields = sql.SQL(", ").join(keys_values)
@@ -105,6 +109,20 @@ def _select(
         name = sql.SQL("{} AS shard, ").format(sql.Literal(shard.name))
     fields = sql.SQL(", ").join(_column(c, defuse) for c in chosen)
     return EXTRACT.rows.format(shard_column=name, fields=fields, where=where)
+
+
+def _packed_select(selection: Selection, chosen: tuple[str, ...]) -> sql.Composed:
+    """The rows of extract/columns.sql: `chosen` packed, CHUNK_ROWS residents a COPY row."""
+    where: sql.Composable = sql.SQL("")
+    if selection.countries:
+        where = sql.SQL("AND country = ANY({})").format(sql.Literal(list(selection.countries)))
+    return EXTRACT.columns.format(
+        filter=where,
+        skip=sql.Literal(CHUNK_ROWS - 1),
+        rows=sql.Literal(CHUNK_ROWS),
+        packed=packed_columns(chosen),
+        fields=sql.SQL(", ").join(map(sql.Identifier, chosen)),
+    )
 
 
 def _column(name: str, defuse: bool) -> sql.Composable:
@@ -128,24 +146,33 @@ def shard_streams(
     with_shard: bool = True,
     spool_dir: str | None = None,
 ) -> Generator[tuple[str, Iterator[Chunk]], None, None]:
-    """Each selected shard's rows as a COPY stream of bytes (CSV, or one JSON object a line),
-    shard after shard in map order: (shard name, its chunks); read each to its end first.
+    """Each selected shard's rows as a COPY stream of bytes (CSV, one JSON object a line, or
+    packed columns in COPY's binary format), shard after shard in map order: (shard name,
+    its chunks); read each to its end first. The packed stream's rows are chunks of
+    residents: its reader counts them (`result.rows` is left to it).
 
     Every shard is read at once: the first streams through, the others are read ahead into
     spools (`copyout.ReadAhead`, temporary files in `spool_dir`) and follow in their turn.
     An unreachable or failing shard raises ShardError, unless `selection.allow_partial`:
     then its stream ends early, empty, and it is named in `result.missing`.
     """
-    copy_format = sql.SQL("csv" if statement == "extract_rows" else "text")
+    formats = {"extract_rows": "csv", "extract_json": "text", "extract_columns": "binary"}
+    copy_format = sql.SQL(formats[statement])
     shards = shards_to_read(shard_map, selection)
     counted: dict[str, int] = {}
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
+            if statement == "extract_columns" and conn.info.encoding != "utf-8":
+                # The packed text is taken for UTF-8 as it comes (a lone byte FF for NULL).
+                raise ConfigError(
+                    f"shard {shard.name}: Parquet and DataFrames need the text as UTF-8; its"
+                    f" DSN sets client_encoding to {conn.info.encoding} (leave it out)"
+                )
             select = _select(shard, selection, statement, defuse, with_shard)
             copy = CopyOut(conn, EXTRACT.copy.format(rows=select, format=copy_format), stop)
             yield from copy
-            counted[shard.name] = copy.rows
+            counted[shard.name] = copy.rows if statement != "extract_columns" else 0
 
     def accounted(shard: Shard, chunks: Iterable[Chunk]) -> Generator[Chunk, None, None]:
         sent = False
@@ -237,7 +264,10 @@ def extract_to(
     shards_to_read(shard_map, selection)  # an unknown shard name fails before any output
     result = ExtractResult()
     columns = output_columns(selection)
-    statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
+    statements = {"json": "extract_json", "ndjson": "extract_json", "parquet": "extract_columns"}
+    statement = statements.get(fmt, "extract_rows")
+    if fmt == "parquet":
+        preload_arrow()
     # Later shards are spooled beside the output (on its disk, not in a tmpfs /tmp).
     spool_dir = None if out is None else str(out.parent)
     streams = shard_streams(
@@ -259,7 +289,7 @@ def extract_to(
             return result
         with atomic_output(out) as tmp:
             if fmt == "parquet":
-                write_parquet(tmp, record_batches(streams, columns), columns)
+                result.rows = write_parquet(tmp, record_batches(streams, columns), columns)
             else:
                 with open(tmp, "wb") as stream:
                     _write(fmt, stream, _chained(streams), columns)
@@ -302,7 +332,8 @@ def to_dataframe(
     selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
     columns = output_columns(selection)
     result = ExtractResult()
-    streams = shard_streams(shard_map, selection, "extract_rows", result, with_shard=False)
+    preload_arrow(pandas=True)
+    streams = shard_streams(shard_map, selection, "extract_columns", result, with_shard=False)
     with contextlib.closing(streams):
         frame = to_frame(record_batches(streams, columns), columns)
     frame.attrs["missing_shards"] = result.missing

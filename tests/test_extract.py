@@ -15,10 +15,11 @@ from typing import Any
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from pipeline import to_dataframe
 from pipeline.errors import ShardError
-from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer
+from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer, shard_map_yaml, write_map
 
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
 
@@ -273,3 +274,18 @@ def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
             list(CopyOut(conn, sql.SQL(failing)))
         whole = CopyOut(conn, sql.SQL("COPY (SELECT id FROM residents) TO STDOUT"))
         assert b"".join(whole).count(b"\n") == whole.rows == 5
+
+
+def test_parquet_refuses_a_shard_whose_dsn_asks_for_text_in_another_encoding(
+    run_cli: RunCli, loaded: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Parquet's text is UTF-8: LATIN1 bytes would be taken for it (and a lone "ÿ", the
+    # byte FF, for a NULL). CSV writes what the DSN asks for, as before.
+    latin1 = make_conninfo(shard_dsns["db_us"], client_encoding="LATIN1")
+    config = write_map(tmp_path / "latin1", shard_map_yaml({**shard_dsns, "db_us": latin1}))
+    out = tmp_path / "r.parquet"
+    result = run_cli("extract", "-o", str(out), config=config)
+    assert result.exit_code == 2, result.output
+    assert "shard db_us: Parquet and DataFrames need the text as UTF-8" in result.output
+    assert not out.exists()
+    assert run_cli("extract", "-o", str(tmp_path / "r.csv"), config=config).exit_code == 0

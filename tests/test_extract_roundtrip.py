@@ -4,7 +4,8 @@ Three kinds of test, all on real servers:
 - values: generated residents whose text holds quotes, backslashes, line ends, tabs,
   control characters, non-ASCII and emoji, exported in every format and read back;
 - sizes: the second and third shards (read ahead, spooled and replayed) hold one row less,
-  as many and one more than each buffer, chunk and spool size in the code's constants;
+  as many and one more than each buffer, chunk and spool size in the code's constants, in
+  bytes and, for the packed columns of Parquet and DataFrames, in rows;
 - a third-party reader (DuckDB) reads every format with the right row counts and types.
 """
 
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import columnar, copyout
+from pipeline import columnar, copyout, packed
 from pipeline.config import load_shard_map
 from pipeline.extract import (
     FORMULA_STARTS,
@@ -179,7 +180,8 @@ def test_every_format_gives_back_exactly_what_the_shards_hold(
 # -- sizes ---------------------------------------------------------------------------------
 
 # Every buffer, chunk and spool size an export crosses, from the code's own constants.
-BOUNDARIES = sorted({copyout.CHUNK, copyout.SPOOL_IN_MEMORY, columnar.ARROW_BLOCK})
+BOUNDARIES = sorted({copyout.CHUNK, copyout.SPOOL_IN_MEMORY})
+COLUMNAR = ("parquet", "dataframe")
 # A row of fixed length in every format: backslashes and quotes wherever a cut may land.
 FILL = (
     "INSERT INTO residents (id, country, name, gender, age, address)"
@@ -195,11 +197,13 @@ def fill(dsn: str, country: str, count: int) -> None:
         conn.execute(FILL, {"country": country, "rows": count})
 
 
-def row_size(config: Path, dsn: str, country: str, fmt: str) -> int:
-    """Bytes one such row takes in `fmt`'s COPY stream (the same for every row)."""
-    fill(dsn, country, 10)
+def stream_size(config: Path, dsn: str, country: str, fmt: str, rows: int) -> int:
+    """Bytes of `rows` such rows in `fmt`'s COPY stream."""
+    fill(dsn, country, rows)
     shard_map = load_shard_map(config)
     statement = "extract_json" if fmt in ("json", "ndjson") else "extract_rows"
+    if fmt in COLUMNAR:
+        statement = "extract_columns"
     selection = Selection(countries=(country,))
     streams = shard_streams(
         shard_map,
@@ -207,11 +211,33 @@ def row_size(config: Path, dsn: str, country: str, fmt: str) -> int:
         statement,
         ExtractResult(),
         defuse=fmt == "csv",
-        with_shard=fmt not in ("parquet", "dataframe"),
+        with_shard=fmt not in COLUMNAR,
     )
-    stream = b"".join(chunk for _, chunks in streams for chunk in chunks)
-    assert len(stream) % 10 == 0
-    return len(stream) // 10
+    return sum(len(chunk) for _, chunks in streams for chunk in chunks)
+
+
+def rows_to(boundary: int, config: Path, dsn: str, country: str, fmt: str) -> int:
+    """The most rows whose COPY stream in `fmt` holds at most `boundary` bytes. A row takes
+    the same bytes in every format; the packed stream also takes some for each chunk of
+    packed.CHUNK_ROWS rows, and some once."""
+    row = stream_size(config, dsn, country, fmt, 20) - stream_size(config, dsn, country, fmt, 10)
+    assert row % 10 == 0
+    row //= 10
+    once = stream_size(config, dsn, country, fmt, 10) - 10 * row
+    chunk = 0
+    if fmt in COLUMNAR:
+        two = packed.CHUNK_ROWS + 10
+        chunk = stream_size(config, dsn, country, fmt, two) - once - two * row
+        once -= chunk
+
+    def size(rows: int) -> int:
+        return once + row * rows + chunk * -(-rows // packed.CHUNK_ROWS)
+
+    rows = (boundary - once) // row
+    while size(rows) > boundary:
+        rows -= 1
+    assert size(rows) <= boundary < size(rows + 1)
+    return rows
 
 
 @pytest.mark.slow
@@ -221,16 +247,36 @@ def test_later_shards_cross_every_buffer_boundary_in_every_format(
 ) -> None:
     config, dsns = three_shards
     fill(dsns["default"], "DE", 3)
-    us, ca = row_size(config, dsns["db_us"], "US", fmt), row_size(config, dsns["db_ca"], "CA", fmt)
     for boundary in BOUNDARIES:
+        us = rows_to(boundary, config, dsns["db_us"], "US", fmt)
+        ca = rows_to(boundary, config, dsns["db_ca"], "CA", fmt)
         # db_us ends one row short of, on, and one row past the boundary; db_ca the other way.
         for delta in (-1, 0, 1):
-            fill(dsns["db_us"], "US", boundary // us + delta)
-            fill(dsns["db_ca"], "CA", boundary // ca - delta)
+            fill(dsns["db_us"], "US", us + delta)
+            fill(dsns["db_ca"], "CA", ca - delta)
             rows = stored(dsns)
             found = exported(run_cli, config, fmt, tmp_path)
             assert len(found) == len(rows), (boundary, delta)
             assert found == expected_in(fmt, rows), (boundary, delta)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", COLUMNAR)
+def test_packed_chunks_cross_their_size_in_every_shard(
+    run_cli: RunCli, three_shards: tuple[Path, dict[str, str]], tmp_path: Path, fmt: str
+) -> None:
+    # The server packs packed.CHUNK_ROWS residents into a COPY row: the first shard (read
+    # as it comes) and the later ones (spooled) hold one row less, as many, one more, twice.
+    config, dsns = three_shards
+    size = packed.CHUNK_ROWS
+    for default, us, ca in [(size - 1, size, size + 1), (size + 1, size - 1, 2 * size), (0, 1, 0)]:
+        fill(dsns["default"], "DE", default)
+        fill(dsns["db_us"], "US", us)
+        fill(dsns["db_ca"], "CA", ca)
+        rows = stored(dsns)
+        found = exported(run_cli, config, fmt, tmp_path)
+        assert len(found) == default + us + ca
+        assert found == rows, (default, us, ca)
 
 
 # -- a third-party reader ------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The extract writers given COPY output cut anywhere: no database, every cut position.
 
 A read-ahead spool is replayed in slices of its own size, not at row ends, so a writer
-may get half a row, or the first of the two backslashes COPY's text format doubles.
-Every writer must give the same output however its input is cut.
+may get half a row, or the first of the two backslashes COPY's text format doubles, and
+the columnar reader part of a packed chunk (sql/extract/columns.sql). Every writer must
+give the same output however its input is cut.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -60,6 +62,31 @@ def copy_csv(rows: list[tuple[object, ...]]) -> bytes:
     return b"".join((",".join(map(cell, row)) + "\n").encode() for row in rows)
 
 
+def copy_packed(rows: list[tuple[object, ...]], chunk_rows: int) -> bytes:
+    """What sql/extract/columns.sql sends for `rows` (no shard column) in COPY's binary
+    format: a tuple a chunk of `chunk_rows`, its count, then each column packed."""
+
+    def text(value: object) -> bytes:
+        return b"\xff" if value is None else str(value).encode()
+
+    def field(data: bytes) -> bytes:
+        return struct.pack(">i", len(data)) + data
+
+    out = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+    for start in range(0, len(rows), chunk_rows):
+        chunk = rows[start : start + chunk_rows]
+        columns = list(zip(*chunk, strict=True))
+        packed = [
+            struct.pack(">q", len(chunk)),
+            b"".join(struct.pack(">q", i) for i in columns[0]),
+            *(b"\x00".join(map(text, columns[c])) for c in (1, 2, 3)),
+            b"".join(struct.pack(">i", 65536 if a is None else a) for a in columns[4]),
+            b"\x00".join(map(text, columns[5])),
+        ]
+        out += struct.pack(">h", len(packed)) + b"".join(map(field, packed))
+    return out + struct.pack(">h", -1)
+
+
 def cut(data: bytes, positions: list[int]) -> Iterator[bytes]:
     """`data` in pieces, cut at `positions` (any order, repeats and ends allowed)."""
     start = 0
@@ -97,7 +124,7 @@ def test_json_writers_give_the_same_values_however_the_input_is_cut(
 
 @settings(max_examples=300)
 @given(rows=residents, positions=st.lists(st.integers(0, 10**6), max_size=8))
-def test_csv_and_arrow_readers_give_the_same_values_however_the_input_is_cut(
+def test_csv_writer_gives_the_same_values_however_the_input_is_cut(
     rows: list[tuple[object, ...]], positions: list[int]
 ) -> None:
     stream = copy_csv(rows)
@@ -105,10 +132,27 @@ def test_csv_and_arrow_readers_give_the_same_values_however_the_input_is_cut(
     parsed = list(csv.reader(io.StringIO(text, newline="")))
     assert parsed[0] == list(COLUMNS)
     assert parsed[1:] == [["" if v is None else str(v) for v in row] for row in rows]
-    # The columnar path gets each shard's stream without the shard column, and adds it.
+
+
+@settings(max_examples=300, deadline=None)  # the first example imports numpy and pyarrow
+@given(
+    rows=residents.map(lambda rows: sorted({r[1]: r for r in rows}.values(), key=lambda r: r[1])),
+    positions=st.lists(st.integers(0, 10**6), max_size=8),
+    chunk_rows=st.integers(1, 5),
+)
+def test_the_columnar_reader_gives_the_same_values_however_the_input_is_cut(
+    rows: list[tuple[object, ...]], positions: list[int], chunk_rows: int
+) -> None:
+    # Each shard's packed stream (without the shard column, which the reader adds), in
+    # chunks of a few rows, cut anywhere.
+    rows = [r for r in rows if not any("\x00" in str(v) for v in r)]  # text holds no NUL
     shards = sorted({str(row[0]) for row in rows})
-    streams = [(s, cut(copy_csv([r[1:] for r in rows if r[0] == s]), positions)) for s in shards]
+    streams = [
+        (s, cut(copy_packed([r[1:] for r in rows if r[0] == s], chunk_rows), positions))
+        for s in shards
+    ]
     batches = list(record_batches(streams, COLUMNS))
+    assert sum(b.num_rows for b in batches) == len(rows)
     found = [tuple(r.values()) for b in batches for r in b.to_pylist()]
     assert found == sorted(rows, key=lambda r: shards.index(str(r[0])))  # NULL, "" kept apart
 
@@ -127,3 +171,27 @@ def test_a_stream_that_ends_inside_a_row_is_an_error_not_a_short_file() -> None:
     stream = copy_json_lines([("db_us", 1, "US", "Ann", None, None, None)])
     with pytest.raises(PipelineError, match="ended inside a row"):
         written("ndjson", iter([stream[:-1]]))
+
+
+def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
+    rows: list[tuple[object, ...]] = [
+        (1, "DE", "Ann", None, 30, None),
+        (2, "DE", "Bob", "Male", None, "x"),
+    ]
+
+    def read(stream: bytes) -> int:
+        return sum(b.num_rows for b in record_batches([("default", iter([stream]))], COLUMNS))
+
+    assert read(copy_packed(rows, 1)) == 2
+    for chunk_rows in (1, 2):  # ids that go back, across chunks and within one
+        with pytest.raises(PipelineError, match="out of id order"):
+            read(copy_packed(rows[::-1], chunk_rows))
+    with pytest.raises(PipelineError, match="ended inside a row"):
+        read(copy_packed(rows, 1)[:-3])
+    one = copy_packed(rows[:1], 1)
+    count = struct.pack(">hiq", 7, 8, 1)  # a tuple of 7 fields, the first the row count
+    assert count in one
+    with pytest.raises(PipelineError, match="values for 2 rows"):
+        read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
+    with pytest.raises(PipelineError, match="cannot convert the rows for Parquet"):
+        read(one.replace(b"Ann", b"A\xffn"))  # not UTF-8 (a SQL_ASCII database's text)
