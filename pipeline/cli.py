@@ -22,6 +22,7 @@ import click
 # modules when it runs, so that `pipeline extract` does not pay for loading the checks,
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
 from pipeline.cli_load import load_command
+from pipeline.cli_rebalance import plan_command, rebalance_command
 from pipeline.cli_shared import (
     PipelineGroup,
     Terminated,
@@ -58,6 +59,8 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 cli.add_command(load_command)  # pipeline/cli_load.py
+cli.add_command(plan_command)  # pipeline/cli_rebalance.py
+cli.add_command(rebalance_command)  # pipeline/cli_rebalance.py
 
 
 @cli.command()

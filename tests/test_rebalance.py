@@ -1,0 +1,272 @@
+"""`pipeline plan` and `pipeline rebalance`: a shard for Indonesia joins the map, residents move."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
+from tests.test_load_failures import _wait_for_statement, loading, ndjson
+
+INDONESIANS = [
+    {"id": 101, "country": "ID", "name": "Siti Rahayu", "gender": "Female", "age": 31},
+    {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 45},
+    {"id": 103, "country": "ID", "name": "Dewi Lestari", "gender": "Female", "age": 27},
+]
+NEW_MAP = "db_us: [US]\n  db_id: [ID]"
+
+
+@pytest.fixture
+def id_map(
+    pg_servers: list[Server], shard_dsns: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The test map with a third shard, db_id, for Indonesia (a database on the second
+    server): the map after the change, and every shard's DSN."""
+    name = pg_servers[1].create_database()
+    dsns = {**shard_dsns, "db_id": pg_servers[1].dsn_for(name)}
+    try:
+        yield write_map(tmp_path / "new", shard_map_yaml(dsns, routes=NEW_MAP)), dsns
+    finally:
+        pg_servers[1].drop_database(name)
+
+
+@pytest.fixture
+def indonesians_on_default(run_cli: RunCli, loaded: None, tmp_path: Path) -> None:
+    """The original data, plus three Indonesians loaded while the map sent them to default."""
+    result = run_cli("load", str(ndjson(tmp_path / "id.ndjson", INDONESIANS)))
+    assert result.exit_code == 0, result.output
+
+
+def _init_new_map(run_cli: RunCli, config: Path) -> None:
+    """`pipeline init` on the new map: db_id is initialised; default refuses its new rule."""
+    result = run_cli("init", config=config)
+    assert result.exit_code == 1
+    assert "default: 3 existing row(s) would break the new residency rule" in result.output
+
+
+def _count(dsn: str, query: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    result = run_cli("plan", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "move ID  default -> db_id  3 rows",
+        "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
+    ]
+    as_json = json.loads(run_cli("plan", "--json", config=config).output)
+    assert as_json == {
+        "moves": [{"country": "ID", "from": "default", "to": "db_id", "rows": 3}],
+        "constraints": [
+            {"shard": "default", "from": "country NOT IN (US)", "to": "country NOT IN (ID, US)"}
+        ],
+        "stranded": [],
+    }
+    assert len(rows(dsns["default"])) == 8 and rows(dsns["db_id"]) == []
+
+
+def test_rebalance_moves_the_indonesians_and_check_passes(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    before = rows(dsns["default"])
+    dry = run_cli("rebalance", "--dry-run", config=config)
+    assert dry.exit_code == 0 and dry.output.startswith("would move ID  default -> db_id  3 rows")
+    assert rows(dsns["default"]) == before
+
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "moved ID  default -> db_id  3 rows (3 copied, 0 already there, 0 renumbered)",
+        "constraint default: country NOT IN (ID, US)",
+        "residents  default 8 -> 5, db_us 4 -> 4, db_id 0 -> 3",
+    ]
+    assert [r for r in before if r[1] == "ID"] == rows(dsns["db_id"])
+    assert [r for r in before if r[1] != "ID"] == rows(dsns["default"])
+    assert run_cli("check", config=config).exit_code == 0
+    assert run_cli("plan", config=config).output == (
+        "nothing to move; every shard's residency constraint is the map's\n"
+    )
+    assert "unchanged" in run_cli("init", config=config).output
+    # Done is done: a second run moves nothing.
+    again = run_cli("rebalance", config=config)
+    assert again.output == "residents  default 5 -> 5, db_us 4 -> 4, db_id 3 -> 3\n"
+
+
+def test_five_rows_leave_default_when_db_id_becomes_the_default(
+    run_cli: RunCli, loaded: None, id_map: tuple[Path, dict[str, str]], shard_dsns: dict[str, str]
+) -> None:
+    config, dsns = id_map
+    text = shard_map_yaml(dsns, routes=NEW_MAP, default="db_id")
+    config.write_text(text)
+    assert run_cli("init", config=config).exit_code == 1  # default holds 5 rows it now refuses
+    plan = run_cli("plan", config=config).output.splitlines()
+    assert plan == [
+        *(f"move {c}  default -> db_id  1 rows" for c in ("CA", "DE", "FR", "GB", "UA")),
+        "constraint default  country NOT IN (US) -> country IN ()",
+    ]  # init gave db_id its rule already: it holds nothing that breaks it
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "residents  default 5 -> 0, db_us 4 -> 4, db_id 0 -> 5"
+    assert [r[0] for r in rows(dsns["db_id"])] == [1, 2, 17, 22, 25]
+    assert run_cli("check", config=config).exit_code == 0
+    status = run_cli("status", config=config).output
+    assert "schema 6/6  0 residents" in status and "schema 6/6  5 residents" in status
+
+
+def _collide(dsn: str) -> None:
+    """Another person on db_id under id 102, the id of an Indonesian on default."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (102, 'ID', 'Other')")
+
+
+def test_a_collision_stops_the_move_before_anything_is_deleted(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    before = rows(dsns["default"]), rows(dsns["db_id"])
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert (
+        "Error: ID  default -> db_id: ID default -> db_id: 1 row(s) have an id that db_id holds"
+        " for a different row (102); nothing of ID was moved" in result.output
+    )
+    assert (rows(dsns["default"]), rows(dsns["db_id"])) == before
+    assert run_cli("plan", config=config).output.startswith("move ID  default -> db_id  3 rows")
+
+
+def test_renumber_gives_colliding_rows_new_ids_and_records_the_old_ones(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    result = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert result.exit_code == 0, result.output
+    assert "3 rows (3 copied, 0 already there, 1 renumbered)" in result.output
+    moved = {r[0]: r[2] for r in rows(dsns["db_id"])}
+    assert moved == {
+        101: "Siti Rahayu",
+        102: "Other",
+        103: "Dewi Lestari",
+        10**15: "Budi Santoso",
+    }
+    with psycopg.connect(dsns["db_id"]) as conn:
+        renumbered = conn.execute("SELECT id, old_shard, old_id FROM rebalance_renumbered")
+        assert renumbered.fetchall() == [(10**15, "default", 102)]
+    assert [r[1] for r in rows(dsns["default"])].count("ID") == 0
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def _rebalancing(config: Path, cwd: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "rebalance"]
+    return subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _hold_a_row(dsn: str) -> psycopg.Connection[Any]:
+    """A transaction holding an Indonesian's row on default: the rebalance's delete waits."""
+    conn = psycopg.connect(dsn)
+    conn.execute("SELECT FROM residents WHERE id = 101 FOR UPDATE")
+    return conn
+
+
+def test_a_rebalance_killed_between_copy_and_delete_is_finished_by_a_rerun(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    held = _hold_a_row(dsns["default"])
+    with _rebalancing(config, tmp_path) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%DELETE FROM residents%", process, True)
+            process.kill()  # the copy is committed on db_id; the delete never happens
+        finally:
+            process.kill()
+            process.communicate()
+    held.close()
+    assert _count(dsns["db_id"], "SELECT count(*) FROM residents") == 3
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "moved ID  default -> db_id  3 rows (copied by an earlier run)"
+    )
+    assert [r[0] for r in rows(dsns["db_id"])] == [101, 102, 103]
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_a_load_of_the_moving_country_waits_for_the_move(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    newer = [{**INDONESIANS[0], "age": 32}, {"id": 104, "country": "ID", "name": "Agus Wijaya"}]
+    path = ndjson(tmp_path / "newer.ndjson", newer)
+    held = _hold_a_row(dsns["default"])
+    with _rebalancing(config, tmp_path) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%DELETE FROM residents%", process, True)
+            with loading(config, path, "--json", cwd=tmp_path) as load:
+                # The load of db_id waits for the lock the move holds there.
+                _wait_for_statement(dsns["db_id"], "%pg_advisory_xact_lock%", load, True)
+                held.close()
+                assert process.wait(60) == 0
+                out, err = load.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.communicate()
+    # The rows went to db_id after the move: 101 updated over the moved row, 104 new.
+    summary = json.loads(out)
+    assert (summary["rows_loaded"], summary["rows_pending"]) == (2, 0)
+    assert summary["shards"]["db_id"] == {
+        "inserted": 1,
+        "updated": 1,
+        "unchanged": 0,
+        "kept": 0,
+        "rejected": 0,
+    }
+    # The load read default's residency rule when it connected, before it waited for the
+    # lock: the old rule then, since default is tightened only once its Indonesians are
+    # gone. It wrote nothing there, and says so (exit 1); run again, it completes default.
+    assert load.returncode == 1
+    assert list(summary["files"][0]["shard_errors"]) == ["default"]
+    assert "residency rule is 'country NOT IN (US)'" in err
+    assert run_cli("load", str(path), config=config).exit_code == 0
+    by_id = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
+    assert by_id == {
+        101: ("Siti Rahayu", 32),  # the load's newer row, written after the move
+        102: ("Budi Santoso", 45),
+        103: ("Dewi Lestari", 27),
+        104: ("Agus Wijaya", None),
+    }
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
+    checked = run_cli("check", config=config)
+    assert checked.exit_code == 0, checked.output
