@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
+from tests.test_docs import readme_examples
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
 
 INDONESIANS = [
@@ -21,6 +22,8 @@ INDONESIANS = [
     {"id": 103, "country": "ID", "name": "Dewi Lestari", "gender": "Female", "age": 27},
 ]
 NEW_MAP = "db_us: [US]\n  db_id: [ID]"
+# The README's examples of plan and rebalance: this scenario's (tests/test_docs.py runs the rest).
+README_SHOWS = dict(readme_examples())
 
 
 @pytest.fixture
@@ -69,6 +72,7 @@ def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
         "move ID  default -> db_id  3 rows",
         "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
     ]
+    assert result.output.splitlines() == README_SHOWS["pipeline plan"]
     as_json = json.loads(run_cli("plan", "--json", config=config).output)
     assert as_json == {
         "moves": [{"country": "ID", "from": "default", "to": "db_id", "rows": 3}],
@@ -97,6 +101,7 @@ def test_rebalance_moves_the_indonesians_and_check_passes(
         "constraint default: country NOT IN (ID, US)",
         "residents  default 8 -> 5, db_us 4 -> 4, db_id 0 -> 3",
     ]
+    assert result.output.splitlines() == README_SHOWS["pipeline rebalance"]
     assert [r for r in before if r[1] == "ID"] == rows(dsns["db_id"])
     assert [r for r in before if r[1] != "ID"] == rows(dsns["default"])
     assert run_cli("check", config=config).exit_code == 0
