@@ -22,7 +22,9 @@ goes on from there.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from pipeline.copyin import QueuedWriter
-from pipeline.copyout import CopyOut
+from pipeline.copyout import Chunk, CopyOut
 from pipeline.errors import PipelineError
 from pipeline.queries import REBALANCE
 
@@ -74,6 +76,29 @@ class SourceChanged(PipelineError):
     """The source's rows are no longer those verified on the target."""
 
 
+@contextlib.contextmanager
+def on_shard(name: str) -> Iterator[None]:
+    """Tags a database error raised inside with the shard it came from (`shard_of`): a move
+    talks to two shards at once, and psycopg's errors do not say which."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if not hasattr(exc, "rebalance_shard"):
+            exc.rebalance_shard = name  # type: ignore[attr-defined]  # ours, read by shard_of
+        raise
+
+
+def shard_of(exc: psycopg.Error) -> str | None:
+    """The shard an error came from, when `on_shard` said."""
+    name = getattr(exc, "rebalance_shard", None)
+    return name if isinstance(name, str) else None
+
+
+def _read(rows: CopyOut, name: str) -> Iterator[Chunk]:
+    with on_shard(name):
+        yield from rows
+
+
 def rows_hash(conn: psycopg.Connection[Any], rows: sql.Composable, params: Any) -> tuple[int, str]:
     row = conn.execute(REBALANCE.hash.format(rows=rows), params).fetchone()
     assert row is not None
@@ -89,11 +114,11 @@ def unfinished(
     """The target's latest copy of `country` from the source whose delete the source has
     not recorded: a move an earlier run left half-way."""
     params = {"country": country, "source": names[0], "target": names[1]}
-    with target.transaction():
+    with on_shard(names[1]), target.transaction():
         row = target.execute(REBALANCE.unfinished, params).fetchone()
     if row is None:
         return None
-    with source.transaction():
+    with on_shard(names[0]), source.transaction():
         done = source.execute(REBALANCE.deleted, [row[0]]).fetchone()
     if done and done[0]:
         return None
@@ -111,27 +136,16 @@ def copy(
     move_id = str(uuid.uuid4())
     keys = {"country": country, "source": names[0], "target": names[1], "move_id": move_id}
     with source.transaction(), target.transaction():
-        count, digest = rows_hash(source, REBALANCE.source_rows, keys)
-        target.execute(REBALANCE.staging)
+        with on_shard(names[0]):
+            count, digest = rows_hash(source, REBALANCE.source_rows, keys)
         rows = CopyOut(source, REBALANCE.copy_out.format(country=sql.Literal(country)))
-        with (
-            target.cursor() as cursor,
-            cursor.copy(REBALANCE.copy_in, writer=QueuedWriter(cursor)) as into,
-        ):
-            for chunk in rows:  # about 1 MB each, sent while the next one is read
-                into.write(chunk)
-        target.execute(REBALANCE.earlier_renumbered, keys)
-        target.execute(REBALANCE.present, keys)
-        target.execute(REBALANCE.sequence)
-        renumbered = target.execute(REBALANCE.renumber).rowcount if renumber else 0
-        found = target.execute(REBALANCE.collisions, [COLLISIONS_SHOWN]).fetchone()
-        if found is not None and found[0]:
-            ids = [int(i) for i in found[1]]
-            raise IdConflict(country, names[0], names[1], int(found[0]), ids)
-        inserted = target.execute(REBALANCE.insert).rowcount
-        target.execute(REBALANCE.record_renumbered, keys)
-        target.execute(REBALANCE.record_loads, keys)
-        held = rows_hash(target, REBALANCE.target_rows, keys)
+        with on_shard(names[1]), target.cursor() as cursor:
+            cursor.execute(REBALANCE.staging)
+            with cursor.copy(REBALANCE.copy_in, writer=QueuedWriter(cursor)) as into:
+                for chunk in _read(rows, names[0]):  # about 1 MB each, sent as the next is read
+                    into.write(chunk)
+            inserted, renumbered = _write(target, country, names, keys, renumber)
+            held = rows_hash(target, REBALANCE.target_rows, keys)
         if held != (count, digest):
             # Cannot happen unless a server mangles rows: roll both sides back, say so.
             raise SourceChanged(
@@ -139,8 +153,32 @@ def copy(
                 f"the copy where {names[0]} has {count}, or other content; nothing was changed"
             )
         record = {**keys, "step": "copied", "rows": count, "hash": digest}
-        target.execute(REBALANCE.ledger_insert, {**record, "renumbered": renumbered})
+        with on_shard(names[1]):
+            target.execute(REBALANCE.ledger_insert, {**record, "renumbered": renumbered})
     return Copied(move_id, count, digest, inserted, renumbered)
+
+
+def _write(
+    target: psycopg.Connection[Any],
+    country: str,
+    names: tuple[str, str],
+    keys: dict[str, str],
+    renumber: bool,
+) -> tuple[int, int]:
+    """The staged rows into the target's residents, but never over a different row: returns
+    (rows inserted, rows renumbered), or raises IdConflict."""
+    target.execute(REBALANCE.earlier_renumbered, keys)
+    target.execute(REBALANCE.present, keys)
+    target.execute(REBALANCE.sequence)
+    renumbered = target.execute(REBALANCE.renumber).rowcount if renumber else 0
+    found = target.execute(REBALANCE.collisions, [COLLISIONS_SHOWN]).fetchone()
+    if found is not None and found[0]:
+        ids = [int(i) for i in found[1]]
+        raise IdConflict(country, names[0], names[1], int(found[0]), ids)
+    inserted = target.execute(REBALANCE.insert).rowcount
+    target.execute(REBALANCE.record_renumbered, keys)
+    target.execute(REBALANCE.record_loads, keys)
+    return inserted, renumbered
 
 
 def delete(
@@ -149,7 +187,7 @@ def delete(
     """Step 2: the country's rows off the source, if they are still the rows copied;
     returns how many were deleted, or None (nothing done) when they are not."""
     keys = {"country": country, "source": names[0], "target": names[1]}
-    with source.transaction():
+    with on_shard(names[0]), source.transaction():
         if rows_hash(source, REBALANCE.source_rows, keys) != (copied.rows, copied.hash):
             return None
         deleted = source.execute(REBALANCE.delete, keys).rowcount

@@ -144,8 +144,8 @@ def _move(
 ) -> None:
     source, target = shard_map.shard(planned.source), shard_map.shard(planned.target)
     country, names = planned.country, (planned.source, planned.target)
-    with _connected(shard_map, source, target) as (s, t), _errors_named(s, source, target):
-        _lock_both(s, t)
+    with _connected(shard_map, source, target) as (s, t), _errors_named(source, target):
+        _lock_both((s, source.name), (t, target.name))
         arriving = misplaced(shard_map, target, held[target.name]) | {country}
         _set(t, target, interim_rule(shard_map, target, arriving), outcome.constraints)
         copied = move.unfinished(s, t, country, names)
@@ -172,7 +172,9 @@ def _move(
 def _set(
     conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule, changes: list[str]
 ) -> None:
-    if set_residency(conn, shard, rule):
+    with move.on_shard(shard.name):
+        changed = set_residency(conn, shard, rule)
+    if changed:
         changes.append(f"{shard.name}: {rule.describe()}")
 
 
@@ -197,31 +199,40 @@ def _connected(
                         conn.execute(REBALANCE.unlock, [db.LOCK_LOAD])
 
 
-def _lock_both(a: psycopg.Connection[Any], b: psycopg.Connection[Any]) -> None:
+def _lock_both(*sides: tuple[psycopg.Connection[Any], str]) -> None:
     """Both shards' load lock. It waits for one while holding none: waiting for the second
     while holding the first could wait forever on a load holding them the other way round
     (a deadlock across two servers, which neither can see)."""
-    first, second = a, b
+    (first, first_name), (second, second_name) = sides
     while True:
-        first.execute(REBALANCE.lock, [db.LOCK_LOAD])
-        got = second.execute(REBALANCE.try_lock, [db.LOCK_LOAD]).fetchone()
+        with move.on_shard(first_name):
+            first.execute(REBALANCE.lock, [db.LOCK_LOAD])
+        with move.on_shard(second_name):
+            got = second.execute(REBALANCE.try_lock, [db.LOCK_LOAD]).fetchone()
         if got and got[0]:
             return
-        first.execute(REBALANCE.unlock, [db.LOCK_LOAD])
-        first, second = second, first  # wait for the one it could not have
+        with move.on_shard(first_name):
+            first.execute(REBALANCE.unlock, [db.LOCK_LOAD])
+        # Wait for the one it could not have.
+        (first, first_name), (second, second_name) = (second, second_name), (first, first_name)
 
 
 @contextlib.contextmanager
-def _errors_named(s: psycopg.Connection[Any], source: Shard, target: Shard) -> Iterator[None]:
+def _errors_named(source: Shard, target: Shard) -> Iterator[None]:
     """A database error during a move, as a ShardError naming the shard it came from."""
     try:
         yield
     except psycopg.Error as exc:
-        shard = source if exc.pgconn is s.pgconn else target
-        text = scrub(db.one_line(exc), shard.dsn)
-        raise ShardError(
-            shard.name, text + "; re-running completes the move", db.is_transient(exc)
-        ) from None
+        name = move.shard_of(exc)
+        text = db.one_line(exc)
+        for shard in (source, target):
+            text = scrub(text, shard.dsn)
+        where = name or f"{source.name} or {target.name}"
+        transient = db.is_transient(exc)
+        # As the load says it: a connection lost or a time-out goes away by itself; anything
+        # else (no privilege, a full disk, a trigger) fails again until someone fixes it.
+        then = "re-running completes the move" if transient else "fix that, then re-run"
+        raise ShardError(where, f"{text}; {then}", transient) from None
 
 
 def _settle_constraints(

@@ -275,3 +275,124 @@ def test_a_load_of_the_moving_country_waits_for_the_move(
     assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
     checked = run_cli("check", config=config)
     assert checked.exit_code == 0, checked.output
+
+
+def _refuse(dsn: str, event: str) -> None:
+    """A trigger on residents that fails every `event` (INSERT, DELETE) on this shard."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused by hand'; END $$"
+        )
+        conn.execute(f"CREATE TRIGGER refuse BEFORE {event} ON residents EXECUTE FUNCTION refuse()")
+
+
+def _allow(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DROP TRIGGER refuse ON residents")
+
+
+def test_a_failing_target_is_named_and_nothing_leaves_the_source(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _refuse(dsns["db_id"], "INSERT")
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert "Error: ID  default -> db_id: shard db_id: refused by hand" in result.output
+    assert rows(dsns["db_id"]) == []
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+
+def test_a_failing_source_is_named_and_a_rerun_deletes_without_copying_again(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    _refuse(dsns["default"], "DELETE")
+    first = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert first.exit_code == 1
+    assert "Error: ID  default -> db_id: shard default: refused by hand" in first.output
+    assert _count(dsns["db_id"], "SELECT count(*) FROM residents") == 4  # copied, renumbered
+    # The map's rule cannot hold on default yet: its constraint still accepts ID.
+    assert run_cli("plan", config=config).output.splitlines() == [
+        "move ID  default -> db_id  3 rows",
+        "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
+    ]
+    _allow(dsns["default"])
+    second = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert second.exit_code == 0, second.output
+    assert "3 rows (copied by an earlier run)" in second.output
+    # Budi was renumbered once, by the first run, not again by the second.
+    assert sorted(r[2] for r in rows(dsns["db_id"])) == [
+        "Budi Santoso",
+        "Dewi Lestari",
+        "Other",
+        "Siti Rahayu",
+    ]
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_only_the_countries_asked_for_move_and_the_others_stay_accepted(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    config.write_text(shard_map_yaml(dsns, routes="db_us: [US, CA]\n  db_id: [ID]"))
+    assert run_cli("init", config=config).exit_code == 1
+    result = run_cli("rebalance", "--country", "id", config=config)
+    assert result.exit_code == 0, result.output
+    assert "constraint default: country NOT IN (ID, US)" in result.output  # still takes CA
+    assert run_cli("plan", config=config).output.splitlines() == [
+        "move CA  default -> db_us  1 rows",
+        "constraint default  country NOT IN (ID, US) -> country NOT IN (CA, ID, US)",
+    ]
+    assert run_cli("rebalance", config=config).exit_code == 0
+    assert [r[1] for r in rows(dsns["db_us"])] == ["US", "US", "US", "US", "CA"]
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_rows_routed_to_no_shard_stay_and_fail_the_rebalance(
+    run_cli: RunCli, loaded: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # Residents of the default shard's countries have nowhere to go once the map rejects them.
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]", default="reject"))
+    plan = json.loads(run_cli("plan", "--json").output)
+    assert plan["moves"] == [{"country": "CA", "from": "default", "to": "db_us", "rows": 1}]
+    assert [s["country"] for s in plan["stranded"]] == ["DE", "FR", "GB", "UA"]
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "Error: 1 row(s) of DE on default are routed to no shard (default: reject)" in (
+        result.output
+    )
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22]  # CA's 25 moved
+    assert "constraint default: country IN (DE, FR, GB, UA)" in result.output
+
+
+def test_moved_generated_ids_are_never_handed_out_again_on_the_target(
+    run_cli: RunCli, initialised: None, id_map: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    config, dsns = id_map
+    # On default: an Indonesian without an id (default gives it 10^15) and one with id 102,
+    # which db_id holds for someone else: renumbered there, it must not get 10^15 too.
+    people = [{"country": "ID", "name": "Tanpa Nomor"}, INDONESIANS[1]]
+    assert run_cli("load", str(ndjson(tmp_path / "a.ndjson", people))).exit_code == 0
+    _init_new_map_holding(run_cli, config, 2)
+    _collide(dsns["db_id"])
+    result = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert result.exit_code == 0, result.output
+    later = [{"country": "ID", "name": "Orang Baru"}]
+    assert run_cli("load", str(ndjson(tmp_path / "b.ndjson", later)), config=config).exit_code == 0
+    assert [(r[0], r[2]) for r in rows(dsns["db_id"])] == [
+        (102, "Other"),
+        (10**15, "Tanpa Nomor"),
+        (10**15 + 1, "Budi Santoso"),
+        (10**15 + 2, "Orang Baru"),
+    ]
+
+
+def _init_new_map_holding(run_cli: RunCli, config: Path, n: int) -> None:
+    result = run_cli("init", config=config)
+    assert result.exit_code == 1
+    assert f"default: {n} existing row(s) would break" in result.output
