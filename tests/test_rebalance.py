@@ -16,7 +16,7 @@ from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
 from tests.test_docs import readme_examples
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
 
-INDONESIANS = [
+INDONESIANS: list[dict[str, object]] = [
     {"id": 101, "country": "ID", "name": "Siti Rahayu", "gender": "Female", "age": 31},
     {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 45},
     {"id": 103, "country": "ID", "name": "Dewi Lestari", "gender": "Female", "age": 27},
@@ -376,13 +376,13 @@ def test_moved_generated_ids_are_never_handed_out_again_on_the_target(
     config, dsns = id_map
     # On default: an Indonesian without an id (default gives it 10^15) and one with id 102,
     # which db_id holds for someone else: renumbered there, it must not get 10^15 too.
-    people = [{"country": "ID", "name": "Tanpa Nomor"}, INDONESIANS[1]]
+    people: list[dict[str, object]] = [{"country": "ID", "name": "Tanpa Nomor"}, INDONESIANS[1]]
     assert run_cli("load", str(ndjson(tmp_path / "a.ndjson", people))).exit_code == 0
     _init_new_map_holding(run_cli, config, 2)
     _collide(dsns["db_id"])
     result = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
     assert result.exit_code == 0, result.output
-    later = [{"country": "ID", "name": "Orang Baru"}]
+    later: list[dict[str, object]] = [{"country": "ID", "name": "Orang Baru"}]
     assert run_cli("load", str(ndjson(tmp_path / "b.ndjson", later)), config=config).exit_code == 0
     assert [(r[0], r[2]) for r in rows(dsns["db_id"])] == [
         (102, "Other"),
