@@ -89,7 +89,8 @@ class LOAD:
 
 
 class REBALANCE:
-    """sql/rebalance/: `pipeline plan` and `pipeline rebalance` (pipeline.plan, pipeline.move)."""
+    """sql/rebalance/: `pipeline plan` and `pipeline rebalance` (pipeline.plan, pipeline.move,
+    pipeline.rebalance)."""
 
     countries = Statement("rebalance/countries")
     lock = Statement("rebalance/lock")
@@ -113,6 +114,11 @@ class REBALANCE:
     record_loads = Statement("rebalance/record_loads")
     ledger_insert = Statement("rebalance/ledger_insert")
     delete = Statement("rebalance/delete")
+    taken = Statement("rebalance/taken")
+    copy_direct = Statement("rebalance/copy_direct")
+    sequence_direct = Statement("rebalance/sequence_direct")
+    record_loads_direct = Statement("rebalance/record_loads_direct")
+    forget_renumbered = Statement("rebalance/forget_renumbered")
 
 
 class STATUS:

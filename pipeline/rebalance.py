@@ -102,6 +102,7 @@ class RebalanceResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "plan": self.plan.to_json(),  # what was to be done (all of it, with --dry-run)
             "moves": [o.to_json() for o in self.outcomes],
             "stranded": [s.to_json() for s in self.plan.stranded],
             "constraints": self.constraints,
@@ -154,13 +155,7 @@ def _move(
         if deleted is None:
             # A re-copy over an unfinished one renumbers nothing: a row it finds changed
             # on the source since is a conflict to look at, not a second person to make.
-            copied = move.copy(s, t, country, names, renumber and copied is None)
-            deleted = move.delete(s, country, names, copied)
-            if deleted is None:
-                raise move.SourceChanged(
-                    f"{country} {names[0]} -> {names[1]}: rows of {country} on {names[0]} "
-                    "changed during the move; they are copied, not deleted: re-run"
-                )
+            copied, deleted = move.move_rows(s, t, country, names, renumber and copied is None)
             outcome.inserted, outcome.renumbered = copied.inserted, copied.renumbered
         outcome.deleted = deleted
         held[source.name].pop(country, None)
@@ -182,7 +177,8 @@ def _set(
 def _connected(
     shard_map: ShardMap, source: Shard, target: Shard
 ) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
-    """Connections to both shards, each holding its shard's load lock until the end."""
+    """Connections to both shards, in REPEATABLE READ; at the end, each lets go of the load
+    lock `_lock_both` took on it (ending the connection would too)."""
     with (
         db.connect(shard_map, source, autocommit=True) as s,
         db.connect(shard_map, target, autocommit=True) as t,

@@ -92,6 +92,11 @@ def test_rebalance_moves_the_indonesians_and_check_passes(
     before = rows(dsns["default"])
     dry = run_cli("rebalance", "--dry-run", config=config)
     assert dry.exit_code == 0 and dry.output.startswith("would move ID  default -> db_id  3 rows")
+    as_json = json.loads(run_cli("rebalance", "--dry-run", "--json", config=config).output)
+    assert as_json["plan"]["moves"] == [
+        {"country": "ID", "from": "default", "to": "db_id", "rows": 3}
+    ]
+    assert as_json["moves"] == [] and as_json["residents_after"] == as_json["residents_before"]
     assert rows(dsns["default"]) == before
 
     result = run_cli("rebalance", config=config)
@@ -112,6 +117,15 @@ def test_rebalance_moves_the_indonesians_and_check_passes(
     # Done is done: a second run moves nothing.
     again = run_cli("rebalance", config=config)
     assert again.output == "residents  default 5 -> 5, db_us 4 -> 4, db_id 3 -> 3\n"
+    assert json.loads(run_cli("rebalance", "--json", config=config).output) == {
+        "plan": {"moves": [], "constraints": [], "stranded": []},
+        "moves": [],
+        "stranded": [],
+        "constraints": [],
+        "errors": [],
+        "residents_before": {"default": 5, "db_us": 4, "db_id": 3},
+        "residents_after": {"default": 5, "db_us": 4, "db_id": 3},
+    }
 
 
 def test_five_rows_leave_default_when_db_id_becomes_the_default(
@@ -151,7 +165,7 @@ def test_a_collision_stops_the_move_before_anything_is_deleted(
     result = run_cli("rebalance", config=config)
     assert result.exit_code == 1
     assert (
-        "Error: ID  default -> db_id: ID default -> db_id: 1 row(s) have an id that db_id holds"
+        "Error: ID  default -> db_id: 1 row(s) have an id that db_id holds"
         " for a different row (102); nothing of ID was moved" in result.output
     )
     assert (rows(dsns["default"]), rows(dsns["db_id"])) == before
@@ -181,8 +195,9 @@ def test_renumber_gives_colliding_rows_new_ids_and_records_the_old_ones(
     assert run_cli("check", config=config).exit_code == 0
 
 
-def _rebalancing(config: Path, cwd: Path) -> subprocess.Popen[str]:
+def _rebalancing(config: Path, cwd: Path, *options: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "rebalance"]
+    command += options
     return subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -195,7 +210,53 @@ def _hold_a_row(dsn: str) -> psycopg.Connection[Any]:
     return conn
 
 
+def _hold_the_ledger(dsn: str) -> psycopg.Connection[Any]:
+    """A transaction that keeps anyone from writing default's move ledger: the rebalance
+    waits there, its copy committed on db_id, its delete on default not."""
+    conn = psycopg.connect(dsn)
+    conn.execute("LOCK TABLE rebalance_ledger IN SHARE MODE")
+    return conn
+
+
+@pytest.mark.parametrize("collision", [False, True], ids=["as-is", "renumbered"])
 def test_a_rebalance_killed_between_copy_and_delete_is_finished_by_a_rerun(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    collision: bool,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    options = ["--on-id-conflict", "renumber"] if collision else []
+    if collision:
+        _collide(dsns["db_id"])
+    held = _hold_the_ledger(dsns["default"])
+    with _rebalancing(config, tmp_path, *options) as process:
+        try:
+            pattern = "%INSERT INTO rebalance_ledger%"
+            _wait_for_statement(dsns["default"], pattern, process, True)
+            process.kill()
+        finally:
+            process.kill()
+            process.communicate()
+    held.close()
+    copied = rows(dsns["db_id"])
+    assert len(copied) == 3 + collision
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+    assert run_cli("plan", config=config).output.startswith("move ID  default -> db_id  3 rows")
+
+    result = run_cli("rebalance", *options, config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "moved ID  default -> db_id  3 rows (copied by an earlier run)"
+    )
+    assert rows(dsns["db_id"]) == copied  # Budi renumbered once, by the first run
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_a_row_changed_after_a_killed_copy_is_not_deleted_but_reported(
     run_cli: RunCli,
     indonesians_on_default: None,
     id_map: tuple[Path, dict[str, str]],
@@ -203,26 +264,22 @@ def test_a_rebalance_killed_between_copy_and_delete_is_finished_by_a_rerun(
 ) -> None:
     config, dsns = id_map
     _init_new_map(run_cli, config)
-    held = _hold_a_row(dsns["default"])
+    held = _hold_the_ledger(dsns["default"])
     with _rebalancing(config, tmp_path) as process:
         try:
-            _wait_for_statement(dsns["default"], "%DELETE FROM residents%", process, True)
-            process.kill()  # the copy is committed on db_id; the delete never happens
+            _wait_for_statement(dsns["default"], "%INSERT INTO rebalance_ledger%", process, True)
+            process.kill()
         finally:
             process.kill()
             process.communicate()
     held.close()
-    assert _count(dsns["db_id"], "SELECT count(*) FROM residents") == 3
-    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
-
+    with psycopg.connect(dsns["default"]) as conn:  # an edit on the source, after the copy
+        conn.execute("UPDATE residents SET age = 32 WHERE id = 101")
     result = run_cli("rebalance", config=config)
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == (
-        "moved ID  default -> db_id  3 rows (copied by an earlier run)"
-    )
-    assert [r[0] for r in rows(dsns["db_id"])] == [101, 102, 103]
-    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
-    assert run_cli("check", config=config).exit_code == 0
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_id holds for a different row (101)" in result.output
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+    assert _count(dsns["default"], "SELECT age FROM residents WHERE id = 101") == 32
 
 
 def test_a_load_of_the_moving_country_waits_for_the_move(
@@ -305,34 +362,25 @@ def test_a_failing_target_is_named_and_nothing_leaves_the_source(
     assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
 
 
-def test_a_failing_source_is_named_and_a_rerun_deletes_without_copying_again(
+def test_a_failing_source_is_named_and_nothing_is_copied(
     run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
 ) -> None:
     config, dsns = id_map
     _init_new_map(run_cli, config)
-    _collide(dsns["db_id"])
     _refuse(dsns["default"], "DELETE")
-    first = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
-    assert first.exit_code == 1
-    assert "Error: ID  default -> db_id: shard default: refused by hand" in first.output
-    assert _count(dsns["db_id"], "SELECT count(*) FROM residents") == 4  # copied, renumbered
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert "Error: ID  default -> db_id: shard default: refused by hand" in result.output
+    assert rows(dsns["db_id"]) == []  # the target commits only once the source has deleted
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
     # The map's rule cannot hold on default yet: its constraint still accepts ID.
     assert run_cli("plan", config=config).output.splitlines() == [
         "move ID  default -> db_id  3 rows",
         "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
     ]
     _allow(dsns["default"])
-    second = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
-    assert second.exit_code == 0, second.output
-    assert "3 rows (copied by an earlier run)" in second.output
-    # Budi was renumbered once, by the first run, not again by the second.
-    assert sorted(r[2] for r in rows(dsns["db_id"])) == [
-        "Budi Santoso",
-        "Dewi Lestari",
-        "Other",
-        "Siti Rahayu",
-    ]
-    assert run_cli("check", config=config).exit_code == 0
+    assert run_cli("rebalance", config=config).exit_code == 0
+    assert len(rows(dsns["db_id"])) == 3
 
 
 def test_only_the_countries_asked_for_move_and_the_others_stay_accepted(
@@ -396,3 +444,20 @@ def _init_new_map_holding(run_cli: RunCli, config: Path, n: int) -> None:
     result = run_cli("init", config=config)
     assert result.exit_code == 1
     assert f"default: {n} existing row(s) would break" in result.output
+
+
+def test_an_id_taken_by_another_country_is_a_collision_too(
+    run_cli: RunCli, loaded: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # db_us holds no Canadian, so the move tries to COPY straight into residents; the id
+    # that a US resident holds there fails it, and the staging way names the collision.
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (25, 'US', 'Not Chloé')")
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_us holds for a different row (25)" in result.output
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22, 25]
+    renumbered = run_cli("rebalance", "--on-id-conflict", "renumber")
+    assert renumbered.exit_code == 0, renumbered.output
+    assert [(r[0], r[1]) for r in rows(shard_dsns["db_us"])][-2:] == [(25, "US"), (10**15, "CA")]

@@ -20,9 +20,11 @@ CREATE TABLE rebalance_ledger (
 );
 
 -- Rows that `--on-id-conflict renumber` gave a new id on this shard: the shard and id they
--- had. Gone with the row (an erasure, a later move away).
+-- had. A later move away takes the row's line with it. No foreign key to residents: its
+-- ON DELETE check ran for every row any DELETE removed (measured, 1M rows: 8.3 s, 1.4 s
+-- without it), on every shard, renumbered rows or not.
 CREATE TABLE rebalance_renumbered (
-    id          bigint  PRIMARY KEY REFERENCES residents (id) ON DELETE CASCADE,
+    id          bigint  PRIMARY KEY,
     old_shard   text    NOT NULL,
     old_id      bigint  NOT NULL,
     move_id     uuid    NOT NULL,
