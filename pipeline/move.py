@@ -56,7 +56,7 @@ class Copied:
 class IdConflict(PipelineError):
     """The target holds other rows under ids of the rows to move: nothing was changed."""
 
-    def __init__(self, country: str, source: str, target: str, count: int, ids: list[int]):
+    def __init__(self, country: str, target: str, count: int, ids: list[int]):
         shown = ", ".join(map(str, ids)) + (", ..." if count > len(ids) else "")
         super().__init__(
             f"{count} row(s) have an id that {target} holds "
@@ -67,8 +67,8 @@ class IdConflict(PipelineError):
         self.ids = ids
 
 
-class SourceChanged(PipelineError):
-    """The source's rows are no longer those verified on the target."""
+class NotVerified(PipelineError):
+    """The target does not hold the rows the source sent (count or hash): nothing changed."""
 
 
 @contextlib.contextmanager
@@ -143,7 +143,7 @@ def move_rows(
                 (count, digest), deleted = on_source.result()
             if held != (count, digest) or deleted != count:
                 # Cannot happen unless a server mangles rows: roll both back, say so.
-                raise SourceChanged(
+                raise NotVerified(
                     f"{names[1]} holds {held[0]} row(s) "
                     f"after the copy where {names[0]} had {count} (deleting {deleted}), or "
                     "other content; nothing was changed"
@@ -216,7 +216,7 @@ def _write(
     found = target.execute(REBALANCE.collisions, [COLLISIONS_SHOWN]).fetchone()
     if found is not None and found[0]:
         ids = [int(i) for i in found[1]]
-        raise IdConflict(keys["country"], keys["source"], keys["target"], int(found[0]), ids)
+        raise IdConflict(keys["country"], keys["target"], int(found[0]), ids)
     inserted = target.execute(REBALANCE.insert).rowcount
     target.execute(REBALANCE.record_renumbered, keys)
     target.execute(REBALANCE.record_loads, keys)

@@ -1,15 +1,16 @@
 """`pipeline rebalance`: carry the plan out, one move (country, source, target) at a time.
 
-For each move, in this order (each step is safe to be killed after; a re-run goes on):
+For each move, in this order (killed anywhere, a re-run goes on from there):
 1. take the load lock (db.LOCK_LOAD) on both shards, for the whole move: a load of
    either shard waits, so no load writes the country to its old shard, nor to the new
    one under the copy's feet;
 2. relax the target's residency constraint to accept the country (plan.interim_rule);
-3. copy the rows, verified (pipeline.move.copy), unless an earlier run's copy is there
-   and the source still holds exactly those rows (pipeline.move.unfinished);
-4. delete them from the source (pipeline.move.delete);
-5. tighten the source's constraint, no longer to accept the country;
-6. let the locks go.
+3. copy the rows, verify them on both shards and delete them from the source
+   (pipeline.move.move_rows), or, when an earlier run committed its copy but not its
+   delete (pipeline.move.unfinished), delete them if they are still the rows it copied
+   (pipeline.move.delete);
+4. tighten the source's constraint, no longer to accept the country;
+5. let the locks go.
 At the end, every shard's constraint is set to what the map asks, less whatever it still
 holds that is to leave it (a move that failed, a country left out by --country).
 
@@ -33,6 +34,7 @@ from pipeline.errors import EXIT_DATA, EXIT_OK, PipelineError, ShardError
 from pipeline.plan import (
     Move,
     Plan,
+    ShardHolding,
     holdings,
     interim_rule,
     make_plan,
@@ -232,14 +234,14 @@ def _errors_named(source: Shard, target: Shard) -> Iterator[None]:
 
 
 def _settle_constraints(
-    shard_map: ShardMap, found: dict[str, Any], result: RebalanceResult
+    shard_map: ShardMap, found: dict[str, ShardHolding], result: RebalanceResult
 ) -> None:
     """Each initialised shard's constraint: the map's, relaxed for what it still holds
     that is to leave it."""
     for shard in shard_map.shards:
         holding = found[shard.name]
         if holding.version != latest_version():
-            continue  # never initialised: `pipeline init` sets it
+            continue  # not initialised, or behind: `pipeline init` sets it
         rule = interim_rule(shard_map, shard, misplaced(shard_map, shard, holding.by_country))
         try:
             with db.connect(shard_map, shard, autocommit=True) as conn:
@@ -249,5 +251,5 @@ def _settle_constraints(
             result.errors.append(str(exc))
 
 
-def _residents(found: dict[str, Any]) -> dict[str, int]:
+def _residents(found: dict[str, ShardHolding]) -> dict[str, int]:
     return {name: sum(h.by_country.values()) for name, h in found.items()}

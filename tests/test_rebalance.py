@@ -461,3 +461,26 @@ def test_an_id_taken_by_another_country_is_a_collision_too(
     renumbered = run_cli("rebalance", "--on-id-conflict", "renumber")
     assert renumbered.exit_code == 0, renumbered.output
     assert [(r[0], r[1]) for r in rows(shard_dsns["db_us"])][-2:] == [(25, "US"), (10**15, "CA")]
+
+
+def test_rows_the_target_holds_otherwise_than_sent_fail_the_verification(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    with psycopg.connect(dsns["db_id"]) as conn:  # a target that changes what it is given
+        conn.execute(
+            "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.name := upper(NEW.name); RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER shout BEFORE INSERT ON residents FOR EACH ROW EXECUTE FUNCTION shout()"
+        )
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert (
+        "Error: ID  default -> db_id: db_id holds 3 row(s) after the copy where default had 3"
+        " (deleting 3), or other content; nothing was changed"
+    ) in result.output
+    assert rows(dsns["db_id"]) == []
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
