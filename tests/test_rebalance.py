@@ -484,3 +484,27 @@ def test_rows_the_target_holds_otherwise_than_sent_fail_the_verification(
     ) in result.output
     assert rows(dsns["db_id"]) == []
     assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+
+@pytest.mark.slow
+def test_a_taken_id_found_mid_stream_falls_back_to_staging(
+    run_cli: RunCli, initialised: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # Enough rows that the target refuses the straight COPY while the source still streams:
+    # the source's COPY is cancelled, and the staging way reads the same snapshot again.
+    with psycopg.connect(shard_dsns["default"]) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name)"
+            " SELECT i, 'CA', 'Resident ' || i FROM generate_series(1, 200000) AS i"
+        )
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (7, 'US', 'Taken')")
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_us holds for a different row (7)" in result.output
+    renumbered = run_cli("rebalance", "--on-id-conflict", "renumber")
+    assert renumbered.exit_code == 0, renumbered.output
+    assert "200000 rows (200000 copied, 0 already there, 1 renumbered)" in renumbered.output
+    assert _count(shard_dsns["db_us"], "SELECT count(*) FROM residents") == 200_001
+    assert _count(shard_dsns["default"], "SELECT count(*) FROM residents") == 0
