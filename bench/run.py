@@ -40,6 +40,7 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generate
+import moves
 import peers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,6 +267,8 @@ def main() -> None:
         Step(DBT, n),
         Step(CHECK_PER_SHARD, n, DBT),
         Step(DBT_UNIQUE, n, DBT),
+        Step(moves.MOVE_COPY, n),
+        Step(moves.REBALANCE, n, moves.MOVE_COPY),
     ]}  # fmt: skip
     try:
         version = servers.version()
@@ -403,6 +406,7 @@ def one_round(
     if shutil.which("pgloader"):
         expected["bench_pgloader"] = n
     check_baselines(dsns[0], expected)
+    moves.measure_rebalance(run, measure, PIPELINE, servers.admin, psql, workdir, n)
 
 
 def peers_python() -> str | None:
@@ -655,6 +659,7 @@ TARGETS: list[tuple[str, float, str, str | None]] = [
     ("to_dataframe()", 1.0, "speed", None),
     (CHECK, 1.5, "time", None),
     (CHECK_PER_SHARD, 1.0, "faster", None),
+    (moves.REBALANCE, 0.5, "speed", None),
 ]
 # Steps whose ratio is a ratio of times (lower is better), not of speeds.
 TIME_BASELINES = {COUNT, CHECK_FLOOR, DBT}

@@ -23,6 +23,7 @@ import click
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
 from pipeline import cli_shared
 from pipeline.cli_load import load_command
+from pipeline.cli_rebalance import plan_command, rebalance_command
 from pipeline.cli_shared import (
     PipelineGroup,
     Terminated,
@@ -59,6 +60,8 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 
 
 cli.add_command(load_command)  # pipeline/cli_load.py
+cli.add_command(plan_command)  # pipeline/cli_rebalance.py
+cli.add_command(rebalance_command)  # pipeline/cli_rebalance.py
 
 
 @cli.command()

@@ -90,6 +90,39 @@ class LOAD:
     ledger_insert = Statement("load/ledger_insert")
 
 
+class REBALANCE:
+    """sql/rebalance/: `pipeline plan` and `pipeline rebalance` (pipeline.plan, pipeline.move,
+    pipeline.rebalance)."""
+
+    countries = Statement("rebalance/countries")
+    lock = Statement("rebalance/lock")
+    try_lock = Statement("rebalance/try_lock")
+    unlock = Statement("rebalance/unlock")
+    unfinished = Statement("rebalance/unfinished")
+    deleted = Statement("rebalance/deleted")
+    hash = Template("rebalance/hash", "rows")
+    source_rows = Statement("rebalance/source_rows")
+    target_rows = Statement("rebalance/target_rows")
+    copy_out = Template("rebalance/copy_out", "country")
+    staging = Statement("rebalance/staging")
+    copy_in = Statement("rebalance/copy_in")
+    earlier_renumbered = Statement("rebalance/earlier_renumbered")
+    present = Statement("rebalance/present")
+    collisions = Statement("rebalance/collisions")
+    sequence = Statement("rebalance/sequence")
+    renumber = Statement("rebalance/renumber")
+    insert = Statement("rebalance/insert")
+    record_renumbered = Statement("rebalance/record_renumbered")
+    record_loads = Statement("rebalance/record_loads")
+    ledger_insert = Statement("rebalance/ledger_insert")
+    delete = Statement("rebalance/delete")
+    taken = Statement("rebalance/taken")
+    copy_direct = Statement("rebalance/copy_direct")
+    sequence_direct = Statement("rebalance/sequence_direct")
+    record_loads_direct = Statement("rebalance/record_loads_direct")
+    forget_renumbered = Statement("rebalance/forget_renumbered")
+
+
 class STATUS:
     """sql/status/: `pipeline status` (pipeline.status)."""
 

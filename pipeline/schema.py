@@ -103,14 +103,14 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
                 conn.execute(migration.text.encode())
                 conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
         rule = residency_rule(shard_map, shard)
-        changed = _set_residency(conn, shard, rule)
+        changed = set_residency(conn, shard, rule)
         created = grant_roles(conn, shard) if roles else None
         return InitResult(
             shard.name, before, current_version(conn), rule.describe(), changed, created
         )
 
 
-def _set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule) -> bool:
+def set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule) -> bool:
     with conn.transaction():
         conn.execute(SCHEMA.lock, [db.LOCK_INIT])
         row = conn.execute(SCHEMA.residency_rule).fetchone()

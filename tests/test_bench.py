@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import moves
 from bench.run import CHECK_FLOOR, DIRECT, FLOOR, LOAD_EMPTY, LOAD_OTHERS, LOADS
 from tests.conftest import PROJECT
 
@@ -47,3 +48,6 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
         c.strip() for c in measured["pipeline check, the checks dbt can express"].split("|")
     ]
     assert float(per_shard[3]) > 0, per_shard
+    rebalance = [c.strip() for c in measured[moves.REBALANCE].split("|")]
+    assert rebalance[2] == "2,000" and rebalance[-2].endswith("x"), rebalance
+    assert f"| {moves.REBALANCE} | >= 0.5x |" in targets

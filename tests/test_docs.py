@@ -88,6 +88,8 @@ def test_the_readme_shows_the_two_commands() -> None:
 ILLUSTRATIVE = {
     "pipeline status": "the time of the user's load and the embedded DSNs of their machine",
     "pipeline status --json": "an excerpt of the JSON: '...' stands for keys and records",
+    "pipeline plan": "a map with a third shard: tests/test_rebalance.py runs it",
+    "pipeline rebalance": "a map with a third shard: tests/test_rebalance.py runs it",
 }
 ELLIPSIS = "..."  # in a shown output: any number of lines left out
 
@@ -128,6 +130,8 @@ def test_the_readme_shows_these_commands_with_their_output() -> None:
         "pipeline report",
         "pipeline check",
         "pipeline status --json",
+        "pipeline plan",
+        "pipeline rebalance",
     ]
     assert set(ILLUSTRATIVE) <= set(commands)
 

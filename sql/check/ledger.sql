@@ -1,12 +1,20 @@
 -- Load reconciliation on one shard: no load holds more rows than the ledger says it wrote
 -- (inserted + updated), and no row names a load the ledger does not know. A row a load
 -- wrote may later be updated by another load (it moves to that one), and rows may be
--- deleted (an erasure request): both are legitimate, so the check is "at most", per load.
+-- deleted (an erasure request, a rebalance moving them away): both are legitimate, so the
+-- check is "at most", per load.
 SELECT 'load ' || r.load_id || ' holds ' || r.n || ' rows but the ledger says it wrote '
            || coalesce(l.written, 0)::text AS sample,
        NULL::jsonb AS detail
 FROM (SELECT load_id, count(*) AS n FROM residents WHERE load_id IS NOT NULL GROUP BY load_id) AS r
 LEFT JOIN (
-    SELECT load_id, sum(inserted + updated) AS written FROM load_ledger GROUP BY load_id
+    SELECT load_id, sum(n) AS written
+    FROM (
+        SELECT load_id, inserted + updated AS n FROM load_ledger
+        UNION ALL
+        -- rows a rebalance brought here from another shard keep their load
+        SELECT load_id, rows_moved FROM rebalance_loads
+    ) AS w
+    GROUP BY load_id
 ) AS l USING (load_id)
 WHERE r.n > coalesce(l.written, 0)

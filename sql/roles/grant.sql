@@ -10,3 +10,7 @@ GRANT USAGE ON SEQUENCE {schema}.{residents_seq}, {schema}.{ledger_seq} TO {load
 GRANT SELECT ON {schema}.schema_migrations TO {loader}, {analyst};
 -- The analyst reads: extract, report, check.
 GRANT SELECT ON {schema}.residents, {schema}.load_ledger TO {analyst};
+-- The loads of the rows a rebalance moved (the checks read them), and where renumbered rows
+-- came from.
+GRANT SELECT ON {schema}.rebalance_ledger, {schema}.rebalance_renumbered,
+    {schema}.rebalance_loads TO {analyst};

@@ -1,0 +1,179 @@
+"""`pipeline plan`: where residents are, against where the shard map routes them.
+
+One GROUP BY country query per shard (through `on_every_shard`) gives the rows each shard
+holds by country; every (shard, country) the map routes elsewhere is a move, with its
+row count. A country the map routes nowhere (`default: reject`) cannot move: the plan
+names it as stranded. Beside the moves, the residency constraint each shard has and the
+one the map asks for. Nothing is changed: `pipeline rebalance` carries the plan out.
+
+While a move is under way, a shard's constraint is an interim one (`interim_rule`): the
+map's rule, relaxed to also accept the countries the shard still holds that are leaving
+it, and the country arriving. Once nothing is left to move, it is the map's rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap
+from pipeline.errors import ShardError
+from pipeline.queries import REBALANCE, SCHEMA
+from pipeline.schema import ResidencyRule, current_version, latest_version, residency_rule
+from pipeline.shards import on_every_shard
+
+
+@dataclass(frozen=True)
+class Move:
+    """One country's rows that sit on `source` and that the map routes to `target`."""
+
+    country: str
+    source: str
+    target: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"country": self.country, "from": self.source, "to": self.target, "rows": self.rows}
+
+
+@dataclass(frozen=True)
+class ConstraintChange:
+    """A shard whose residency constraint is not yet the one the map asks for."""
+
+    shard: str
+    current: str | None  # None: the shard has none (never initialised)
+    wanted: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shard": self.shard, "from": self.current, "to": self.wanted}
+
+
+@dataclass(frozen=True)
+class Stranded:
+    """Rows of a country the map routes to no shard (`default: reject`): they stay."""
+
+    country: str
+    shard: str
+    rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"country": self.country, "shard": self.shard, "rows": self.rows}
+
+
+@dataclass(frozen=True)
+class ShardHolding:
+    """What one shard holds: rows by country, its residency rule, its schema version."""
+
+    shard: str
+    by_country: dict[str, int]
+    rule: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    moves: list[Move]
+    constraints: list[ConstraintChange]
+    stranded: list[Stranded]
+    holdings: dict[str, ShardHolding] = field(repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.moves or self.constraints or self.stranded)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "moves": [m.to_json() for m in self.moves],
+            "constraints": [c.to_json() for c in self.constraints],
+            "stranded": [s.to_json() for s in self.stranded],
+        }
+
+    def lines(self) -> list[str]:
+        """The plan as `pipeline plan` prints it, one line each."""
+        out = [f"move {m.country}  {m.source} -> {m.target}  {m.rows} rows" for m in self.moves]
+        out += [f"stranded {s.country}  on {s.shard}  {s.rows} rows" for s in self.stranded]
+        out += [
+            f"constraint {c.shard}  {c.current or 'none'} -> {c.wanted}" for c in self.constraints
+        ]
+        return out or ["nothing to move; every shard's residency constraint is the map's"]
+
+
+def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
+    """One shard's rows by country (one GROUP BY), residency rule and schema version."""
+    with db.snapshot(shard_map, shard) as conn:
+        version = current_version(conn)
+        if version == 0:
+            return ShardHolding(shard.name, {}, None, 0)
+        by_country = {str(c): int(n) for c, n in conn.execute(REBALANCE.countries)}
+        row = conn.execute(SCHEMA.residency_rule).fetchone()
+    return ShardHolding(shard.name, by_country, row[0] if row else None, version)
+
+
+def holdings(shard_map: ShardMap) -> dict[str, ShardHolding]:
+    """Every shard's holding; a shard that cannot be read stops the plan (ShardError)."""
+    found = {}
+    for outcome in on_every_shard(shard_map.shards, lambda s: holding(shard_map, s)):
+        found[outcome.shard.name] = outcome.unwrap()
+    return found
+
+
+def make_plan(
+    shard_map: ShardMap, found: dict[str, ShardHolding], countries: Iterable[str] = ()
+) -> Plan:
+    """The moves (only those of `countries`, when given), the stranded rows and the
+    constraint changes that take the shards from `found` to what the map asks."""
+    only = set(countries)
+    moves, stranded = [], []
+    for shard in shard_map.shards:
+        for country, n in found[shard.name].by_country.items():
+            if only and country not in only:
+                continue
+            target = shard_map.route_for(country)
+            if target is None:
+                stranded.append(Stranded(country, shard.name, n))
+            elif target.name != shard.name:
+                moves.append(Move(country, shard.name, target.name, n))
+    moves.sort(key=lambda m: (m.country, m.source))
+    changes = []
+    for shard in shard_map.shards:
+        wanted = residency_rule(shard_map, shard).describe()
+        if found[shard.name].rule != wanted:
+            changes.append(ConstraintChange(shard.name, found[shard.name].rule, wanted))
+    return Plan(moves, changes, stranded, found)
+
+
+def plan(shard_map: ShardMap, countries: Iterable[str] = ()) -> Plan:
+    """`pipeline plan`: read every shard, change nothing."""
+    return make_plan(shard_map, holdings(shard_map), countries)
+
+
+def misplaced(shard_map: ShardMap, shard: Shard, by_country: dict[str, int]) -> set[str]:
+    """The countries of rows on `shard` that its rule under the map refuses."""
+    rule = residency_rule(shard_map, shard)
+    if rule.allowed is not None:
+        return {c for c, n in by_country.items() if n and c not in rule.allowed}
+    return {c for c, n in by_country.items() if n and c in rule.refused}
+
+
+def interim_rule(shard_map: ShardMap, shard: Shard, also: Iterable[str]) -> ResidencyRule:
+    """The map's rule for `shard`, relaxed to also accept `also` (countries it still holds
+    that are leaving, a country arriving). With nothing in `also`: the map's rule."""
+    rule = residency_rule(shard_map, shard)
+    extra = frozenset(also)
+    if rule.allowed is not None:
+        return ResidencyRule(allowed=rule.allowed | extra, refused=frozenset())
+    return ResidencyRule(allowed=None, refused=rule.refused - extra)
+
+
+def refuse_behind(
+    shard_map: ShardMap, found: dict[str, ShardHolding], names: Sequence[str]
+) -> None:
+    """A shard a move touches must be at the latest schema (the move ledger): ShardError."""
+    for name in names:
+        version = found[name].version
+        if version != latest_version():
+            raise ShardError(
+                name, f"schema version {version}, expected {latest_version()}: run `pipeline init`"
+            )

@@ -1,0 +1,2 @@
+COPY rebalance_staging (id, country, name, gender, age, address, load_id, loaded_at)
+FROM STDIN (FORMAT binary)

@@ -1,0 +1,6 @@
+-- How many rows of each load this move brought (sql/check/ledger.sql counts them).
+INSERT INTO rebalance_loads (move_id, load_id, rows_moved)
+SELECT %(move_id)s, load_id, count(*)
+FROM rebalance_staging
+WHERE NOT present AND load_id IS NOT NULL
+GROUP BY load_id

@@ -1,0 +1,510 @@
+"""`pipeline plan` and `pipeline rebalance`: a shard for Indonesia joins the map, residents move."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
+from tests.test_docs import readme_examples
+from tests.test_load_failures import _wait_for_statement, loading, ndjson
+
+INDONESIANS: list[dict[str, object]] = [
+    {"id": 101, "country": "ID", "name": "Siti Rahayu", "gender": "Female", "age": 31},
+    {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 45},
+    {"id": 103, "country": "ID", "name": "Dewi Lestari", "gender": "Female", "age": 27},
+]
+NEW_MAP = "db_us: [US]\n  db_id: [ID]"
+# The README's examples of plan and rebalance: this scenario's (tests/test_docs.py runs the rest).
+README_SHOWS = dict(readme_examples())
+
+
+@pytest.fixture
+def id_map(
+    pg_servers: list[Server], shard_dsns: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The test map with a third shard, db_id, for Indonesia (a database on the second
+    server): the map after the change, and every shard's DSN."""
+    name = pg_servers[1].create_database()
+    dsns = {**shard_dsns, "db_id": pg_servers[1].dsn_for(name)}
+    try:
+        yield write_map(tmp_path / "new", shard_map_yaml(dsns, routes=NEW_MAP)), dsns
+    finally:
+        pg_servers[1].drop_database(name)
+
+
+@pytest.fixture
+def indonesians_on_default(run_cli: RunCli, loaded: None, tmp_path: Path) -> None:
+    """The original data, plus three Indonesians loaded while the map sent them to default."""
+    result = run_cli("load", str(ndjson(tmp_path / "id.ndjson", INDONESIANS)))
+    assert result.exit_code == 0, result.output
+
+
+def _init_new_map(run_cli: RunCli, config: Path) -> None:
+    """`pipeline init` on the new map: db_id is initialised; default refuses its new rule."""
+    result = run_cli("init", config=config)
+    assert result.exit_code == 1
+    assert "default: 3 existing row(s) would break the new residency rule" in result.output
+
+
+def _count(dsn: str, query: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    result = run_cli("plan", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "move ID  default -> db_id  3 rows",
+        "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
+    ]
+    assert result.output.splitlines() == README_SHOWS["pipeline plan"]
+    as_json = json.loads(run_cli("plan", "--json", config=config).output)
+    assert as_json == {
+        "moves": [{"country": "ID", "from": "default", "to": "db_id", "rows": 3}],
+        "constraints": [
+            {"shard": "default", "from": "country NOT IN (US)", "to": "country NOT IN (ID, US)"}
+        ],
+        "stranded": [],
+    }
+    assert len(rows(dsns["default"])) == 8 and rows(dsns["db_id"]) == []
+
+
+def test_rebalance_moves_the_indonesians_and_check_passes(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    before = rows(dsns["default"])
+    dry = run_cli("rebalance", "--dry-run", config=config)
+    assert dry.exit_code == 0 and dry.output.startswith("would move ID  default -> db_id  3 rows")
+    as_json = json.loads(run_cli("rebalance", "--dry-run", "--json", config=config).output)
+    assert as_json["plan"]["moves"] == [
+        {"country": "ID", "from": "default", "to": "db_id", "rows": 3}
+    ]
+    assert as_json["moves"] == [] and as_json["residents_after"] == as_json["residents_before"]
+    assert rows(dsns["default"]) == before
+
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "moved ID  default -> db_id  3 rows (3 copied, 0 already there, 0 renumbered)",
+        "constraint default: country NOT IN (ID, US)",
+        "residents  default 8 -> 5, db_us 4 -> 4, db_id 0 -> 3",
+    ]
+    assert result.output.splitlines() == README_SHOWS["pipeline rebalance"]
+    assert [r for r in before if r[1] == "ID"] == rows(dsns["db_id"])
+    assert [r for r in before if r[1] != "ID"] == rows(dsns["default"])
+    assert run_cli("check", config=config).exit_code == 0
+    assert run_cli("plan", config=config).output == (
+        "nothing to move; every shard's residency constraint is the map's\n"
+    )
+    assert "unchanged" in run_cli("init", config=config).output
+    # Done is done: a second run moves nothing.
+    again = run_cli("rebalance", config=config)
+    assert again.output == "residents  default 5 -> 5, db_us 4 -> 4, db_id 3 -> 3\n"
+    assert json.loads(run_cli("rebalance", "--json", config=config).output) == {
+        "plan": {"moves": [], "constraints": [], "stranded": []},
+        "moves": [],
+        "stranded": [],
+        "constraints": [],
+        "errors": [],
+        "residents_before": {"default": 5, "db_us": 4, "db_id": 3},
+        "residents_after": {"default": 5, "db_us": 4, "db_id": 3},
+    }
+
+
+def test_five_rows_leave_default_when_db_id_becomes_the_default(
+    run_cli: RunCli, loaded: None, id_map: tuple[Path, dict[str, str]], shard_dsns: dict[str, str]
+) -> None:
+    config, dsns = id_map
+    text = shard_map_yaml(dsns, routes=NEW_MAP, default="db_id")
+    config.write_text(text)
+    assert run_cli("init", config=config).exit_code == 1  # default holds 5 rows it now refuses
+    plan = run_cli("plan", config=config).output.splitlines()
+    assert plan == [
+        *(f"move {c}  default -> db_id  1 rows" for c in ("CA", "DE", "FR", "GB", "UA")),
+        "constraint default  country NOT IN (US) -> country IN ()",
+    ]  # init gave db_id its rule already: it holds nothing that breaks it
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "residents  default 5 -> 0, db_us 4 -> 4, db_id 0 -> 5"
+    assert [r[0] for r in rows(dsns["db_id"])] == [1, 2, 17, 22, 25]
+    assert run_cli("check", config=config).exit_code == 0
+    status = run_cli("status", config=config).output
+    assert "schema 6/6  0 residents" in status and "schema 6/6  5 residents" in status
+
+
+def _collide(dsn: str) -> None:
+    """Another person on db_id under id 102, the id of an Indonesian on default."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (102, 'ID', 'Other')")
+
+
+def test_a_collision_stops_the_move_before_anything_is_deleted(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    before = rows(dsns["default"]), rows(dsns["db_id"])
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert (
+        "Error: ID  default -> db_id: 1 row(s) have an id that db_id holds"
+        " for a different row (102); nothing of ID was moved" in result.output
+    )
+    assert (rows(dsns["default"]), rows(dsns["db_id"])) == before
+    assert run_cli("plan", config=config).output.startswith("move ID  default -> db_id  3 rows")
+
+
+def test_renumber_gives_colliding_rows_new_ids_and_records_the_old_ones(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    result = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert result.exit_code == 0, result.output
+    assert "3 rows (3 copied, 0 already there, 1 renumbered)" in result.output
+    moved = {r[0]: r[2] for r in rows(dsns["db_id"])}
+    assert moved == {
+        101: "Siti Rahayu",
+        102: "Other",
+        103: "Dewi Lestari",
+        10**15: "Budi Santoso",
+    }
+    with psycopg.connect(dsns["db_id"]) as conn:
+        renumbered = conn.execute("SELECT id, old_shard, old_id FROM rebalance_renumbered")
+        assert renumbered.fetchall() == [(10**15, "default", 102)]
+    assert [r[1] for r in rows(dsns["default"])].count("ID") == 0
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def _rebalancing(config: Path, cwd: Path, *options: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "rebalance"]
+    command += options
+    return subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _hold_a_row(dsn: str) -> psycopg.Connection[Any]:
+    """A transaction holding an Indonesian's row on default: the rebalance's delete waits."""
+    conn = psycopg.connect(dsn)
+    conn.execute("SELECT FROM residents WHERE id = 101 FOR UPDATE")
+    return conn
+
+
+def _hold_the_ledger(dsn: str) -> psycopg.Connection[Any]:
+    """A transaction that keeps anyone from writing default's move ledger: the rebalance
+    waits there, its copy committed on db_id, its delete on default not."""
+    conn = psycopg.connect(dsn)
+    conn.execute("LOCK TABLE rebalance_ledger IN SHARE MODE")
+    return conn
+
+
+@pytest.mark.parametrize("collision", [False, True], ids=["as-is", "renumbered"])
+def test_a_rebalance_killed_between_copy_and_delete_is_finished_by_a_rerun(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    collision: bool,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    options = ["--on-id-conflict", "renumber"] if collision else []
+    if collision:
+        _collide(dsns["db_id"])
+    held = _hold_the_ledger(dsns["default"])
+    with _rebalancing(config, tmp_path, *options) as process:
+        try:
+            pattern = "%INSERT INTO rebalance_ledger%"
+            _wait_for_statement(dsns["default"], pattern, process, True)
+            process.kill()
+        finally:
+            process.kill()
+            process.communicate()
+    held.close()
+    copied = rows(dsns["db_id"])
+    assert len(copied) == 3 + collision
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+    assert run_cli("plan", config=config).output.startswith("move ID  default -> db_id  3 rows")
+
+    result = run_cli("rebalance", *options, config=config)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "moved ID  default -> db_id  3 rows (copied by an earlier run)"
+    )
+    assert rows(dsns["db_id"]) == copied  # Budi renumbered once, by the first run
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_a_row_changed_after_a_killed_copy_is_not_deleted_but_reported(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    held = _hold_the_ledger(dsns["default"])
+    with _rebalancing(config, tmp_path) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%INSERT INTO rebalance_ledger%", process, True)
+            process.kill()
+        finally:
+            process.kill()
+            process.communicate()
+    held.close()
+    with psycopg.connect(dsns["default"]) as conn:  # an edit on the source, after the copy
+        conn.execute("UPDATE residents SET age = 32 WHERE id = 101")
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_id holds for a different row (101)" in result.output
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+    assert _count(dsns["default"], "SELECT age FROM residents WHERE id = 101") == 32
+
+
+def test_a_load_of_the_moving_country_waits_for_the_move(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    newer = [{**INDONESIANS[0], "age": 32}, {"id": 104, "country": "ID", "name": "Agus Wijaya"}]
+    path = ndjson(tmp_path / "newer.ndjson", newer)
+    held = _hold_a_row(dsns["default"])
+    with _rebalancing(config, tmp_path) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%DELETE FROM residents%", process, True)
+            with loading(config, path, "--json", cwd=tmp_path) as load:
+                # The load of db_id waits for the lock the move holds there.
+                _wait_for_statement(dsns["db_id"], "%pg_advisory_xact_lock%", load, True)
+                held.close()
+                assert process.wait(60) == 0
+                out, err = load.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.communicate()
+    # The rows went to db_id after the move: 101 updated over the moved row, 104 new.
+    summary = json.loads(out)
+    assert (summary["rows_loaded"], summary["rows_pending"]) == (2, 0)
+    assert summary["shards"]["db_id"] == {
+        "inserted": 1,
+        "updated": 1,
+        "unchanged": 0,
+        "kept": 0,
+        "rejected": 0,
+    }
+    # The load read default's residency rule when it connected, before it waited for the
+    # lock: the old rule then, since default is tightened only once its Indonesians are
+    # gone. It wrote nothing there, and says so (exit 1); run again, it completes default.
+    assert load.returncode == 1
+    assert list(summary["files"][0]["shard_errors"]) == ["default"]
+    assert "residency rule is 'country NOT IN (US)'" in err
+    assert run_cli("load", str(path), config=config).exit_code == 0
+    by_id = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
+    assert by_id == {
+        101: ("Siti Rahayu", 32),  # the load's newer row, written after the move
+        102: ("Budi Santoso", 45),
+        103: ("Dewi Lestari", 27),
+        104: ("Agus Wijaya", None),
+    }
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 0
+    checked = run_cli("check", config=config)
+    assert checked.exit_code == 0, checked.output
+
+
+def _refuse(dsn: str, event: str) -> None:
+    """A trigger on residents that fails every `event` (INSERT, DELETE) on this shard."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'refused by hand'; END $$"
+        )
+        conn.execute(f"CREATE TRIGGER refuse BEFORE {event} ON residents EXECUTE FUNCTION refuse()")
+
+
+def _allow(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DROP TRIGGER refuse ON residents")
+
+
+def test_a_failing_target_is_named_and_nothing_leaves_the_source(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _refuse(dsns["db_id"], "INSERT")
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert "Error: ID  default -> db_id: shard db_id: refused by hand" in result.output
+    assert rows(dsns["db_id"]) == []
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+
+def test_a_failing_source_is_named_and_nothing_is_copied(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _refuse(dsns["default"], "DELETE")
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert "Error: ID  default -> db_id: shard default: refused by hand" in result.output
+    assert rows(dsns["db_id"]) == []  # the target commits only once the source has deleted
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+    # The map's rule cannot hold on default yet: its constraint still accepts ID.
+    assert run_cli("plan", config=config).output.splitlines() == [
+        "move ID  default -> db_id  3 rows",
+        "constraint default  country NOT IN (US) -> country NOT IN (ID, US)",
+    ]
+    _allow(dsns["default"])
+    assert run_cli("rebalance", config=config).exit_code == 0
+    assert len(rows(dsns["db_id"])) == 3
+
+
+def test_only_the_countries_asked_for_move_and_the_others_stay_accepted(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    config.write_text(shard_map_yaml(dsns, routes="db_us: [US, CA]\n  db_id: [ID]"))
+    assert run_cli("init", config=config).exit_code == 1
+    result = run_cli("rebalance", "--country", "id", config=config)
+    assert result.exit_code == 0, result.output
+    assert "constraint default: country NOT IN (ID, US)" in result.output  # still takes CA
+    assert run_cli("plan", config=config).output.splitlines() == [
+        "move CA  default -> db_us  1 rows",
+        "constraint default  country NOT IN (ID, US) -> country NOT IN (CA, ID, US)",
+    ]
+    assert run_cli("rebalance", config=config).exit_code == 0
+    assert [r[1] for r in rows(dsns["db_us"])] == ["US", "US", "US", "US", "CA"]
+    assert run_cli("check", config=config).exit_code == 0
+
+
+def test_rows_routed_to_no_shard_stay_and_fail_the_rebalance(
+    run_cli: RunCli, loaded: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # Residents of the default shard's countries have nowhere to go once the map rejects them.
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]", default="reject"))
+    plan = json.loads(run_cli("plan", "--json").output)
+    assert plan["moves"] == [{"country": "CA", "from": "default", "to": "db_us", "rows": 1}]
+    assert [s["country"] for s in plan["stranded"]] == ["DE", "FR", "GB", "UA"]
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "Error: 1 row(s) of DE on default are routed to no shard (default: reject)" in (
+        result.output
+    )
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22]  # CA's 25 moved
+    assert "constraint default: country IN (DE, FR, GB, UA)" in result.output
+
+
+def test_moved_generated_ids_are_never_handed_out_again_on_the_target(
+    run_cli: RunCli, initialised: None, id_map: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    config, dsns = id_map
+    # On default: an Indonesian without an id (default gives it 10^15) and one with id 102,
+    # which db_id holds for someone else: renumbered there, it must not get 10^15 too.
+    people: list[dict[str, object]] = [{"country": "ID", "name": "Tanpa Nomor"}, INDONESIANS[1]]
+    assert run_cli("load", str(ndjson(tmp_path / "a.ndjson", people))).exit_code == 0
+    _init_new_map_holding(run_cli, config, 2)
+    _collide(dsns["db_id"])
+    result = run_cli("rebalance", "--on-id-conflict", "renumber", config=config)
+    assert result.exit_code == 0, result.output
+    later: list[dict[str, object]] = [{"country": "ID", "name": "Orang Baru"}]
+    assert run_cli("load", str(ndjson(tmp_path / "b.ndjson", later)), config=config).exit_code == 0
+    assert [(r[0], r[2]) for r in rows(dsns["db_id"])] == [
+        (102, "Other"),
+        (10**15, "Tanpa Nomor"),
+        (10**15 + 1, "Budi Santoso"),
+        (10**15 + 2, "Orang Baru"),
+    ]
+
+
+def _init_new_map_holding(run_cli: RunCli, config: Path, n: int) -> None:
+    result = run_cli("init", config=config)
+    assert result.exit_code == 1
+    assert f"default: {n} existing row(s) would break" in result.output
+
+
+def test_an_id_taken_by_another_country_is_a_collision_too(
+    run_cli: RunCli, loaded: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # db_us holds no Canadian, so the move tries to COPY straight into residents; the id
+    # that a US resident holds there fails it, and the staging way names the collision.
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (25, 'US', 'Not Chloé')")
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_us holds for a different row (25)" in result.output
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22, 25]
+    renumbered = run_cli("rebalance", "--on-id-conflict", "renumber")
+    assert renumbered.exit_code == 0, renumbered.output
+    assert [(r[0], r[1]) for r in rows(shard_dsns["db_us"])][-2:] == [(25, "US"), (10**15, "CA")]
+
+
+def test_rows_the_target_holds_otherwise_than_sent_fail_the_verification(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    with psycopg.connect(dsns["db_id"]) as conn:  # a target that changes what it is given
+        conn.execute(
+            "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN NEW.name := upper(NEW.name); RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER shout BEFORE INSERT ON residents FOR EACH ROW EXECUTE FUNCTION shout()"
+        )
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    assert (
+        "Error: ID  default -> db_id: db_id holds 3 row(s) after the copy where default had 3"
+        " (deleting 3), or other content; nothing was changed"
+    ) in result.output
+    assert rows(dsns["db_id"]) == []
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+
+@pytest.mark.slow
+def test_a_taken_id_found_mid_stream_falls_back_to_staging(
+    run_cli: RunCli, initialised: None, config_file: Path, shard_dsns: dict[str, str]
+) -> None:
+    # Enough rows that the target refuses the straight COPY while the source still streams:
+    # the source's COPY is cancelled, and the staging way reads the same snapshot again.
+    with psycopg.connect(shard_dsns["default"]) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name)"
+            " SELECT i, 'CA', 'Resident ' || i FROM generate_series(1, 200000) AS i"
+        )
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (7, 'US', 'Taken')")
+    config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    result = run_cli("rebalance")
+    assert result.exit_code == 1
+    assert "1 row(s) have an id that db_us holds for a different row (7)" in result.output
+    renumbered = run_cli("rebalance", "--on-id-conflict", "renumber")
+    assert renumbered.exit_code == 0, renumbered.output
+    assert "200000 rows (200000 copied, 0 already there, 1 renumbered)" in renumbered.output
+    assert _count(shard_dsns["db_us"], "SELECT count(*) FROM residents") == 200_001
+    assert _count(shard_dsns["default"], "SELECT count(*) FROM residents") == 0
