@@ -88,15 +88,13 @@ class ShardLink:
             self._down = reason
 
     def _preflight(self, conn: psycopg.Connection[Any]) -> None:
-        """Set the session up; refuse to load into a shard whose schema or residency rule
-        lags the map."""
+        """Set the session up; refuse to load into a shard whose schema lags the code."""
         try:
             # Not `with conn.transaction()`: its rollback of a dropped connection would have
             # psycopg log "error ignored in rollback" beside our error (the caller closes it).
             with self._watchdog.waiting(conn):
                 conn.execute(LOAD.session)  # a SET: committed, it outlives the transaction
                 version = current_version(conn)
-                row = conn.execute(SCHEMA.residency_rule).fetchone() if version else None
                 conn.commit()
         except psycopg.Error as exc:
             raise self._failure(exc) from None
@@ -105,14 +103,21 @@ class ShardLink:
                 f"schema version {version}, expected {latest_version()}: run `pipeline init`",
                 transient=False,
             )
+
+    def residency_lag(self, conn: psycopg.Connection[Any]) -> ShardError | None:
+        """The error to give when the shard's residency rule is not the one the map asks
+        for, or None. Asked under the load lock, file after file: a rebalance changes the
+        rule while it holds that lock, and a load that waited for it sees the rule it left."""
+        row = conn.execute(SCHEMA.residency_rule).fetchone()
         expected = residency_rule(self.shard_map, self.shard).describe()
-        if row is None or row[0] != expected:
-            found = row[0] if row else "none"
-            raise self._error(
-                f"residency rule is {found!r} but the shard map asks for {expected!r}: "
-                "run `pipeline init`",
-                transient=False,
-            )
+        if row is not None and row[0] == expected:
+            return None
+        found = row[0] if row else "none"
+        return self._error(
+            f"residency rule is {found!r} but the shard map asks for {expected!r}: "
+            "run `pipeline init`",
+            transient=False,
+        )
 
     def _error(self, message: str, transient: bool = True) -> ShardError:
         """A ShardError with the password scrubbed; a transient one says how to finish the job,

@@ -96,6 +96,7 @@ class ShardWriter(ShardLink):
         `later` are the sha256 of the files that come after this one in the run."""
         self.counts = ShardCounts()
         self._protected = _NOTHING_PROTECTED
+        self.direct = True  # a conflict in the file before does not carry over
         self._watchdog.take()  # a time-out of the file before is told already
         if self._stopping is not None:
             raise ShardError(self.shard.name, self._stopping)
@@ -118,6 +119,10 @@ class ShardWriter(ShardLink):
         # when the server does not answer by then.
         with self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"):
             conn.execute(SCHEMA.lock, [db.LOCK_LOAD])
+        lag = self.residency_lag(conn)
+        if lag is not None:
+            conn.rollback()
+            raise self._mark_down(lag)
         # Read after the lock: a load that waited sees what the one before it committed.
         earlier = None if force else conn.execute(LOAD.ledger_find, [sha256]).fetchone()
         if earlier is not None:
