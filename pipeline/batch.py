@@ -10,6 +10,11 @@ import pyarrow as pa
 
 from pipeline.reasons import RejectReason
 
+# Records in a batch at most, from any reader: memory stays bounded by a batch whatever the
+# file holds (a million one-character records in a few MB), and progress comes batch by
+# batch (pipeline.load.PROGRESS_EVERY).
+BATCH_RECORDS = 10_000
+
 
 @dataclass
 class Batch:

@@ -1,4 +1,4 @@
-"""A source's records as batches of columns (pipeline.validate.Batch), the form the rules
+"""A source's records as batches of columns (pipeline.batch.Batch), the form the rules
 and the writers take: from Python's readers (JSON, NDJSON, CSV the fast reader does not
 take) record by record, or from pipeline.source_arrow block by block.
 
@@ -13,11 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.batch import Batch
+from pipeline.batch import BATCH_RECORDS, Batch
 from pipeline.columns import FIELDS
 from pipeline.sources import Record, Source
 
-BATCH_RECORDS = 10_000  # as load.PROGRESS_EVERY: progress comes at whole batches
 BATCH_CHARS = 8 << 20
 
 

@@ -4,9 +4,12 @@ For each file, in order:
 1. hash it (sha256 of its bytes), and open a transaction on every shard (`ShardWriter.begin`),
    in shard-map order so two loads lock shards in the same order and cannot deadlock;
    a shard whose ledger already holds the file is skipped;
-2. stream its records: malformed ones, bad or missing countries and unrouted countries are
-   rejected here; every other row goes to its shard's staging COPY;
-3. run the checks on every shard; if the file's rejects exceed its budget, roll every
+2. read its records in batches and apply the rules to them (pipeline.validate): refused
+   records go to the rejects file, the valid ones to their shard's writer (new ids straight
+   into residents, the others through staging: pipeline.shard_rows); when a shard meets an
+   id twice on the direct path, or the bulk CSV reader cannot take the file, every shard
+   goes back to the file's start and the file is read again (`Restart`, `NotSimple`);
+3. find the ids each shard got twice; if the file's rejects exceed its budget, roll every
    shard back: nothing of the file is loaded;
 4. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
    others, and re-running the same command completes it (the ledger skips the rest).

@@ -73,9 +73,9 @@ class ShardLink:
         (its file rolls back) and commit nothing more."""
         self._stopping = reason
         self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            cancel(conn, CANCEL_TIMEOUT_SECONDS)
+        for conn in (self._conn, self._probe_conn):
+            if conn is not None and not conn.closed:
+                cancel(conn, CANCEL_TIMEOUT_SECONDS)
 
     def _mark_down(self, error: ShardError) -> ShardError:
         self._down = error.reason
@@ -144,6 +144,8 @@ class ShardLink:
         """The second connection, for shard_rows' look-ups while the first one COPYs."""
         if self._probe_conn is None or self._probe_conn.closed:
             dsn = db.resolve_dsn(self.shard_map, self.shard)
+            if self.timeouts.connect is not None:
+                dsn = conninfo.make_conninfo(dsn, connect_timeout=self.timeouts.connect)
             self._probe_conn = db.open_connection(dsn, autocommit=True)
         return self._probe_conn
 

@@ -5,10 +5,13 @@ A row whose id the shard does not hold is COPYed straight into `residents` (the 
 the shard's lock, so no other load adds ids meanwhile). Which ids the shard holds is asked
 batch by batch on a second connection (probe_range.sql, by the batch's id range when its
 ids fill much of it, as files of consecutive ids do; else probe_ids.sql); reading only
-committed rows, it cannot see this file's own rows. Rows whose id the shard holds, and rows
-without an id, are spooled on the client (a temporary file past SPOOL_IN_MEMORY) and copied
+committed rows, it cannot see this file's own rows. The probe answers with the rows'
+content: a row the shard holds unchanged is not sent, only its id and record number
+(load_seen, so that duplicates.sql sees every id the file gives); changed rows and rows
+without an id are spooled on the client (a temporary file past SPOOL_IN_MEMORY) and copied
 into the staging table when the file ends, where sql/load/update.sql and insert.sql write
-the changed and new ones and duplicates.sql finds ids the file holds twice.
+them and duplicates.sql finds ids the file holds twice. (A row deleted by hand between two
+batches that give its id is the one case this cannot see: the second goes straight in.)
 
 The direct COPY fails with a unique violation when the file holds one of its new ids twice,
 or someone inserts one by hand meanwhile; the batch itself is checked for the first case.
@@ -44,10 +47,11 @@ SPOOL_CHUNK = 1 << 20  # bytes sent to the staging COPY at a time
 # half their range or less; sparse ones are probed id by id).
 PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
-# What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted one.
 PROBE_BLOCK = 1 << 20  # bytes of a probe's answer pyarrow parses at a time
 _HELD_READ = pcsv.ReadOptions(column_names=list(OUTPUT), use_threads=False, block_size=PROBE_BLOCK)
 _HELD_PARSE = pcsv.ParseOptions(newlines_in_values=True)  # an address of several lines
+# What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted
+# one, and nothing else is NULL (pyarrow's default would read an address "N/A" as NULL).
 _HELD_TYPES = pcsv.ConvertOptions(
     column_types={
         "id": pa.int64(),
@@ -57,6 +61,7 @@ _HELD_TYPES = pcsv.ConvertOptions(
         "age": pa.int16(),
         "address": pa.string(),
     },
+    null_values=[""],
     strings_can_be_null=True,
     quoted_strings_can_be_null=False,
 )
@@ -173,8 +178,8 @@ class ShardRows:
         pcsv.write_csv(table, out, write_options=_CSV)
         try:
             self._copy.write(out.getbuffer())
-        except psycopg.errors.UniqueViolation:
-            raise Conflict("an id the shard holds") from None
+        except psycopg.errors.UniqueViolation:  # the server tells it at the COPY's end, as
+            raise Conflict("an id the shard holds") from None  # a rule: see finish
         self.inserted += rows.num_rows
 
     def _to_spool(self, rows: pa.Table) -> None:

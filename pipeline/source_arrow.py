@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from pipeline.batch import Batch
+from pipeline.batch import BATCH_RECORDS, Batch
 from pipeline.columns import FIELDS
 from pipeline.rules import COUNTRY_MAX
 from pipeline.source_file import SourceError
@@ -57,7 +57,7 @@ class ArrowCsv:
         if head.startswith(_BOM):
             head = head[len(_BOM) :]
         end = head.find(b"\n")
-        if end < 0 or end > self.limits.max_line:
+        if end < 0 or end + 1 > self.limits.max_line:  # Python's limit counts the line end
             raise NotSimple("no header line within the first block")
         header_bytes = head[: end + 1]
         try:
@@ -87,11 +87,15 @@ class ArrowCsv:
         number = 0
         pending = head[end + 1 :]
         eof = False
+        starved = False  # the pending bytes hold no whole record: read more
         while not eof or pending:
-            if not eof:
+            # Read while less than a block is pending: a batch of BATCH_RECORDS short
+            # records leaves the rest of a block pending, which is not read again.
+            if not eof and (starved or len(pending) < BLOCK_BYTES):
                 data = binary.read(BLOCK_BYTES)
                 eof = not data
                 pending += data
+            starved = False
             if eof and not pending:
                 break
             if not pending.strip(b"\n"):  # blank lines only: counted, nothing to parse
@@ -104,6 +108,7 @@ class ArrowCsv:
                     raise NotSimple("a quote open at the end of the file")
                 if len(pending) > self.limits.max_record:  # bytes: at least as many characters
                     raise NotSimple("a record near its limit")
+                starved = True
                 continue
             cut, newlines, quotes = found
             block, pending = pending[:cut], pending[cut:]
@@ -119,17 +124,19 @@ class ArrowCsv:
         arr = np.frombuffer(data, dtype=np.uint8)
         newlines = np.flatnonzero(arr == _NL).astype(np.int32)
         quotes = np.flatnonzero(arr == _QUOTE).astype(np.int32)
-        if eof and len(quotes) % 2 == 0:
+        if eof and len(quotes) % 2 == 0 and len(newlines) < BATCH_RECORDS:
             return len(data), newlines, quotes  # the last record, with or without its line end
         if not len(quotes):
             if not len(newlines):
                 return None
-            return int(newlines[-1]) + 1, newlines, quotes
+            last = min(len(newlines), BATCH_RECORDS) - 1
+            return int(newlines[last]) + 1, newlines[: last + 1], quotes
         even = np.flatnonzero((np.searchsorted(quotes, newlines) & 1) == 0)
         if not len(even):
             return None
-        cut = int(newlines[even[-1]]) + 1
-        return cut, newlines[: even[-1] + 1], quotes[: np.searchsorted(quotes, cut)]
+        last = even[min(len(even), BATCH_RECORDS) - 1]  # a batch of at most BATCH_RECORDS
+        cut = int(newlines[last]) + 1
+        return cut, newlines[: last + 1], quotes[: np.searchsorted(quotes, cut)]
 
     def _block(
         self,
@@ -219,7 +226,7 @@ class ArrowCsv:
                 raise NotSimple("a carriage return that ends no line")
         limit = self.limits.max_line
         if len(newlines):
-            longest = max(int(newlines[0]), len(arr) - 1 - int(newlines[-1]))
+            longest = max(int(newlines[0]) + 1, len(arr) - 1 - int(newlines[-1]))
             if len(newlines) > 1:
                 longest = max(longest, int(np.max(np.diff(newlines))))
         else:

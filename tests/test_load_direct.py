@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from pipeline.batches import BATCH_RECORDS
+from pipeline.batch import BATCH_RECORDS
 from pipeline.shard_rows import PROBE_BLOCK, PROBE_RANGE_SPAN, SPOOL_IN_MEMORY, read_held
 from pipeline.source_arrow import BLOCK_BYTES
 from tests.conftest import rows
@@ -93,6 +93,23 @@ def test_a_probe_answer_of_multi_line_values_is_parsed_whole_across_its_blocks(r
     assert held.num_rows == rows
     assert held.column("address")[rows - 1].as_py() == f"{value}{rows - 1}"
     assert held.column("gender").null_count == rows
+
+
+def test_a_probe_answer_keeps_text_that_reads_like_a_null() -> None:
+    held = read_held(io.BytesIO(b'5,US,NA,,30,N/A\n6,US,"",null,,NULL\n'))
+    assert held.to_pylist() == [
+        {"id": 5, "country": "US", "name": "NA", "gender": None, "age": 30, "address": "N/A"},
+        {"id": 6, "country": "US", "name": "", "gender": "null", "age": None, "address": "NULL"},
+    ]
+
+
+def test_an_address_n_a_on_the_shard_is_updated_to_none(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    load(run_cli, write(tmp_path / "a.csv", [[5, "US", "Ann", "F", 30, "N/A"]]))
+    summary = load(run_cli, write(tmp_path / "b.csv", [[5, "US", "Ann", "F", 30, ""]]))
+    assert summary["shards"]["db_us"]["updated"] == 1
+    assert rows(shard_dsns["db_us"]) == [(5, "US", "Ann", "Female", 30, None)]
 
 
 def test_ids_are_probed_by_range_and_one_by_one_and_both_find_what_the_shard_holds(

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pipeline import source_arrow
-from pipeline.batches import BATCH_RECORDS, batches
+from pipeline.batch import BATCH_RECORDS
+from pipeline.batches import batches
 from pipeline.columns import FIELDS
 from pipeline.rules import Limits
 from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, NotSimple
@@ -116,6 +117,33 @@ def test_limits_are_left_to_python_when_near(tmp_path: Path) -> None:
     refused_by_bulk(path, Limits(max_field=40))
     refused_by_bulk(path, Limits(max_line=60, max_field=60))
     refused_by_bulk(path, Limits(max_record=60, max_field=60))
+
+
+def test_a_line_one_character_over_its_limit_is_left_to_python(tmp_path: Path) -> None:
+    # The limit counts the line's end, as Python's reader counts it: the first line of a
+    # block and the header included.
+    limits = Limits(max_line=40, max_record=80, max_field=40)
+    row = "1,DE,Ann,F,30," + "x" * 25 + "\n"
+    assert len(row) == 40
+    path = tmp_path / "f.csv"
+    path.write_text(HEADER + row, encoding="utf-8")
+    same_through_both(path, limits)
+    path.write_text(HEADER + row.replace("x\n", "xx\n"), encoding="utf-8")
+    refused_by_bulk(path, limits)
+    header = "id,country,name," + "n" * 23 + "\n"
+    path.write_text(header + "1,DE,Ann,\n", encoding="utf-8")
+    refused_by_bulk(path, Limits(max_line=len(header) - 1, max_field=10))
+    same_through_both(path, Limits(max_line=len(header), max_field=10))
+
+
+def test_a_batch_holds_at_most_batch_records_however_short_they_are(tmp_path: Path) -> None:
+    # A few MB of one-character records: a batch stays BATCH_RECORDS long, memory bounded.
+    path = tmp_path / "f.csv"
+    count = 25 * BATCH_RECORDS
+    path.write_text("country,name\n" + ",\n" * count, encoding="utf-8")
+    sizes = [len(b) for b in batches(open_source(path))]
+    assert max(sizes) == BATCH_RECORDS and sum(sizes) == count
+    assert len(same_through_both(path)) == count
 
 
 def test_a_header_of_many_columns_is_left_to_python(tmp_path: Path) -> None:

@@ -514,6 +514,17 @@ CASES: list[Case] = [
         slow=True,
     ),
     Case(
+        # Half a million records of a few characters each (3.5 MB): batches stay bounded
+        # by their record count, not only by their bytes.
+        "csv-500k-tiny-records",
+        write("t.csv", HEADER + ",,A,,,\n" * 500_000 + GOOD_CSV),
+        0,
+        ("missing_country",) * 500_000,
+        names=("Good Row",),
+        max_cpu_s=40,
+        slow=True,
+    ),
+    Case(
         "csv-8mib-of-blank-lines-then-a-bad-row",
         write("b.csv", HEADER + "\n" * (8 * MB) + "1,XX,A,F,1,x\n" + GOOD_CSV),
         0,
