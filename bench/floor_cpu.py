@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import DIRECT_COLUMNS, DIRECT_TABLE, ROOT, Servers, psql_binary
+from run import ROOT, Servers, bench_config, direct_copy_in, psql_binary
 
 TICK = os.sysconf("SC_CLK_TCK")
 PIPELINE = [sys.executable, "-m", "pipeline.cli"]
@@ -62,29 +62,15 @@ def main() -> None:
     try:
         for _ in range(rounds):
             dsns = servers.fresh()
-            config = workdir / "shards.yaml"
-            config.write_text(
-                f"shards:\n  default: {{dsn: '{dsns[0]}'}}\n  db_us: {{dsn: '{dsns[1]}'}}\n"
-                "routes:\n  db_us: [US]\ndefault: default\n"
-            )
-            for name in ("rules.yaml", "checks.yaml"):
-                (workdir / name).write_text((ROOT / "config" / name).read_text())
-            cli = [*PIPELINE, "--config", str(config)]
+            cli = [*PIPELINE, "--config", str(bench_config(workdir, dsns))]
             subprocess.run([*cli, "init"], check=True, capture_output=True, cwd=ROOT)
             rejects = str(workdir / "rejects")
             measure("load", [*cli, "load", "-q", "--max-rejects", "5%", "--rejects", rejects,
                              str(data)], workdir)  # fmt: skip
             copies = []
             for i, dsn in enumerate(dsns):
-                rows = workdir / f"direct{i}.csv"
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute(DIRECT_TABLE)
-                    query = f"COPY (SELECT {DIRECT_COLUMNS} FROM residents) TO STDOUT"
-                    with conn.cursor().copy(query) as copy, rows.open("wb") as out:
-                        for chunk in copy:
-                            out.write(chunk)
-                copy_in = f"\\copy bench_direct ({DIRECT_COLUMNS}) FROM '{rows}'"
-                copies.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -c \"{copy_in}\"")
+                    copies.append(direct_copy_in(conn, dsn, psql, workdir / f"direct{i}.csv"))
             both = f"{copies[1]} & other=$!; {copies[0]} && wait $other"
             measure("direct", ["bash", "-c", both], workdir)
     finally:

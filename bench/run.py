@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
@@ -292,6 +293,31 @@ def results_name(rows: int) -> str:
     return "RESULTS-10M.md" if rows == 10_000_000 else f"RESULTS-{rows}-rows.md"  # ignored by git
 
 
+def bench_config(workdir: Path, dsns: list[str]) -> Path:
+    """The bench's shard map (US on the second server, the rest on the first) and the
+    project's rules and checks beside it, in `workdir`."""
+    config = workdir / "shards.yaml"
+    config.write_text(
+        f"shards:\n  default: {{dsn: '{dsns[0]}'}}\n  db_us: {{dsn: '{dsns[1]}'}}\n"
+        "routes:\n  db_us: [US]\ndefault: default\n"
+    )
+    for name in ("rules.yaml", "checks.yaml"):
+        shutil.copy(ROOT / "config" / name, workdir / name)
+    return config
+
+
+def direct_copy_in(conn: psycopg.Connection[Any], dsn: str, psql: str, rows: Path) -> str:
+    """The direct floor's command for one shard: its residents written to `rows` now, and
+    psql copying them into a new table like residents (bench_direct) when run."""
+    conn.execute(DIRECT_TABLE)
+    rows_out = f"COPY (SELECT {DIRECT_COLUMNS} FROM residents) TO STDOUT"
+    with conn.cursor().copy(rows_out) as copy, rows.open("wb") as out:
+        for data in copy:
+            out.write(data)
+    copy_in = f"\\copy bench_direct ({DIRECT_COLUMNS}) FROM '{rows}'"
+    return f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -c \"{copy_in}\""
+
+
 def one_round(
     steps: dict[str, Step],
     servers: Servers,
@@ -303,13 +329,7 @@ def one_round(
     dbt: str | None,
 ) -> None:
     dsns = servers.fresh()
-    config = workdir / "shards.yaml"
-    config.write_text(
-        f"shards:\n  default: {{dsn: '{dsns[0]}'}}\n  db_us: {{dsn: '{dsns[1]}'}}\n"
-        "routes:\n  db_us: [US]\ndefault: default\n"
-    )
-    for name in ("rules.yaml", "checks.yaml"):
-        shutil.copy(ROOT / "config" / name, workdir / name)
+    config = bench_config(workdir, dsns)
     env = {"PIPELINE_CONFIG": str(config), "PYTHONWARNINGS": "ignore"}
     rejects = str(workdir / "rejects")
     cli = [*PIPELINE, "--config", str(config)]
@@ -548,21 +568,14 @@ def measure_floor(
     table shaped like residents (DIRECT). Their tables are dropped afterwards."""
     upserts, copies, held = [], [], 0
     for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1])):
-        direct = workdir / f"{shard}-direct.csv"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(FLOOR_TABLE)
-            conn.execute(DIRECT_TABLE)
             row = conn.execute("SELECT count(*) FROM residents").fetchone()
             held += row[0] if row else 0
-            rows_out = f"COPY (SELECT {DIRECT_COLUMNS} FROM residents) TO STDOUT"
-            with conn.cursor().copy(rows_out) as copy, direct.open("wb") as out:
-                for data in copy:
-                    out.write(data)
+            copies.append(direct_copy_in(conn, dsn, psql, workdir / f"{shard}-direct.csv"))
         script = workdir / f"floor-{shard}.sql"
         script.write_text(FLOOR_SQL.format(file=workdir / f"{shard}.csv"))
         upserts.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -f '{script}'")
-        copy_in = f"\\copy bench_direct ({DIRECT_COLUMNS}) FROM '{direct}'"
-        copies.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -c \"{copy_in}\"")
     steps[FLOOR].rows = steps[DIRECT].rows = held
     # Both shards at once, as `pipeline load` writes them; fail if either fails.
     for name, runs in ((FLOOR, upserts), (DIRECT, copies)):

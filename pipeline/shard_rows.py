@@ -37,7 +37,7 @@ from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.errors import PipelineError
 from pipeline.queries import LOAD
-from pipeline.validate import OUTPUT
+from pipeline.validate import OUTPUT, as_mask
 from pipeline.watchdog import Watchdog
 
 SPOOL_IN_MEMORY = 1 << 20  # bytes of spooled rows kept in memory before a temporary file
@@ -116,10 +116,10 @@ class ShardRows:
         id_column = table.column("id")
         held = self._held(id_column.filter(mask))
         # Rows without an id take the identity's next value, which COPY would not give them.
-        staged = mask & _mask(pc.is_null(id_column))
+        staged = mask & as_mask(pc.is_null(id_column))
         seen = np.zeros(len(mask), dtype=bool)
         if held is not None:
-            existing = mask & _mask(pc.is_in(id_column, value_set=held.column("id")))
+            existing = mask & as_mask(pc.is_in(id_column, value_set=held.column("id")))
             rows = np.flatnonzero(existing)
             same = _unchanged(table.take(pa.array(rows)), held)
             seen[rows[same]] = True
@@ -218,11 +218,6 @@ class ShardRows:
         self._seen.close()
 
 
-def _mask(condition: Any) -> np.ndarray:
-    """A boolean column (null: false) as numpy."""
-    return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def read_held(answer: io.BytesIO) -> pa.Table:
     """A probe's answer (CSV) as a table of OUTPUT's columns."""
     return pcsv.read_csv(
@@ -238,5 +233,5 @@ def _unchanged(rows: pa.Table, held: pa.Table) -> np.ndarray:
         mine, theirs = rows.column(name), held.column(name).take(at)
         equal = pc.fill_null(pc.equal(mine, theirs), False)
         both_null = pc.and_(pc.is_null(mine), pc.is_null(theirs))
-        same &= _mask(pc.or_(equal, both_null))
+        same &= as_mask(pc.or_(equal, both_null))
     return same

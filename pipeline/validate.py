@@ -19,6 +19,7 @@ invalid_age, invalid_gender.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -105,12 +106,12 @@ class Validator:
             (RejectReason.INVALID_ID, id_bad),
             (RejectReason.MISSING_NAME, pc.is_null(name)),
         ):
-            reason[_mask(bad)] = _CODE[code]
+            reason[as_mask(bad)] = _CODE[code]
         if not batch.nul_free:
             nul = np.zeros(n, dtype=bool)
             for column in FIELDS:
                 if column != "country":
-                    nul |= _mask(pc.match_substring(fields[column], "\x00"))
+                    nul |= as_mask(pc.match_substring(fields[column], "\x00"))
             reason[nul] = _CODE[RejectReason.INVALID_TEXT]
 
         codes, shard, messages = self._countries(fields["country"], reason)
@@ -198,6 +199,6 @@ def _ids(id_text: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(bad, None, value), bad
 
 
-def _mask(condition: pa.Array) -> np.ndarray:
+def as_mask(condition: Any) -> np.ndarray:
     """A boolean array (null: false) as numpy."""
     return np.asarray(pc.fill_null(condition, False).to_numpy(zero_copy_only=False), dtype=bool)
