@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import source_arrow
 from pipeline.batch import BATCH_RECORDS
-from pipeline.batches import batches
+from pipeline.batches import BATCH_CHARS, batches
 from pipeline.columns import FIELDS
 from pipeline.rules import Limits
 from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, NotSimple
@@ -201,3 +201,16 @@ def test_the_bulk_reader_is_what_loads_a_plain_csv(tmp_path: Path) -> None:
     assert isinstance(source_arrow.ArrowCsv(source), source_arrow.ArrowCsv)
     assert not open_source(tmp_path / "f.ndjson").bulk
     assert not open_source(path, encoding="latin-1").bulk
+
+
+def test_a_python_batch_stops_at_batch_chars_before_batch_records(tmp_path: Path) -> None:
+    # Records of 4,000 characters: BATCH_CHARS is reached long before BATCH_RECORDS.
+    path = tmp_path / "f.ndjson"
+    count = 3 * BATCH_CHARS // 4_000
+    lines = (f'{{"id": {i}, "country": "DE", "name": "N", "address": "{"x" * 4_000}"}}\n'
+             for i in range(1, count + 1))  # fmt: skip
+    path.write_text("".join(lines), encoding="utf-8")
+    found = list(batches(open_source(path)))
+    assert len(found) > 2 and max(len(b) for b in found) < BATCH_RECORDS
+    numbers = [n for b in found for n in b.records.to_pylist()]
+    assert numbers == list(range(1, count + 1))
