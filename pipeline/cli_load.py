@@ -42,6 +42,14 @@ def _encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _source_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from pipeline.sync import SOURCE_NAME, SOURCE_NAME_RULE
+
+    if value is not None and not SOURCE_NAME.match(value):
+        raise click.BadParameter(f"{value!r}: a source name is {SOURCE_NAME_RULE}")
+    return value
+
+
 @contextmanager
 def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
     """SIGINT (Ctrl-C) and SIGTERM stop the load cleanly instead of killing it: it rolls
@@ -77,6 +85,27 @@ def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
     default=DEFAULT_REJECTS_DIR,
     show_default=True,
     help="Folder for the rejects file (NDJSON, mode 0600).",
+)
+@click.option(
+    "--source",
+    "source_name",
+    callback=_source_name,
+    help="The source the files come from (a name such as crm): every row written remembers"
+    " it. Default: the shard map's source whose pattern the file name matches, else none.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["append", "snapshot"]),
+    help="With --source: append (the default) inserts and updates; snapshot also deletes the"
+    " source's rows that the file does not have, on every shard.",
+)
+@click.option(
+    "--max-deletes",
+    default="10%",
+    show_default=True,
+    callback=_budget,
+    help="Rows a snapshot may delete on a shard: a count, or a percentage of the source's"
+    " rows there; over it the whole file is refused on every shard.",
 )
 @click.option("--force", is_flag=True, help="Load files the ledger says are already loaded.")
 @click.option("--dry-run", is_flag=True, help="Check and route, report the counts, write nothing.")
@@ -114,6 +143,9 @@ def load_command(
     paths: tuple[Path, ...],
     max_rejects: Budget,
     rejects_dir: Path,
+    source_name: str | None,
+    mode: str | None,
+    max_deletes: Budget,
     force: bool,
     dry_run: bool,
     encoding: str,
@@ -143,7 +175,15 @@ def load_command(
     from pipeline.preflight import before_load
     from pipeline.shard_link import Timeouts
     from pipeline.summary import ProgressBars, printable
+    from pipeline.sync import Source
 
+    if mode is not None and source_name is None:
+        raise click.UsageError("--mode needs --source: a snapshot is the whole truth of a source")
+    source = (
+        None
+        if source_name is None
+        else Source(source_name, "snapshot" if mode == "snapshot" else "append")
+    )
     pyarrow_for_a_load()
     shard_map = shard_map_of(ctx)
     rules = load_rules(shard_map)
@@ -155,6 +195,7 @@ def load_command(
     given = {"statement": statement_timeout, "lock": lock_timeout}
     timeouts = Timeouts(connect_timeout, **{k: v for k, v in given.items() if v is not None})
     options = LoadOptions(max_rejects, rejects_dir, force, dry_run, encoding, timeouts)
+    options.source, options.max_deletes = source, max_deletes
     interrupt = Interrupt()
     # Until the command ends: a signal while the summary prints must not cut it short.
     with _signals_interrupt(interrupt):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 # field: a record's field, read from incoming files; provenance: which load wrote the row,
-# and when; derived: computed by PostgreSQL from the fields, never written.
+# when, and for which source; derived: computed by PostgreSQL from the fields, never written.
 Role = Literal["field", "provenance", "derived"]
 
 
@@ -36,6 +36,9 @@ RESIDENTS = (
     Column("load_id", "uuid", "string", nullable=True, role="provenance"),
     Column("loaded_at", "timestamp with time zone", "timestamp[us, tz=UTC]", False, "provenance"),
     Column("person_key", "bigint", "int64", nullable=True, role="derived"),
+    # The source that wrote the row last (`load --source`); NULL: a load without one, or a
+    # hand edit. After person_key: the column order of a table the migrations grew.
+    Column("source", "text", "string", nullable=True, role="provenance"),
 )
 BY_NAME = {c.name: c for c in RESIDENTS}
 

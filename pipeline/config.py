@@ -34,6 +34,7 @@ from pipeline.config_dsn import EMBEDDED_PREFIX, check_dsn, expand
 from pipeline.config_yaml import read_yaml
 from pipeline.errors import ConfigError
 from pipeline.rules import Rules, parse_rules
+from pipeline.sync import Source, parse_sources
 
 DEFAULT_CONFIG_PATH = Path("config/shards.yaml")
 DEFAULT_REJECTS_DIR = Path("data/rejects")  # where `pipeline load` writes rejects files
@@ -42,7 +43,7 @@ DEFAULT_RULES_NAME = "rules.yaml"
 DEFAULT_CHECKS_NAME = "checks.yaml"
 REJECT = "reject"
 
-_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules", "checks"}
+_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules", "checks", "sources"}
 _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
@@ -77,6 +78,7 @@ class ShardMap:
     embedded_dir: Path
     rules_path: Path  # the load rules (see load_rules)
     checks_path: Path  # the data-quality checks (see pipeline.checks.load_checks)
+    sources: tuple[Source, ...] = ()  # declared sources, by file name (pipeline.sync)
     _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def shard(self, name: str) -> Shard:
@@ -179,6 +181,7 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         embedded_dir=_parse_embedded(path, doc.get("embedded"), fail),
         rules_path=_beside(path, doc.get("rules"), "rules", DEFAULT_RULES_NAME, fail),
         checks_path=_beside(path, doc.get("checks"), "checks", DEFAULT_CHECKS_NAME, fail),
+        sources=parse_sources(doc.get("sources"), fail),
         _routes=routes,
     )
     embedded = doc.get("embedded") or {}

@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from pipeline.batches import batches
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.errors import ShardError
@@ -51,7 +54,9 @@ from pipeline.shard_link import Timeouts
 from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
-from pipeline.sources import Source, SourceError, open_source, source_format
+from pipeline.sources import Source as FileSource
+from pipeline.sources import SourceError, open_source, source_format
+from pipeline.sync import Source, source_for, too_many_deletes
 from pipeline.validate import Validator
 from pipeline.writer import ShardWriter
 
@@ -77,6 +82,10 @@ class LoadOptions:
     # CSV may be read by pyarrow (pipeline.source_arrow); False: by Python's csv module
     # only (the differential tests compare the two).
     bulk_csv: bool = True
+    # The source every file loads under (else the shard map's by file name; pipeline.sync),
+    # and how much of its rows on a shard a snapshot may delete.
+    source: Source | None = None
+    max_deletes: Budget = field(default_factory=lambda: Budget(10, True))
 
 
 def load(
@@ -141,9 +150,12 @@ class _Run:
     progress: Progress | None
     interrupt: Interrupt
     hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
+    # A snapshot's: ids of the current file's refused records, which it must not delete.
+    refused_ids: list[np.ndarray] = field(default_factory=list)
 
     def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
+        result.source = source_for(path, self.options.source, self.shard_map.sources)
         try:
             options = self.options
             source = open_source(path, options.encoding, self.rules.limits, options.bulk_csv)
@@ -154,6 +166,7 @@ class _Run:
             return result
         started = datetime.now().astimezone()
         active = self._begin(result, sha256, self._hashes_of(later))
+        self.refused_ids = []
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -207,6 +220,14 @@ class _Run:
                 "was loaded",
             )
             return result
+        if result.source is not None and result.source.snapshot:
+            refused_ids = [int(i) for ids in self.refused_ids for i in ids]
+            with_ids = self.options.dry_run
+            self._in_parallel(result, active, lambda writer: writer.sweep(refused_ids, with_ids))
+            over = too_many_deletes(result, self.options.max_deletes)
+            if over is not None:
+                self._abandon_file(result, active, f"{path}: {over}")
+                return result
         self.rejects.sync()  # the rejects are on disk before the rows they explain are committed
         ledger = {"source_file": str(path), "sha256": sha256, "forced": self.options.force,
                   "started_at": started}  # fmt: skip
@@ -239,7 +260,7 @@ class _Run:
         active: dict[str, ShardWriter] = {}
         for name, writer in self.writers.items():
             try:
-                if writer.begin(sha256, self.options.force, later):
+                if writer.begin(sha256, self.options.force, later, result.source):
                     active[name] = writer
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
@@ -275,7 +296,9 @@ class _Run:
         result.interrupted = True
         self._account(result, early_rejects, {})
 
-    def _stream(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
+    def _stream(
+        self, source: FileSource, result: FileResult, active: dict[str, ShardWriter]
+    ) -> int:
         """Judge every record and send the valid ones to their shard; returns how many were
         rejected on the way without a shard (refused by the reader, for their country or
         their text). A shard's own refusals count on its ShardCounts."""
@@ -293,6 +316,9 @@ class _Run:
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
             refused = checked.refused()
+            if len(refused) and result.source is not None and result.source.snapshot:
+                ids = checked.table.column("id").take(pa.array(refused)).drop_null()
+                self.refused_ids.append(ids.to_numpy())
             if len(refused):
                 shard_rejects = refusals(result, checked, refused, names, active, self.rules)
                 rejected += sum(1 for r in shard_rejects if r.shard is None)
@@ -325,6 +351,7 @@ class _Run:
     ) -> None:
         """Undo what the file sent to every shard, to read it again (see load_file)."""
         result.rows_read = 0
+        self.refused_ids = []
         for counts in result.shards.values():
             counts.staged = counts.rejected = 0
         for name, writer in list(active.items()):
@@ -374,6 +401,7 @@ class _Run:
         """Roll the file back everywhere: it is rejected as a whole."""
         for writer in active.values():
             writer.rollback()
+            writer.counts.deleted, writer.counts.deleted_by_country = 0, {}
         result.error = error
         result.rows_loaded, result.rows_pending = 0, 0
         result.rows_rejected = result.rows_read
@@ -388,7 +416,8 @@ class _Run:
             if name in result.shard_errors:
                 result.rows_pending += counts.staged  # re-running the command loads them
                 counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
-                counts.kept = 0
+                counts.kept = counts.deleted = 0
+                counts.deleted_by_country = {}
             elif counts.already_loaded:
                 # As the run that loaded the file left them (its rejects file has the refused).
                 counts.rejected = min(counts.earlier_rejected, counts.staged)

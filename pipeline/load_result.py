@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import EXIT_DATA, EXIT_OK
+from pipeline.sync import Source
 
 
 @dataclass
@@ -24,6 +25,12 @@ class ShardCounts:
     # Of `unchanged`: rows left as a later file of this command already wrote them (a file
     # completed late by a re-run). The ledger counts them as unchanged: they were not written.
     kept: int = 0
+    # A snapshot's deletions (pipeline.sync): how many, by country, the ids (a dry run's
+    # --json only), and the rows of the source the shard held before.
+    deleted: int = 0
+    deleted_by_country: dict[str, int] = field(default_factory=dict)
+    deleted_ids: list[int] | None = None
+    source_rows: int = 0
     already_loaded: bool = False  # the ledger held this file: nothing was sent
     earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
 
@@ -46,11 +53,15 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     shards: dict[str, ShardCounts] = field(default_factory=dict)
     shard_errors: dict[str, str] = field(default_factory=dict)
+    source: Source | None = None  # the source it loaded under (pipeline.sync)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "format": self.format,
+            "source": self.source.name if self.source else None,
+            "mode": self.source.mode if self.source else "append",
+            **({"deleted": self._deleted()} if self.source and self.source.snapshot else {}),
             "rows_read": self.rows_read,
             "rows_loaded": self.rows_loaded,
             "rows_rejected": self.rows_rejected,
@@ -61,6 +72,16 @@ class FileResult:
             "shard_errors": self.shard_errors,
             "warnings": self.warnings,
         }
+
+    def _deleted(self) -> dict[str, Any]:
+        """A snapshot's deletions, shard by shard: by country, and the ids in a dry run."""
+        deleted: dict[str, Any] = {}
+        for name, counts in self.shards.items():
+            entry: dict[str, Any] = {"rows": counts.deleted, "countries": counts.deleted_by_country}
+            if counts.deleted_ids is not None:
+                entry["ids"] = counts.deleted_ids
+            deleted[name] = entry
+        return deleted
 
 
 @dataclass
@@ -78,7 +99,7 @@ class LoadResult:
 
     def shard_totals(self) -> dict[str, dict[str, int]]:
         totals = {
-            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0}
+            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0, "deleted": 0}
             for n in self.shard_names
         }
         for f in self.files:

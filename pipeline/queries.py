@@ -82,6 +82,8 @@ class LOAD:
     rejects = Statement("load/rejects")
     kept = Statement("load/kept")
     preview = Statement("load/preview")
+    source_rows = Statement("load/source_rows")
+    snapshot_delete = Statement("load/snapshot_delete")
     savepoint = Statement("load/savepoint")
     update = Statement("load/update")
     insert = Statement("load/insert")

@@ -48,7 +48,8 @@ SPOOL_CHUNK = 1 << 20  # bytes sent to the staging COPY at a time
 PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
 PROBE_BLOCK = 1 << 20  # bytes of a probe's answer pyarrow parses at a time
-_HELD_READ = pcsv.ReadOptions(column_names=list(OUTPUT), use_threads=False, block_size=PROBE_BLOCK)
+_HELD = (*OUTPUT, "source")
+_HELD_READ = pcsv.ReadOptions(column_names=list(_HELD), use_threads=False, block_size=PROBE_BLOCK)
 _HELD_PARSE = pcsv.ParseOptions(newlines_in_values=True)  # an address of several lines
 # What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted
 # one, and nothing else is NULL (pyarrow's default would read an address "N/A" as NULL).
@@ -60,6 +61,7 @@ _HELD_TYPES = pcsv.ConvertOptions(
         "gender": pa.string(),
         "age": pa.int16(),
         "address": pa.string(),
+        "source": pa.string(),
     },
     null_values=[""],
     strings_can_be_null=True,
@@ -92,10 +94,12 @@ class ShardRows:
         load_id: str,
         watchdog: Watchdog,
         direct: bool,
+        source: str | None = None,
     ) -> None:
         self._conn = conn
         self._probe = probe
         self._load_id = load_id
+        self._source = source  # written on every row; a row held under another is changed
         self._watchdog = watchdog
         self.direct = direct
         self.inserted = 0  # rows written straight into residents
@@ -121,7 +125,7 @@ class ShardRows:
         if held is not None:
             existing = mask & as_mask(pc.is_in(id_column, value_set=held.column("id")))
             rows = np.flatnonzero(existing)
-            same = _unchanged(table.take(pa.array(rows)), held)
+            same = _unchanged(table.take(pa.array(rows)), held, self._source)
             seen[rows[same]] = True
             staged[rows[~same]] = True
         new = mask & ~staged & ~seen
@@ -168,11 +172,12 @@ class ShardRows:
             self._copy = self._copy_stack.enter_context(
                 cursor.copy(LOAD.copy_direct, writer=writer)
             )
+        # The same value on every row: a dictionary column costs one value and a byte a row.
+        indices = pa.array([0] * rows.num_rows, pa.int8())
         table = rows.append_column(
-            "load_id",
-            pa.DictionaryArray.from_arrays(
-                pa.array([0] * rows.num_rows, pa.int8()), pa.array([self._load_id])
-            ),
+            "load_id", pa.DictionaryArray.from_arrays(indices, pa.array([self._load_id]))
+        ).append_column(
+            "source", pa.DictionaryArray.from_arrays(indices, pa.array([self._source], pa.string()))
         )
         out = io.BytesIO()
         pcsv.write_csv(table, out, write_options=_CSV)
@@ -225,10 +230,13 @@ def read_held(answer: io.BytesIO) -> pa.Table:
     )
 
 
-def _unchanged(rows: pa.Table, held: pa.Table) -> np.ndarray:
-    """For each row of the file the shard holds: whether its content is the shard's."""
+def _unchanged(rows: pa.Table, held: pa.Table, source: str | None) -> np.ndarray:
+    """For each row of the file the shard holds: whether its content is the shard's (and,
+    for a load that names its source, whether the row is that source's already)."""
     at = pc.index_in(rows.column("id"), value_set=held.column("id"))
     same = np.ones(rows.num_rows, dtype=bool)
+    if source is not None:
+        same &= as_mask(pc.fill_null(pc.equal(held.column("source").take(at), source), False))
     for name in OUTPUT[1:]:
         mine, theirs = rows.column(name), held.column(name).take(at)
         equal = pc.fill_null(pc.equal(mine, theirs), False)

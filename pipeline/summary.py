@@ -69,7 +69,8 @@ def summary_lines(result: LoadResult) -> list[str]:
         if f.error:
             lines.append(f"{f.path} ({f.format}): NOT LOADED, rejected as a whole: {counts}")
             continue
-        lines.append(f"{f.path} ({f.format}): {counts}")
+        source = f" [{f.source.describe()}]" if f.source else ""
+        lines.append(f"{f.path} ({f.format}){source}: {counts}")
         for name, c in f.shards.items():
             if name in f.shard_errors:
                 state = "NOT COMMITTED (interrupted)" if f.interrupted else "FAILED"
@@ -79,11 +80,12 @@ def summary_lines(result: LoadResult) -> list[str]:
                 lines.append(
                     f"  {name}: already loaded by an earlier run ({c.staged} rows{rejected})"
                 )
-            elif c.staged:
+            elif c.staged or c.deleted:
                 lines.append(
                     f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
                     + (f" ({c.kept} kept: {KEPT})" if c.kept else "")
                     + (f", {c.rejected} rejected" if c.rejected else "")
+                    + (f", {_deleted(c.deleted_by_country)}" if c.deleted else "")
                 )
     total = _counts(
         result.total("rows_read"),
@@ -95,13 +97,21 @@ def summary_lines(result: LoadResult) -> list[str]:
     for name, t in result.shard_totals().items():
         lines.append(
             f"shard {name}: {t['inserted']} inserted, {t['updated']} updated, "
-            f"{t['unchanged']} unchanged" + (f" ({t['kept']} kept)" if t["kept"] else "")
+            f"{t['unchanged']} unchanged"
+            + (f" ({t['kept']} kept)" if t["kept"] else "")
+            + (f", {t['deleted']} deleted" if t["deleted"] else "")
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")
     if result.not_started:
         lines.append(f"not started: {', '.join(result.not_started)}")
     return [printable(line) for line in lines]
+
+
+def _deleted(by_country: dict[str, int]) -> str:
+    """A snapshot's deletions on a shard: "12 deleted (DE 10, FR 2)"."""
+    countries = ", ".join(f"{country} {n}" for country, n in by_country.items())
+    return f"{sum(by_country.values())} deleted ({countries})"
 
 
 def error_lines(result: LoadResult) -> list[str]:

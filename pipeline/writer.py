@@ -47,6 +47,7 @@ from pipeline.reasons import RejectReason
 from pipeline.rules import Rules
 from pipeline.shard_link import ShardLink, Timeouts
 from pipeline.shard_rows import Conflict, ShardRows
+from pipeline.sync import Source
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 REJECT_FIELDS = FIELDS
@@ -88,13 +89,18 @@ class ShardWriter(ShardLink):
         self.direct = True  # new rows straight into residents (shard_rows.py)
         self._protected = _NOTHING_PROTECTED
         self.counts = ShardCounts()
+        self.source: Source | None = None  # the current file's
 
     # -- one file ---------------------------------------------------------------------------
 
-    def begin(self, sha256: str, force: bool, later: Sequence[str] = ()) -> bool:
+    def begin(
+        self, sha256: str, force: bool, later: Sequence[str] = (), source: Source | None = None
+    ) -> bool:
         """Open this file's transaction; False when the ledger already holds the file.
-        `later` are the sha256 of the files that come after this one in the run."""
+        `later` are the sha256 of the files that come after this one in the run; `source`
+        the one the file loads under (pipeline.sync)."""
         self.counts = ShardCounts()
+        self.source = source
         self._protected = _NOTHING_PROTECTED
         self.direct = True  # a conflict in the file before does not carry over
         self._watchdog.take()  # a time-out of the file before is told already
@@ -124,7 +130,8 @@ class ShardWriter(ShardLink):
             conn.rollback()
             raise self._mark_down(lag)
         # Read after the lock: a load that waited sees what the one before it committed.
-        earlier = None if force else conn.execute(LOAD.ledger_find, [sha256]).fetchone()
+        found = {"sha256": sha256, **self._source_params()}
+        earlier = None if force else conn.execute(LOAD.ledger_find, found).fetchone()
         if earlier is not None:
             conn.rollback()
             self.counts.already_loaded = True
@@ -133,8 +140,19 @@ class ShardWriter(ShardLink):
         self._protected = self._protected_rows(conn, sha256, later)
         conn.execute(LOAD.staging)
         conn.execute(LOAD.file_start)
-        self._rows = ShardRows(conn, self._probe, self.load_id, self._watchdog, self.direct)
+        self._rows = self._new_rows(conn)
         return True
+
+    def _new_rows(self, conn: psycopg.Connection[Any]) -> ShardRows:
+        name = self.source.name if self.source else None
+        return ShardRows(conn, self._probe, self.load_id, self._watchdog, self.direct, name)
+
+    def _source_params(self) -> dict[str, Any]:
+        source = self.source
+        return {
+            "source": source.name if source else None,
+            "mode": source.mode if source else "append",
+        }
 
     def restart(self, direct: bool) -> None:
         """Undo what this file sent (back to file_start.sql), to send it again: `direct`
@@ -151,7 +169,7 @@ class ShardWriter(ShardLink):
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
-        self._rows = ShardRows(conn, self._probe, self.load_id, self._watchdog, direct)
+        self._rows = self._new_rows(conn)
 
     @staticmethod
     def _protected_rows(
@@ -221,6 +239,34 @@ class ShardWriter(ShardLink):
             self._abandon()
             raise self._failure(exc) from None
 
+    def sweep(self, refused_ids: list[int], with_ids: bool) -> None:
+        """A snapshot's deletions (sql/load/snapshot_delete.sql), before `commit` writes the
+        file's rows: counts what it deleted by country (and the ids, `with_ids`), and how many
+        rows of the source the shard held, for --max-deletes. Nothing for an append."""
+        source = self.source
+        if source is None or not source.snapshot:
+            return
+        conn = self._connection()
+        counts = self.counts
+        params = {"source": source.name, "load_id": self.load_id}
+        try:
+            with self._watchdog.waiting(conn):
+                found = conn.execute(
+                    LOAD.snapshot_delete,
+                    {**params, **self._protected, "kept": refused_ids, "with_ids": with_ids},
+                ).fetchall()
+                counts.deleted_by_country = {country: int(n) for country, n, _ in found}
+                counts.deleted = sum(counts.deleted_by_country.values())
+                if with_ids:
+                    counts.deleted_ids = sorted(i for *_, ids in found for i in ids)
+                if counts.deleted:
+                    counts.source_rows = counts.deleted + _scalar(
+                        conn.execute(LOAD.source_rows, params).fetchone()
+                    )
+        except psycopg.Error as exc:
+            self._abandon()
+            raise self._failure(exc) from None
+
     def commit(self, ledger: dict[str, Any]) -> ShardCounts:
         """Upsert the valid rows and record the file in the ledger, then COMMIT."""
         conn = self._connection()
@@ -228,12 +274,12 @@ class ShardWriter(ShardLink):
         try:
             with self._watchdog.waiting(conn):
                 valid = counts.staged - counts.rejected
-                protected = self._protected
+                protected = {**self._protected, **self._source_params()}
                 if protected["kept_load"]:
                     # Counted before the upsert, which would move the rows it writes out of reach.
                     counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
                 if self.dry_run:
-                    row = conn.execute(LOAD.preview).fetchone()
+                    row = conn.execute(LOAD.preview, protected).fetchone()
                     assert row is not None
                     row = (row[0], int(row[1]) - counts.kept)
                 else:
@@ -257,6 +303,8 @@ class ShardWriter(ShardLink):
                         "inserted": counts.inserted,
                         "updated": counts.updated,
                         "unchanged": counts.unchanged,
+                        "deleted": counts.deleted,
+                        **self._source_params(),
                     },
                 )
                 if self._stopping is not None:  # interrupted while the upsert ran: do not commit

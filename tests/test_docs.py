@@ -90,6 +90,8 @@ ILLUSTRATIVE = {
     "pipeline status --json": "an excerpt of the JSON: '...' stands for keys and records",
     "pipeline plan": "a map with a third shard: tests/test_rebalance.py runs it",
     "pipeline rebalance": "a map with a third shard: tests/test_rebalance.py runs it",
+    "pipeline load --source crm --mode snapshot crm-2026-11-29.csv": "an export of the user's"
+    " own: tests/test_sync.py runs snapshots",
 }
 ELLIPSIS = "..."  # in a shown output: any number of lines left out
 
@@ -126,6 +128,7 @@ def test_the_readme_shows_these_commands_with_their_output() -> None:
         "pipeline status",
         "pipeline init",
         "pipeline load data/incoming/",
+        "pipeline load --source crm --mode snapshot crm-2026-11-29.csv",
         "pipeline extract",
         "pipeline report",
         "pipeline check",

@@ -189,7 +189,7 @@ def test_provenance_columns(run_cli: RunCli, loaded: None) -> None:
             "extract", "--format", "ndjson", "--with-provenance"
         ).stdout.splitlines()
     ]
-    assert list(objects[0])[-2:] == ["load_id", "loaded_at"]
+    assert list(objects[0])[-3:] == ["load_id", "loaded_at", "source"]
     assert len({o["load_id"] for o in objects}) == 1
 
 

@@ -399,6 +399,7 @@ def test_force_reloads_and_counts_changes(
         "unchanged": 2,
         "kept": 0,
         "rejected": 0,
+        "deleted": 0,
     }
     changed = [dict(r) for r in RECORDS]
     changed[1]["age"] = 41
@@ -410,6 +411,7 @@ def test_force_reloads_and_counts_changes(
         "unchanged": 1,
         "kept": 0,
         "rejected": 0,
+        "deleted": 0,
     }
     assert report["shards"]["db_us"] == {
         "inserted": 0,
@@ -417,6 +419,7 @@ def test_force_reloads_and_counts_changes(
         "unchanged": 1,
         "kept": 0,
         "rejected": 0,
+        "deleted": 0,
     }
     assert rows(shard_dsns["default"])[0][4] == 41
     assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
@@ -453,6 +456,8 @@ def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None
             {
                 "path": str(ORIGINAL_DATA),
                 "format": "json",
+                "source": None,
+                "mode": "append",
                 "rows_read": 9,
                 "rows_loaded": 9,
                 "rows_rejected": 0,
@@ -469,8 +474,22 @@ def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None
         "rows_rejected": 0,
         "rows_pending": 0,
         "shards": {
-            "default": {"inserted": 5, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0},
-            "db_us": {"inserted": 4, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0},
+            "default": {
+                "inserted": 5,
+                "updated": 0,
+                "unchanged": 0,
+                "kept": 0,
+                "rejected": 0,
+                "deleted": 0,
+            },
+            "db_us": {
+                "inserted": 4,
+                "updated": 0,
+                "unchanged": 0,
+                "kept": 0,
+                "rejected": 0,
+                "deleted": 0,
+            },
         },
         "rejects_file": None,
         "interrupted": None,

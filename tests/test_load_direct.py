@@ -87,19 +87,36 @@ def test_a_probe_answer_of_multi_line_values_is_parsed_whole_across_its_blocks(r
     # quoted; over several PROBE_BLOCKs, so that pyarrow's blocks end inside values (where
     # they end depends on the size: pyarrow without newlines_in_values fails at 40,000).
     value = "Line one,\nline " + "two " * 40
-    text = "".join(f'{i},DE,N{i},,,"{value}{i}"\n' for i in range(rows))
+    text = "".join(f'{i},DE,N{i},,,"{value}{i}",crm\n' for i in range(rows))
     assert len(text) > 3 * PROBE_BLOCK
     held = read_held(io.BytesIO(text.encode()))
     assert held.num_rows == rows
     assert held.column("address")[rows - 1].as_py() == f"{value}{rows - 1}"
     assert held.column("gender").null_count == rows
+    assert held.column("source").to_pylist() == ["crm"] * rows
 
 
 def test_a_probe_answer_keeps_text_that_reads_like_a_null() -> None:
-    held = read_held(io.BytesIO(b'5,US,NA,,30,N/A\n6,US,"",null,,NULL\n'))
+    held = read_held(io.BytesIO(b'5,US,NA,,30,N/A,\n6,US,"",null,,NULL,NA\n'))
     assert held.to_pylist() == [
-        {"id": 5, "country": "US", "name": "NA", "gender": None, "age": 30, "address": "N/A"},
-        {"id": 6, "country": "US", "name": "", "gender": "null", "age": None, "address": "NULL"},
+        {
+            "id": 5,
+            "country": "US",
+            "name": "NA",
+            "gender": None,
+            "age": 30,
+            "address": "N/A",
+            "source": None,
+        },
+        {
+            "id": 6,
+            "country": "US",
+            "name": "",
+            "gender": "null",
+            "age": None,
+            "address": "NULL",
+            "source": "NA",
+        },
     ]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pipeline.sqlfiles import migrations
 from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
 from tests.test_docs import readme_examples
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
@@ -132,6 +133,8 @@ def test_five_rows_leave_default_when_db_id_becomes_the_default(
     run_cli: RunCli, loaded: None, id_map: tuple[Path, dict[str, str]], shard_dsns: dict[str, str]
 ) -> None:
     config, dsns = id_map
+    with psycopg.connect(dsns["default"]) as conn:  # a row's source moves with it
+        conn.execute("UPDATE residents SET source = 'crm' WHERE id = 17")
     text = shard_map_yaml(dsns, routes=NEW_MAP, default="db_id")
     config.write_text(text)
     assert run_cli("init", config=config).exit_code == 1  # default holds 5 rows it now refuses
@@ -144,9 +147,13 @@ def test_five_rows_leave_default_when_db_id_becomes_the_default(
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "residents  default 5 -> 0, db_us 4 -> 4, db_id 0 -> 5"
     assert [r[0] for r in rows(dsns["db_id"])] == [1, 2, 17, 22, 25]
+    with psycopg.connect(dsns["db_id"]) as conn:
+        assert conn.execute("SELECT id FROM residents WHERE source = 'crm'").fetchall() == [(17,)]
     assert run_cli("check", config=config).exit_code == 0
     status = run_cli("status", config=config).output
-    assert "schema 6/6  0 residents" in status and "schema 6/6  5 residents" in status
+    latest = len(migrations())
+    assert f"schema {latest}/{latest}  0 residents" in status
+    assert f"schema {latest}/{latest}  5 residents" in status
 
 
 def _collide(dsn: str) -> None:
@@ -315,6 +322,7 @@ def test_a_load_of_the_moving_country_waits_for_the_move(
         "unchanged": 0,
         "kept": 0,
         "rejected": 0,
+        "deleted": 0,
     }
     # The load reads each shard's residency rule once it holds the shard's lock: the rule
     # the move left, the map's.

@@ -4,10 +4,10 @@
 -- with a unique violation, and the writer falls back to upsert.sql for the file.
 -- loaded_at is when the file's transaction began (as for copy_direct.sql's rows), between
 -- the ledger rows of the file before and of this one (protected.sql relies on it).
-INSERT INTO residents (id, country, name, gender, age, address, load_id, loaded_at)
+INSERT INTO residents (id, country, name, gender, age, address, load_id, loaded_at, source)
 SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
        c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
-       now()
+       now(), %(source)s::text
 FROM load_checked AS c
 WHERE c.reason IS NULL
   AND NOT EXISTS (SELECT FROM residents AS r WHERE r.id = c.id_v)

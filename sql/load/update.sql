@@ -15,12 +15,15 @@ SET country = c.country,
     age = c.age_v::smallint,
     address = c.address_v,
     load_id = %(load_id)s,
-    loaded_at = now()
+    loaded_at = now(),
+    source = %(source)s::text
 FROM load_checked AS c
 WHERE c.reason IS NULL
   AND r.id = c.id_v
-  AND (r.country, r.name, r.gender, r.age, r.address)
-      IS DISTINCT FROM (c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v)
+  AND ((r.country, r.name, r.gender, r.age, r.address)
+       IS DISTINCT FROM (c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v)
+       -- A load that names its source claims the rows it gives (pipeline/sync.py).
+       OR (%(source)s::text IS NOT NULL AND r.source IS DISTINCT FROM %(source)s::text))
   AND NOT EXISTS (
       SELECT
       FROM unnest(%(kept_load)s::uuid[], %(kept_after)s::timestamptz[],

@@ -5,11 +5,12 @@
 -- loaded_at is when the file's transaction began, the same for all its rows on the shard
 -- (protected.sql relies on it falling between two ledger rows).
 WITH written AS (
-    INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at)
+    INSERT INTO residents AS r (id, country, name, gender, age, address, load_id, loaded_at,
+                                source)
     -- A row without an id takes the identity's next value (from 10^15 up).
     SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
            c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
-           now()
+           now(), %(source)s::text
     FROM load_checked AS c
     WHERE c.reason IS NULL
     ON CONFLICT (id) DO UPDATE
@@ -19,10 +20,13 @@ WITH written AS (
         age = EXCLUDED.age,
         address = EXCLUDED.address,
         load_id = EXCLUDED.load_id,
-        loaded_at = EXCLUDED.loaded_at
-    WHERE (r.country, r.name, r.gender, r.age, r.address)
-          IS DISTINCT FROM
-          (EXCLUDED.country, EXCLUDED.name, EXCLUDED.gender, EXCLUDED.age, EXCLUDED.address)
+        loaded_at = EXCLUDED.loaded_at,
+        source = EXCLUDED.source
+    WHERE ((r.country, r.name, r.gender, r.age, r.address)
+           IS DISTINCT FROM
+           (EXCLUDED.country, EXCLUDED.name, EXCLUDED.gender, EXCLUDED.age, EXCLUDED.address)
+           -- A load that names its source claims the rows it gives (pipeline/sync.py).
+           OR (EXCLUDED.source IS NOT NULL AND r.source IS DISTINCT FROM EXCLUDED.source))
       AND NOT EXISTS (
           SELECT
           FROM unnest(%(kept_load)s::uuid[], %(kept_after)s::timestamptz[],

@@ -1,2 +1,2 @@
-COPY rebalance_staging (id, country, name, gender, age, address, load_id, loaded_at)
+COPY rebalance_staging (id, country, name, gender, age, address, load_id, loaded_at, source)
 FROM STDIN (FORMAT binary)

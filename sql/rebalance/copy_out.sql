@@ -2,7 +2,7 @@
 -- table takes it as it comes: same types, no text to parse). A psycopg.sql template:
 -- {country} is a literal (pipeline.copyout sends the statement as it is).
 COPY (
-    SELECT id, country, name, gender, age, address, load_id, loaded_at
+    SELECT id, country, name, gender, age, address, load_id, loaded_at, source
     FROM residents
     WHERE country = {country}
 ) TO STDOUT (FORMAT binary)

@@ -11,6 +11,7 @@ CREATE TEMP TABLE rebalance_staging (
     address    text,
     load_id    uuid,
     loaded_at  timestamptz NOT NULL,
+    source     text,
     new_id     bigint,
     present    boolean NOT NULL DEFAULT false,
     collides   boolean NOT NULL DEFAULT false

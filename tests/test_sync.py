@@ -1,0 +1,274 @@
+"""Sources and snapshots (pipeline.sync): every row remembers the source that wrote it last; a
+snapshot of a source deletes, shard by shard, that source's rows the file no longer has, in
+the file's transaction, within --max-deletes; other sources' rows and hand-written rows are
+never touched."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import Result
+
+from pipeline.batch import BATCH_RECORDS
+from pipeline.config import load_rules, load_shard_map
+from pipeline.load import LoadOptions, load
+from pipeline.load_result import FileResult
+from pipeline.sync import Source
+from tests.conftest import StoppableServer, shard_map_yaml, write_map
+
+RunCli = Callable[..., Result]
+HEADER = ["id", "country", "name", "gender", "age", "address"]
+
+
+def write(path: Path, records: list[list[Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(HEADER)
+        writer.writerows(records)
+    return path
+
+
+def people(ids: range, country: str = "DE") -> list[list[Any]]:
+    return [[i, country, f"Person {i}", "F", 30, f"Street {i}"] for i in ids]
+
+
+def load_json(run_cli: RunCli, *args: str, code: int = 0) -> dict[str, Any]:
+    result = run_cli("load", "--json", *args)
+    assert result.exit_code == code, result.output
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
+
+
+def by_source(dsn: str) -> dict[int, str | None]:
+    """id -> source of every resident on a shard."""
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT id, source FROM residents ORDER BY id").fetchall())
+
+
+def ledger_deletes(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT source, mode, inserted, updated, unchanged, deleted FROM load_ledger"
+            " ORDER BY ledger_id"
+        ).fetchall()
+
+
+def hand_insert(dsn: str, id_: int, country: str = "DE") -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name) VALUES (%s, %s, 'By Hand')", [id_, country]
+        )
+
+
+def test_a_snapshot_deletes_the_rows_its_source_no_longer_has_and_nothing_else(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    crm = people(range(1, 21)) + people(range(101, 121), "US")
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    load_json(run_cli, "--source", "erp", str(write(tmp_path / "e.csv", people(range(50, 53)))))
+    hand_insert(shard_dsns["default"], 60)
+    # The next export lacks ids 5 (default) and 110 (db_us): one row of 20 on each shard.
+    later = [r for r in crm if r[0] not in (5, 110)]
+    summary = load_json(
+        run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "b.csv", later))
+    )
+    assert summary["shards"]["default"]["deleted"] == 1
+    assert summary["shards"]["db_us"]["deleted"] == 1
+    assert summary["files"][0]["deleted"] == {
+        "default": {"rows": 1, "countries": {"DE": 1}},
+        "db_us": {"rows": 1, "countries": {"US": 1}},
+    }
+    assert (summary["rows_read"], summary["rows_loaded"]) == (38, 38)
+    default = by_source(shard_dsns["default"])
+    assert 5 not in default and 110 not in by_source(shard_dsns["db_us"])
+    assert [default[i] for i in (50, 51, 52, 60)] == ["erp", "erp", "erp", None]
+    assert {default[i] for i in range(1, 21) if i != 5} == {"crm"}
+    assert ledger_deletes(shard_dsns["default"])[-1] == ("crm", "snapshot", 0, 0, 19, 1)
+
+
+def test_a_resident_who_changed_country_moves_between_shards(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    crm = people(range(1, 21))
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    crm[2][1] = "US"  # id 3 moved to the United States
+    summary = load_json(
+        run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "b.csv", crm))
+    )
+    assert summary["shards"]["db_us"]["inserted"] == 1
+    assert summary["shards"]["default"]["deleted"] == 1
+    assert 3 not in by_source(shard_dsns["default"])
+    assert by_source(shard_dsns["db_us"]) == {3: "crm"}
+
+
+def test_a_snapshot_over_max_deletes_changes_nothing_anywhere(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    crm = people(range(1, 21)) + people(range(101, 111), "US")
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    before = {name: by_source(dsn) for name, dsn in shard_dsns.items()}
+    # A truncated export: 3 of default's 20 rows missing (15% > 10%), db_us's rows changed.
+    truncated = people(range(1, 18)) + [[*r[:5], "Moved"] for r in crm[20:]]
+    path = write(tmp_path / "b.csv", truncated)
+    result = run_cli("load", "--source", "crm", "--mode", "snapshot", str(path))
+    assert result.exit_code == 1
+    assert (
+        "the snapshot of source crm would delete 3 of the 20 rows it has on shard default, over"
+        " the limit of 10% (--max-deletes): the whole file is refused" in result.output
+    )
+    assert {name: by_source(dsn) for name, dsn in shard_dsns.items()} == before
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM residents WHERE address = 'Moved'"
+        ).fetchone() == (0,)
+    assert len(ledger_deletes(shard_dsns["default"])) == 1
+    # A count allows it; so does a larger percentage.
+    summary = load_json(
+        run_cli, "--source", "crm", "--mode", "snapshot", "--max-deletes", "3", str(path)
+    )
+    assert summary["shards"]["default"]["deleted"] == 3
+    assert summary["shards"]["db_us"]["updated"] == 10
+
+
+def test_a_dry_run_lists_what_a_snapshot_would_delete_and_deletes_nothing(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    crm = [*people(range(1, 31)), [31, "FR", "Jeanne", "F", 40, ""]]
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    path = write(tmp_path / "b.csv", [r for r in crm if r[0] not in (7, 31)])
+    args = ("--source", "crm", "--mode", "snapshot", "--dry-run", str(path))
+    summary = load_json(run_cli, *args)
+    assert summary["files"][0]["deleted"]["default"] == {
+        "rows": 2,
+        "countries": {"DE": 1, "FR": 1},
+        "ids": [7, 31],
+    }
+    assert set(by_source(shard_dsns["default"])) == set(range(1, 32))
+    text = run_cli("load", *args).output
+    assert "default: 0 inserted, 0 updated, 29 unchanged, 2 deleted (DE 1, FR 1)" in text
+
+
+def test_a_refused_record_does_not_delete_its_resident(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # More than a batch of records, refused ones in the first and the last batch.
+    count = BATCH_RECORDS + 100
+    crm = people(range(1, count + 1))
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    for at in (3, count - 3):
+        crm[at - 1][4] = "old"  # invalid_age
+    del crm[9]  # id 10 left
+    path = write(tmp_path / "b.csv", crm)
+    summary = load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(path))
+    assert summary["rows_rejected"] == 2
+    assert summary["files"][0]["deleted"]["default"]["rows"] == 1
+    held = by_source(shard_dsns["default"])
+    assert 10 not in held and {3, count - 3} <= set(held) and len(held) == count - 1
+
+
+def test_a_source_claims_the_rows_it_gives_and_an_append_deletes_nothing(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    rows = people(range(1, 11))
+    load_json(run_cli, str(write(tmp_path / "a.csv", rows)))  # no source
+    assert set(by_source(shard_dsns["default"]).values()) == {None}
+    summary = load_json(run_cli, "--source", "crm", str(write(tmp_path / "b.csv", rows[:9])))
+    # Same content, but now the source's: updated (their source changed), none deleted.
+    assert summary["shards"]["default"]["updated"] == 9
+    assert summary["shards"]["default"]["deleted"] == 0
+    assert by_source(shard_dsns["default"])[10] is None
+    # A load without a source changes no row's source when the content is the same.
+    again = load_json(run_cli, "--force", str(tmp_path / "a.csv"))
+    assert again["shards"]["default"]["unchanged"] == 10
+    assert by_source(shard_dsns["default"])[1] == "crm"
+
+
+def test_the_shard_map_declares_sources_by_file_name(
+    run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    sources = "sources:\n  crm: {pattern: 'crm-*.csv', mode: snapshot}\n  web: {pattern: 'web-*'}\n"
+    config = write_map(tmp_path / "config", shard_map_yaml(shard_dsns) + sources)
+    assert run_cli("init", config=config).exit_code == 0
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    write(incoming / "crm-1.csv", people(range(1, 21)))
+    write(incoming / "web-1.csv", people(range(30, 33)))
+    write(incoming / "other.csv", people(range(40, 41)))
+    result = run_cli("load", "--json", str(incoming), config=config)
+    assert result.exit_code == 0, result.output
+    modes = {
+        Path(f["path"]).name: (f["source"], f["mode"]) for f in json.loads(result.stdout)["files"]
+    }
+    assert modes == {
+        "crm-1.csv": ("crm", "snapshot"),
+        "other.csv": (None, "append"),
+        "web-1.csv": ("web", "append"),
+    }
+    held = by_source(shard_dsns["default"])
+    assert (held[1], held[30], held[40]) == ("crm", "web", None)
+    (incoming / "crm-1.csv").unlink()
+    write(incoming / "crm-2.csv", people(range(1, 20)))  # id 20 gone
+    result = run_cli("load", "--json", str(incoming), config=config)
+    assert result.exit_code == 0, result.output
+    assert 20 not in by_source(shard_dsns["default"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "snapshot"], "--mode needs --source"),
+        (["--source", "crm db"], "a source name is letters"),
+        (["--source", "crm", "--max-deletes", "x"], "is not a count"),
+    ],
+)
+def test_a_wrong_source_option_is_a_usage_error(
+    run_cli: RunCli, offline_map: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    path = write(tmp_path / "a.csv", people(range(1, 2)))
+    result = run_cli("load", *args, str(path), config=offline_map)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+@pytest.mark.slow
+def test_a_snapshot_whose_shard_fails_is_completed_by_a_rerun(
+    run_cli: RunCli,
+    split_shards: tuple[Path, dict[str, str]],
+    stoppable_server: StoppableServer,
+    tmp_path: Path,
+) -> None:
+    config, dsns = split_shards
+    assert run_cli("init", config=config).exit_code == 0
+    crm = people(range(1, 20_001)) + people(range(100_001, 120_001), "US")
+    first = write(tmp_path / "a.csv", crm)
+    snapshot = ("--source", "crm", "--mode", "snapshot")
+    assert run_cli("load", *snapshot, str(first), config=config).exit_code == 0
+    # The next export lacks 1,000 rows on each shard; db_us goes down half way through it.
+    gone = set(range(1, 1_001)) | set(range(100_001, 101_001))
+    path = write(tmp_path / "b.csv", [r for r in crm if r[0] not in gone])
+    stopped: list[int] = []
+
+    def stop_db_us(result: FileResult, read: int, done: bool) -> None:
+        if read >= 10_000 and not done and not stopped:
+            stopped.append(read)
+            stoppable_server.stop()
+            stoppable_server.start()
+
+    shard_map = load_shard_map(config)
+    options = LoadOptions(source=Source("crm", "snapshot"))
+    result = load(shard_map, load_rules(shard_map), [path], options, stop_db_us)
+    assert stopped and result.exit_code == 1
+    assert list(result.files[0].shard_errors) == ["db_us"]
+    assert len(by_source(dsns["default"])) == 19_000  # default committed its deletes
+    assert len(by_source(dsns["db_us"])) == 20_000  # db_us rolled back
+    rerun = run_cli("load", "--json", *snapshot, str(path), config=config)
+    assert rerun.exit_code == 0, rerun.output
+    shards = json.loads(rerun.stdout)["shards"]
+    assert shards["db_us"]["deleted"] == 1_000 and shards["default"]["deleted"] == 0
+    assert set(by_source(dsns["db_us"])) == set(range(101_001, 120_001))
