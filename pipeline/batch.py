@@ -12,7 +12,7 @@ from pipeline.reasons import RejectReason
 
 # Records in a batch at most, from any reader: memory stays bounded by a batch whatever the
 # file holds (a million one-character records in a few MB), and progress comes batch by
-# batch (pipeline.load.PROGRESS_EVERY).
+# batch (pipeline.dispatch.PROGRESS_EVERY).
 BATCH_RECORDS = 10_000
 
 

@@ -4,14 +4,16 @@ For each file, in order:
 1. hash it (sha256 of its bytes), and open a transaction on every shard (`ShardWriter.begin`),
    in shard-map order so two loads lock shards in the same order and cannot deadlock;
    a shard whose ledger already holds the file is skipped;
-2. read its records in batches and apply the rules to them (pipeline.validate): refused
+2. read its records in batches and apply the rules to them (pipeline.dispatch): refused
    records go to the rejects file, the valid ones to their shard's writer (new ids straight
    into residents, the others through staging: pipeline.shard_rows); when a shard meets an
    id twice on the direct path, or the bulk CSV reader cannot take the file, every shard
    goes back to the file's start and the file is read again (`Restart`, `NotSimple`);
 3. find the ids each shard got twice; if the file's rejects exceed its budget, roll every
    shard back: nothing of the file is loaded;
-4. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
+4. a snapshot (pipeline.sync) deletes its source's rows the file does not give, on every
+   shard; if that is more than --max-deletes allows on any shard, roll every shard back;
+5. otherwise commit each shard (upsert + ledger row); a shard that fails does not stop the
    others, and re-running the same command completes it (the ledger skips the rest).
 
 Files apply in the order given: a later file wins. So a shard that fails a file takes no
@@ -36,39 +38,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-
-from pipeline.batches import batches
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
+from pipeline.dispatch import Dispatch, Restart
 from pipeline.errors import ShardError
 from pipeline.incoming import sha256_of
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason
-from pipeline.refusals import refusals
 from pipeline.rejects import Reject, RejectWriter
-from pipeline.routing import Budget, Router, describe_reject
+from pipeline.routing import Budget, describe_reject
 from pipeline.rules import Rules
 from pipeline.shard_link import Timeouts
 from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
-from pipeline.sources import Source as FileSource
 from pipeline.sources import SourceError, open_source, source_format
-from pipeline.sync import Source, source_for, too_many_deletes
-from pipeline.validate import Validator
+from pipeline.sync import Source, source_for
 from pipeline.writer import ShardWriter
-
-PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
-
-
-class Restart(Exception):
-    """The file must be read again from its start: `shards` take it through staging."""
-
-    def __init__(self, shards: list[str]) -> None:
-        super().__init__(", ".join(shards))
-        self.shards = shards
 
 
 @dataclass
@@ -150,8 +136,12 @@ class _Run:
     progress: Progress | None
     interrupt: Interrupt
     hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
-    # A snapshot's: ids of the current file's refused records, which it must not delete.
-    refused_ids: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.dispatch = Dispatch(
+            self.shard_map, self.rules, self.rejects, self.interrupt, self.progress,
+            self._shard_failed,
+        )  # fmt: skip
 
     def load_file(self, path: Path, later: list[Path]) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
@@ -166,7 +156,6 @@ class _Run:
             return result
         started = datetime.now().astimezone()
         active = self._begin(result, sha256, self._hashes_of(later))
-        self.refused_ids = []
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -177,7 +166,7 @@ class _Run:
         direct = dict.fromkeys(active, True)
         while True:
             try:
-                early_rejects = self._stream(source, result, active)
+                early_rejects = self.dispatch.send(source, result, active)
                 self._read(result)
                 if source.unknown_columns:
                     names = ", ".join(sorted(source.unknown_columns))
@@ -221,10 +210,10 @@ class _Run:
             )
             return result
         if result.source is not None and result.source.snapshot:
-            refused_ids = [int(i) for ids in self.refused_ids for i in ids]
+            refused_ids = self.dispatch.refused_id_list()
             with_ids = self.options.dry_run
             self._in_parallel(result, active, lambda writer: writer.sweep(refused_ids, with_ids))
-            over = too_many_deletes(result, self.options.max_deletes)
+            over = result.too_many_deletes(self.options.max_deletes)
             if over is not None:
                 self._abandon_file(result, active, f"{path}: {over}")
                 return result
@@ -296,62 +285,11 @@ class _Run:
         result.interrupted = True
         self._account(result, early_rejects, {})
 
-    def _stream(
-        self, source: FileSource, result: FileResult, active: dict[str, ShardWriter]
-    ) -> int:
-        """Judge every record and send the valid ones to their shard; returns how many were
-        rejected on the way without a shard (refused by the reader, for their country or
-        their text). A shard's own refusals count on its ShardCounts."""
-        rejected = 0
-        names = list(self.writers)
-        validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
-        for batch in batches(source):
-            if self.interrupt.reason is not None:
-                raise Interrupted(rejected)
-            before = result.rows_read
-            result.rows_read += len(batch) + len(batch.early)
-            if self.progress and before // PROGRESS_EVERY != result.rows_read // PROGRESS_EVERY:
-                self.progress(result, result.rows_read, False)
-            checked = validator.check(batch)
-            rejects = [Reject(result.path, *entry) for entry in batch.early]
-            rejected += len(batch.early)
-            refused = checked.refused()
-            if len(refused) and result.source is not None and result.source.snapshot:
-                ids = checked.table.column("id").take(pa.array(refused)).drop_null()
-                self.refused_ids.append(ids.to_numpy())
-            if len(refused):
-                shard_rejects = refusals(result, checked, refused, names, active, self.rules)
-                rejected += sum(1 for r in shard_rejects if r.shard is None)
-                rejects.extend(shard_rejects)
-                rejects.sort(key=lambda r: r.record or 0)
-            for reject in rejects:
-                self.rejects.write(reject)
-            conflicts = []
-            for index, name in enumerate(names):
-                mask = checked.valid_for(index)
-                if mask is None:
-                    continue
-                result.shards[name].staged += int(mask.sum())
-                writer = active.get(name)
-                if writer is None:
-                    continue  # the shard already holds this file, or has failed: counted
-                try:
-                    writer.write(checked.table, mask)
-                except Conflict:
-                    conflicts.append(name)
-                except ShardError as exc:
-                    self._shard_failed(result, name, exc)
-                    del active[name]
-            if conflicts:
-                raise Restart(conflicts)
-        return rejected
-
     def _restart(
         self, result: FileResult, active: dict[str, ShardWriter], direct: dict[str, bool]
     ) -> None:
         """Undo what the file sent to every shard, to read it again (see load_file)."""
         result.rows_read = 0
-        self.refused_ids = []
         for counts in result.shards.values():
             counts.staged = counts.rejected = 0
         for name, writer in list(active.items()):

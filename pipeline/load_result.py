@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import EXIT_DATA, EXIT_OK
+from pipeline.routing import Budget
 from pipeline.sync import Source
 
 
@@ -72,6 +73,20 @@ class FileResult:
             "shard_errors": self.shard_errors,
             "warnings": self.warnings,
         }
+
+    def too_many_deletes(self, budget: Budget) -> str | None:
+        """Why a snapshot must not go ahead: a shard where it would delete more of the
+        source's rows than `budget` allows (a truncated export must not wipe a shard)."""
+        for name, counts in self.shards.items():
+            if counts.deleted and budget.exceeded(counts.deleted, counts.source_rows):
+                assert self.source is not None
+                return (
+                    f"the snapshot of source {self.source.name} would delete {counts.deleted} of"
+                    f" the {counts.source_rows} rows it has on shard {name}, over the limit of"
+                    f" {budget} (--max-deletes): the whole file is refused, nothing of it was"
+                    " loaded"
+                )
+        return None
 
     def _deleted(self) -> dict[str, Any]:
         """A snapshot's deletions, shard by shard: by country, and the ids in a dry run."""

@@ -21,11 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from pipeline.load_result import FileResult
-    from pipeline.routing import Budget
+from typing import Any, Literal
 
 Mode = Literal["append", "snapshot"]
 MODES: tuple[Mode, ...] = ("append", "snapshot")
@@ -85,17 +81,3 @@ def parse_sources(raw: Any, fail: Callable[[str, str], Exception]) -> tuple[Sour
             raise fail(f"{key}.mode", f"{mode!r} is not one of {', '.join(MODES)}")
         sources.append(Source(name, mode, pattern))
     return tuple(sources)
-
-
-def too_many_deletes(result: FileResult, budget: Budget) -> str | None:
-    """Why a snapshot must not go ahead: a shard where it would delete more of the source's
-    rows than `budget` allows (a truncated export must not wipe a shard); None: it may."""
-    for name, counts in result.shards.items():
-        if counts.deleted and budget.exceeded(counts.deleted, counts.source_rows):
-            assert result.source is not None
-            return (
-                f"the snapshot of source {result.source.name} would delete {counts.deleted} of "
-                f"the {counts.source_rows} rows it has on shard {name}, over the limit of "
-                f"{budget} (--max-deletes): the whole file is refused, nothing of it was loaded"
-            )
-    return None

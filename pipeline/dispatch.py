@@ -1,0 +1,106 @@
+"""One file's records on their way from its reader to the shards: batch by batch, the rules
+judge them (pipeline.validate), the refused ones go to the rejects file in file order, and
+the valid ones to the writer of their shard (pipeline.writer).
+
+A shard whose direct COPY meets an id twice raises `Restart` out of here, after the batch
+has gone to every shard: pipeline.load reads the file again from its start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.batches import batches
+from pipeline.config import ShardMap
+from pipeline.errors import ShardError
+from pipeline.interrupt import Interrupt, Interrupted
+from pipeline.load_result import FileResult, Progress
+from pipeline.refusals import refusals
+from pipeline.rejects import Reject, RejectWriter
+from pipeline.routing import Router
+from pipeline.rules import Rules
+from pipeline.shard_rows import Conflict
+from pipeline.sources import Source
+from pipeline.validate import Validator
+from pipeline.writer import ShardWriter
+
+PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
+
+
+class Restart(Exception):
+    """The file must be read again from its start: `shards` take it through staging."""
+
+    def __init__(self, shards: list[str]) -> None:
+        super().__init__(", ".join(shards))
+        self.shards = shards
+
+
+@dataclass
+class Dispatch:
+    """What sending a file's records needs from the run (pipeline.load)."""
+
+    shard_map: ShardMap
+    rules: Rules
+    rejects: RejectWriter
+    interrupt: Interrupt
+    progress: Progress | None
+    shard_failed: Callable[[FileResult, str, ShardError], None]
+    # The ids of the current file's refused records, for a snapshot (which must not delete them).
+    refused_ids: list[np.ndarray] = field(default_factory=list)
+
+    def send(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
+        """Judge every record and send the valid ones to their shard; returns how many were
+        rejected on the way without a shard (refused by the reader, for their country or
+        their text). A shard's own refusals count on its ShardCounts."""
+        rejected = 0
+        names = [shard.name for shard in self.shard_map.shards]
+        validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
+        self.refused_ids = []
+        snapshot = result.source is not None and result.source.snapshot
+        for batch in batches(source):
+            if self.interrupt.reason is not None:
+                raise Interrupted(rejected)
+            before = result.rows_read
+            result.rows_read += len(batch) + len(batch.early)
+            if self.progress and before // PROGRESS_EVERY != result.rows_read // PROGRESS_EVERY:
+                self.progress(result, result.rows_read, False)
+            checked = validator.check(batch)
+            rejects = [Reject(result.path, *entry) for entry in batch.early]
+            rejected += len(batch.early)
+            refused = checked.refused()
+            if len(refused):
+                if snapshot:
+                    ids = checked.table.column("id").take(pa.array(refused)).drop_null()
+                    self.refused_ids.append(ids.to_numpy())
+                shard_rejects = refusals(result, checked, refused, names, active, self.rules)
+                rejected += sum(1 for r in shard_rejects if r.shard is None)
+                rejects.extend(shard_rejects)
+                rejects.sort(key=lambda r: r.record or 0)
+            for reject in rejects:
+                self.rejects.write(reject)
+            conflicts = []
+            for index, name in enumerate(names):
+                mask = checked.valid_for(index)
+                if mask is None:
+                    continue
+                result.shards[name].staged += int(mask.sum())
+                writer = active.get(name)
+                if writer is None:
+                    continue  # the shard already holds this file, or has failed: counted
+                try:
+                    writer.write(checked.table, mask)
+                except Conflict:
+                    conflicts.append(name)
+                except ShardError as exc:
+                    self.shard_failed(result, name, exc)
+                    del active[name]
+            if conflicts:
+                raise Restart(conflicts)
+        return rejected
+
+    def refused_id_list(self) -> list[int]:
+        return [int(i) for ids in self.refused_ids for i in ids]
