@@ -69,6 +69,15 @@ def write_ndjson(csv_path: Path, path: Path) -> None:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+def drop_every(csv_path: Path, path: Path, nth: int) -> None:
+    """`csv_path` without every `nth` record (of one line each, as write_csv writes them)."""
+    with csv_path.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
+        out.write(next(source))  # the header
+        for number, line in enumerate(source, 1):
+            if number % nth:
+                out.write(line)
+
+
 def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
     """The benchmark's input files for `rows`, made once and kept in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +87,8 @@ def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
         "changed": folder / f"residents-{rows}-changed.csv",
         # as many other residents, with ids after the first file's: all new to the shards
         "others": folder / f"residents-{rows}-others.csv",
+        # the changed file less every hundredth record: a snapshot of it deletes 1%
+        "snapshot": folder / f"residents-{rows}-snapshot.csv",
         "ndjson": folder / f"residents-{rows}.ndjson",
         "gzip": folder / f"residents-{rows}.csv.gz",
         "small": folder / f"residents-{small}.csv",
@@ -90,6 +101,7 @@ def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
     _make(paths["csv"], lambda path: write_csv(path, rows, seed))
     _make(paths["changed"], lambda path: write_csv(path, rows, seed, changed_share=0.10))
     _make(paths["others"], lambda path: write_csv(path, rows, seed + 2, first_id=rows + 1))
+    _make(paths["snapshot"], lambda path: drop_every(paths["changed"], path, 100))
     _make(paths["ndjson"], lambda path: write_ndjson(paths["csv"], path))
     _make(paths["gzip"], gzip_csv)
     _make(paths["small"], lambda path: write_csv(path, small, seed))

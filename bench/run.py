@@ -91,6 +91,10 @@ LOAD_OTHERS = "pipeline load, new residents into shards holding as many others"
 LOAD_CHANGED = "pipeline load, 10% changed"
 LOAD_NDJSON = "pipeline load, NDJSON, all unchanged"
 LOAD_GZIP = "pipeline load, gzipped CSV, all unchanged"
+# The pair for sync (#15): the same file of 99% of the rows the shards hold (all
+# unchanged), as an append and as a snapshot, which also deletes the missing 1%.
+LOAD_APPEND_99 = "pipeline load --source, 99% of the rows, append (deletes nothing)"
+LOAD_SNAPSHOT = "pipeline load --source --mode snapshot, the same file (deletes 1%)"
 LOADS = "pipeline load, every step above"  # a target on all of them: the peak memory
 
 # What the default checks cannot do without: read every row's columns once (row checks,
@@ -250,6 +254,8 @@ def main() -> None:
         Step(LOAD_CHANGED, n, COPY_IN),
         Step(LOAD_NDJSON, n, COPY_IN),
         Step(LOAD_GZIP, n, COPY_IN),
+        Step(LOAD_APPEND_99, n * 99 // 100, COPY_IN),
+        Step(LOAD_SNAPSHOT, n * 99 // 100, COPY_IN),
         Step("pandas to_sql (default method)", n, COPY_IN),
         Step("pgloader", n, COPY_IN),
         Step("one INSERT per row (the original app)", small_rows, COPY_IN),
@@ -333,7 +339,8 @@ def one_round(
     env = {"PIPELINE_CONFIG": str(config), "PYTHONWARNINGS": "ignore"}
     rejects = str(workdir / "rejects")
     cli = [*PIPELINE, "--config", str(config)]
-    load = [*cli, "load", "-q", "--max-rejects", "5%", "--rejects", rejects]
+    # Every load names a source, so that the snapshot step has rows of it to delete.
+    load = [*cli, "load", "-q", "--max-rejects", "5%", "--rejects", rejects, "--source", "bench"]
 
     def measure(name: str, cmd: list[str], ok: tuple[int, ...] = (0,)) -> None:
         seconds, peak = run(cmd, env, ok)
@@ -354,6 +361,9 @@ def one_round(
     measure(LOAD_NDJSON, [*load, "--force", str(files["ndjson"])])
     measure(LOAD_GZIP, [*load, "--force", str(files["gzip"])])
     measure(LOAD_CHANGED, [*load, str(files["changed"])])
+    measure(LOAD_APPEND_99, [*load, str(files["snapshot"])])
+    measure(LOAD_SNAPSHOT, [*load, "--mode", "snapshot", str(files["snapshot"])])
+    run([*load, "--force", str(files["changed"])], env)  # the 1% back, for the steps after
     measure(
         "pandas to_sql (default method)",
         [
@@ -664,6 +674,7 @@ TARGETS: list[tuple[str, float, str, str | None]] = [
     (LOAD_CHANGED, 0.5, "speed", None),
     (LOAD_GZIP, 0.8, "speed", LOAD_FORCE),  # the same rows, uncompressed
     (LOAD_NDJSON, 0.5, "speed", None),
+    (LOAD_SNAPSHOT, 1.2, "time", LOAD_APPEND_99),
     (LOADS, 150, "peak", None),
     ("pipeline extract, CSV", 0.8, "speed", None),
     ("pipeline extract, Parquet", 0.5, "speed", None),
