@@ -23,7 +23,7 @@ class Batch:
 
     records: pa.Array  # int64
     lines: pa.Array  # int64, null where the format has no lines
-    fields: dict[str, pa.Array]  # each of FIELDS: string
+    fields: dict[str, pa.Array]  # each of source_file.READ (FIELDS and the op column): string
     raws: Any  # Callable[[list[int]], list[Any]]
     # No field holds a NUL character (the reader made sure): the rules need not look.
     nul_free: bool = False

@@ -14,8 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.batch import BATCH_RECORDS, Batch
-from pipeline.columns import FIELDS
-from pipeline.sources import Record, Source
+from pipeline.sources import READ, Record, Source
 
 BATCH_CHARS = 8 << 20
 
@@ -57,11 +56,11 @@ def _batch(
     def raws(chosen: list[int]) -> list[Any]:
         return [source.raw_of(records[i]) for i in chosen]
 
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(FIELDS)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(READ)
     return Batch(
         records=pa.array([r.number for r in records], pa.int64()),
         lines=pa.array([r.line for r in records], pa.int64()),
-        fields={name: pa.array(c, pa.string()) for name, c in zip(FIELDS, columns, strict=True)},
+        fields={name: pa.array(c, pa.string()) for name, c in zip(READ, columns, strict=True)},
         raws=raws,
         early=early,
     )

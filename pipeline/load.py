@@ -148,7 +148,10 @@ class _Run:
         result.source = source_for(path, self.options.source, self.shard_map.sources)
         try:
             options = self.options
-            source = open_source(path, options.encoding, self.rules.limits, options.bulk_csv)
+            rules = self.rules
+            source = open_source(
+                path, options.encoding, rules.limits, options.bulk_csv, rules.op_column
+            )
             result.format = source.label
             sha256 = source.sha256 = sha256_of(path)
         except (SourceError, OSError) as exc:
@@ -182,7 +185,9 @@ class _Run:
                 arrow = source.arrow and not isinstance(again, NotSimple)
                 self.rejects.rewind(mark)
                 self._restart(result, active, direct)
-                source = open_source(path, self.options.encoding, self.rules.limits, arrow)
+                source = open_source(
+                    path, self.options.encoding, self.rules.limits, arrow, self.rules.op_column
+                )
                 source.sha256 = sha256
             except Interrupted as stop:
                 self._read(result)
@@ -354,7 +359,7 @@ class _Run:
             if name in result.shard_errors:
                 result.rows_pending += counts.staged  # re-running the command loads them
                 counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
-                counts.kept = counts.deleted = 0
+                counts.kept = counts.deleted = counts.marked_deleted = counts.not_found = 0
                 counts.deleted_by_country = {}
             elif counts.already_loaded:
                 # As the run that loaded the file left them (its rejects file has the refused).

@@ -28,7 +28,9 @@ class ShardCounts:
     kept: int = 0
     # A snapshot's deletions (pipeline.sync): how many, by country, the ids (a dry run's
     # --json only), and the rows of the source the shard held before.
-    deleted: int = 0
+    deleted: int = 0  # rows removed: by delete markers (marked_deleted) and a snapshot
+    marked_deleted: int = 0  # delete markers that found their row
+    not_found: int = 0  # delete markers whose id the shard did not hold
     deleted_by_country: dict[str, int] = field(default_factory=dict)
     deleted_ids: list[int] | None = None
     source_rows: int = 0
@@ -37,7 +39,8 @@ class ShardCounts:
 
     @property
     def loaded(self) -> int:
-        return self.inserted + self.updated + self.unchanged
+        """The file's rows this shard took: written, left unchanged, or delete markers."""
+        return self.inserted + self.updated + self.unchanged + self.marked_deleted + self.not_found
 
 
 @dataclass
@@ -114,7 +117,15 @@ class LoadResult:
 
     def shard_totals(self) -> dict[str, dict[str, int]]:
         totals = {
-            n: {"inserted": 0, "updated": 0, "unchanged": 0, "kept": 0, "rejected": 0, "deleted": 0}
+            n: {
+                "inserted": 0,
+                "updated": 0,
+                "unchanged": 0,
+                "kept": 0,
+                "rejected": 0,
+                "deleted": 0,
+                "not_found": 0,
+            }
             for n in self.shard_names
         }
         for f in self.files:

@@ -84,6 +84,7 @@ class LOAD:
     preview = Statement("load/preview")
     source_rows = Statement("load/source_rows")
     snapshot_delete = Statement("load/snapshot_delete")
+    delete_marked = Statement("load/delete_marked")
     savepoint = Statement("load/savepoint")
     update = Statement("load/update")
     insert = Statement("load/insert")

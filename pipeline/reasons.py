@@ -21,6 +21,7 @@ class RejectReason(str, Enum):
     INVALID_AGE = "invalid_age"
     INVALID_GENDER = "invalid_gender"
     DUPLICATE_ID = "duplicate_id"
+    INVALID_OP = "invalid_op"
     FILE_REJECTED = "file_rejected"
 
     def __str__(self) -> str:
@@ -44,5 +45,7 @@ MEANINGS = {
     RejectReason.INVALID_AGE: "an age that is not a whole number within the rules' range",
     RejectReason.INVALID_GENDER: "a gender the rules do not accept",
     RejectReason.DUPLICATE_ID: "the same id again later in the file for the same shard",
+    RejectReason.INVALID_OP: "a delete-marker column (rules: op_column) value other than"
+    " upsert, delete or empty",
     RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
 }

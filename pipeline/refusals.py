@@ -12,6 +12,7 @@ from pipeline.reasons import RejectReason
 from pipeline.rejects import Reject
 from pipeline.routing import describe_reject
 from pipeline.rules import Rules
+from pipeline.source_file import OP
 from pipeline.validate import NUL_MESSAGE, REASONS, Checked
 
 
@@ -48,7 +49,7 @@ def refusals(
         if name is None:
             message = checked.country_messages.get(row, NUL_MESSAGE)
         else:
-            text = {f: batch.fields[f][row].as_py() for f in ("id", "age", "gender")}
+            text = {f: batch.fields[f][row].as_py() for f in ("id", "age", "gender", OP)}
             message = describe_reject(reason, text, rules, name)
         rejects.append(
             Reject(result.path, int(numbers[row]), lines[row], reason, message, raw, name)

@@ -78,7 +78,13 @@ def describe_reject(reason: RejectReason, raw: dict[str, Any], rules: Rules, sha
     if reason == RejectReason.MISSING_NAME:
         return "name is missing"
     if reason == RejectReason.INVALID_ID:
+        if not (raw.get("id") or "").strip():
+            return "id is missing: a delete marker needs the id of the row to delete"
         return f"id {raw.get('id')!r} is not a whole number from 1 to 999999999999999"
+    if reason == RejectReason.INVALID_OP:
+        return (
+            f"{rules.op_column} {raw.get('_op')!r} is not upsert, delete or empty (a delete marker)"
+        )
     if reason == RejectReason.INVALID_AGE:
         return f"age {raw.get('age')!r} is not a whole number in {rules.age_min}..{rules.age_max}"
     if reason == RejectReason.INVALID_GENDER:

@@ -71,6 +71,7 @@ class Rules:
     age_min: int
     age_max: int
     limits: Limits = DEFAULT_LIMITS
+    op_column: str = "_op"  # a change file's delete markers (pipeline.validate)
 
     def country_of(self, raw: object) -> CountryVerdict:
         """Normalise a raw country value: trim, upper-case, aliases, then ISO 3166-1.
@@ -114,7 +115,7 @@ def parse_rules(path: Path, doc: Any) -> Rules:
     doc = {} if doc is None else doc
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a mapping with keys country, gender, age and limits")
-    _only(doc, {"country", "gender", "age", "limits"}, "", fail)
+    _only(doc, {"country", "gender", "age", "limits", "op_column"}, "", fail)
     country = _section(doc, "country", {"aliases", "lookup_names"}, fail)
     gender = _section(doc, "gender", {"aliases", "accepted"}, fail)
     age = _section(doc, "age", {"min", "max"}, fail)
@@ -159,7 +160,18 @@ def parse_rules(path: Path, doc: Any) -> Rules:
         age_min=age_min,
         age_max=age_max,
         limits=_limits(limits, fail),
+        op_column=_op_column(doc.get("op_column", "_op"), fail),
     )
+
+
+def _op_column(value: Any, fail: Any) -> str:
+    """The delete-marker column's name, as the readers match column names: trimmed, lower."""
+    if not isinstance(value, str) or not value.strip(TRIM):
+        raise fail("op_column", "expected a column name, such as _op")
+    name = value.strip(TRIM).lower()
+    if name in ("id", "country", "name", "gender", "age", "address"):
+        raise fail("op_column", f"{name!r} is a resident column")
+    return name
 
 
 def _limits(section: dict[str, Any], fail: Any) -> Limits:

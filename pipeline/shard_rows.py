@@ -75,6 +75,7 @@ _STAGED = {
     "country_raw": "raw_country",
     **{name: f"raw_{name}" for name in FIELDS if name != "country"},
     **{f"{name}_v": name for name in OUTPUT if name != "country"},
+    "deleting": "deleting",
 }
 
 
@@ -105,6 +106,7 @@ class ShardRows:
         self.inserted = 0  # rows written straight into residents
         self.spooled = 0
         self.seen = 0  # rows the shard holds unchanged: only their ids are sent
+        self.deleting = False  # a delete marker was spooled
         self._seen = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
@@ -114,6 +116,14 @@ class ShardRows:
     def write(self, table: pa.Table, mask: np.ndarray) -> None:
         """Send the rows of a batch (validate.Checked.table) that `mask` picks: valid, and
         this shard's."""
+        if self.direct and as_mask(table.column("deleting")).any():
+            # A delete marker goes through staging, where duplicates.sql orders it with the
+            # file's other rows of its id; rows that went straight in cannot be ordered so.
+            if self.inserted:
+                raise Conflict("a delete marker after rows went straight in")
+            self.direct = False
+        if not self.deleting and as_mask(table.column("deleting")).any():
+            self.deleting = True
         if not self.direct:
             self._to_spool(table.filter(mask))
             return

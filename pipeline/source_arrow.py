@@ -28,9 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from pipeline.batch import BATCH_RECORDS, Batch
-from pipeline.columns import FIELDS
 from pipeline.rules import COUNTRY_MAX
-from pipeline.source_file import SourceError
+from pipeline.source_file import READ, SourceError
 
 BLOCK_BYTES = 1 << 20  # bytes read at a time; a batch is the records that end in them
 # pyarrow keeps a builder per column for every block: past this many columns (a resident
@@ -192,7 +191,7 @@ class ArrowCsv:
         empty = pc.fill_null(pa.nulls(n, pa.string()), "")
         fields = {
             name: empty if at is None else columns[at]
-            for name, at in zip(FIELDS, self._positions, strict=True)
+            for name, at in zip(READ, self._positions, strict=True)
         }
         country = fields["country"]
         if n and pc.max(pc.binary_length(country)).as_py() > COUNTRY_MAX:
@@ -210,7 +209,7 @@ class ArrowCsv:
 
     def _empty(self) -> Batch:
         empty = pa.array(np.zeros(0, dtype=np.int64))
-        fields = {name: pa.nulls(0, pa.string()) for name in FIELDS}
+        fields = {name: pa.nulls(0, pa.string()) for name in READ}
         return Batch(empty, empty, fields, lambda rows: [], nul_free=True)
 
     def _check_bytes(

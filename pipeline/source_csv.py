@@ -28,7 +28,6 @@ from pipeline.reasons import RejectReason
 from pipeline.rules import COUNTRY_MAX, TRIM
 from pipeline.source_file import (
     _REQUIRED,
-    COLUMNS,
     INVALID_COUNTRY,
     INVALID_TEXT,
     REQUIRED,
@@ -81,7 +80,7 @@ class CsvRecords(SourceFile):
         width = len(header)
         # An absent optional column reads the "" appended past the row's end (SQL reads an
         # empty field as missing); itemgetter
-        # picks the six fields in C (this loop runs once per record: keep it lean).
+        # picks the fields in C (this loop runs once per record: keep it lean).
         positions = [width if p is None else p for p in self._header_positions(header)]
         pick = operator.itemgetter(*positions)
         pad = width in positions
@@ -226,11 +225,12 @@ class CsvRecords(SourceFile):
                 raise SourceError(f"column {_shown(name)!r} appears twice in the header")
             seen.add(name)
         self.required_seen.update(set(header) & _REQUIRED)
-        self._note_unknown(h or "(blank)" for h in header if h not in COLUMNS)
+        columns = self.columns
+        self._note_unknown(h or "(blank)" for h in header if h not in columns)
         for column in REQUIRED:
             if column not in header:
                 raise SourceError(f"required column {column!r} is missing from the header")
-        return [header.index(c) if c in header else None for c in COLUMNS]
+        return [header.index(c) if c in header else None for c in columns]
 
 
 def _cut_row(row: list[str]) -> list[str]:

@@ -19,6 +19,10 @@ from pipeline.reasons import RejectReason
 from pipeline.rules import DEFAULT_LIMITS, Limits
 
 COLUMNS = FIELDS
+# A change file's optional delete-marker column ("upsert", "delete"): its key in a batch,
+# whatever the file calls it (the rules' `op_column`, by default this name too).
+OP = "_op"
+READ = (*FIELDS, OP)  # what a reader takes from each record, in this order
 REQUIRED = ("country", "name")
 _KNOWN = frozenset(COLUMNS)
 _REQUIRED = frozenset(REQUIRED)
@@ -46,7 +50,7 @@ class SourceError(Exception):
 class Record(NamedTuple):
     number: int
     line: int | None
-    values: tuple[str | None, ...] | None  # in COLUMNS order; None when rejected here
+    values: tuple[str | None, ...] | None  # in READ order; None when rejected here
     raw: Any
     problem: str | None = None
     reason: RejectReason = MALFORMED  # why it is rejected, when values is None
@@ -63,6 +67,7 @@ class SourceFile:
     sha256: str | None = None  # when set, the bytes read must hash to it (see records)
     limits: Limits = DEFAULT_LIMITS
     arrow: bool = True  # CSV may be read by pipeline.source_arrow
+    op_column: str = OP  # the file's name for the delete-marker column (rules: op_column)
     required_seen: set[str] = field(default_factory=set)
     unknown_columns: set[str] = field(default_factory=set)  # at most UNKNOWN_COLUMNS_KEPT + 1
     _header: list[str] | None = field(default=None, repr=False)
@@ -71,6 +76,15 @@ class SourceFile:
     @property
     def label(self) -> str:
         return self.format + (".gz" if self.compressed else "")
+
+    @functools.cached_property
+    def columns(self) -> tuple[str, ...]:
+        """The columns a record's values hold, in order: FIELDS, then the op column."""
+        return (*COLUMNS, self.op_column)
+
+    @functools.cached_property
+    def _known(self) -> frozenset[str]:
+        return frozenset(self.columns)
 
     @functools.cached_property
     def _surrogates_possible(self) -> bool:

@@ -26,9 +26,7 @@ from pipeline.bounded import (
 from pipeline.json_array import DECODER, JsonArray
 from pipeline.rules import COUNTRY_MAX, TRIM, Limits
 from pipeline.source_file import (
-    _KNOWN,
     _REQUIRED,
-    COLUMNS,
     INVALID_COUNTRY,
     INVALID_TEXT,
     REQUIRED,
@@ -110,23 +108,25 @@ class JsonRecords(SourceFile):
             return Record(number, line, None, _raw_json(obj, text, limits), problem)
         # This runs once per record: the common record (the six names as written here, text
         # and integers) takes the path with the fewest Python-level steps.
-        fields = obj if obj.keys() <= _KNOWN else {k.strip(TRIM).lower(): v for k, v in obj.items()}
+        known = self._known
+        fields = obj if obj.keys() <= known else {k.strip(TRIM).lower(): v for k, v in obj.items()}
         if len(self.required_seen) < len(REQUIRED):
             self.required_seen.update(fields.keys() & _REQUIRED)
         if fields is not obj:
-            extra = fields.keys() - _KNOWN
+            extra = fields.keys() - known
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
         if unchecked and _has_surrogate(obj, limits.max_depth):
             return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
-        values = tuple(map(fields.get, COLUMNS))
+        columns = self.columns
+        values = tuple(map(fields.get, columns))
         if not _TEXT_TYPES.issuperset(map(type, values)):
             try:
-                values = tuple(map(_text, COLUMNS, values))
+                values = tuple(map(_text, columns, values))
             except ValueError as exc:
                 return Record(number, line, None, _raw_json(obj, text, limits), str(exc))
         if len(text) > limits.max_field:
-            for column, value in zip(COLUMNS, values, strict=True):
+            for column, value in zip(columns, values, strict=True):
                 if value is not None and len(value) > limits.max_field:
                     problem = f"{column}: longer than {limits.max_field} characters"
                     return Record(number, line, None, _raw_text(text), problem, TOO_LARGE)

@@ -42,6 +42,8 @@ from pipeline.source_arrow import arrow_batches
 from pipeline.source_csv import CsvRecords
 from pipeline.source_file import (
     COLUMNS,
+    OP,
+    READ,
     REQUIRED,
     UNKNOWN_COLUMNS_KEPT,
     Record,
@@ -52,6 +54,8 @@ from pipeline.source_json import JsonRecords
 __all__ = [
     "COLUMNS",
     "FORMATS",
+    "OP",
+    "READ",
     "REQUIRED",
     "SUPPORTED",
     "UNKNOWN_COLUMNS_KEPT",
@@ -142,14 +146,19 @@ class Source(CsvRecords, JsonRecords):
 
 
 def open_source(
-    path: Path, encoding: str = "utf-8", limits: Limits = DEFAULT_LIMITS, arrow: bool = True
+    path: Path,
+    encoding: str = "utf-8",
+    limits: Limits = DEFAULT_LIMITS,
+    arrow: bool = True,
+    op_column: str = OP,
 ) -> Source:
     """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz);
-    `arrow` False keeps CSV from the bulk reader."""
+    `arrow` False keeps CSV from the bulk reader; `op_column` names the delete markers."""
     kind = source_format(path)
     if kind is None:
         raise SourceError(f"unsupported file type (expected {SUPPORTED})")
-    return Source(path, kind, path.suffix.lower() == ".gz", encoding, limits=limits, arrow=arrow)
+    compressed = path.suffix.lower() == ".gz"
+    return Source(path, kind, compressed, encoding, limits=limits, arrow=arrow, op_column=op_column)
 
 
 def source_format(path: Path) -> str | None:

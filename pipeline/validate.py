@@ -11,9 +11,11 @@ The rules, on each field trimmed of pipeline.rules.TRIM (an empty field is missi
 - id: missing (the shard hands one out), or `+`? and at most 18 digits, from 1 to 10^15-1;
 - name: required; gender: an alias or accepted value (case-insensitively), or any value
   when the rules accept any; age: a whole number ("22", "+22", "22.0") in the rules' range;
-- a field holding a NUL character is refused (PostgreSQL text cannot hold one).
-A row is refused for the first of: its country, a NUL, missing_name, invalid_id,
-invalid_age, invalid_gender.
+- a field holding a NUL character is refused (PostgreSQL text cannot hold one);
+- the op column (rules: op_column), when there: upsert, delete or empty, any case; a delete
+  marker (`deleting`) needs an id and a country, and nothing else is checked.
+A row is refused for the first of: its country, a NUL, invalid_op, missing_name,
+invalid_id, invalid_age, invalid_gender.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.columns import FIELDS
 from pipeline.reasons import RejectReason
 from pipeline.routing import Router
 from pipeline.rules import TRIM, Rules
+from pipeline.source_file import OP
 
 MAX_ID = 999_999_999_999_999  # ids from 10^15 up are the shard's own (0001_residents.sql)
 ID_DIGITS = 18  # more digits cannot be a valid id, and could overflow the cast
@@ -47,8 +50,12 @@ REASONS: tuple[RejectReason | None, ...] = (
     RejectReason.MISSING_COUNTRY,
     RejectReason.INVALID_COUNTRY,
     RejectReason.UNROUTED_COUNTRY,
+    RejectReason.INVALID_OP,
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
+
+# A delete-marker column's values (trimmed, any case; empty is upsert).
+OPS = pa.array(["upsert", "delete"])
 
 # The columns a shard's rows are written with (pipeline.writer), in this order.
 OUTPUT = ("id", "country", "name", "gender", "age", "address")
@@ -99,14 +106,18 @@ class Validator:
         ages, age_bad = self._ages(trimmed["age"])
         genders, gender_bad = self._genders(trimmed["gender"])
         name = trimmed["name"]
-        # Later rules first: an earlier rule's reason overwrites a later one's.
+        deleting, op_bad = _ops(fields.get(OP), n)
+        upserting = ~deleting
+        # Later rules first: an earlier rule's reason overwrites a later one's. A delete
+        # marker needs only an id (and a country, to find its shard).
         for code, bad in (
-            (RejectReason.INVALID_GENDER, gender_bad),
-            (RejectReason.INVALID_AGE, age_bad),
-            (RejectReason.INVALID_ID, id_bad),
-            (RejectReason.MISSING_NAME, pc.is_null(name)),
+            (RejectReason.INVALID_GENDER, as_mask(gender_bad) & upserting),
+            (RejectReason.INVALID_AGE, as_mask(age_bad) & upserting),
+            (RejectReason.INVALID_ID, as_mask(id_bad) | (deleting & as_mask(pc.is_null(ids)))),
+            (RejectReason.MISSING_NAME, as_mask(pc.is_null(name)) & upserting),
+            (RejectReason.INVALID_OP, op_bad),
         ):
-            reason[as_mask(bad)] = _CODE[code]
+            reason[bad] = _CODE[code]
         if not batch.nul_free:
             nul = np.zeros(n, dtype=bool)
             for column in FIELDS:
@@ -124,6 +135,7 @@ class Validator:
             "gender": genders,
             "age": ages,
             "address": trimmed["address"],
+            "deleting": pa.array(deleting),
             **{f"raw_{column}": fields[column] for column in FIELDS},
         }
         return Checked(batch, pa.table(columns), reason, shard, messages)
@@ -181,6 +193,15 @@ class Validator:
             return pc.coalesce(canonical, gender), pa.array(np.zeros(len(gender), dtype=bool))
         bad = pc.and_(pc.is_valid(gender), pc.is_null(found))
         return canonical, bad
+
+
+def _ops(op: pa.Array | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(which rows are delete markers; which have an op that is none of OPS), as masks."""
+    if op is None or not n or not pc.max(pc.binary_length(op)).as_py():  # none given
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    op = pc.utf8_lower(_trimmed(op))
+    deleting = as_mask(pc.equal(op, "delete"))
+    return deleting, as_mask(pc.and_(pc.is_valid(op), pc.invert(pc.is_in(op, value_set=OPS))))
 
 
 def _trimmed(column: pa.Array) -> pa.Array:

@@ -278,6 +278,7 @@ class ShardWriter(ShardLink):
                 if protected["kept_load"]:
                     # Counted before the upsert, which would move the rows it writes out of reach.
                     counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
+                self._delete_marked(conn, protected)
                 if self.dry_run:
                     row = conn.execute(LOAD.preview, protected).fetchone()
                     assert row is not None
@@ -288,7 +289,8 @@ class ShardWriter(ShardLink):
                 counts.inserted = int(row[0]) + self._rows.inserted
                 self._rows = None  # the file's rows are all written
                 counts.updated = int(row[1])
-                counts.unchanged = valid - counts.inserted - counts.updated
+                counts.unchanged = valid - counts.inserted - counts.updated - counts.marked_deleted
+                counts.unchanged -= counts.not_found
                 if self.dry_run:
                     conn.rollback()
                     return counts
@@ -304,6 +306,8 @@ class ShardWriter(ShardLink):
                         "updated": counts.updated,
                         "unchanged": counts.unchanged,
                         "deleted": counts.deleted,
+                        "marked_deleted": counts.marked_deleted,
+                        "not_found": counts.not_found,
                         **self._source_params(),
                     },
                 )
@@ -315,6 +319,22 @@ class ShardWriter(ShardLink):
             self._abandon()
             raise self._failure(exc) from None
         return counts
+
+    def _delete_marked(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
+        """Apply the file's delete markers (sql/load/delete_marked.sql), and count them: a
+        marker whose id the shard does not hold is `not_found`; one a later file of the run
+        wrote is left alone, `unchanged` and `kept` as an upsert's row would be."""
+        assert self._rows is not None
+        if not self._rows.deleting:
+            return
+        row = conn.execute(LOAD.delete_marked, params).fetchone()
+        assert row is not None
+        markers, deleted, later = (int(v) for v in row)
+        counts = self.counts
+        counts.marked_deleted = deleted
+        counts.deleted += deleted
+        counts.not_found = markers - deleted - later
+        counts.kept += later
 
     @staticmethod
     def _write_rows(conn: psycopg.Connection[Any], params: dict[str, Any]) -> tuple[int, int]:

@@ -400,6 +400,7 @@ def test_force_reloads_and_counts_changes(
         "kept": 0,
         "rejected": 0,
         "deleted": 0,
+        "not_found": 0,
     }
     changed = [dict(r) for r in RECORDS]
     changed[1]["age"] = 41
@@ -412,6 +413,7 @@ def test_force_reloads_and_counts_changes(
         "kept": 0,
         "rejected": 0,
         "deleted": 0,
+        "not_found": 0,
     }
     assert report["shards"]["db_us"] == {
         "inserted": 0,
@@ -420,6 +422,7 @@ def test_force_reloads_and_counts_changes(
         "kept": 0,
         "rejected": 0,
         "deleted": 0,
+        "not_found": 0,
     }
     assert rows(shard_dsns["default"])[0][4] == 41
     assert [r[1:4] for r in ledger(shard_dsns["default"])] == [(2, 2, 0), (2, 2, 0), (2, 2, 0)]
@@ -481,6 +484,7 @@ def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None
                 "kept": 0,
                 "rejected": 0,
                 "deleted": 0,
+                "not_found": 0,
             },
             "db_us": {
                 "inserted": 4,
@@ -489,6 +493,7 @@ def test_json_report_has_the_documented_shape(run_cli: RunCli, initialised: None
                 "kept": 0,
                 "rejected": 0,
                 "deleted": 0,
+                "not_found": 0,
             },
         },
         "rejects_file": None,

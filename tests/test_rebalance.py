@@ -323,6 +323,7 @@ def test_a_load_of_the_moving_country_waits_for_the_move(
         "kept": 0,
         "rejected": 0,
         "deleted": 0,
+        "not_found": 0,
     }
     # The load reads each shard's residency rule once it holds the shard's lock: the rule
     # the move left, the map's.

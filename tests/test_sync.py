@@ -272,3 +272,115 @@ def test_a_snapshot_whose_shard_fails_is_completed_by_a_rerun(
     shards = json.loads(rerun.stdout)["shards"]
     assert shards["db_us"]["deleted"] == 1_000 and shards["default"]["deleted"] == 0
     assert set(by_source(dsns["db_us"])) == set(range(101_001, 120_001))
+
+
+def write_ops(path: Path, records: list[list[Any]], op: str = "_op") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([*HEADER, op])
+        writer.writerows(records)
+    return path
+
+
+def ledger_markers(dsn: str) -> tuple[Any, ...]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT rows_read, rows_loaded, rows_rejected, inserted, updated, unchanged,"
+            " deleted, marked_deleted, not_found FROM load_ledger ORDER BY ledger_id DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_delete_markers_delete_their_ids_and_count_what_they_found(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    load_json(
+        run_cli, str(write(tmp_path / "a.csv", people(range(1, 6)) + people(range(11, 14), "US")))
+    )
+    changes: list[list[Any]] = [
+        [2, "DE", "", "", "", "", "delete"],
+        [12, "United States", "", "", "", "", " DELETE "],  # any case, trimmed
+        [99, "DE", "", "", "", "", "delete"],  # not there: not_found
+        [3, "DE", "Person 3", "F", "31", "Street 3", "upsert"],
+        [20, "DE", "New", "", "", "", ""],
+        ["", "DE", "", "", "", "", "delete"],  # no id: invalid_id
+        [4, "DE", "Person 4", "F", "30", "Street 4", "remove"],  # invalid_op
+    ]
+    if fmt == "csv":
+        path = write_ops(tmp_path / "b.csv", changes)
+    else:
+        path = tmp_path / "b.ndjson"
+        keys = [*HEADER, "_op"]
+        path.write_text(
+            "".join(json.dumps(dict(zip(keys, map(str, r), strict=True))) + "\n" for r in changes)
+        )
+    summary = load_json(run_cli, "--max-rejects", "2", str(path))
+    assert (summary["rows_read"], summary["rows_loaded"], summary["rows_rejected"]) == (7, 5, 2)
+    assert summary["shards"]["default"] == {
+        "inserted": 1, "updated": 1, "unchanged": 0, "kept": 0, "rejected": 2, "deleted": 1,
+        "not_found": 1,
+    }  # fmt: skip
+    assert summary["shards"]["db_us"]["deleted"] == 1
+    assert set(by_source(shard_dsns["default"])) == {1, 3, 4, 5, 20}
+    assert set(by_source(shard_dsns["db_us"])) == {11, 13}
+    rejects = [json.loads(line) for line in Path(summary["rejects_file"]).read_text().splitlines()]
+    assert [(r["record"], r["reason"], r["message"]) for r in rejects] == [
+        (6, "invalid_id", "id is missing: a delete marker needs the id of the row to delete"),
+        (7, "invalid_op", "_op 'remove' is not upsert, delete or empty (a delete marker)"),
+    ]
+    assert ledger_markers(shard_dsns["default"]) == (6, 4, 2, 1, 1, 0, 1, 1, 1)
+
+
+def test_the_last_record_of_an_id_wins_markers_included_across_batches(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    load_json(run_cli, str(write(tmp_path / "a.csv", people(range(1, 4)))))
+    # More than a batch of new rows (straight into residents), then markers in the next
+    # batch for one of them and for a held id that an upsert then brings back.
+    count = BATCH_RECORDS + 10
+    records: list[list[Any]] = [[*r, ""] for r in people(range(100, 100 + count))]
+    records += [
+        [150, "DE", "", "", "", "", "delete"],
+        [2, "DE", "", "", "", "", "delete"],
+        [2, "DE", "Back Again", "", "", "", ""],
+        [3, "DE", "", "", "", "", "delete"],
+    ]
+    summary = load_json(
+        run_cli, "--max-rejects", "100%", str(write_ops(tmp_path / "b.csv", records))
+    )
+    held = {r[0]: r[2] for r in rows_of(shard_dsns["default"])}
+    assert 150 not in held and 3 not in held and held[2] == "Back Again"
+    assert len(held) == count - 1 + 2  # the new rows less 150, and 1 and 2
+    assert summary["rows_read"] == summary["rows_loaded"] + summary["rows_rejected"]
+    rejects = [json.loads(line) for line in Path(summary["rejects_file"]).read_text().splitlines()]
+    assert [(r["record"], r["reason"]) for r in rejects] == [
+        (51, "duplicate_id"),
+        (count + 2, "duplicate_id"),
+    ]
+
+
+def test_the_rules_name_the_op_column(
+    run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_map(tmp_path / "config", shard_map_yaml(shard_dsns))
+    rules = config.parent / "rules.yaml"
+    rules.write_text(rules.read_text().replace("op_column: _op", "op_column: Action"))
+    assert run_cli("init", config=config).exit_code == 0
+    assert (
+        run_cli(
+            "load", str(write(tmp_path / "a.csv", people(range(1, 4)))), config=config
+        ).exit_code
+        == 0
+    )
+    path = write_ops(tmp_path / "b.csv", [[2, "DE", "", "", "", "", "delete"]], op=" action ")
+    result = run_cli("load", "--json", str(path), config=config)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["shards"]["default"]["deleted"] == 1
+    assert set(by_source(shard_dsns["default"])) == {1, 3}
+
+
+def rows_of(dsn: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT id, country, name FROM residents ORDER BY id").fetchall()

@@ -9,5 +9,5 @@ SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
        c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
        now(), %(source)s::text
 FROM load_checked AS c
-WHERE c.reason IS NULL
+WHERE c.reason IS NULL AND NOT c.deleting
   AND NOT EXISTS (SELECT FROM residents AS r WHERE r.id = c.id_v)

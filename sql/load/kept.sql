@@ -3,7 +3,7 @@
 SELECT count(*)
 FROM load_checked AS c
 JOIN residents AS r ON r.id = c.id_v
-WHERE c.reason IS NULL
+WHERE c.reason IS NULL AND NOT c.deleting
   AND ((r.country, r.name, r.gender, r.age, r.address)
        IS DISTINCT FROM (c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v)
        OR (%(source)s::text IS NOT NULL AND r.source IS DISTINCT FROM %(source)s::text))

@@ -7,4 +7,4 @@ SELECT count(*) FILTER (WHERE r.id IS NULL),
                   OR (%(source)s::text IS NOT NULL AND r.source IS DISTINCT FROM %(source)s::text)))
 FROM load_checked AS c
 LEFT JOIN residents AS r ON r.id = c.id_v
-WHERE c.reason IS NULL
+WHERE c.reason IS NULL AND NOT c.deleting

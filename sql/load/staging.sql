@@ -15,10 +15,11 @@ CREATE TEMP TABLE load_staging (
     age          text,
     address      text,
     id_v         bigint,
-    name_v       text NOT NULL,
+    name_v       text,  -- NULL only for a delete marker
     gender_v     text,
     age_v        smallint,
-    address_v    text
+    address_v    text,
+    deleting     boolean NOT NULL  -- a delete marker (pipeline/validate.py): delete_marked.sql
 ) ON COMMIT DROP;
 
 -- The ids and record numbers of the rows the shard holds unchanged (copy_seen.sql).

@@ -18,7 +18,7 @@ SET country = c.country,
     loaded_at = now(),
     source = %(source)s::text
 FROM load_checked AS c
-WHERE c.reason IS NULL
+WHERE c.reason IS NULL AND NOT c.deleting
   AND r.id = c.id_v
   AND ((r.country, r.name, r.gender, r.age, r.address)
        IS DISTINCT FROM (c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v)

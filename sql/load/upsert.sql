@@ -12,7 +12,7 @@ WITH written AS (
            c.country, c.name_v, c.gender_v, c.age_v::smallint, c.address_v, %(load_id)s,
            now(), %(source)s::text
     FROM load_checked AS c
-    WHERE c.reason IS NULL
+    WHERE c.reason IS NULL AND NOT c.deleting
     ON CONFLICT (id) DO UPDATE
     SET country = EXCLUDED.country,
         name = EXCLUDED.name,
