@@ -292,7 +292,7 @@ def ledger_markers(dsn: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 def test_delete_markers_delete_their_ids_and_count_what_they_found(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, fmt: str
 ) -> None:
@@ -310,6 +310,10 @@ def test_delete_markers_delete_their_ids_and_count_what_they_found(
     ]
     if fmt == "csv":
         path = write_ops(tmp_path / "b.csv", changes)
+    elif fmt == "json":
+        path = tmp_path / "b.json"
+        keys = [*HEADER, "_op"]
+        path.write_text(json.dumps([dict(zip(keys, r, strict=True)) for r in changes]))
     else:
         path = tmp_path / "b.ndjson"
         keys = [*HEADER, "_op"]
