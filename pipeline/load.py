@@ -38,6 +38,7 @@ from pathlib import Path
 
 from pipeline.batches import batches
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
+from pipeline.erased import Erased, read_erasures
 from pipeline.errors import ShardError
 from pipeline.incoming import sha256_of
 from pipeline.interrupt import Interrupt, Interrupted
@@ -48,7 +49,7 @@ from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, Router, describe_reject
 from pipeline.rules import Rules
 from pipeline.shard_link import Timeouts
-from pipeline.shard_rows import Conflict
+from pipeline.shard_rows import Conflict, Restart
 from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
 from pipeline.sources import Source, SourceError, open_source, source_format
@@ -56,14 +57,6 @@ from pipeline.validate import Validator
 from pipeline.writer import ShardWriter
 
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
-
-
-class Restart(Exception):
-    """The file must be read again from its start: `shards` take it through staging."""
-
-    def __init__(self, shards: list[str]) -> None:
-        super().__init__(", ".join(shards))
-        self.shards = shards
 
 
 @dataclass
@@ -99,7 +92,8 @@ def load(
         s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run, options.timeouts)
         for s in shard_map.shards
     }
-    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt)
+    erasures = read_erasures(shard_map, options.timeouts.connect)  # once, before any file
+    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, erasures)
     done = threading.Event()
     canceller = threading.Thread(
         target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
@@ -140,6 +134,7 @@ class _Run:
     options: LoadOptions
     progress: Progress | None
     interrupt: Interrupt
+    erased: Erased = field(default_factory=Erased)  # to keep out: pipeline.erased
     hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
     def load_file(self, path: Path, later: list[Path]) -> FileResult:
@@ -290,6 +285,7 @@ class _Run:
             if self.progress and before // PROGRESS_EVERY != result.rows_read // PROGRESS_EVERY:
                 self.progress(result, result.rows_read, False)
             checked = validator.check(batch)
+            self.erased.mark(checked)
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
             refused = checked.refused()

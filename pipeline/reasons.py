@@ -22,6 +22,7 @@ class RejectReason(str, Enum):
     INVALID_GENDER = "invalid_gender"
     DUPLICATE_ID = "duplicate_id"
     FILE_REJECTED = "file_rejected"
+    ERASED = "erased"
 
     def __str__(self) -> str:
         return self.value
@@ -45,4 +46,5 @@ MEANINGS = {
     RejectReason.INVALID_GENDER: "a gender the rules do not accept",
     RejectReason.DUPLICATE_ID: "the same id again later in the file for the same shard",
     RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
+    RejectReason.ERASED: "a person `pipeline erase` removed: the erasure log keeps them out",
 }

@@ -82,6 +82,14 @@ class Conflict(PipelineError):
     shard's outcome)."""
 
 
+class Restart(Exception):
+    """The file must be read again from its start: `shards` take it through staging."""
+
+    def __init__(self, shards: list[str]) -> None:
+        super().__init__(", ".join(shards))
+        self.shards = shards
+
+
 class ShardRows:
     """The valid rows of one file for one shard (see the module docstring)."""
 

@@ -47,6 +47,7 @@ REASONS: tuple[RejectReason | None, ...] = (
     RejectReason.MISSING_COUNTRY,
     RejectReason.INVALID_COUNTRY,
     RejectReason.UNROUTED_COUNTRY,
+    RejectReason.ERASED,  # given by pipeline.erased, after the rules
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
 
