@@ -111,8 +111,10 @@ def erase_command(
         _print(result)
     for target in result.not_found:
         click.echo(f"Error: {target}: no such resident, and no erasure of it in the log", err=True)
-    for error in result.failed:
-        click.echo(f"Error: {error}; re-running the same command completes it", err=True)
+    for shard in result.failed:
+        then = "re-running the same command completes it" if shard.transient else ""
+        then = then or "fix that, then re-run the same command"
+        click.echo(f"Error: {shard.error}; {then}", err=True)
     ctx.exit(result.exit_code)
 
 

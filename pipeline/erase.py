@@ -30,7 +30,7 @@ from psycopg import sql
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.erasure_key import ErasureKey, level_of, require_key
-from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, ShardError
+from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, PipelineError, ShardError
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import ERASE, SCHEMA
 from pipeline.shards import on_every_shard
@@ -101,6 +101,7 @@ class ShardErasure:
     rows: list[tuple[int, str]] = field(default_factory=list)  # (id, country)
     recorded: int = 0  # erasures this run wrote into the shard's log
     error: str | None = None
+    transient: bool = True  # the error may pass: re-running the same command completes it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,8 +125,8 @@ class EraseResult:
         return sum(len(s.rows) for s in self.shards.values())
 
     @property
-    def failed(self) -> list[str]:
-        return [s.error for s in self.shards.values() if s.error is not None]
+    def failed(self) -> list[ShardErasure]:
+        return [s for s in self.shards.values() if s.error is not None]
 
     @property
     def exit_code(self) -> int:
@@ -167,7 +168,7 @@ def erase(shard_map: ShardMap, request: Request, apply: bool = False) -> EraseRe
         if outcome.error is not None:
             if isinstance(outcome.error, ConfigError):
                 raise outcome.error
-            result.shards[outcome.shard.name].error = str(outcome.error)
+            _failed(result.shards[outcome.shard.name], outcome.error)
         else:
             found[outcome.shard.name] = outcome.unwrap()
     known = {e.key: e for f in found.values() for e in f.log}
@@ -184,14 +185,21 @@ def erase(shard_map: ShardMap, request: Request, apply: bool = False) -> EraseRe
     answered = [s for s in shard_map.shards if s.name in found]
 
     def write(shard: Shard) -> ShardErasure:
-        return _apply(shard_map, shard, request, key, every, expected.get(shard.name, {}))
+        held = {e.key for e in found[shard.name].log}
+        lacking = [e for e in every if e.key not in held]  # what this shard's log lacks
+        return _apply(shard_map, shard, request, key, lacking, expected.get(shard.name, {}))
 
     for written in on_every_shard(answered, write):
         if written.error is not None:
-            result.shards[written.shard.name].error = str(written.error)
+            _failed(result.shards[written.shard.name], written.error)
         else:
             result.shards[written.shard.name] = written.unwrap()
     return result
+
+
+def _failed(shard: ShardErasure, error: PipelineError) -> None:
+    shard.error = str(error)
+    shard.transient = isinstance(error, ShardError) and error.transient
 
 
 def _find(shard_map: ShardMap, shard: Shard, request: Request, key: ErasureKey) -> _Found:

@@ -15,10 +15,12 @@ batch is one HMAC a distinct name (about 2 us on the workbench).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import psycopg
 import pyarrow.compute as pc
+from psycopg import conninfo
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
@@ -70,10 +72,13 @@ def read_erasures(shard_map: ShardMap, connect_timeout: int | None = None) -> Er
     load has nothing to keep out, and asks for no key). A shard that cannot be reached is
     left out (the load fails it anyway). With erasures and no key, or erasures made with
     another key, the load cannot keep those persons out: ConfigError (exit 2)."""
-    options = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
 
     def read(shard: Shard) -> list[Entry]:
-        with db.connect(shard_map, shard, autocommit=True, **options) as conn:
+        if connect_timeout is not None and shard.embedded_database is None:
+            # As the load's own connections wait (pipeline.shard_link), no longer.
+            dsn = conninfo.make_conninfo(shard.dsn, connect_timeout=connect_timeout)
+            shard = replace(shard, dsn=dsn)
+        with db.connect(shard_map, shard, autocommit=True) as conn:
             try:
                 return read_log(conn, shard)
             except psycopg.errors.UndefinedTable:

