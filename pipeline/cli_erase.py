@@ -100,8 +100,11 @@ def erase_command(
     if name is not None:
         if not name.strip(TRIM):
             raise click.BadParameter("empty", ctx, param_hint="--name")
-        kept = address if address is None or address.strip(TRIM) else None
-        match = Match(name, age, kept)
+        if address is not None and not address.strip(TRIM):
+            raise click.BadParameter(
+                "empty (leave it out to match any address)", ctx, param_hint="--address"
+            )
+        match = Match(name, age, address)
     named = tuple(Target(shard, int(number)) for shard, _, number in map(_split, targets))
     request = Request(named, match, reference)
     result = erase(shard_map_of(ctx), request, apply=yes)

@@ -160,6 +160,7 @@ def test_without_a_key_erase_refuses_and_says_how_to_make_one(
         ("--age", "3"),
         ("--name", "   "),
         ("--name", "X", "--age", "200"),
+        ("--name", "X", "--address", " "),
         ("default:1", "--reference", "two\nlines"),
         (),
     ],
@@ -217,6 +218,37 @@ def test_a_shard_that_fails_mid_erase_is_completed_by_a_rerun(
     assert ids(shard_dsns["db_us"]) == [1, 2, 23]
     first, second = log(shard_dsns["default"]), log(shard_dsns["db_us"])
     assert len(first) == 2 and sorted(first) == sorted(second)  # never doubled, the same rows
+    assert run_cli("check", "--only", "erasures").exit_code == 0
+
+
+def test_a_row_changed_while_it_is_erased_is_not_removed_unrecorded(
+    run_cli: RunCli,
+    loaded: None,
+    key: str,
+    shard_dsns: dict[str, str],
+    connect: Connect,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = erase_module._apply
+
+    def load_meanwhile(*args: Any) -> Any:
+        # Between the read and the delete, a load corrects the row's address.
+        if args[1].name == "default":
+            with connect("default") as conn:
+                conn.execute("UPDATE residents SET address = 'New Street 1' WHERE id = 17")
+        return real(*args)
+
+    monkeypatch.setattr(erase_module, "_apply", load_meanwhile)
+    result = run_cli("erase", "default:17", "--yes")
+    assert result.exit_code == 1
+    assert "resident 17 changed while it was being erased" in result.output
+    assert 17 in ids(shard_dsns["default"]) and log(shard_dsns["default"]) == []
+    monkeypatch.setattr(erase_module, "_apply", real)
+    again = run_cli("erase", "default:17", "--yes")
+    assert again.exit_code == 0, again.output
+    assert 17 not in ids(shard_dsns["default"])
+    # Both versions of the person are kept out, on every shard.
+    assert len(log(shard_dsns["default"])) == len(log(shard_dsns["db_us"])) == 2
     assert run_cli("check", "--only", "erasures").exit_code == 0
 
 
