@@ -34,7 +34,7 @@ def run_all(
     for spec in chosen:
         if spec.kind in CROSS_SHARD:
             together.setdefault(spec.shards, []).append(spec)
-    across = [*together.values(), *([s] for s in chosen if s.kind == "ledger")]
+    across = [*together.values(), *([s] for s in chosen if s.kind in ("ledger", "erasures"))]
     # The checks keep the servers busy, not this process: run them all at once.
     with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
         per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
@@ -50,4 +50,8 @@ def _run_across(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
     # checks the servers already run.
     from pipeline.crosscheck import run_cross_shard
 
+    if specs[0].kind == "erasures":
+        from pipeline.erasure_check import run_erasures
+
+        return run_erasures(shard_map, specs[0])
     return run_cross_shard(shard_map, specs)

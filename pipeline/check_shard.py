@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pipeline.checks import CROSS_SHARD, SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
+from pipeline.checks import NOT_PER_SHARD, SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.columns import RESIDENTS
 from pipeline.config import Shard, ShardMap
 from pipeline.db import snapshot
@@ -174,7 +174,7 @@ def run_per_shard(
     could not run them raises its CheckError (the first such shard in shard-map order)."""
 
     def one(shard: Shard) -> list[CheckResult]:
-        mine = [s for s in specs if s.kind not in CROSS_SHARD and s.applies_to(shard.name)]
+        mine = [s for s in specs if s.kind not in NOT_PER_SHARD and s.applies_to(shard.name)]
         return run_on_shard(shard_map, shard, mine, show_samples)
 
     outcomes = on_every_shard(shard_map.shards, one)

@@ -36,8 +36,11 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     "ledger": (set(), set()),
     "cross_shard_ids": (set(), set()),
     "cross_shard_people": (set(), set()),
+    "erasures": (set(), set()),
 }
 CROSS_SHARD = {"cross_shard_ids", "cross_shard_people"}
+# Not run shard by shard (pipeline.check_shard): erasures needs every shard's log first.
+NOT_PER_SHARD = {*CROSS_SHARD, "erasures"}
 
 
 class CheckError(PipelineError):

@@ -22,6 +22,7 @@ import click
 # modules when it runs, so that `pipeline extract` does not pay for loading the checks,
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
 from pipeline import cli_shared
+from pipeline.cli_erase import erase_command
 from pipeline.cli_load import load_command
 from pipeline.cli_rebalance import plan_command, rebalance_command
 from pipeline.cli_shared import (
@@ -62,6 +63,7 @@ def cli(ctx: click.Context, config_path: Path) -> None:
 cli.add_command(load_command)  # pipeline/cli_load.py
 cli.add_command(plan_command)  # pipeline/cli_rebalance.py
 cli.add_command(rebalance_command)  # pipeline/cli_rebalance.py
+cli.add_command(erase_command)  # pipeline/cli_erase.py
 
 
 @cli.command()

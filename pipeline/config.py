@@ -14,6 +14,7 @@ YAML or the environment. Every error names the file and the key
     embedded:               # optional; relative to the project root (see project_root)
       data_dir: .pipeline/postgres
     rules: rules.yaml       # optional: the load rules, relative to this file
+    erasure_key_file: ~/.config/resident-pipeline/erasure.key   # optional (pipeline.erasure_key)
 
 The rules file (`config/rules.yaml`) is read here too, by `load_rules`, and
 turned into `pipeline.rules.Rules`.
@@ -43,7 +44,10 @@ DEFAULT_RULES_NAME = "rules.yaml"
 DEFAULT_CHECKS_NAME = "checks.yaml"
 REJECT = "reject"
 
-_TOP_LEVEL_KEYS = {"shards", "routes", "default", "embedded", "rules", "checks", "sources"}
+_TOP_LEVEL_KEYS = {
+    "shards", "routes", "default", "embedded", "rules", "checks", "sources", "erasure_key_file",
+}  # fmt: skip
+ERASURE_KEY_ENV = "PIPELINE_ERASURE_KEY"  # the erasure key itself, else erasure_key_file
 _SHARD_KEYS = {"dsn"}
 _EMBEDDED_KEYS = {"data_dir"}
 _SHARD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
@@ -80,6 +84,10 @@ class ShardMap:
     checks_path: Path  # the data-quality checks (see pipeline.checks.load_checks)
     sources: tuple[Source, ...] = ()  # declared sources, by file name (pipeline.sync)
     _routes: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The erasure key (pipeline.erasure_key reads and checks it): the file the map names,
+    # and PIPELINE_ERASURE_KEY as the environment held it when the map was read.
+    erasure_key_file: Path | None = None
+    erasure_key_env: str | None = field(default=None, repr=False)
 
     def shard(self, name: str) -> Shard:
         for shard in self.shards:
@@ -183,6 +191,8 @@ def _parse(path: Path, doc: Any, environ: Mapping[str, str]) -> ShardMap:
         checks_path=_beside(path, doc.get("checks"), "checks", DEFAULT_CHECKS_NAME, fail),
         sources=parse_sources(doc.get("sources"), fail),
         _routes=routes,
+        erasure_key_file=_parse_key_file(path, doc.get("erasure_key_file"), fail),
+        erasure_key_env=environ.get(ERASURE_KEY_ENV) or None,
     )
     embedded = doc.get("embedded") or {}
     given = embedded.get("data_dir", str(DEFAULT_EMBEDDED_DIR))
@@ -227,6 +237,19 @@ def _beside(path: Path, raw: Any, key: str, default: str, fail: Any) -> Path:
     if not isinstance(raw, str) or not raw:
         raise fail(key, "expected the path of a file, relative to this file")
     return path.parent / raw
+
+
+def _parse_key_file(path: Path, raw: Any, fail: Any) -> Path | None:
+    """`erasure_key_file:`: an absolute or ~ path, outside the project (a key kept in the
+    repository would be committed with it)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw or not Path(raw).expanduser().is_absolute():
+        raise fail("erasure_key_file", "expected an absolute or ~/ path, outside the project")
+    given = Path(raw).expanduser()
+    if given.resolve().is_relative_to(project_root(path).resolve()):
+        raise fail("erasure_key_file", "the key must live outside the project, not in it")
+    return given
 
 
 def load_rules(shard_map: ShardMap) -> Rules:

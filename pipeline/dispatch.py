@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from pipeline.batches import batches
 from pipeline.config import ShardMap
+from pipeline.erased import Erased
 from pipeline.errors import ShardError
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, Progress
@@ -49,6 +50,7 @@ class Dispatch:
     interrupt: Interrupt
     progress: Progress | None
     shard_failed: Callable[[FileResult, str, ShardError], None]
+    erased: Erased  # the persons erasures keep out (pipeline.erased)
     # The ids of the current file's refused records, for a snapshot (which must not delete them).
     refused_ids: list[np.ndarray] = field(default_factory=list)
 
@@ -69,6 +71,7 @@ class Dispatch:
             if self.progress and before // PROGRESS_EVERY != result.rows_read // PROGRESS_EVERY:
                 self.progress(result, result.rows_read, False)
             checked = validator.check(batch)
+            self.erased.mark(checked)
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
             refused = checked.refused()

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.dispatch import Dispatch, Restart
+from pipeline.erased import Erased, read_erasures
 from pipeline.errors import ShardError
 from pipeline.incoming import sha256_of
 from pipeline.interrupt import Interrupt, Interrupted
@@ -94,7 +95,8 @@ def load(
         s.name: ShardWriter(shard_map, s, rules, load_id, options.dry_run, options.timeouts)
         for s in shard_map.shards
     }
-    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt)
+    erasures = read_erasures(shard_map, options.timeouts.connect)  # once, before any file
+    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, erasures)
     done = threading.Event()
     canceller = threading.Thread(
         target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
@@ -135,12 +137,13 @@ class _Run:
     options: LoadOptions
     progress: Progress | None
     interrupt: Interrupt
+    erased: Erased = field(default_factory=Erased)  # to keep out: pipeline.erased
     hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
     def __post_init__(self) -> None:
         self.dispatch = Dispatch(
             self.shard_map, self.rules, self.rejects, self.interrupt, self.progress,
-            self._shard_failed,
+            self._shard_failed, self.erased,
         )  # fmt: skip
 
     def load_file(self, path: Path, later: list[Path]) -> FileResult:

@@ -183,3 +183,18 @@ class CHECK:
     keys_pg13 = Template("check/keys_pg13", "aggregates", "groups")
     copy = Template("check/copy", "rows")
     ledger_files = Statement("check/ledger_files")
+    erasures = Template("check/erasures", "name", "person")
+
+
+class ERASE:
+    """sql/erase/: `pipeline erase`, and the erasure log that load and check read
+    (pipeline.erase, pipeline.erased, pipeline.erasure_check)."""
+
+    person = Template("erase/person", "fields", "row")
+    log = Statement("erase/log")
+    record = Statement("erase/record")
+    rows = Statement("erase/rows")
+    delete_ids = Statement("erase/delete_ids")
+    matching = Template("erase/matching", "person")
+    delete_matching = Template("erase/delete_matching", "person")
+    lock_timeout = Statement("erase/lock_timeout")

@@ -23,6 +23,7 @@ class RejectReason(str, Enum):
     DUPLICATE_ID = "duplicate_id"
     INVALID_OP = "invalid_op"
     FILE_REJECTED = "file_rejected"
+    ERASED = "erased"
 
     def __str__(self) -> str:
         return self.value
@@ -48,4 +49,5 @@ MEANINGS = {
     RejectReason.INVALID_OP: "a delete-marker column (rules: op_column) value other than"
     " upsert, delete or empty",
     RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
+    RejectReason.ERASED: "a person `pipeline erase` removed: the erasure log keeps them out",
 }

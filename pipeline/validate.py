@@ -51,6 +51,7 @@ REASONS: tuple[RejectReason | None, ...] = (
     RejectReason.INVALID_COUNTRY,
     RejectReason.UNROUTED_COUNTRY,
     RejectReason.INVALID_OP,
+    RejectReason.ERASED,  # given by pipeline.erased, after the rules
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
 

@@ -33,7 +33,7 @@ def test_the_original_data_passes_with_a_warning_naming_the_id_collisions(
     first = result.stdout.splitlines()[0]
     assert first.startswith("WARN  warn   ids_in_several_shards  [*]  2 failing")
     assert "default:1 = db_us:1; default:2 = db_us:2" in first
-    assert result.stdout.strip().endswith("17 checks: 0 failed, 1 warnings")
+    assert result.stdout.strip().endswith("19 checks: 0 failed, 1 warnings")
     assert run_cli("check", "--warn-error").exit_code == 1
 
 
@@ -233,7 +233,7 @@ def test_junit_is_valid_xml_with_the_right_counts(
     suite = ET.fromstring(result.stdout).find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert suite.get("tests") == str(len(cases)) == "17"
+    assert suite.get("tests") == str(len(cases)) == "19"
     failures = [c for c in cases if c.find("failure") is not None]
     assert suite.get("failures") == str(len(failures)) == "1"
     assert (failures[0].get("name"), failures[0].get("classname")) == ("residency", "shard.default")
@@ -257,7 +257,7 @@ def test_the_output_format_follows_the_extension(
 def test_json_matches_text(run_cli: RunCli, loaded: None) -> None:
     text = run_cli("check").stdout.splitlines()[:-1]
     found = results(run_cli)
-    assert len(text) == len(found) == 17
+    assert len(text) == len(found) == 19
     for line, record in zip(text, found, strict=True):
         status, level, name, shard = line.split()[:4]
         assert (status.lower(), level, name, shard) == (

@@ -85,6 +85,8 @@ def test_the_readme_shows_the_two_commands() -> None:
 
 # Examples whose output cannot be printed again as shown, and why. Every other example of a
 # command with its output is run, in the README's order, on two fresh test shards.
+ERASE_SHOWN = 'pipeline erase --name "Amelia Clarke" --age 29'
+ERASE_DONE = f"{ERASE_SHOWN} --reference GDPR-2291 --yes"
 ILLUSTRATIVE = {
     "pipeline status": "the time of the user's load and the embedded DSNs of their machine",
     "pipeline status --json": "an excerpt of the JSON: '...' stands for keys and records",
@@ -92,6 +94,8 @@ ILLUSTRATIVE = {
     "pipeline rebalance": "a map with a third shard: tests/test_rebalance.py runs it",
     "pipeline load --source crm --mode snapshot crm-2026-11-29.csv": "an export of the user's"
     " own: tests/test_sync.py runs snapshots",
+    ERASE_SHOWN: "needs an erasure key: tests/test_erase.py runs it",
+    ERASE_DONE: "needs an erasure key: tests/test_erase.py runs it",
 }
 ELLIPSIS = "..."  # in a shown output: any number of lines left out
 
@@ -135,6 +139,8 @@ def test_the_readme_shows_these_commands_with_their_output() -> None:
         "pipeline status --json",
         "pipeline plan",
         "pipeline rebalance",
+        ERASE_SHOWN,
+        ERASE_DONE,
     ]
     assert set(ILLUSTRATIVE) <= set(commands)
 

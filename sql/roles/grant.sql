@@ -14,3 +14,6 @@ GRANT SELECT ON {schema}.residents, {schema}.load_ledger TO {analyst};
 -- came from.
 GRANT SELECT ON {schema}.rebalance_ledger, {schema}.rebalance_renumbered,
     {schema}.rebalance_loads TO {analyst};
+-- The erasure log: `erase` (a loader's job) records in it, `load` and `check` read it.
+GRANT SELECT, INSERT ON {schema}.erasure_log TO {loader};
+GRANT SELECT ON {schema}.erasure_log TO {analyst};
