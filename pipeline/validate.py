@@ -12,7 +12,7 @@ The rules, on each field trimmed of pipeline.rules.TRIM (an empty field is missi
 - name: required; gender: an alias or accepted value (case-insensitively), or any value
   when the rules accept any; age: a whole number ("22", "+22", "22.0") in the rules' range;
 - a field holding a NUL character is refused (PostgreSQL text cannot hold one);
-- the op column (rules: op_column), when there: upsert, delete or empty, any case; a delete
+- the op column (rules: op_column), when there: upsert, delete or empty, in any case; a delete
   marker (`deleting`) needs an id and a country, and nothing else is checked.
 A row is refused for the first of: its country, a NUL, invalid_op, missing_name,
 invalid_id, invalid_age, invalid_gender.
@@ -54,9 +54,6 @@ REASONS: tuple[RejectReason | None, ...] = (
     RejectReason.ERASED,  # given by pipeline.erased, after the rules
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
-
-# A delete-marker column's values (trimmed, any case; empty is upsert).
-OPS = pa.array(["upsert", "delete"])
 
 # The columns a shard's rows are written with (pipeline.writer), in this order.
 OUTPUT = ("id", "country", "name", "gender", "age", "address")
@@ -202,7 +199,8 @@ def _ops(op: pa.Array | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     op = pc.utf8_lower(_trimmed(op))
     deleting = as_mask(pc.equal(op, "delete"))
-    return deleting, as_mask(pc.and_(pc.is_valid(op), pc.invert(pc.is_in(op, value_set=OPS))))
+    known = as_mask(pc.equal(op, "upsert")) | deleting
+    return deleting, as_mask(pc.is_valid(op)) & ~known
 
 
 def _trimmed(column: pa.Array) -> pa.Array:

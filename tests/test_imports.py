@@ -157,3 +157,15 @@ def test_no_module_is_over_400_lines() -> None:
         for name, path in _modules(PACKAGE).items()
     }
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_load_path_does_not_import_pandas() -> None:
+    # A load never uses pandas, and pyarrow_for_a_load keeps pyarrow from importing it (0.4 s
+    # and 49 MB, measured); a module that makes a pyarrow value from Python objects at
+    # import time (pa.array([...])) would import it before that, through pyarrow's check.
+    code = (
+        "import sys; import pipeline.cli, pipeline.cli_load, pipeline.load; "
+        "print('pandas' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
