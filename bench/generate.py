@@ -70,12 +70,15 @@ def write_ndjson(csv_path: Path, path: Path) -> None:
 
 
 def drop_every(csv_path: Path, path: Path, nth: int) -> None:
-    """`csv_path` without every `nth` record (of one line each, as write_csv writes them)."""
-    with csv_path.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
-        out.write(next(source))  # the header
-        for number, line in enumerate(source, 1):
-            if number % nth:
-                out.write(line)
+    """`csv_path` without every `nth` record, written as write_csv writes (a record may
+    span lines: an address of several)."""
+    with (
+        csv_path.open(newline="", encoding="utf-8") as source,
+        path.open("w", newline="", encoding="utf-8") as out,
+    ):
+        reader, writer = csv.reader(source), csv.writer(out)
+        writer.writerow(next(reader))  # the header
+        writer.writerows(row for number, row in enumerate(reader, 1) if number % nth)
 
 
 def files(folder: Path, rows: int, seed: int = 42) -> dict[str, Path]:
