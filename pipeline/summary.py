@@ -85,7 +85,8 @@ def summary_lines(result: LoadResult) -> list[str]:
                     f"  {name}: {c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged"
                     + (f" ({c.kept} kept: {KEPT})" if c.kept else "")
                     + (f", {c.rejected} rejected" if c.rejected else "")
-                    + (f", {_deleted(c.deleted_by_country)}" if c.deleted else "")
+                    + (f", {_deleted(c.deleted, c.deleted_by_country)}" if c.deleted else "")
+                    + (f", {c.not_found} not found" if c.not_found else "")
                 )
     total = _counts(
         result.total("rows_read"),
@@ -100,6 +101,7 @@ def summary_lines(result: LoadResult) -> list[str]:
             f"{t['unchanged']} unchanged"
             + (f" ({t['kept']} kept)" if t["kept"] else "")
             + (f", {t['deleted']} deleted" if t["deleted"] else "")
+            + (f", {t['not_found']} not found" if t["not_found"] else "")
         )
     if result.rejects_file:
         lines.append(f"rejects: {result.rejects_file}")
@@ -108,10 +110,16 @@ def summary_lines(result: LoadResult) -> list[str]:
     return [printable(line) for line in lines]
 
 
-def _deleted(by_country: dict[str, int]) -> str:
-    """A snapshot's deletions on a shard: "12 deleted (DE 10, FR 2)"."""
+def _deleted(deleted: int, by_country: dict[str, int]) -> str:
+    """The rows a file deleted on a shard, with a snapshot's by country: "12 deleted (DE 10,
+    FR 2)"; delete markers' are in the total only."""
+    if not by_country:
+        return f"{deleted} deleted"
     countries = ", ".join(f"{country} {n}" for country, n in by_country.items())
-    return f"{sum(by_country.values())} deleted ({countries})"
+    swept = sum(by_country.values())
+    if swept == deleted:
+        return f"{deleted} deleted ({countries})"
+    return f"{deleted} deleted ({swept} by the snapshot: {countries})"
 
 
 def error_lines(result: LoadResult) -> list[str]:

@@ -388,3 +388,24 @@ def test_the_rules_name_the_op_column(
 def rows_of(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT id, country, name FROM residents ORDER BY id").fetchall()
+
+
+def test_the_summary_says_what_markers_and_a_snapshot_deleted(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    crm = [*people(range(1, 21)), *people(range(101, 103), "US")]
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    changes = [[*r, ""] for r in crm if r[0] not in (20, 101)]  # 20 left: the snapshot's
+    changes += [[101, "US", "", "", "", "", "delete"], [7, "DE", "", "", "", "", "delete"]]
+    changes += [[555, "US", "", "", "", "", "delete"]]  # not there
+    path = write_ops(tmp_path / "b.csv", changes)
+    result = run_cli("load", "--source", "crm", "--mode", "snapshot", str(path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    # id 7 comes twice (its upsert, then its marker): the marker wins, the upsert is refused.
+    assert (
+        "  default: 0 inserted, 0 updated, 18 unchanged, 1 rejected,"
+        " 2 deleted (1 by the snapshot: DE 1)" in lines
+    )
+    assert "  db_us: 0 inserted, 0 updated, 1 unchanged, 1 deleted, 1 not found" in lines
+    assert "shard db_us: 0 inserted, 0 updated, 1 unchanged, 1 deleted, 1 not found" in lines
