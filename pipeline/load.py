@@ -7,7 +7,7 @@ For each file, in order:
 2. read its records in batches and apply the rules to them (pipeline.dispatch): refused
    records go to the rejects file, the valid ones to their shard's writer (new ids straight
    into residents, the others through staging: pipeline.shard_rows); when a shard meets an
-   id twice on the direct path, or the bulk CSV reader cannot take the file, every shard
+   id twice on the direct path, or a bulk reader (CSV, NDJSON) cannot take the file, every shard
    goes back to the file's start and the file is read again (`Restart`, `NotSimple`);
 3. find the ids each shard got twice; if the file's rejects exceed its budget, roll every
    shard back: nothing of the file is loaded;
@@ -66,9 +66,9 @@ class LoadOptions:
     dry_run: bool = False
     encoding: str = "utf-8"
     timeouts: Timeouts = field(default_factory=Timeouts)
-    # CSV may be read by pyarrow (pipeline.source_arrow); False: by Python's csv module
-    # only (the differential tests compare the two).
-    bulk_csv: bool = True
+    # CSV and NDJSON may be read by pyarrow (pipeline.source_arrow, source_arrow_json);
+    # False: by Python's readers only (the differential tests compare the two).
+    bulk_read: bool = True
     # The source every file loads under (else the shard map's by file name; pipeline.sync),
     # and how much of its rows on a shard a snapshot may delete.
     source: Source | None = None
@@ -153,7 +153,7 @@ class _Run:
             options = self.options
             rules = self.rules
             source = open_source(
-                path, options.encoding, rules.limits, options.bulk_csv, rules.op_column
+                path, options.encoding, rules.limits, options.bulk_read, rules.op_column
             )
             result.format = source.label
             sha256 = source.sha256 = sha256_of(path)
@@ -181,7 +181,7 @@ class _Run:
                 break
             except (Restart, NotSimple) as again:
                 # Read the file again from its start: the shards that met a conflict take
-                # their rows through staging, a CSV file the bulk reader cannot take is
+                # their rows through staging, a file the bulk reader cannot take is
                 # read by Python's.
                 if isinstance(again, Restart):
                     direct.update(dict.fromkeys(again.shards, False))

@@ -17,6 +17,7 @@ every such case (tests/test_source_arrow.py reads the same files through both).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zlib
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ BLOCK_BYTES = 1 << 20  # bytes read at a time; a batch is the records that end i
 # file has six and a few extra), Python's reader, which keeps only the row, takes the file.
 MAX_COLUMNS = 256
 _QUOTE, _NL, _CR = 34, 10, 13
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 
 
 class NotSimple(Exception):
@@ -53,8 +54,8 @@ class ArrowCsv:
 
     def batches(self, binary: IO[bytes]) -> Iterator[Batch]:
         head = binary.read(BLOCK_BYTES)
-        if head.startswith(_BOM):
-            head = head[len(_BOM) :]
+        if head.startswith(BOM):
+            head = head[len(BOM) :]
         end = head.find(b"\n")
         if end < 0 or end + 1 > self.limits.max_line:  # Python's limit counts the line end
             raise NotSimple("no header line within the first block")
@@ -164,7 +165,7 @@ class ArrowCsv:
         starts = starts[~blank]
         lines = first_line + np.searchsorted(newlines, starts)
         if not len(starts):  # blank lines only
-            return self._empty(), len(newlines)
+            return empty_batch(), len(newlines)
         try:
             table = pcsv.read_csv(
                 io.BytesIO(block),
@@ -207,11 +208,6 @@ class ArrowCsv:
         batch = Batch(records, lines_array, fields, raws, nul_free=True)
         return batch, len(newlines)
 
-    def _empty(self) -> Batch:
-        empty = pa.array(np.zeros(0, dtype=np.int64))
-        fields = {name: pa.nulls(0, pa.string()) for name in READ}
-        return Batch(empty, empty, fields, lambda rows: [], nul_free=True)
-
     def _check_bytes(
         self, block: bytes, arr: np.ndarray, newlines: np.ndarray, quotes: np.ndarray
     ) -> None:
@@ -249,9 +245,23 @@ class ArrowCsv:
             raise NotSimple("text after a closing quote")
 
 
-def arrow_batches(source: Any, binary: IO[bytes]) -> Iterator[Batch]:
-    """ArrowCsv(source).batches, with the reading errors Python's reader gives as file errors."""
+def empty_batch() -> Batch:
+    """A batch of no records (a block of blank lines)."""
+    empty = pa.array(np.zeros(0, dtype=np.int64))
+    fields = {name: pa.nulls(0, pa.string()) for name in READ}
+    return Batch(empty, empty, fields, lambda rows: [], nul_free=True)
+
+
+@contextlib.contextmanager
+def reading_errors() -> Iterator[None]:
+    """The reading errors Python's reader gives as file errors, given as file errors."""
     try:
-        yield from ArrowCsv(source).batches(binary)
+        yield
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"cannot read: {exc}") from None
+
+
+def arrow_batches(source: Any, binary: IO[bytes]) -> Iterator[Batch]:
+    """ArrowCsv(source).batches, with reading errors as file errors."""
+    with reading_errors():
+        yield from ArrowCsv(source).batches(binary)

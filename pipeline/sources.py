@@ -39,6 +39,7 @@ from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
 from pipeline.rules import DEFAULT_LIMITS, Limits
 from pipeline.source_arrow import arrow_batches
+from pipeline.source_arrow_json import ndjson_batches
 from pipeline.source_csv import CsvRecords
 from pipeline.source_file import (
     COLUMNS,
@@ -111,18 +112,22 @@ class Source(CsvRecords, JsonRecords):
 
     @property
     def bulk(self) -> bool:
-        """Whether pipeline.source_arrow may read this file (it falls back by NotSimple)."""
-        return self.format == "csv" and self.arrow and codecs.lookup(self.encoding).name == "utf-8"
+        """Whether pyarrow may read this file (pipeline.source_arrow for CSV,
+        pipeline.source_arrow_json for NDJSON; each falls back by NotSimple)."""
+        utf8 = codecs.lookup(self.encoding).name == "utf-8"
+        return self.format in ("csv", "ndjson") and self.arrow and utf8
 
     def bulk_batches(self) -> Iterator[Batch]:
-        """The file's records read by pyarrow (see pipeline.source_arrow); NotSimple when the
-        Python reader must take it."""
+        """The file's records read by pyarrow; NotSimple when the Python reader must take it."""
         with _open_regular(self.path) as raw:
             hashing = _HashingReader(raw)
             binary: IO[bytes] = io.BufferedReader(hashing, buffer_size=1 << 20)
             if self.compressed:
                 binary = gzip.GzipFile(fileobj=binary, mode="rb")  # type: ignore[assignment]
-            yield from arrow_batches(self, binary)
+            if self.format == "csv":
+                yield from arrow_batches(self, binary)
+            else:
+                yield from ndjson_batches(self, binary)
         if self.sha256 is not None and hashing.hexdigest() != self.sha256:
             raise SourceError("the file changed while it was being loaded")
 
@@ -153,7 +158,8 @@ def open_source(
     op_column: str = OP,
 ) -> Source:
     """A Source for `path`, by its extension (.csv .json .ndjson .jsonl, each maybe .gz);
-    `arrow` False keeps CSV from the bulk reader; `op_column` names the delete markers."""
+    `arrow` False keeps CSV and NDJSON from the bulk readers; `op_column` names the delete
+    markers."""
     kind = source_format(path)
     if kind is None:
         raise SourceError(f"unsupported file type (expected {SUPPORTED})")
