@@ -1,6 +1,8 @@
 """One file's records on their way from its reader to the shards: batch by batch, the rules
 judge them (pipeline.validate), the refused ones go to the rejects file in file order, and
-the valid ones to the writer of their shard (pipeline.writer).
+the valid ones to the writer of their shard (pipeline.writer). A batch is written once the
+next one is read and checked: meanwhile each shard, on its second connection, looks up
+which of the batch's ids it holds (the servers idled while the client read).
 
 A shard whose direct COPY meets an id twice raises `Restart` out of here, after the batch
 has gone to every shard: pipeline.load reads the file again from its start.
@@ -63,6 +65,7 @@ class Dispatch:
         validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
         self.refused_ids = []
         snapshot = result.source is not None and result.source.snapshot
+        waiting: tuple[pa.Table, list[tuple[str, np.ndarray]]] | None = None
         for batch in batches(source):
             if self.interrupt.reason is not None:
                 raise Interrupted(rejected)
@@ -85,7 +88,7 @@ class Dispatch:
                 rejects.sort(key=lambda r: r.record or 0)
             for reject in rejects:
                 self.rejects.write(reject)
-            conflicts = []
+            sends = []
             for index, name in enumerate(names):
                 mask = checked.valid_for(index)
                 if mask is None:
@@ -94,16 +97,39 @@ class Dispatch:
                 writer = active.get(name)
                 if writer is None:
                     continue  # the shard already holds this file, or has failed: counted
-                try:
-                    writer.write(checked.table, mask)
-                except Conflict:
-                    conflicts.append(name)
-                except ShardError as exc:
-                    self.shard_failed(result, name, exc)
-                    del active[name]
-            if conflicts:
-                raise Restart(conflicts)
+                writer.ask(checked.table, mask)
+                sends.append((name, mask))
+            # A batch is written once the next one is read and checked: meanwhile, each
+            # shard looks up which of its rows it holds (ShardWriter.ask), both at once.
+            if waiting is not None:
+                self._write(result, active, *waiting)
+            waiting = (checked.table, sends)
+        if waiting is not None:
+            self._write(result, active, *waiting)
         return rejected
+
+    def _write(
+        self,
+        result: FileResult,
+        active: dict[str, ShardWriter],
+        table: pa.Table,
+        sends: list[tuple[str, np.ndarray]],
+    ) -> None:
+        """Write a batch's rows to each of their shards (`sends`: which rows each takes)."""
+        conflicts = []
+        for name, mask in sends:
+            writer = active.get(name)
+            if writer is None:
+                continue  # failed since the batch was read: its rows are counted pending
+            try:
+                writer.write(table, mask)
+            except Conflict:
+                conflicts.append(name)
+            except ShardError as exc:
+                self.shard_failed(result, name, exc)
+                del active[name]
+        if conflicts:
+            raise Restart(conflicts)
 
     def refused_id_list(self) -> list[int]:
         return [int(i) for ids in self.refused_ids for i in ids]

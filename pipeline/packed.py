@@ -78,7 +78,7 @@ def unpack(value: memoryview, kind: Any) -> Any:
         values.min() == np.iinfo(np.int64).min
         or values.max() > np.iinfo(np.int64).max - POSTGRES_EPOCH_US
     ):
-        raise PipelineError("cannot convert the rows for Parquet: a timestamp is infinite")
+        raise PipelineError("cannot convert the rows: a timestamp is infinite")
     return _from_buffers(kind, values + POSTGRES_EPOCH_US)
 
 
@@ -121,7 +121,7 @@ def _texts(value: memoryview) -> Any:
     try:
         array.validate(full=True)  # UTF-8: a SQL_ASCII database may send anything
     except pa.ArrowInvalid as exc:
-        raise PipelineError(f"cannot convert the rows for Parquet: {exc}") from None
+        raise PipelineError(f"cannot convert the rows: {exc}") from None
     return array
 
 

@@ -40,6 +40,9 @@ class ShardLink:
     def __init__(self, shard_map: ShardMap, shard: Shard, timeouts: Timeouts | None) -> None:
         self.timeouts = timeouts or Timeouts()
         self._watchdog = Watchdog(self.timeouts.statement)
+        # The second connection's waits run in a thread of their own (shard_rows' probes),
+        # at the same time as the first's: a watchdog each.
+        self._probe_watchdog = Watchdog(self.timeouts.statement)
         self.shard_map = shard_map
         self.shard = shard
         self._conn: psycopg.Connection[Any] | None = None
@@ -73,6 +76,7 @@ class ShardLink:
         (its file rolls back) and commit nothing more."""
         self._stopping = reason
         self._watchdog.hurry()  # drops the connection if the cancel does not end the wait
+        self._probe_watchdog.hurry()
         for conn in (self._conn, self._probe_conn):
             if conn is not None and not conn.closed:
                 cancel(conn, CANCEL_TIMEOUT_SECONDS)
@@ -131,7 +135,7 @@ class ShardLink:
         """The ShardError for a psycopg error, sorted once: a transient one (the connection,
         a time-out, a conflict) goes away by itself; any other one (no privilege, a full
         disk, a broken table) fails the same way on every re-run until someone fixes it."""
-        timed_out = self._watchdog.take()
+        timed_out = self._watchdog.take() or self._probe_watchdog.take()
         if timed_out is not None:  # the error is the watchdog's cancel or dropped connection
             return self._error(prefix + timed_out)
         if db.is_transient(exc):
@@ -151,6 +155,7 @@ class ShardLink:
 
     def _close(self) -> None:
         self._watchdog.close()
+        self._probe_watchdog.close()
         for conn in (self._conn, self._probe_conn):
             if conn is not None:
                 conn.close()

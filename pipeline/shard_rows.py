@@ -3,8 +3,8 @@ the rest through the staging table.
 
 A row whose id the shard does not hold is COPYed straight into `residents` (the load holds
 the shard's lock, so no other load adds ids meanwhile). Which ids the shard holds is asked
-batch by batch on a second connection (probe_range.sql, by the batch's id range when its
-ids fill much of it, as files of consecutive ids do; else probe_ids.sql); reading only
+batch by batch on a second connection (probe.sql: by the batch's id range when its ids
+fill much of it, as files of consecutive ids do; else id by id); reading only
 committed rows, it cannot see this file's own rows. The probe answers with the rows'
 content: a row the shard holds unchanged is not sent, only its id and record number
 (load_seen, so that duplicates.sql sees every id the file gives); changed rows and rows
@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from psycopg import sql
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.errors import PipelineError
+from pipeline.packed import packed_columns, unpack
 from pipeline.queries import LOAD
 from pipeline.validate import OUTPUT, as_mask
 from pipeline.watchdog import Watchdog
@@ -47,26 +50,17 @@ SPOOL_CHUNK = 1 << 20  # bytes sent to the staging COPY at a time
 # half their range or less; sparse ones are probed id by id).
 PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
-PROBE_BLOCK = 1 << 20  # bytes of a probe's answer pyarrow parses at a time
+# Bytes of text up to which a held row is packed with the others in a probe's answer
+# (sql/load/probe.sql); a larger row comes alone. A range probe reads at most
+# PROBE_RANGE_SPAN * BATCH_RECORDS rows: the packed values stay below 200 MB, far below
+# what a bytea holds (1 GB), however large the rows.
+PROBE_PACK = 2_048
 _HELD = (*OUTPUT, "source")
-_HELD_READ = pcsv.ReadOptions(column_names=list(_HELD), use_threads=False, block_size=PROBE_BLOCK)
-_HELD_PARSE = pcsv.ParseOptions(newlines_in_values=True)  # an address of several lines
-# What probe_range.sql and probe_ids.sql give: NULL is an unquoted empty field, '' a quoted
-# one, and nothing else is NULL (pyarrow's default would read an address "N/A" as NULL).
-_HELD_TYPES = pcsv.ConvertOptions(
-    column_types={
-        "id": pa.int64(),
-        "country": pa.string(),
-        "name": pa.string(),
-        "gender": pa.string(),
-        "age": pa.int16(),
-        "address": pa.string(),
-        "source": pa.string(),
-    },
-    null_values=[""],
-    strings_can_be_null=True,
-    quoted_strings_can_be_null=False,
-)
+_HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
+               pa.string()]  # fmt: skip
+_PACKED = packed_columns(_HELD)
+_PROBE_RANGE = sql.SQL("id BETWEEN {low} AND {high}")
+_PROBE_IDS = sql.SQL("id = ANY({ids}::bigint[])")
 # The staging table's columns (copy.sql), from a batch's columns.
 _STAGED = {
     "record": "record",
@@ -96,9 +90,13 @@ class ShardRows:
         watchdog: Watchdog,
         direct: bool,
         source: str | None = None,
+        probe_watchdog: Watchdog | None = None,  # the second connection's (its own thread's)
     ) -> None:
         self._conn = conn
         self._probe = probe
+        self._probe_watchdog = probe_watchdog or Watchdog(watchdog.seconds)
+        self._pool: ThreadPoolExecutor | None = None
+        self._asked: deque[tuple[pa.Table, Future[pa.Table | None]]] = deque()
         self._load_id = load_id
         self._source = source  # written on every row; a row held under another is changed
         self._watchdog = watchdog
@@ -113,22 +111,30 @@ class ShardRows:
         self._copy_stack: contextlib.ExitStack | None = None
         self._copy: Any = None
 
+    def ask(self, table: pa.Table, mask: np.ndarray) -> None:
+        """Start the probe of a batch's rows (`write` takes its answer): it runs on the
+        second connection, in a thread, while the caller reads and checks the next batch
+        and the other shards probe theirs."""
+        if self.direct and not _marks(table):
+            ids = table.column("id").filter(mask)
+            self._asked.append((table, self._probes().submit(self._held, ids)))
+
     def write(self, table: pa.Table, mask: np.ndarray) -> None:
         """Send the rows of a batch (validate.Checked.table) that `mask` picks: valid, and
         this shard's."""
-        if self.direct and as_mask(table.column("deleting")).any():
+        marked = _marks(table)
+        if self.direct and marked:
             # A delete marker goes through staging, where duplicates.sql orders it with the
             # file's other rows of its id; rows that went straight in cannot be ordered so.
             if self.inserted:
                 raise Conflict("a delete marker after rows went straight in")
             self.direct = False
-        if not self.deleting and as_mask(table.column("deleting")).any():
-            self.deleting = True
+        self.deleting = self.deleting or marked
         if not self.direct:
             self._to_spool(table.filter(mask))
             return
         id_column = table.column("id")
-        held = self._held(id_column.filter(mask))
+        held = self._answer(table, id_column.filter(mask))
         # Rows without an id take the identity's next value, which COPY would not give them.
         staged = mask & as_mask(pc.is_null(id_column))
         seen = np.zeros(len(mask), dtype=bool)
@@ -151,6 +157,30 @@ class ShardRows:
         if new.any():
             self._write_direct(table.select(list(OUTPUT)).filter(new))
 
+    def _probes(self) -> ThreadPoolExecutor:
+        """The thread that runs this file's probes, one at a time (the second connection is
+        its alone)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        return self._pool
+
+    def _answer(self, table: pa.Table, ids: pa.ChunkedArray) -> pa.Table | None:
+        """The probe's answer for this batch: the one `ask` started, or a new one."""
+        while self._asked:
+            asked, future = self._asked.popleft()
+            if asked is table:
+                return future.result()
+            _settle(future)  # a batch asked for and then not written (a restart)
+        return self._probes().submit(self._held, ids).result()
+
+    def _stop_probes(self) -> None:
+        """Wait for the probes still running (their answers are not needed), end the thread."""
+        while self._asked:
+            _settle(self._asked.popleft()[1])
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def _held(self, ids: pa.ChunkedArray) -> pa.Table | None:
         """The rows the shard holds (committed) of the batch's ids; None when it holds none."""
         bounds = pc.min_max(ids).as_py()
@@ -158,21 +188,17 @@ class ShardRows:
         if low is None:
             return None
         if high - low + 1 <= PROBE_RANGE_SPAN * len(ids):
-            query = LOAD.probe_range.format(low=sql.Literal(low), high=sql.Literal(high))
+            where = _PROBE_RANGE.format(low=sql.Literal(low), high=sql.Literal(high))
         else:
             wanted = pc.cast(pc.unique(ids.drop_null()), pa.string())
             listed = pa.ListArray.from_arrays(pa.array([0, len(wanted)], pa.int32()), wanted)
             text = "{" + pc.binary_join(listed, ",")[0].as_py() + "}"
-            query = LOAD.probe_ids.format(ids=sql.Literal(text))
+            where = _PROBE_IDS.format(ids=sql.Literal(text))
+        query = LOAD.probe.format(where=where, packed=_PACKED, pack_bytes=sql.Literal(PROBE_PACK))
         conn = self._probe()
-        out = io.BytesIO()
-        with self._watchdog.waiting(conn), conn.cursor().copy(query) as copy:
-            for data in copy:
-                out.write(data)
-        if not out.tell():
-            return None
-        out.seek(0)
-        return read_held(out)
+        with self._probe_watchdog.waiting(conn), conn.cursor(binary=True) as cursor:
+            packs = cursor.execute(query).fetchall()
+        return read_held(packs) if packs else None
 
     def _write_direct(self, rows: pa.Table) -> None:
         if self._copy is None:
@@ -204,6 +230,7 @@ class ShardRows:
 
     def finish(self) -> None:
         """End the direct COPY, then copy the spooled rows into the staging tables."""
+        self._stop_probes()
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         if stack is not None:
             try:
@@ -225,6 +252,7 @@ class ShardRows:
 
     def abandon(self) -> None:
         """End a COPY still open with an error (the server drops what it got)."""
+        self._stop_probes()
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         if stack is not None:
             with contextlib.suppress(Exception), self._watchdog.waiting(self._conn):
@@ -233,11 +261,28 @@ class ShardRows:
         self._seen.close()
 
 
-def read_held(answer: io.BytesIO) -> pa.Table:
-    """A probe's answer (CSV) as a table of OUTPUT's columns."""
-    return pcsv.read_csv(
-        answer, read_options=_HELD_READ, parse_options=_HELD_PARSE, convert_options=_HELD_TYPES
-    )
+def _marks(table: pa.Table) -> bool:
+    """Whether a batch holds a delete marker."""
+    return bool(as_mask(table.column("deleting")).any())
+
+
+def _settle(future: Future[Any]) -> None:
+    """Wait for a probe whose answer is not needed; its error, if any, is not either."""
+    with contextlib.suppress(Exception):
+        future.result()
+
+
+def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
+    """A probe's answer (sql/load/probe.sql: rows of a count and packed columns) as a table
+    of _HELD's columns."""
+    tables = []
+    for count, *packed in packs:
+        values = zip(packed, _HELD_KINDS, strict=True)
+        columns = [unpack(memoryview(value), kind) for value, kind in values]
+        if any(len(column) != count for column in columns):
+            raise PipelineError("the shard's answer to a probe is not whole")
+        tables.append(pa.Table.from_arrays(columns, names=list(_HELD)))
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def _unchanged(rows: pa.Table, held: pa.Table, source: str | None) -> np.ndarray:

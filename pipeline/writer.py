@@ -104,6 +104,7 @@ class ShardWriter(ShardLink):
         self._protected = _NOTHING_PROTECTED
         self.direct = True  # a conflict in the file before does not carry over
         self._watchdog.take()  # a time-out of the file before is told already
+        self._probe_watchdog.take()
         if self._stopping is not None:
             raise ShardError(self.shard.name, self._stopping)
         conn = self._connection()
@@ -145,7 +146,10 @@ class ShardWriter(ShardLink):
 
     def _new_rows(self, conn: psycopg.Connection[Any]) -> ShardRows:
         name = self.source.name if self.source else None
-        return ShardRows(conn, self._probe, self.load_id, self._watchdog, self.direct, name)
+        return ShardRows(
+            conn, self._probe, self.load_id, self._watchdog, self.direct, name,
+            self._probe_watchdog,
+        )  # fmt: skip
 
     def _source_params(self) -> dict[str, Any]:
         source = self.source
@@ -186,6 +190,12 @@ class ShardWriter(ShardLink):
             "kept_after": [r[1] for r in found],
             "kept_until": [r[2] for r in found],
         }
+
+    def ask(self, table: pa.Table, mask: np.ndarray) -> None:
+        """Start looking up which of a batch's rows the shard holds (see ShardRows.ask);
+        `write` of the same batch follows."""
+        assert self._rows is not None
+        self._rows.ask(table, mask)
 
     def write(self, table: pa.Table, mask: np.ndarray) -> None:
         """Send the rows of a batch that are valid and this shard's (`mask`; counted `staged`

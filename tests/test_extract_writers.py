@@ -193,5 +193,5 @@ def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
     assert count in one
     with pytest.raises(PipelineError, match="values for 2 rows"):
         read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
-    with pytest.raises(PipelineError, match="cannot convert the rows for Parquet"):
+    with pytest.raises(PipelineError, match="cannot convert the rows"):
         read(one.replace(b"Ann", b"A\xffn"))  # not UTF-8 (a SQL_ASCII database's text)

@@ -7,17 +7,24 @@ way (the rejects file rewound, never doubled)."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+import psycopg
 from click.testing import Result
+from psycopg import sql
 
 from pipeline.batch import BATCH_RECORDS
-from pipeline.shard_rows import PROBE_BLOCK, PROBE_RANGE_SPAN, SPOOL_IN_MEMORY, read_held
+from pipeline.queries import LOAD
+from pipeline.shard_rows import (
+    _PACKED,
+    PROBE_PACK,
+    PROBE_RANGE_SPAN,
+    SPOOL_IN_MEMORY,
+    read_held,
+)
 from pipeline.source_arrow import BLOCK_BYTES
 from tests.conftest import rows
 
@@ -67,57 +74,71 @@ def test_rows_the_shard_holds_are_spooled_past_memory_and_written_exactly(
     assert rows(shard_dsns["db_us"]) == [(r[0], "US", r[2], "Female", r[4], r[5]) for r in third]
 
 
-def test_the_rows_a_probe_finds_are_read_whole_across_its_blocks(
+def test_the_rows_a_probe_finds_are_read_whole_across_its_packs(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
     # The shard holds every id, the file every fourth: a batch's range probe answers with
-    # four times its rows, addresses of several lines, over several PROBE_BLOCKs.
-    address = "Line one,\nline " + "two " * 40
-    count = 8 * PROBE_BLOCK // len(address)
-    first = [[i, "DE", f"N{i}", "", "", f"{address}{i}"] for i in range(1, count + 1)]
+    # four times its rows, addresses of several lines, some over PROBE_PACK bytes (each
+    # in a pack of its own), some packed together.
+    address = "Line one,\nline " + "two " * (PROBE_PACK // 4)
+    count = 3_000
+    first: list[list[Any]] = [[i, "DE", f"N{i}", "", "", f"{address[: 40 + i % 3 * PROBE_PACK]}{i}"]
+                              for i in range(1, count + 1)]  # fmt: skip
     load(run_cli, write(tmp_path / "a.csv", first))
     summary = load(run_cli, write(tmp_path / "b.csv", first[::4]))["shards"]["default"]
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (
         0, 0, len(first[::4]))  # fmt: skip
+    changed = [[*r[:5], r[5] + "!"] if r[0] % 3 == 0 else r for r in first[::4]]
+    summary = load(run_cli, write(tmp_path / "c.csv", changed))["shards"]["default"]
+    assert summary["updated"] == sum(1 for r in first[::4] if r[0] % 3 == 0)
+    expected = {r[0]: r[5] for r in first} | {r[0]: r[5] for r in changed}
+    assert {r[0]: r[5] for r in rows(shard_dsns["default"])} == expected
 
 
-@pytest.mark.parametrize("rows", [20_000, 40_000, 60_000])
-def test_a_probe_answer_of_multi_line_values_is_parsed_whole_across_its_blocks(rows: int) -> None:
-    # The answer as PostgreSQL's COPY ... CSV writes it: NULL unquoted, text with a newline
-    # quoted; over several PROBE_BLOCKs, so that pyarrow's blocks end inside values (where
-    # they end depends on the size: pyarrow without newlines_in_values fails at 40,000).
-    value = "Line one,\nline " + "two " * 40
-    text = "".join(f'{i},DE,N{i},,,"{value}{i}",crm\n' for i in range(rows))
-    assert len(text) > 3 * PROBE_BLOCK
-    held = read_held(io.BytesIO(text.encode()))
-    assert held.num_rows == rows
-    assert held.column("address")[rows - 1].as_py() == f"{value}{rows - 1}"
-    assert held.column("gender").null_count == rows
-    assert held.column("source").to_pylist() == ["crm"] * rows
+def _probe(dsn: str, where: str) -> list[dict[str, Any]]:
+    query = LOAD.probe.format(where=sql.SQL(where), packed=_PACKED, pack_bytes=sql.Literal(64))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        packs = conn.cursor(binary=True).execute(query).fetchall()
+    table = read_held(packs)
+    return sorted(table.to_pylist(), key=lambda row: row["id"])
 
 
-def test_a_probe_answer_keeps_text_that_reads_like_a_null() -> None:
-    held = read_held(io.BytesIO(b'5,US,NA,,30,N/A,\n6,US,"",null,,NULL,NA\n'))
-    assert held.to_pylist() == [
-        {
-            "id": 5,
-            "country": "US",
-            "name": "NA",
-            "gender": None,
-            "age": 30,
-            "address": "N/A",
-            "source": None,
-        },
-        {
-            "id": 6,
-            "country": "US",
-            "name": "",
-            "gender": "null",
-            "age": None,
-            "address": "NULL",
-            "source": "NA",
-        },
-    ]
+def test_a_probe_answer_keeps_nulls_apart_from_text_that_reads_like_one(
+    initialised: None, shard_dsns: dict[str, str]
+) -> None:
+    # Rows of at most 64 bytes of text packed together, the longer one alone.
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, gender, age, address, source) VALUES"
+            " (5, 'US', 'NA', NULL, 30, 'N/A', NULL), (6, 'US', '', 'Other', NULL, 'NULL', 'NA'),"
+            " (7, 'US', 'Zoë', 'Male', 0, '', ''), (8, 'US', E'a\\nb', NULL, 150, NULL, 'x'),"
+            " (9, 'US', repeat('n', 500), NULL, NULL, NULL, NULL)"
+        )
+    held = _probe(shard_dsns["db_us"], "id BETWEEN 5 AND 9")
+    assert held == [
+        {"id": 5, "country": "US", "name": "NA", "gender": None, "age": 30, "address": "N/A",
+         "source": None},
+        {"id": 6, "country": "US", "name": "", "gender": "Other", "age": None, "address": "NULL",
+         "source": "NA"},
+        {"id": 7, "country": "US", "name": "Zoë", "gender": "Male", "age": 0, "address": "",
+         "source": ""},
+        {"id": 8, "country": "US", "name": "a\nb", "gender": None, "age": 150, "address": None,
+         "source": "x"},
+        {"id": 9, "country": "US", "name": "n" * 500, "gender": None, "age": None,
+         "address": None, "source": None},
+    ]  # fmt: skip
+    assert _probe(shard_dsns["db_us"], "id = ANY('{6,9,10}'::bigint[])") == [held[1], held[4]]
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        packs = (
+            conn.cursor(binary=True)
+            .execute(
+                LOAD.probe.format(
+                    where=sql.SQL("id > 100"), packed=_PACKED, pack_bytes=sql.Literal(64)
+                )
+            )
+            .fetchall()
+        )
+    assert packs == []  # no row held: no pack at all
 
 
 def test_an_address_n_a_on_the_shard_is_updated_to_none(
