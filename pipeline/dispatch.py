@@ -10,6 +10,7 @@ has gone to every shard: pipeline.load reads the file again from its start.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,7 +55,7 @@ class Dispatch:
     shard_failed: Callable[[FileResult, str, ShardError], None]
     erased: Erased  # the persons erasures keep out (pipeline.erased)
     # The ids of the current file's refused records, for a snapshot (which must not delete them).
-    refused_ids: list[np.ndarray] = field(default_factory=list)
+    refused_ids: array[int] = field(default_factory=lambda: array("q"))
 
     def send(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
         """Judge every record and send the valid ones to their shard; returns how many were
@@ -63,7 +64,7 @@ class Dispatch:
         rejected = 0
         names = [shard.name for shard in self.shard_map.shards]
         validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
-        self.refused_ids = []
+        self.refused_ids = array("q")
         snapshot = result.source is not None and result.source.snapshot
         waiting: tuple[pa.Table, list[tuple[str, np.ndarray]]] | None = None
         for batch in batches(source):
@@ -81,7 +82,9 @@ class Dispatch:
             if len(refused):
                 if snapshot:
                     ids = checked.table.column("id").take(pa.array(refused)).drop_null()
-                    self.refused_ids.append(ids.to_numpy())
+                    # One growing block: a small array kept from every batch pinned the
+                    # allocator's heap under each batch's memory (10M rows: 20 MB more).
+                    self.refused_ids.extend(ids.to_numpy())
                 shard_rejects = refusals(result, checked, refused, names, active, self.rules)
                 rejected += sum(1 for r in shard_rejects if r.shard is None)
                 rejects.extend(shard_rejects)
@@ -131,5 +134,6 @@ class Dispatch:
         if conflicts:
             raise Restart(conflicts)
 
-    def refused_id_list(self) -> list[int]:
-        return [int(i) for ids in self.refused_ids for i in ids]
+    def refused_id_array(self) -> np.ndarray:
+        """The ids of the records the rules refused in the file (int64)."""
+        return np.frombuffer(self.refused_ids, dtype=np.int64)

@@ -218,7 +218,7 @@ class _Run:
             )
             return result
         if result.source is not None and result.source.snapshot:
-            refused_ids = self.dispatch.refused_id_list()
+            refused_ids = self.dispatch.refused_id_array()
             with_ids = self.options.dry_run
             self._in_parallel(result, active, lambda writer: writer.sweep(refused_ids, with_ids))
             over = result.too_many_deletes(self.options.max_deletes)

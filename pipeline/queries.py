@@ -72,6 +72,7 @@ class LOAD:
     file_restart = Statement("load/file_restart")
     probe = Template("load/probe", "where", "packed", "pack_bytes")
     copy_seen = Statement("load/copy_seen")
+    copy_kept = Statement("load/copy_kept")
     seen_superseded = Statement("load/seen_superseded")
     copy_direct = Statement("load/copy_direct")
     copy = Statement("load/copy")

@@ -54,6 +54,9 @@ REJECT_FIELDS = FIELDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
+# Refused ids a snapshot copies to a shard at a time (copy_kept.sql): their text is built in
+# Python, a few MB at most.
+KEPT_CHUNK = 65_536
 
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
@@ -249,7 +252,7 @@ class ShardWriter(ShardLink):
             self._abandon()
             raise self._failure(exc) from None
 
-    def sweep(self, refused_ids: list[int], with_ids: bool) -> None:
+    def sweep(self, refused_ids: np.ndarray, with_ids: bool) -> None:
         """A snapshot's deletions (sql/load/snapshot_delete.sql), before `commit` writes the
         file's rows: counts what it deleted by country (and the ids, `with_ids`), and how many
         rows of the source the shard held, for --max-deletes. Nothing for an append."""
@@ -261,9 +264,13 @@ class ShardWriter(ShardLink):
         params = {"source": source.name, "load_id": self.load_id}
         try:
             with self._watchdog.waiting(conn):
+                if len(refused_ids):
+                    with conn.cursor().copy(LOAD.copy_kept) as copy:
+                        for start in range(0, len(refused_ids), KEPT_CHUNK):
+                            chunk = refused_ids[start : start + KEPT_CHUNK]
+                            copy.write("\n".join(map(str, chunk.tolist())) + "\n")
                 found = conn.execute(
-                    LOAD.snapshot_delete,
-                    {**params, **self._protected, "kept": refused_ids, "with_ids": with_ids},
+                    LOAD.snapshot_delete, {**params, **self._protected, "with_ids": with_ids}
                 ).fetchall()
                 counts.deleted_by_country = {country: int(n) for country, n, _ in found}
                 counts.deleted = sum(counts.deleted_by_country.values())

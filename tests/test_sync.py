@@ -20,18 +20,11 @@ from pipeline.config import load_rules, load_shard_map
 from pipeline.load import LoadOptions, load
 from pipeline.load_result import FileResult
 from pipeline.sync import Source
+from pipeline.writer import KEPT_CHUNK
 from tests.conftest import StoppableServer, shard_map_yaml, write_map
+from tests.test_load_direct import HEADER, write
 
 RunCli = Callable[..., Result]
-HEADER = ["id", "country", "name", "gender", "age", "address"]
-
-
-def write(path: Path, records: list[list[Any]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(HEADER)
-        writer.writerows(records)
-    return path
 
 
 def people(ids: range, country: str = "DE") -> list[list[Any]]:
@@ -170,6 +163,24 @@ def test_a_refused_record_does_not_delete_its_resident(
     assert summary["files"][0]["deleted"]["default"]["rows"] == 1
     held = by_source(shard_dsns["default"])
     assert 10 not in held and {3, count - 3} <= set(held) and len(held) == count - 1
+
+
+def test_refused_records_past_a_copy_chunk_all_keep_their_residents(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # More refused records than the writer copies to a shard at once (KEPT_CHUNK).
+    count = KEPT_CHUNK + 1_000
+    crm = people(range(1, count + 2))
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    for record in crm[: KEPT_CHUNK + 10]:
+        record[4] = "old"  # invalid_age
+    path = write(tmp_path / "b.csv", crm[:-1])  # the last resident left
+    summary = load_json(
+        run_cli, "--source", "crm", "--mode", "snapshot", "--max-rejects", "100%", str(path)
+    )
+    assert summary["rows_rejected"] == KEPT_CHUNK + 10
+    assert summary["files"][0]["deleted"]["default"]["rows"] == 1
+    assert set(by_source(shard_dsns["default"])) == set(range(1, count + 1))
 
 
 def test_a_source_claims_the_rows_it_gives_and_an_append_deletes_nothing(

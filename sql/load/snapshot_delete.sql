@@ -1,8 +1,8 @@
 -- A snapshot of source %(source)s (pipeline/sync.py): delete this source's rows that the
 -- file's part for this shard does not give. The file's ids are in the staging table (rows
 -- to write), load_seen (rows the shard holds unchanged) and residents itself (new rows the
--- direct COPY wrote: this file's load, at this transaction's start). %(kept)s are the ids of
--- records the rules refused: a refused record is no sign that its resident left. Rows a
+-- direct COPY wrote: this file's load, at this transaction's start). load_kept holds the ids
+-- of records the rules refused: a refused record is no sign that its resident left. Rows a
 -- later file of this run already wrote (protected.sql; a re-run completing this file late)
 -- stay: the later file wins.
 -- Run before update.sql and insert.sql, whose rows it therefore cannot see as missing.
@@ -13,7 +13,7 @@ WITH gone AS (
       AND NOT (r.load_id IS NOT DISTINCT FROM %(load_id)s::uuid AND r.loaded_at = now())
       AND NOT EXISTS (SELECT FROM load_staging AS s WHERE s.id_v = r.id)
       AND NOT EXISTS (SELECT FROM load_seen AS s WHERE s.id = r.id)
-      AND NOT EXISTS (SELECT FROM unnest(%(kept)s::bigint[]) AS k (id) WHERE k.id = r.id)
+      AND NOT EXISTS (SELECT FROM load_kept AS k WHERE k.id = r.id)
       AND NOT EXISTS (
           SELECT
           FROM unnest(%(kept_load)s::uuid[], %(kept_after)s::timestamptz[],
