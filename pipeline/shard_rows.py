@@ -141,7 +141,9 @@ class ShardRows:
         if held is not None:
             existing = mask & as_mask(pc.is_in(id_column, value_set=held.column("id")))
             rows = np.flatnonzero(existing)
-            same = _unchanged(table.take(pa.array(rows)), held, self._source)
+            # Only the compared columns: a batch carries the raw fields too (twice the bytes).
+            compared = table.select(list(OUTPUT)).filter(pa.array(existing))
+            same = _unchanged(compared, held, self._source)
             seen[rows[same]] = True
             staged[rows[~same]] = True
         new = mask & ~staged & ~seen
