@@ -5,6 +5,7 @@ failures first.
 
 from __future__ import annotations
 
+import importlib
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.check_shard import run_per_shard
@@ -25,10 +26,16 @@ def run_all(
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
     if unknown:
         raise ConfigError(f"--only {unknown[0]}: no such check")
+    chosen = with_residency([s for s in specs if not only or s.name in only])
+    # The cross-shard reads are the longest: numpy, which they need, is imported while the
+    # shards are asked who they are, so that those reads start first (a tenth of a second).
+    loading = ThreadPoolExecutor(max_workers=1)
+    if any(spec.kind in CROSS_SHARD for spec in chosen):
+        loading.submit(importlib.import_module, "pipeline.crosscheck")
+    loading.shutdown(wait=False)
     # Two shards in one database would each fail residency for the other's rows, and the
     # cross-shard checks would find every row twice: the checks cannot run (exit 2).
     refuse_shared_databases(shard_map)
-    chosen = with_residency([s for s in specs if not only or s.name in only])
     # The duplicate checks on the same shards share one read of each shard.
     together: dict[tuple[str, ...], list[CheckSpec]] = {}
     for spec in chosen:
@@ -37,8 +44,8 @@ def run_all(
     across = [*together.values(), *([s] for s in chosen if s.kind in ("ledger", "erasures"))]
     # The checks keep the servers busy, not this process: run them all at once.
     with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
-        per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
         cross = [pool.submit(_run_across, shard_map, specs) for specs in across]
+        per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
         results = per_shard.result() + [r for future in cross for r in future.result()]
     order = {s.name: i for i, s in enumerate(chosen)}
     rank = {"fail": 0, "warn": 1, "pass": 2}
@@ -46,12 +53,10 @@ def run_all(
 
 
 def _run_across(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult]:
-    # Imported here, in a worker: numpy's import (a tenth of a second) overlaps the per-shard
-    # checks the servers already run.
-    from pipeline.crosscheck import run_cross_shard
-
     if specs[0].kind == "erasures":
         from pipeline.erasure_check import run_erasures
 
         return run_erasures(shard_map, specs[0])
+    from pipeline.crosscheck import run_cross_shard  # numpy: see run_all
+
     return run_cross_shard(shard_map, specs)

@@ -1,7 +1,8 @@
 """The checks that run on one shard: each compiles to one query returning its failing rows
-(sql/check/*.sql), which yields its count and at most SAMPLES samples; the row
-checks (residency, not_null, accepted_values, between) are counted together in one scan of
-the shard first. The shards run in parallel (pipeline.shards.on_every_shard), each in one
+(sql/check/*.sql), which yields its count and at most SAMPLES samples. The row checks
+(residency, not_null, accepted_values, between), the row count and load reconciliation are
+counted together in one scan of the shard first (sql/check/counts.sql); a check that fails
+there runs its own query for its samples. The shards run in parallel (pipeline.shards.on_every_shard), each in one
 REPEATABLE READ snapshot.
 """
 
@@ -71,7 +72,7 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
         low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
         return CHECK.row_count.format(min=low, max=high)
     if spec.kind == "ledger":
-        return CHECK.ledger
+        return CHECK.ledger.format(written=CHECK.ledger_written)
     if spec.kind == "custom_sql":
         custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
         return CHECK.custom.format(custom=custom)
@@ -142,20 +143,41 @@ def _count_row_checks(
     shard: Shard,
     specs: list[CheckSpec],
 ) -> dict[str, int]:
-    """Check name -> failing rows, for every row check in `specs`, from one scan."""
+    """Check name -> failing rows, from one scan (sql/check/counts.sql): every row check,
+    and the row count and load reconciliation when they pass (when one fails, its own
+    query finds its samples)."""
     rows = [s for s in specs if s.kind in ROW_KINDS]
-    if not rows:
+    sizes = [s for s in specs if s.kind == "row_count"]
+    ledgers = [s for s in specs if s.kind == "ledger"]
+    if not rows and not sizes and not ledgers:
         return {}
     counts = sql.SQL(", ").join(
-        CHECK.failing_count.format(condition=row_condition(s, shard_map, shard)[0]) for s in rows
+        [sql.SQL("count(*)")]
+        + [
+            CHECK.failing_count.format(condition=row_condition(s, shard_map, shard)[0])
+            for s in rows
+        ]
     )
+    by_load = sql.SQL("load_id") if ledgers else sql.SQL("NULL::uuid")
+    group = sql.SQL("GROUP BY load_id") if ledgers else sql.SQL("")
     try:
         with conn.transaction():  # a savepoint: on an error, the checks run one by one
-            found = conn.execute(CHECK.counts.format(counts=counts)).fetchone()
+            found = conn.execute(
+                CHECK.counts.format(by_load=by_load, counts=counts, group=group)
+            ).fetchall()
+            written = dict(conn.execute(CHECK.ledger_written).fetchall()) if ledgers else {}
     except psycopg.Error:
         return {}  # each check runs its own query, and an error names its check
-    assert found is not None
-    return {spec.name: int(n) for spec, n in zip(rows, found, strict=True)}
+    counted = {spec.name: sum(int(row[2 + i]) for row in found) for i, spec in enumerate(rows)}
+    total = sum(int(row[1]) for row in found)
+    for spec in sizes:
+        if spec.params.get("min", 0) <= total <= spec.params.get("max", 2**62):
+            counted[spec.name] = 0
+    over = [load for load, n, *_ in found if load is not None and n > written.get(load, 0)]
+    for spec in ledgers:
+        if not over:
+            counted[spec.name] = 0
+    return counted
 
 
 def _first(
