@@ -19,6 +19,7 @@ from pipeline.batch import BATCH_RECORDS
 from pipeline.config import load_rules, load_shard_map
 from pipeline.load import LoadOptions, load
 from pipeline.load_result import FileResult
+from pipeline.shard_rows import SPOOL_IN_MEMORY
 from pipeline.sync import Source
 from pipeline.writer import KEPT_CHUNK
 from tests.conftest import StoppableServer, shard_map_yaml, write_map
@@ -374,6 +375,24 @@ def test_the_last_record_of_an_id_wins_markers_included_across_batches(
         (51, "duplicate_id"),
         (count + 2, "duplicate_id"),
     ]
+
+
+def test_markers_spooled_past_memory_all_delete_and_the_others_all_load(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # A marker sends the shard's rows through the spool: over SPOOL_IN_MEMORY of them, so
+    # that markers and rows are read back from its temporary file.
+    count = SPOOL_IN_MEMORY // 20
+    load_json(run_cli, str(write(tmp_path / "a.csv", people(range(1, count + 1)))))
+    records: list[list[Any]] = [
+        [i, "DE", "", "", "", "", "delete"] if i % 2 else [i, "DE", f"New {i}", "", "", "", ""]
+        for i in range(1, count + 1)
+    ]
+    summary = load_json(run_cli, str(write_ops(tmp_path / "b.csv", records)))
+    assert summary["shards"]["default"]["updated"] == count // 2
+    assert summary["shards"]["default"]["deleted"] == (count + 1) // 2
+    held = {r[0]: r[2] for r in rows_of(shard_dsns["default"])}
+    assert held == {i: f"New {i}" for i in range(2, count + 1, 2)}
 
 
 def test_the_rules_name_the_op_column(
