@@ -22,6 +22,9 @@ GOOD_CSV = "9,DE,Good Row,F,40,Main St\n"
 GOOD = {"id": 9, "country": "DE", "name": "Good Row"}
 GOOD_JSON = json.dumps(GOOD).encode()
 MB = 1 << 20
+OP_HEADER = HEADER.rstrip("\n") + ",_op\n"  # with the delete-marker column
+GOOD_CSV_OP = GOOD_CSV.rstrip("\n") + ",\n"
+MARKED = range(100, 200_100)
 
 Make = Callable[[Path], list[Path]]
 
@@ -577,6 +580,31 @@ CASES: list[Case] = [
         2,
         message="limits.max_line: expected an integer",
         limits="limits:\n  max_line: lots\n",
+    ),
+    # -- the delete-marker column (rules: op_column) ------------------------------------------
+    Case(
+        "csv-op-column-of-3mib",
+        write("o.csv", OP_HEADER + "1,DE,A,F,1,x," + "d" * (3 * MB) + "\n" + GOOD_CSV_OP),
+        0,
+        ("too_large",),
+        names=("Good Row",),
+    ),
+    Case(
+        "ndjson-op-column-nested-and-numeric",
+        write("o.ndjson", ndjson(person("A", _op={"delete": True}), person("B", _op=7), GOOD)),
+        0,
+        ("malformed_record", "invalid_op"),
+        names=("Good Row",),
+    ),
+    Case(
+        # 200,000 markers for ids no shard holds: through staging, in bounded memory; each
+        # counts as not found.
+        "csv-200k-delete-markers-of-nothing",
+        write("m.csv", OP_HEADER + "".join(f"{i},DE,,,,,DELETE \n" for i in MARKED) + GOOD_CSV_OP),
+        0,
+        names=("Good Row",),
+        max_cpu_s=20,
+        slow=True,
     ),
     # -- many keys: the warning stays one short line ---------------------------------------
     Case(
