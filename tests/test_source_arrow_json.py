@@ -77,6 +77,12 @@ NOT_SIMPLE = {
     "a country longer than any": '{"id": "1", "country": "' + "D" * 101 + '", "name": "A"}\n',
     "a name null in every record": '{"id": "1", "country": "DE", "name": null}\n',
     "trailing text": ANN + " x\n",
+    # JSON that Python's decoder refuses, and pyarrow must too (not read it its own way)
+    "a leading zero": '{"id": 01, "country": "DE", "name": "A"}\n',
+    "a trailing comma": '{"id": "1", "country": "DE", "name": "A",}\n',
+    "a comment": ANN + " // note\n",
+    "single quotes": "{'id': '1', 'country': 'DE', 'name': 'A'}\n",
+    "a bad escape": '{"id": "1", "country": "DE", "name": "\\x41"}\n',
 }
 
 
