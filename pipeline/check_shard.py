@@ -2,8 +2,8 @@
 (sql/check/*.sql), which yields its count and at most SAMPLES samples. The row checks
 (residency, not_null, accepted_values, between), the row count and load reconciliation are
 counted together in one scan of the shard first (sql/check/counts.sql); a check that fails
-there runs its own query for its samples. The shards run in parallel (pipeline.shards.on_every_shard), each in one
-REPEATABLE READ snapshot.
+there runs its own query for its samples. The shards run in parallel
+(pipeline.shards.on_every_shard), each in one REPEATABLE READ snapshot.
 """
 
 from __future__ import annotations
