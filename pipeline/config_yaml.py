@@ -5,14 +5,13 @@ a ConfigError that names the file (and, for YAML, the line and column).
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.regular_file import NotRegular, TooLarge, read_bounded
 
 MAX_CONFIG_BYTES = 1 << 20  # a shard map, rules or checks file larger than this is refused
 
@@ -31,28 +30,22 @@ def read_yaml(path: Path) -> Any:
 
 
 def _read_text(path: Path) -> str:
-    """A configuration file's text: a regular file of at most MAX_CONFIG_BYTES.
-
-    `--config /dev/zero` would otherwise be read until memory runs out, and a FIFO would
-    block forever: the file is opened without blocking and looked at before it is read."""
+    """A configuration file's text: a regular file of at most MAX_CONFIG_BYTES (`--config
+    /dev/zero` would otherwise be read until memory runs out, a FIFO block forever)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data, _ = read_bounded(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (use --config or PIPELINE_CONFIG)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: not a regular file (a configuration file is a YAML file)")
-        try:
-            data = stream.read(MAX_CONFIG_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
+    except NotRegular:
+        raise ConfigError(
+            f"{path}: not a regular file (a configuration file is a YAML file)"
+        ) from None
+    except TooLarge:
         raise ConfigError(
             f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration file"
-        )
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

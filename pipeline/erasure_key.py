@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import ERASURE_KEY_ENV, ShardMap
 from pipeline.errors import ConfigError
+from pipeline.regular_file import NotRegular, TooLarge, read_bounded
 from pipeline.rules import TRIM
 
 LEVELS = ("name", "name+age", "name+address", "name+age+address")
@@ -158,22 +157,19 @@ def _read_key_file(path: Path) -> str:
     """The key file's text: a regular file of at most MAX_KEY_FILE_BYTES that only its
     owner may read (as ssh asks of a private key)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data, info = read_bounded(path, MAX_KEY_FILE_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"{path}: erasure key file not found (make one: {MAKE_A_KEY})") from None
+    except NotRegular:
+        raise ConfigError(f"{path}: the erasure key file is not a regular file") from None
+    except TooLarge:
+        raise ConfigError(
+            f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes: not an erasure key"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the erasure key: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path}: the erasure key file is not a regular file")
-        if info.st_mode & 0o077:
-            raise ConfigError(
-                f"{path}: the erasure key file may be read by others: chmod 600 {path}"
-            )
-        data = stream.read(MAX_KEY_FILE_BYTES + 1)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_KEY_FILE_BYTES} bytes: not an erasure key")
+    if info.st_mode & 0o077:
+        raise ConfigError(f"{path}: the erasure key file may be read by others: chmod 600 {path}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.regular_file import kind_of
 
 NEW_FILE_MODE = 0o600
 PARTIAL = ".partial-"  # .NAME.partial-XXXXXXXX beside NAME
@@ -34,13 +35,6 @@ PARTIAL = ".partial-"  # .NAME.partial-XXXXXXXX beside NAME
 # microseconds in which the file is unlocked.
 STALE_AFTER = 5.0
 
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a folder",
-}
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -83,9 +77,8 @@ def _target(path: Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"-o {path}: cannot write there: {exc.strerror or exc}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
         raise ConfigError(
-            f"-o {path}: is {kind}; -o writes regular files only (leave -o out to write to"
+            f"-o {path}: is {kind_of(mode)}; -o writes regular files only (leave -o out to write to"
             " stdout, and redirect that)"
         )
     return path.resolve() if path.is_symlink() else path

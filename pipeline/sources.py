@@ -28,7 +28,6 @@ import codecs
 import gzip
 import hashlib
 import io
-import os
 import stat
 import zlib
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from typing import IO, Any
 
 from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
+from pipeline.regular_file import NotRegular, kind_of, open_regular
 from pipeline.rules import DEFAULT_LIMITS, Limits
 from pipeline.source_arrow import arrow_batches
 from pipeline.source_arrow_json import ndjson_batches
@@ -185,33 +185,18 @@ def regular_file_error(path: Path) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "a folder"
-    return f"not a regular file (a {_kind_of(mode)}); only regular files are loaded"
-
-
-def _kind_of(mode: int) -> str:
-    kinds = {
-        stat.S_ISFIFO: "FIFO",
-        stat.S_ISCHR: "character device",
-        stat.S_ISBLK: "block device",
-        stat.S_ISSOCK: "socket",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "special file")
+    return f"not a regular file ({kind_of(mode)}); only regular files are loaded"
 
 
 def _open_regular(path: Path) -> IO[bytes]:
-    """The file opened for reading, if it is a regular file (checked on the open file, so a
-    file swapped for a FIFO after it was listed cannot block: the open does not wait)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    """The file opened for reading, if it is a regular file (pipeline.regular_file: a file
+    swapped for a FIFO after it was listed cannot block)."""
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise SourceError(
-                f"not a regular file (a {_kind_of(mode)}); only regular files are loaded"
-            )
-        return open(fd, "rb")  # the caller's with-block closes it
-    except BaseException:
-        os.close(fd)
-        raise
+        return open_regular(path)[0]
+    except NotRegular as exc:
+        raise SourceError(
+            f"not a regular file ({exc.kind}); only regular files are loaded"
+        ) from None
 
 
 class _HashingReader(io.RawIOBase):
