@@ -36,7 +36,6 @@ PARTIAL = ".partial-"  # .NAME.partial-XXXXXXXX beside NAME
 STALE_AFTER = 5.0
 
 
-
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that the file appears whole or not at all."""
     with atomic_output(path) as partial:
