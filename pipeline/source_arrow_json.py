@@ -69,12 +69,13 @@ class ArrowNdjson:
                 if not len(newlines) and len(pending) > self.limits.max_line:
                     raise NotSimple("a line near its limit")  # bytes: at least as many chars
                 continue
+            first = at
             if eof and whole < BATCH_RECORDS:
                 cut, at = len(pending), len(newlines)  # the last line, with or without its end
             else:
                 at += BATCH_RECORDS if whole > BATCH_RECORDS else whole
                 cut = int(newlines[at - 1]) + 1
-            batch, lines = self._block(pending[pos:cut], line, number)
+            batch, lines = self._block(pending[pos:cut], newlines[first:at] - pos, line, number)
             pos = cut
             line += lines
             number += len(batch)
@@ -86,10 +87,12 @@ class ArrowNdjson:
             # Python's reader tells a key given as null from a missing one; this one cannot.
             raise NotSimple("a required column with no value")
 
-    def _block(self, block: bytes, first_line: int, first_record: int) -> tuple[Batch, int]:
-        """The records of one block of whole lines; (the batch, the block's line count)."""
+    def _block(
+        self, block: bytes, newlines: np.ndarray, first_line: int, first_record: int
+    ) -> tuple[Batch, int]:
+        """The records of one block of whole lines, given where its newlines are (found once,
+        by the cut); (the batch, the block's line count)."""
         arr = np.frombuffer(block, dtype=np.uint8)
-        newlines = np.flatnonzero(arr == _NL)
         returns = block.count(b"\r") if b"\r" in block else 0
         if returns and returns != block.count(b"\r\n"):
             raise NotSimple("a carriage return that ends no line")
