@@ -123,9 +123,6 @@ STANDALONE = False
 def pyarrow_for_a_load() -> None:
     """Set pyarrow up for a load, in this process only (`main` sets STANDALONE; in a
     library call or a test the caller's process is left as it is):
-    - Its memory pool: the C library's allocator. pyarrow's default (mimalloc) keeps what
-      a batch freed for the next one, and a 1M-row load peaked at 165-177 MB with it
-      against 125-130 MB (measured, same time), over the 150 MB the load may take.
     - pandas, which pyarrow imports the first time it converts any Python value (a
       scalar, a list), to see whether it is a pandas object: 0.4 s of CPU and 49 MB
       (measured) in a load, which converts values batch after batch but never uses
@@ -143,7 +140,6 @@ def pyarrow_for_a_load() -> None:
 
     gc.set_threshold(10_000, 10, 10)
 
-    pa.set_memory_pool(pa.system_memory_pool())
     if "pandas" in sys.modules:
         return
     refuse = _RefusePandas()
