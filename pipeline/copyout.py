@@ -78,14 +78,20 @@ class CopyOut:
     """The output of a `COPY ... TO STDOUT` statement, iterated in chunks of about CHUNK
     bytes of whole rows; `rows` holds the row count once it is done. It runs in the
     connection's transaction; a failure raises psycopg's error for it. When `stop` is set
-    (from another thread), the COPY is cancelled and `Stopped` raised."""
+    (from another thread), the COPY is cancelled and `Stopped` raised. `sent` is called
+    once the query is out, for work that can wait until the server is busy."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], statement: sql.Composable, stop: Stop | None = None
+        self,
+        conn: psycopg.Connection[Any],
+        statement: sql.Composable,
+        stop: Stop | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> None:
         self.conn = conn
         self.statement = statement
         self.stop = stop
+        self.sent = sent
         self.rows = 0
 
     def __iter__(self) -> Generator[Chunk, None, None]:
@@ -102,6 +108,8 @@ class CopyOut:
                     pgconn.send_query(self.statement.as_bytes(conn))
                     while pgconn.flush():  # a non-blocking connection: the query may not be out
                         pass
+                    if self.sent is not None:
+                        self.sent()
                     _result(pgconn, pq.ExecStatus.COPY_OUT, selector)
                     # Rows are appended to one buffer: no object a row (measured: a
                     # sixth less CPU per row than collecting and joining bytes). The

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -145,6 +145,7 @@ def shard_streams(
     defuse: bool = False,
     with_shard: bool = True,
     spool_dir: str | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> Generator[tuple[str, Iterator[Chunk]], None, None]:
     """Each selected shard's rows as a COPY stream of bytes (CSV, one JSON object a line, or
     packed columns in COPY's binary format), shard after shard in map order: (shard name,
@@ -154,7 +155,8 @@ def shard_streams(
     Every shard is read at once: the first streams through, the others are read ahead into
     spools (`copyout.ReadAhead`, temporary files in `spool_dir`) and follow in their turn.
     An unreachable or failing shard raises ShardError, unless `selection.allow_partial`:
-    then its stream ends early, empty, and it is named in `result.missing`.
+    then its stream ends early, empty, and it is named in `result.missing`. `on_sent` is
+    called (in the reader's thread) as each shard's query goes out.
     """
     formats = {"extract_rows": "csv", "extract_json": "text", "extract_columns": "binary"}
     copy_format = sql.SQL(formats[statement])
@@ -170,7 +172,8 @@ def shard_streams(
                     f" DSN sets client_encoding to {conn.info.encoding} (leave it out)"
                 )
             select = _select(shard, selection, statement, defuse, with_shard)
-            copy = CopyOut(conn, EXTRACT.copy.format(rows=select, format=copy_format), stop)
+            statement_sql = EXTRACT.copy.format(rows=select, format=copy_format)
+            copy = CopyOut(conn, statement_sql, stop, on_sent)
             yield from copy
             counted[shard.name] = copy.rows if statement != "extract_columns" else 0
 
@@ -266,8 +269,6 @@ def extract_to(
     columns = output_columns(selection)
     statements = {"json": "extract_json", "ndjson": "extract_json", "parquet": "extract_columns"}
     statement = statements.get(fmt, "extract_rows")
-    if fmt == "parquet":
-        preload_arrow()
     # Later shards are spooled beside the output (on its disk, not in a tmpfs /tmp).
     spool_dir = None if out is None else str(out.parent)
     streams = shard_streams(
@@ -278,6 +279,7 @@ def extract_to(
         defuse=fmt == "csv" and not raw,
         with_shard=fmt != "parquet",
         spool_dir=spool_dir,
+        on_sent=preload_arrow if fmt == "parquet" else None,
     )
     # Closed here, not when garbage-collected: a failure stops the other shards' readers now.
     with contextlib.closing(streams):
@@ -332,8 +334,14 @@ def to_dataframe(
     selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
     columns = output_columns(selection)
     result = ExtractResult()
-    preload_arrow(pandas=True)
-    streams = shard_streams(shard_map, selection, "extract_columns", result, with_shard=False)
+    streams = shard_streams(
+        shard_map,
+        selection,
+        "extract_columns",
+        result,
+        with_shard=False,
+        on_sent=functools.partial(preload_arrow, pandas=True),
+    )
     with contextlib.closing(streams):
         frame = to_frame(record_batches(streams, columns), columns)
     frame.attrs["missing_shards"] = result.missing

@@ -280,7 +280,7 @@ def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
     tables = []
     for count, *packed in packs:
         values = zip(packed, _HELD_KINDS, strict=True)
-        columns = [unpack(memoryview(value), kind) for value, kind in values]
+        columns = [unpack(memoryview(value), kind, count) for value, kind in values]
         if any(len(column) != count for column in columns):
             raise PipelineError("the shard's answer to a probe is not whole")
         tables.append(pa.Table.from_arrays(columns, names=list(_HELD)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,43 @@ def test_parquet_row_groups_hold_row_group_rows_across_shards(
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     whole, rest = divmod(len(rows), columnar.ROW_GROUP)
     assert sizes == [columnar.ROW_GROUP] * whole + ([rest] if rest else [])
+
+
+def test_parquet_from_a_sql_ascii_shard_checks_its_text(
+    run_cli: RunCli, pg_servers: list[Server], shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    """A server whose encoding is UTF8 has refused any text that is not; a SQL_ASCII one
+    stores any bytes. The server checks them on the way out (the connection's encoding is
+    UTF8), which pipeline.packed counts on: UTF-8 is exported, anything else fails the
+    export with one line, and no file."""
+    server = pg_servers[0]
+    database = f"t_ascii_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL(
+                "CREATE DATABASE {} ENCODING SQL_ASCII LOCALE 'C' TEMPLATE template0"
+            ).format(psycopg.sql.Identifier(database))
+        )
+    try:
+        dsns = {**shard_dsns, "default": server.dsn_for(database)}
+        config = write_map(tmp_path / "config", shard_map_yaml(dsns))
+        assert run_cli("init", config=config).exit_code == 0
+        out = tmp_path / "residents.parquet"
+        with psycopg.connect(dsns["default"], autocommit=True) as conn:
+            insert = (
+                "INSERT INTO residents (id, country, name)"
+                " VALUES (%s, 'DE', convert_from(%s, 'SQL_ASCII'))"
+            )
+            conn.execute(insert, [1, "Ren\u00e9 \U0001f600".encode()])
+            result = run_cli("extract", "-o", str(out), config=config)
+            assert result.exit_code == 0, result.output
+            assert pq.read_table(out).column("name").to_pylist() == ["Ren\u00e9 \U0001f600"]
+            conn.execute(insert, [2, b"Ren\xe9"])  # LATIN1's é: not UTF-8
+        out.unlink()
+        result = run_cli("extract", "-o", str(out), config=config)
+        assert result.exit_code == 1
+        assert 'invalid byte sequence for encoding "UTF8"' in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not out.exists()
+    finally:
+        server.drop_database(database)

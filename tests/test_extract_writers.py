@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import packed
 from pipeline.columnar import record_batches
 from pipeline.errors import PipelineError
 from pipeline.extract import COLUMNS, write_csv, write_json
@@ -193,5 +194,24 @@ def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
     assert count in one
     with pytest.raises(PipelineError, match="values for 2 rows"):
         read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
-    with pytest.raises(PipelineError, match="cannot convert the rows"):
-        read(one.replace(b"Ann", b"A\xffn"))  # not UTF-8 (a SQL_ASCII database's text)
+
+
+def test_packed_text_is_read_the_same_on_either_side_of_the_split_width() -> None:
+    # A packed text column is cut by numpy up to SPLIT_WIDTH bytes a value and by pyarrow's
+    # compute past it: runs of each value at widths around it, NULLs and empty strings
+    # among them, and one value alone, take both ways and must read the same.
+    import pyarrow as pa
+
+    values: list[str | None] = []
+    for width in range(1, packed.SPLIT_WIDTH + 3):
+        values += ["é" * (width // 2) + "a" * (width % 2)] * 3 + [None, ""]
+    sides = set()
+    for rows in [*range(1, 6), len(values)]:
+        for start in range(0, len(values) - rows + 1, rows):
+            chunk = values[start : start + rows]
+            data = b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
+            sides.add(len(data) > packed.SPLIT_WIDTH * rows)
+            array = packed.unpack(memoryview(data), pa.string(), rows)
+            assert array.to_pylist() == chunk
+            assert array.null_count == chunk.count(None)
+    assert sides == {True, False}  # both ways were taken
