@@ -107,6 +107,15 @@ class ShardLink:
                 f"schema version {version}, expected {latest_version()}: run `pipeline init`",
                 transient=False,
             )
+        if conn.info.encoding != "utf-8":
+            # The load sends UTF-8 (pipeline.db sets it unless the DSN says otherwise), and
+            # reads the probes' packed text as UTF-8: another encoding would store the bytes
+            # as that encoding's letters and compare them as such.
+            raise self._error(
+                f"the DSN sets client_encoding to {conn.info.encoding}: the load sends"
+                " UTF-8 (leave it out)",
+                transient=False,
+            )
 
     def residency_lag(self, conn: psycopg.Connection[Any]) -> ShardError | None:
         """The error to give when the shard's residency rule is not the one the map asks

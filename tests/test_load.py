@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from psycopg.copy import QueuedLibpqWriter
 
 from pipeline.copyin import COPY_QUEUE, QueuedWriter
@@ -544,6 +545,21 @@ def test_a_shard_behind_the_map_refuses_the_load(
     assert "run `pipeline init`" in result.output
     # refused for every file, not just the first
     assert rows(shard_dsns["default"]) == [] and rows(shard_dsns["db_us"]) == []
+
+
+def test_a_shard_whose_dsn_asks_for_another_encoding_refuses_the_load(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The load sends UTF-8: in a LATIN1 session its "é" would be stored as two letters.
+    latin1 = make_conninfo(shard_dsns["default"], client_encoding="LATIN1")
+    config = write_map(tmp_path / "latin1", shard_map_yaml({**shard_dsns, "default": latin1}))
+    path = tmp_path / "accents.csv"
+    path.write_text("id,country,name\n1,DE,Ren\u00e9\n2,US,Jos\u00e9\n", encoding="utf-8")
+    result = run_cli("load", str(path), config=config)
+    assert result.exit_code == 1
+    assert "the DSN sets client_encoding to iso8859-1: the load sends UTF-8" in result.output
+    assert rows(shard_dsns["default"]) == []
+    assert [r[2] for r in rows(shard_dsns["db_us"])] == ["Jos\u00e9"]  # the other shard loads
 
 
 def test_trimming_removes_white_space_and_keeps_every_letter(
