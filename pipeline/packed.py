@@ -4,9 +4,10 @@ client unpacks it into Arrow arrays (for pipeline.columnar).
 sql/extract/columns.sql sends, in COPY's binary format, a row for every CHUNK_ROWS
 residents in id order: their count, then each column's values packed into one bytea
 (sql/extract/packed_*.sql): fixed-width columns as their binary forms one after the other,
-text as its bytes between zero bytes. A few numpy calls a column make an Arrow array of
-that, where the client once parsed every field of every row from CSV (measured on 600k
-rows: 0.2 s of client CPU against 0.6 s, for 0.05 s more of server CPU).
+text as its bytes between zero bytes. A few numpy calls a column (pyarrow's compute cuts
+the wider text) make an Arrow array of that, where the client once parsed every field of
+every row from CSV (measured on 600k rows: 0.2 s of client CPU against 0.6 s, for 0.05 s
+more of server CPU).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ CHUNK_ROWS = 16_384
 FIXED_SEND = {"bigint": "int8send", "timestamp with time zone": "timestamptz_send"}
 NULL_SMALLINT = 65_536  # no smallint is this
 NULL_TEXT = 0xFF  # a NULL text value is this one byte, which UTF-8 never holds
-# Bytes a value (separator included) past which a text column is cut by pyarrow's compute
-# rather than numpy: its kernel costs more for each value and less for each byte (measured on
-# 16,384 values: two-byte ones 15% slower, five to twenty-five 2x faster).
+# Bytes a value (the chunk's bytes, separators included, over its rows) past which a text
+# column is cut by pyarrow's compute rather than numpy: its kernel costs more for each value
+# and less for each byte (measured on 16,384 values: two-byte ones 15% slower, five to
+# twenty-five bytes 2x faster).
 SPLIT_WIDTH = 4
 # PostgreSQL counts timestamps in microseconds from 2000-01-01, Arrow from 1970-01-01.
 POSTGRES_EPOCH_US = 946_684_800_000_000
@@ -105,18 +107,20 @@ def _texts(value: memoryview, rows: int) -> Any:
     the offsets. A NULL keeps its byte FF in the data, which Arrow allows in a null slot.
 
     The values are not checked for UTF-8 here: the connection's client_encoding is UTF8
-    (pipeline.db; extract refuses another), and the server converts every text it sends to
-    it, or, from a SQL_ASCII database, checks it and fails the query (tested). Checking
-    again cost a quarter of this function's time."""
+    (pipeline.db; extract and the load refuse another), and the server converts every text
+    it sends to it, or, from a SQL_ASCII database, checks it and fails the query (tested).
+    A UTF8 database sends what it stores unchecked, and it checks all text that comes in;
+    only bytes that bypassed that (a C extension, a database's encoding changed in the
+    catalog) could reach the output as they are. Checking cost a quarter of this function's
+    time."""
     import numpy as np
     import pyarrow as pa
 
-    parts = None
     if len(value) > SPLIT_WIDTH * rows:
         parts = _split(value)
         count = len(parts)
         _, offsets_buffer, data_buffer = parts.buffers()
-        offsets = np.frombuffer(offsets_buffer, np.int32, count + 1, parts.offset * 4)
+        offsets = np.frombuffer(offsets_buffer, np.int32, count + 1)
         joined = np.frombuffer(data_buffer or b"", np.uint8, offsets[-1])
     else:
         data = np.frombuffer(value, np.uint8)
@@ -134,10 +138,11 @@ def _texts(value: memoryview, rows: int) -> Any:
         nulls &= joined[np.minimum(offsets[:-1], max(len(joined) - 1, 0))] == NULL_TEXT
     null_count = int(np.count_nonzero(nulls))
     validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if null_count else None
-    array = pa.StringArray.from_buffers(
-        count, offsets_buffer, data_buffer, validity, null_count, parts.offset if parts else 0
-    )
-    array.validate()  # offsets and lengths: cheap, whatever the values
+    array = pa.StringArray.from_buffers(count, offsets_buffer, data_buffer, validity, null_count)
+    try:
+        array.validate()  # offsets and lengths, not the values: cheap
+    except pa.ArrowInvalid as exc:
+        raise PipelineError(f"cannot convert the rows: {exc}") from None
     return array
 
 
@@ -151,7 +156,9 @@ def _split(value: memoryview) -> Any:
 
     ends = pa.py_buffer(np.array([0, len(value)], np.int32))
     whole = pa.Array.from_buffers(pa.binary(), 1, [None, ends, pa.py_buffer(value)])
-    return pc.split_pattern(whole, pattern=b"\x00").values
+    values = pc.split_pattern(whole, pattern=b"\x00").values
+    # The kernel's own new array: from the start of its buffers, which _texts reads as such.
+    return values if values.offset == 0 else pa.concat_arrays([values])
 
 
 def check_order(shard: str, packed_ids: memoryview, last_ids: dict[str, int]) -> None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -60,6 +61,26 @@ def test_a_copy_waiting_for_the_server_lets_other_threads_run(shard_map: ShardMa
     # The server sleeps a second; the thread's loop takes a few hundredths of one. Waiting in
     # libpq, it could only run once the COPY was over.
     assert finished[0] < copy_done - 0.5
+
+
+def test_sent_is_called_once_the_query_is_out_before_any_row(shard_map: ShardMap) -> None:
+    # extract starts its imports in `sent`: the server must be working on the query by then.
+    calls: list[int] = []
+    with snapshot(shard_map, shard_map.shards[0]) as conn:
+
+        def sent() -> None:
+            calls.append(running(shard_map, "COPY (SELECT pg_sleep"))
+
+        copy = CopyOut(conn, sql.SQL("COPY (SELECT pg_sleep(0.5), 1) TO STDOUT"), sent=sent)
+        chunks = iter(copy)
+        assert calls == []  # nothing is sent before the first chunk is asked for
+        assert b"".join(chunks) == b"\t1\n"
+        failing = CopyOut(conn, sql.SQL("COPY (SELECT 1 / 0) TO STDOUT"), sent=sent)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(failing)
+    # Once a query: the sleeping one was running when `sent` looked; the failing one had gone
+    # out too (it may have failed by then).
+    assert len(calls) == 2 and calls[0] == 1
 
 
 def test_chunks_are_whole_rows_and_stay_as_they_were_handed_on(shard_map: ShardMap) -> None:

@@ -1,12 +1,13 @@
 """Every export read back by standard readers gives exactly what the shards hold.
 
-Three kinds of test, all on real servers:
+Four kinds of test, all on real servers:
 - values: generated residents whose text holds quotes, backslashes, line ends, tabs,
   control characters, non-ASCII and emoji, exported in every format and read back;
 - sizes: the second and third shards (read ahead, spooled and replayed) hold one row less,
   as many and one more than each buffer, chunk and spool size in the code's constants, in
   bytes and, for the packed columns of Parquet and DataFrames, in rows;
-- a third-party reader (DuckDB) reads every format with the right row counts and types.
+- a third-party reader (DuckDB) reads every format with the right row counts and types;
+- text a SQL_ASCII database holds that is not UTF-8 fails a Parquet export on the server.
 """
 
 from __future__ import annotations

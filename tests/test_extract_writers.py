@@ -196,22 +196,38 @@ def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
         read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
 
 
-def test_packed_text_is_read_the_same_on_either_side_of_the_split_width() -> None:
+def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A packed text column is cut by numpy up to SPLIT_WIDTH bytes a value and by pyarrow's
-    # compute past it: runs of each value at widths around it, NULLs and empty strings
-    # among them, and one value alone, take both ways and must read the same.
+    # compute past it. Chunks of values of every width around it, with NULLs and empty
+    # strings among them (first, last, alone), are read each way and both ways must agree
+    # with what was packed; one chunk sits exactly on the width, one a byte past it.
     import pyarrow as pa
 
-    values: list[str | None] = []
-    for width in range(1, packed.SPLIT_WIDTH + 3):
-        values += ["é" * (width // 2) + "a" * (width % 2)] * 3 + [None, ""]
-    sides = set()
-    for rows in [*range(1, 6), len(values)]:
-        for start in range(0, len(values) - rows + 1, rows):
-            chunk = values[start : start + rows]
-            data = b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
-            sides.add(len(data) > packed.SPLIT_WIDTH * rows)
-            array = packed.unpack(memoryview(data), pa.string(), rows)
+    def pack(chunk: list[str | None]) -> bytes:
+        return b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
+
+    values: list[str | None] = [None, ""]
+    for width in range(1, packed.SPLIT_WIDTH + 4):
+        values += ["\u00e9" * (width // 2) + "a" * (width % 2)] * 3 + [None, ""]
+    chunks = [
+        values[s : s + n] for n in (1, 2, 3, 5, len(values)) for s in range(0, len(values), n)
+    ]
+    width = packed.SPLIT_WIDTH
+    # 2 * width bytes with the separator: on the width; one more byte past it.
+    on_width: list[str | None] = ["x" * width, "y" * (width - 1)]
+    past: list[str | None] = ["x" * width, "y" * width]
+    chunks += [on_width, past]
+    assert len(pack(on_width)) == 2 * width and len(pack(past)) == 2 * width + 1
+    for chunk in chunks:
+        data = pack(chunk)
+        arrays = []
+        for split_width in (width, 0, 10**9):  # as shipped, always split, never split
+            monkeypatch.setattr(packed, "SPLIT_WIDTH", split_width)
+            array = packed.unpack(memoryview(data), pa.string(), len(chunk))
+            array.validate(full=True)
             assert array.to_pylist() == chunk
             assert array.null_count == chunk.count(None)
-    assert sides == {True, False}  # both ways were taken
+            arrays.append(array)
+        assert all(a.equals(arrays[0]) for a in arrays)
