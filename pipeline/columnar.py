@@ -50,9 +50,9 @@ def preload_arrow(*, pandas: bool = False) -> None:
     global _arrow_loading
     with _arrow_lock:
         if _arrow_loading is None:
-            # Not a daemon: an extract that fails at once still waits for it, rather than
-            # end the interpreter in the middle of an import.
-            # Explicit: a thread takes its starter's flag, and a read-ahead's thread is a daemon.
+            # Not a daemon (said outright: a thread takes its starter's flag, and a
+            # read-ahead's reader is one): an extract that fails at once still waits for it,
+            # rather than end the interpreter in the middle of an import.
             _arrow_loading = threading.Thread(target=_import_arrow, args=(pandas,), daemon=False)
             _arrow_loading.start()
 
