@@ -13,6 +13,10 @@ into the staging table when the file ends, where sql/load/update.sql and insert.
 them and duplicates.sql finds ids the file holds twice. (A row deleted by hand between two
 batches that give its id is the one case this cannot see: the second goes straight in.)
 
+Which ids went to staging or load_seen is watched as they go: while each is greater than
+the one before, in file order (as in a file sorted by id), no id can be there twice, and the
+shard is spared duplicates.sql and, for an append, load_seen (`ids_once`).
+
 The direct COPY fails with a unique violation when the file holds one of its new ids twice,
 or someone inserts one by hand meanwhile; the batch itself is checked for the first case.
 Either way `Conflict` is raised: the caller rolls the file back and takes this shard's rows
@@ -105,6 +109,10 @@ class ShardRows:
         self.spooled = 0
         self.seen = 0  # rows the shard holds unchanged: only their ids are sent
         self.deleting = False  # a delete marker was spooled
+        # The last id given to staging or load_seen, while each was greater than the one
+        # before (None: none yet); `_given` turns False at the first that is not.
+        self._last_given: int | None = None
+        self._given = True
         self._seen = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
@@ -131,6 +139,7 @@ class ShardRows:
             self.direct = False
         self.deleting = self.deleting or marked
         if not self.direct:
+            self._note_given(table.column("id"), mask)
             self._to_spool(table.filter(mask))
             return
         id_column = table.column("id")
@@ -147,8 +156,9 @@ class ShardRows:
             seen[rows[same]] = True
             staged[rows[~same]] = True
         new = mask & ~staged & ~seen
-        new_ids = id_column.filter(new)
-        if len(new_ids) != pc.count_distinct(new_ids).as_py():
+        self._note_given(id_column, staged | seen)
+        new_ids = id_column.filter(new).to_numpy()  # no nulls: rows without an id are staged
+        if not _rising(new_ids) and len(np.unique(new_ids)) != len(new_ids):
             raise Conflict("an id twice in the file")
         if staged.any():
             self._to_spool(table.filter(staged))
@@ -158,6 +168,25 @@ class ShardRows:
             self.seen += seen_rows.num_rows
         if new.any():
             self._write_direct(table.select(list(OUTPUT)).filter(new))
+
+    @property
+    def ids_once(self) -> bool:
+        """Whether the ids given to staging and load_seen (duplicates.sql's) are each
+        greater than the one before, in file order: then none is there twice."""
+        return self._given
+
+    def _note_given(self, ids: pa.ChunkedArray, picked: np.ndarray) -> None:
+        """Watch the ids of the rows `picked` for staging or load_seen (see `ids_once`)."""
+        if not self._given or not picked.any():
+            return
+        given = ids.filter(pa.array(picked)).drop_null().to_numpy()
+        if not len(given):
+            return
+        after = self._last_given is None or int(given[0]) > self._last_given
+        if after and _rising(given):
+            self._last_given = int(given[-1])
+        else:
+            self._given = False
 
     def _probes(self) -> ThreadPoolExecutor:
         """The thread that runs this file's probes, one at a time (the second connection is
@@ -230,8 +259,10 @@ class ShardRows:
         pcsv.write_csv(table, self._spool, write_options=_CSV)
         self.spooled += rows.num_rows
 
-    def finish(self) -> None:
-        """End the direct COPY, then copy the spooled rows into the staging tables."""
+    def finish(self, seen: bool = True) -> None:
+        """End the direct COPY, then copy the spooled rows into the staging tables; the
+        unchanged rows' ids into load_seen only when `seen` (duplicates.sql or a snapshot
+        needs them)."""
         self._stop_probes()
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         if stack is not None:
@@ -241,7 +272,7 @@ class ShardRows:
                 raise Conflict("an id the shard holds") from None
         for spool, count, statement in (
             (self._spool, self.spooled, LOAD.copy),
-            (self._seen, self.seen, LOAD.copy_seen),
+            (self._seen, self.seen if seen else 0, LOAD.copy_seen),
         ):
             if count:
                 spool.seek(0)
@@ -266,6 +297,12 @@ class ShardRows:
 def _marks(table: pa.Table) -> bool:
     """Whether a batch holds a delete marker."""
     return bool(as_mask(table.column("deleting")).any())
+
+
+def _rising(ids: np.ndarray) -> bool:
+    """Whether each id is greater than the one before (then none is there twice): the
+    ids of a file sorted by id, found in one pass instead of a hash of them all."""
+    return bool(np.all(ids[1:] > ids[:-1]))
 
 
 def _settle(future: Future[Any]) -> None:

@@ -11,7 +11,7 @@ For each file, a `ShardWriter`:
    The queued writer sends them from a worker thread, so shards take rows concurrently
    while the main thread parses.
 3. `check`:  end the COPYs, copy the spool into staging, find the ids the file holds twice
-   (sql/load/duplicates.sql).
+   (sql/load/duplicates.sql; not needed when they came in rising order).
 4. `commit`: update the changed staged rows and insert the new ones (falling back to one
    INSERT ... ON CONFLICT when someone inserted one of the ids meanwhile), write the ledger
    row, COMMIT (or, for a dry run, preview the counts and roll back). `rollback` abandons
@@ -221,9 +221,13 @@ class ShardWriter(ShardLink):
         try:
             with self._watchdog.waiting(conn):
                 assert self._rows is not None
-                self._rows.finish()
+                # Ids given in rising order cannot repeat (ShardRows.ids_once): no
+                # duplicates.sql, and load_seen only for a snapshot's deletions.
+                once = self._rows.ids_once
+                snapshot = self.source is not None and self.source.snapshot
+                self._rows.finish(seen=snapshot or not once)
                 self._duplicates = 0
-                if conn.execute(LOAD.duplicates).rowcount:
+                if not once and conn.execute(LOAD.duplicates).rowcount:
                     if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
                         # An unchanged row that was not sent comes again later: its raw
                         # record is needed for the rejects file.

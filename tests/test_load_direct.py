@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from click.testing import Result
 from psycopg import sql
 
@@ -23,6 +24,7 @@ from pipeline.shard_rows import (
     PROBE_PACK,
     PROBE_RANGE_SPAN,
     SPOOL_IN_MEMORY,
+    ShardRows,
     read_held,
 )
 from pipeline.source_arrow import BLOCK_BYTES
@@ -66,12 +68,88 @@ def test_rows_the_shard_holds_are_spooled_past_memory_and_written_exactly(
     second = [[*r[:5], f"y{r[0]}"] for r in first]
     summary = load(run_cli, write(tmp_path / "b.csv", second))["shards"]["db_us"]
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (0, count, 0)
-    # Every row unchanged, but a tenth: only the ids of the others are sent.
+    # Every row unchanged, but a tenth: only the ids of the others are sent. In falling
+    # order, so that the shard needs them (duplicates.sql: see the next test).
     third = [r if int(r[0]) % 10 else [*r[:5], "z"] for r in second]
-    summary = load(run_cli, write(tmp_path / "c.csv", third))["shards"]["db_us"]
+    summary = load(run_cli, write(tmp_path / "c.csv", third[::-1]))["shards"]["db_us"]
     assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (
         0, count // 10, count - count // 10)  # fmt: skip
     assert rows(shard_dsns["db_us"]) == [(r[0], "US", r[2], "Female", r[4], r[5]) for r in third]
+
+
+def spy_on_finish(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the end of a file sent the unchanged rows' ids (ShardRows.finish's `seen`),
+    for each shard that had some; the real method runs."""
+    calls: list[bool] = []
+    finish = ShardRows.finish
+
+    def spied(self: ShardRows, seen: bool = True) -> None:
+        if self.seen:
+            calls.append(seen)
+        finish(self, seen)
+
+    monkeypatch.setattr(ShardRows, "finish", spied)
+    return calls
+
+
+def test_ids_in_rising_order_are_not_searched_for_one_given_twice(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # A file sorted by id, over three batches: the unchanged rows' ids stay on the client
+    # (only a snapshot needs them), and every count and row is what the full search gives.
+    count = 2 * BATCH_RECORDS + 1
+    first: list[list[Any]] = [[i, "DE", f"N{i}", "F", 30, "x"] for i in range(1, count + 1)]
+    load(run_cli, write(tmp_path / "a.csv", first))
+    sent = spy_on_finish(monkeypatch)
+    changed = [[*r[:5], "y"] if r[0] % 10 == 0 else r for r in first]
+    changed.insert(5, ["", "DE", "No id", "M", 40, "z"])  # a new id from the shard
+    summary = load(run_cli, write(tmp_path / "b.csv", changed))["shards"]["default"]
+    assert sent == [False]
+    assert (summary["inserted"], summary["updated"], summary["unchanged"]) == (
+        1, count // 10, count - count // 10)  # fmt: skip
+    held = rows(shard_dsns["default"])
+    assert [r[5] for r in held[:count]] == [r[5] for r in changed if r[0] != ""]
+    assert held[count][2] == "No id"
+    # A snapshot deletes what the file does not give: it needs every id.
+    load(run_cli, write(tmp_path / "c.csv", changed), "--source", "s")
+    sent.clear()
+    summary = load(run_cli, write(tmp_path / "d.csv", changed[:-1]), "--source", "s",
+                   "--mode", "snapshot")["shards"]["default"]  # fmt: skip
+    assert sent == [True]
+    # The last id is gone, and so is the resident without an id of c.csv: this file's is new.
+    assert (summary["unchanged"], summary["inserted"], summary["deleted"]) == (count - 1, 1, 2)
+
+
+def test_an_id_again_at_a_batch_start_is_found_given_twice(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Rising within each batch, but the second batch starts with the first one's last id:
+    # unchanged, then changed. The search runs, and the last one wins.
+    first = [[i, "DE", f"N{i}", "F", 30, "x"] for i in range(1, BATCH_RECORDS + 2)]
+    load(run_cli, write(tmp_path / "a.csv", first))
+    sent = spy_on_finish(monkeypatch)
+    again = [*first[:BATCH_RECORDS], [BATCH_RECORDS, "DE", "Changed", "M", 31, "y"], first[-1]]
+    summary = load(run_cli, write(tmp_path / "b.csv", again))
+    assert sent == [True]
+    assert [(r["record"], r["reason"]) for r in rejects(summary)] == [
+        (BATCH_RECORDS, "duplicate_id")
+    ]
+    counts = summary["shards"]["default"]
+    assert (counts["updated"], counts["unchanged"]) == (1, BATCH_RECORDS)
+    assert rows(shard_dsns["default"])[BATCH_RECORDS - 1][2:] == ("Changed", "Male", 31, "y")
+
+
+def test_ids_in_falling_order_are_searched_and_none_found_twice(
+    run_cli: RunCli, initialised: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [[i, "DE", f"N{i}", "F", 30, "x"] for i in range(1, 101)]
+    load(run_cli, write(tmp_path / "a.csv", records))
+    sent = spy_on_finish(monkeypatch)
+    summary = load(run_cli, write(tmp_path / "b.csv", records[::-1]))
+    assert sent == [True]
+    assert (summary["shards"]["default"]["unchanged"], rejects(summary)) == (100, [])
 
 
 def test_the_rows_a_probe_finds_are_read_whole_across_its_packs(
