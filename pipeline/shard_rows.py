@@ -63,6 +63,15 @@ _HELD = (*OUTPUT, "source")
 _HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
                pa.string()]  # fmt: skip
 _PACKED = packed_columns(_HELD)
+# load_seen's rows in COPY's binary format: a field count, then each field's size and
+# big-endian value; the stream opens with a signature, flags and header extension size,
+# and ends with a field count of -1.
+_SEEN_ROW = np.dtype(
+    [("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("record_size", ">i4"),
+     ("record", ">i8")]
+)  # fmt: skip
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
 _PROBE_RANGE = sql.SQL("id BETWEEN {low} AND {high}")
 _PROBE_IDS = sql.SQL("id = ANY({ids}::bigint[])")
 # The staging table's columns (copy.sql), from a batch's columns.
@@ -114,6 +123,7 @@ class ShardRows:
         self._last_given: int | None = None
         self._given = True
         self._seen = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+        self._seen.write(_BINARY_HEADER)
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._copy_stack: contextlib.ExitStack | None = None
@@ -163,9 +173,9 @@ class ShardRows:
         if staged.any():
             self._to_spool(table.filter(staged))
         if seen.any():
-            seen_rows = table.select(["id", "record"]).filter(seen)
-            pcsv.write_csv(seen_rows, self._seen, write_options=_CSV)
-            self.seen += seen_rows.num_rows
+            seen_rows = _seen_rows(table, seen)
+            self._seen.write(seen_rows.tobytes())
+            self.seen += len(seen_rows)
         if new.any():
             self._write_direct(table.select(list(OUTPUT)).filter(new))
 
@@ -281,6 +291,8 @@ class ShardRows:
                 with cursor.copy(statement, writer=writer) as copy:
                     while chunk := spool.read(SPOOL_CHUNK):
                         copy.write(chunk)
+                    if spool is self._seen:
+                        copy.write(_BINARY_TRAILER)
             spool.close()
 
     def abandon(self) -> None:
@@ -296,7 +308,18 @@ class ShardRows:
 
 def _marks(table: pa.Table) -> bool:
     """Whether a batch holds a delete marker."""
-    return bool(as_mask(table.column("deleting")).any())
+    return bool(pc.any(table.column("deleting")).as_py())
+
+
+def _seen_rows(table: pa.Table, seen: np.ndarray) -> np.ndarray:
+    """The id and record number of the rows `seen` picks, as rows of a binary COPY
+    (copy_seen.sql): numpy lays them out, where CSV would format every number."""
+    picked = table.select(["id", "record"]).filter(pa.array(seen))  # no null id: held rows
+    rows = np.empty(picked.num_rows, dtype=_SEEN_ROW)
+    rows["fields"], rows["id_size"], rows["record_size"] = 2, 8, 8
+    rows["id"] = picked.column("id").to_numpy()
+    rows["record"] = picked.column("record").to_numpy()
+    return rows
 
 
 def _rising(ids: np.ndarray) -> bool:

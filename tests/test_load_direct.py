@@ -59,7 +59,7 @@ def rejects(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def test_rows_the_shard_holds_are_spooled_past_memory_and_written_exactly(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
-    # Each spooled row is some 40 bytes, an unchanged one's id and record number some 14:
+    # Each spooled row is some 40 bytes, an unchanged one's id and record number 30:
     # both spools pass SPOOL_IN_MEMORY and go on in a temporary file.
     count = SPOOL_IN_MEMORY // 10
     first: list[list[Any]] = [[i, "US", f"N{i}", "F", i % 90, "x"] for i in range(1, count + 1)]
