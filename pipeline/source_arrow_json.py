@@ -30,7 +30,14 @@ import pyarrow.json as pjson
 from pipeline.batch import BATCH_RECORDS, Batch
 from pipeline.json_array import DECODER
 from pipeline.rules import COUNTRY_MAX
-from pipeline.source_arrow import BLOCK_BYTES, BOM, NotSimple, empty_batch, reading_errors
+from pipeline.source_arrow import (
+    BLOCK_BYTES,
+    BOM,
+    PARSE_CHUNK,
+    NotSimple,
+    empty_batch,
+    reading_errors,
+)
 from pipeline.source_file import READ, REQUIRED
 
 _NL, _CR, _BRACE = 10, 13, 123
@@ -104,7 +111,8 @@ class ArrowNdjson:
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
-        if int(np.max(ends - starts + 1)) > self.limits.max_line:
+        longest = int(np.max(ends - starts + 1))
+        if longest > self.limits.max_line:
             raise NotSimple("a line near its limit")
         first = arr[starts]
         blank = first == _NL
@@ -113,7 +121,7 @@ class ArrowNdjson:
         taken = np.flatnonzero(~blank)
         if not len(taken):
             return empty_batch(), len(newlines)
-        table = self._parse(block, len(taken))
+        table = self._parse(block, len(taken), max(PARSE_CHUNK, longest + 1))
         n = table.num_rows
         columns = {}
         for key, name in zip(READ, self._names, strict=True):
@@ -139,19 +147,17 @@ class ArrowNdjson:
         batch = Batch(records, lines, columns, raws, nul_free=b"\\u0000" not in block)
         return batch, len(newlines)
 
-    def _parse(self, block: bytes, records: int) -> pa.Table:
-        """The block parsed by pyarrow into one column a name; NotSimple unless it holds
-        exactly `records` objects of known keys and simple values."""
+    def _parse(self, block: bytes, records: int, piece: int) -> pa.Table:
+        """The block parsed by pyarrow into one column a name, in pieces of `piece` bytes
+        (source_arrow.PARSE_CHUNK); NotSimple unless it holds exactly `records` objects of
+        known keys and simple values."""
         flipped: set[str] = set()
         while True:
             schema = pa.schema(list(self._kinds.items()))
             try:
                 table = pjson.read_json(
                     io.BytesIO(block),
-                    # One thread: the servers need the other core (as for CSV).
-                    read_options=pjson.ReadOptions(
-                        use_threads=False, block_size=max(len(block) + 1, 1 << 16)
-                    ),
+                    read_options=pjson.ReadOptions(use_threads=True, block_size=piece),
                     parse_options=pjson.ParseOptions(
                         explicit_schema=schema, unexpected_field_behavior="error"
                     ),

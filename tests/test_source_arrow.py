@@ -19,7 +19,7 @@ from pipeline.batch import BATCH_RECORDS
 from pipeline.batches import BATCH_CHARS, batches
 from pipeline.columns import FIELDS
 from pipeline.rules import Limits
-from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, NotSimple
+from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, PARSE_CHUNK, NotSimple
 from pipeline.sources import SourceError, open_source
 
 HEADER = "id,country,name,gender,age,address\n"
@@ -190,6 +190,27 @@ def test_a_record_ending_exactly_at_a_block_end_is_whole(tmp_path: Path) -> None
     found = same_through_both(path, Limits(max_line=2 * BLOCK_BYTES, max_record=2 * BLOCK_BYTES,
                                            max_field=2 * BLOCK_BYTES))  # fmt: skip
     assert [(r[0], r[1]) for r in found] == [(1, 2), (2, 3)]
+
+
+@pytest.mark.parametrize(
+    "size",
+    [PARSE_CHUNK - 1, PARSE_CHUNK, PARSE_CHUNK + 1, 2 * PARSE_CHUNK + 1],
+    ids=["under", "at", "over", "twice"],
+)
+def test_records_around_pyarrows_piece_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
+    # pyarrow parses a block in pieces of PARSE_CHUNK bytes, or of the longest record and a
+    # byte: records (`size` bytes with the line end) of the piece's size, one byte either
+    # side, and over twice it (which pyarrow refuses in pieces of PARSE_CHUNK), among short
+    # ones, some quoted over two lines.
+    line = "7,DE,Ann,F,30,"
+    short = ['1,DE,Ann,F,30,"a\nb"\n'] * 100 + ["2,US,Bob,M,40,y\n"] * 100
+    text = HEADER + "".join(short) + line + "x" * (size - len(line) - 1) + "\n"
+    text += "".join(short) + line + "z" * (size - len(line) - 1) + "\n" + "".join(short)
+    path = tmp_path / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    found = same_through_both(path, Limits(max_field=4 * PARSE_CHUNK))
+    assert [len(r[3]["address"]) for r in found if r[2][0] == "7"] == [size - len(line) - 1] * 2
+    assert len(found) == 3 * len(short) + 2
 
 
 def test_the_bulk_reader_is_what_loads_a_plain_csv(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from pipeline.batch import BATCH_RECORDS
 from pipeline.batches import batches
 from pipeline.rules import Limits
-from pipeline.source_arrow import BLOCK_BYTES
+from pipeline.source_arrow import BLOCK_BYTES, PARSE_CHUNK
 from pipeline.sources import open_source
 from tests.test_source_arrow import refused_by_bulk, same_through_both
 
@@ -174,6 +174,27 @@ def test_records_across_every_block_and_batch_are_the_same(
     path.write_bytes(gzip.compress(text) if gz else text)
     found = same_through_both(path)
     assert [r[0] for r in found] == list(range(1, 3 * BATCH_RECORDS + 1))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [PARSE_CHUNK - 1, PARSE_CHUNK, PARSE_CHUNK + 1, 2 * PARSE_CHUNK + 1],
+    ids=["under", "at", "over", "twice"],
+)
+def test_lines_around_pyarrows_piece_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
+    # pyarrow parses a block in pieces of PARSE_CHUNK bytes, or of the longest line and a
+    # byte: lines (`size` bytes with the line end) of the piece's size, one byte either
+    # side, and over twice it (which pyarrow refuses in pieces of PARSE_CHUNK), among
+    # short ones.
+    head = '{"id": "7", "country": "DE", "name": "'
+    short = (BOB + "\n") * 200
+    long = head + "x" * (size - len(head) - len('"}\n')) + '"}\n'
+    text = short + long + short + long.replace("x", "z") + short
+    found = same_through_both(
+        _write(tmp_path / "f.ndjson", text), Limits(max_field=4 * PARSE_CHUNK)
+    )
+    assert [len(r[2][2]) for r in found if r[2][0] == "7"] == [len(long) - len(head) - 3] * 2
+    assert len(found) == 602
 
 
 def test_a_line_ending_exactly_at_a_block_end_is_whole(tmp_path: Path) -> None:
