@@ -273,9 +273,11 @@ class ShardWriter(ShardLink):
                         for start in range(0, len(refused_ids), KEPT_CHUNK):
                             chunk = refused_ids[start : start + KEPT_CHUNK]
                             copy.write("\n".join(map(str, chunk.tolist())) + "\n")
+                conn.execute(LOAD.no_nested_loops)
                 found = conn.execute(
                     LOAD.snapshot_delete, {**params, **self._protected, "with_ids": with_ids}
                 ).fetchall()
+                conn.execute(LOAD.nested_loops)
                 counts.deleted_by_country = {country: int(n) for country, n, _ in found}
                 counts.deleted = sum(counts.deleted_by_country.values())
                 if with_ids:
