@@ -86,6 +86,10 @@ FLOOR = "floor: COPY to staging + upsert by psql, both shards at once, no checks
 DIRECT_TABLE = "CREATE TABLE bench_direct (LIKE residents INCLUDING ALL)"
 DIRECT_COLUMNS = "id, country, name, gender, age, address, load_id"
 DIRECT = "floor: valid rows split by shard, psql \\copy straight into residents, both at once"
+DIRECT_FULL = (
+    "floor: the new residents' valid rows split by shard, psql \\copy straight into"
+    " residents holding as many others, both at once"
+)
 LOAD_EMPTY = "pipeline load, empty shards"
 LOAD_FORCE = "pipeline load --force, all unchanged"
 LOAD_OTHERS = "pipeline load, new residents into shards holding as many others"
@@ -254,6 +258,7 @@ def main() -> None:
         Step(FLOOR, n, COPY_IN),
         Step(DIRECT, n, COPY_IN),
         Step(LOAD_OTHERS, n, COPY_IN),
+        Step(DIRECT_FULL, n, COPY_IN),
         Step(LOAD_FORCE, n, COPY_IN),
         Step(LOAD_CHANGED, n, COPY_IN),
         Step(LOAD_NDJSON, n, COPY_IN),
@@ -436,6 +441,7 @@ def one_round(
     # Last: their writes (and the checkpoints they bring) would slow the steps after them.
     measure_floor(measure, steps, dsns, psql, workdir)
     measure(LOAD_OTHERS, [*load, str(files["others"])])
+    measure_floor_full(measure, steps, dsns, psql, workdir)
     expected = {"bench_plain": n, "bench_pandas": n, "bench_insert": min(n, 20_000)}
     if shutil.which("pgloader"):
         expected["bench_pgloader"] = n
@@ -603,6 +609,52 @@ def measure_floor(
             if not counts or not counts[0] == counts[1] == counts[2]:
                 raise RuntimeError(f"bench_floor and bench_direct hold {counts}: no floor figure")
             conn.execute("DROP TABLE bench_floor, bench_direct")
+
+
+def measure_floor_full(
+    measure: Callable[[str, list[str]], None],
+    steps: dict[str, Step],
+    dsns: list[str],
+    psql: str,
+    workdir: Path,
+) -> None:
+    """The direct floor of LOAD_OTHERS, after it: the rows that load wrote (valid, split by
+    shard, its load_id) copied by psql straight into a table like residents that holds the
+    shard's other rows, both shards at once. The table is dropped afterwards."""
+    copies, new = [], 0
+    last = "(SELECT load_id FROM load_ledger ORDER BY ledger_id DESC LIMIT 1)"
+    for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1])):
+        rows = workdir / f"{shard}-new.csv"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(DIRECT_TABLE)
+            conn.execute(
+                f"INSERT INTO bench_direct ({DIRECT_COLUMNS}) SELECT {DIRECT_COLUMNS}"
+                f" FROM residents WHERE load_id IS DISTINCT FROM {last}"
+            )
+            conn.execute("VACUUM (ANALYZE) bench_direct")
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):  # BENCH_DSN roles
+                conn.execute("CHECKPOINT")
+            new_rows = f"SELECT {DIRECT_COLUMNS} FROM residents WHERE load_id = {last}"
+            rows_out = f"COPY ({new_rows}) TO STDOUT"
+            with conn.cursor().copy(rows_out) as copy, rows.open("wb") as out:
+                for data in copy:
+                    out.write(data)
+            row = conn.execute(f"SELECT count(*) FROM residents WHERE load_id = {last}").fetchone()
+            new += row[0] if row else 0
+        copy_in = f"\\copy bench_direct ({DIRECT_COLUMNS}) FROM '{rows}'"
+        copies.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -c \"{copy_in}\"")
+    steps[DIRECT_FULL].rows = new
+    measure(DIRECT_FULL, ["bash", "-c", f"{copies[1]} & other=$!; {copies[0]} && wait $other"])
+    for dsn in dsns:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM residents), (SELECT count(*) FROM bench_direct)"
+            ).fetchone()
+            if not counts or counts[0] != counts[1]:
+                raise RuntimeError(f"bench_direct holds {counts}: no floor figure")
+            conn.execute("DROP TABLE bench_direct")
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CHECKPOINT")
 
 
 def check_baselines(dsn: str, expected: dict[str, int]) -> None:

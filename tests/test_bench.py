@@ -12,6 +12,7 @@ from bench import moves
 from bench.run import (
     CHECK_FLOOR,
     DIRECT,
+    DIRECT_FULL,
     FLOOR,
     LOAD_APPEND_99,
     LOAD_EMPTY,
@@ -43,7 +44,7 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
         cells = [c.strip() for c in measured[step].split("|")]
         assert cells[2] == "2,000" and float(cells[3]) > 0, measured[step]
     assert "x" in measured["pipeline load, empty shards"].split("|")[-2]  # a ratio was computed
-    for name in (FLOOR, DIRECT):
+    for name in (FLOOR, DIRECT, DIRECT_FULL):
         floor = [c.strip() for c in measured[name].split("|")]
         assert 0 < int(floor[2].replace(",", "")) <= 2000 and float(floor[3]) > 0, floor
     others = [c.strip() for c in measured[LOAD_OTHERS].split("|")]
