@@ -220,14 +220,12 @@ class ShardWriter(ShardLink):
         conn = self._connection()
         try:
             with self._watchdog.waiting(conn):
-                assert self._rows is not None
-                # Ids given in rising order cannot repeat (ShardRows.ids_once): no
-                # duplicates.sql, and load_seen only for a snapshot's deletions.
-                once = self._rows.ids_once
-                snapshot = self.source is not None and self.source.snapshot
-                self._rows.finish(seen=snapshot or not once)
+                rows = self._rows
+                assert rows is not None
+                # Rising ids cannot repeat (ShardRows.ids_once): load_seen is for a snapshot.
+                rows.finish(seen=not rows.ids_once or bool(self.source and self.source.snapshot))
                 self._duplicates = 0
-                if not once and conn.execute(LOAD.duplicates).rowcount:
+                if not rows.ids_once and conn.execute(LOAD.duplicates).rowcount:
                     if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
                         # An unchanged row that was not sent comes again later: its raw
                         # record is needed for the rejects file.
@@ -273,19 +271,17 @@ class ShardWriter(ShardLink):
                         for start in range(0, len(refused_ids), KEPT_CHUNK):
                             chunk = refused_ids[start : start + KEPT_CHUNK]
                             copy.write("\n".join(map(str, chunk.tolist())) + "\n")
-                conn.execute(LOAD.no_nested_loops)
-                found = conn.execute(
-                    LOAD.snapshot_delete, {**params, **self._protected, "with_ids": with_ids}
-                ).fetchall()
+                conn.execute(LOAD.no_nested_loops)  # hash joins, for the next statement
+                delete = {**params, **self._protected, "with_ids": with_ids}
+                found = conn.execute(LOAD.snapshot_delete, delete).fetchall()
                 conn.execute(LOAD.nested_loops)
                 counts.deleted_by_country = {country: int(n) for country, n, _ in found}
                 counts.deleted = sum(counts.deleted_by_country.values())
                 if with_ids:
                     counts.deleted_ids = sorted(i for *_, ids in found for i in ids)
                 if counts.deleted:
-                    counts.source_rows = counts.deleted + _scalar(
-                        conn.execute(LOAD.source_rows, params).fetchone()
-                    )
+                    held = _scalar(conn.execute(LOAD.source_rows, params).fetchone())
+                    counts.source_rows = counts.deleted + held
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
