@@ -220,8 +220,11 @@ class _Run:
         if result.source is not None and result.source.snapshot:
             refused_ids = self.dispatch.refused_id_array()
             with_ids = self.options.dry_run
-            self._in_parallel(result, active, lambda writer: writer.sweep(refused_ids, with_ids))
-            over = result.too_many_deletes(self.options.max_deletes)
+            budget = self.options.max_deletes
+            self._in_parallel(
+                result, active, lambda writer: writer.sweep(refused_ids, with_ids, budget)
+            )
+            over = result.too_many_deletes(budget)
             if over is not None:
                 self._abandon_file(result, active, f"{path}: {over}")
                 return result

@@ -44,20 +44,19 @@ from pipeline.errors import ShardError
 from pipeline.load_result import ShardCounts
 from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
+from pipeline.routing import Budget
 from pipeline.rules import Rules
 from pipeline.shard_link import ShardLink, Timeouts
 from pipeline.shard_rows import Conflict, ShardRows
 from pipeline.sync import Source
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
-REJECT_FIELDS = FIELDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
 # Refused ids a snapshot copies to a shard at a time (copy_kept.sql): their text is built in
 # Python, a few MB at most.
 KEPT_CHUNK = 65_536
-
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
 _NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
@@ -248,16 +247,15 @@ class ShardWriter(ShardLink):
                 cursor.itersize = REJECTS_BATCH
                 cursor.execute(LOAD.rejects)
                 for r in cursor:
-                    raw = dict(zip(REJECT_FIELDS, r[3:], strict=True))
+                    raw = dict(zip(FIELDS, r[3:], strict=True))
                     yield SqlReject(r[0], r[1], RejectReason(r[2]), raw)
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
 
-    def sweep(self, refused_ids: np.ndarray, with_ids: bool) -> None:
+    def sweep(self, refused_ids: np.ndarray, with_ids: bool, budget: Budget) -> None:
         """A snapshot's deletions (sql/load/snapshot_delete.sql), before `commit` writes the
-        file's rows: counts what it deleted by country (and the ids, `with_ids`), and how many
-        rows of the source the shard held, for --max-deletes. Nothing for an append."""
+        file's rows, by country (and the ids, `with_ids`), within `budget` (--max-deletes)."""
         source = self.source
         if source is None or not source.snapshot:
             return
@@ -279,7 +277,9 @@ class ShardWriter(ShardLink):
                 counts.deleted = sum(counts.deleted_by_country.values())
                 if with_ids:
                     counts.deleted_ids = sorted(i for *_, ids in found for i in ids)
-                if counts.deleted:
+                # A lower bound (rows given unchanged are the source's): counted only if over.
+                counts.source_rows = counts.deleted + (self._rows.seen if self._rows else 0)
+                if counts.deleted and budget.exceeded(counts.deleted, counts.source_rows):
                     held = _scalar(conn.execute(LOAD.source_rows, params).fetchone())
                     counts.source_rows = counts.deleted + held
         except psycopg.Error as exc:

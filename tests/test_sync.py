@@ -132,6 +132,27 @@ def test_a_snapshot_over_max_deletes_changes_nothing_anywhere(
     assert summary["shards"]["db_us"]["updated"] == 10
 
 
+def test_max_deletes_counts_the_sources_rows_the_file_changes_too(
+    run_cli: RunCli, initialised: None, tmp_path: Path
+) -> None:
+    # The rows the file gives unchanged are a lower bound of the source's rows; past the
+    # budget on that bound, the source is counted. 2 of 40 deleted (5%) is within 10%, though
+    # the file gives none of the other 38 unchanged.
+    crm = people(range(1, 41))
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    changed = [[*r[:5], "Moved"] for r in crm[2:]]
+    summary = load_json(run_cli, "--source", "crm", "--mode", "snapshot",
+                        str(write(tmp_path / "b.csv", changed)))  # fmt: skip
+    counts = summary["shards"]["default"]
+    assert (counts["deleted"], counts["updated"], counts["unchanged"]) == (2, 38, 0)
+    # The same budget on the same source, 5 of its 38 rows gone (13%): refused, with the
+    # source's count in the message.
+    result = run_cli("load", "--source", "crm", "--mode", "snapshot",
+                     str(write(tmp_path / "c.csv", crm[7:])))  # fmt: skip
+    assert result.exit_code == 1
+    assert "would delete 5 of the 38 rows it has on shard default" in result.output
+
+
 def test_a_dry_run_lists_what_a_snapshot_would_delete_and_deletes_nothing(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
