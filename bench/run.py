@@ -321,11 +321,14 @@ def bench_config(workdir: Path, dsns: list[str]) -> Path:
     return config
 
 
-def direct_copy_in(conn: psycopg.Connection[Any], dsn: str, psql: str, rows: Path) -> str:
-    """The direct floor's command for one shard: its residents written to `rows` now, and
-    psql copying them into a new table like residents (bench_direct) when run."""
+def direct_copy_in(
+    conn: psycopg.Connection[Any], dsn: str, psql: str, rows: Path, where: str = "true"
+) -> str:
+    """The direct floor's command for one shard: its residents (those `where` picks) written
+    to `rows` now, and psql copying them into a new table like residents (bench_direct) when
+    run."""
     conn.execute(DIRECT_TABLE)
-    rows_out = f"COPY (SELECT {DIRECT_COLUMNS} FROM residents) TO STDOUT"
+    rows_out = f"COPY (SELECT {DIRECT_COLUMNS} FROM residents WHERE {where}) TO STDOUT"
     with conn.cursor().copy(rows_out) as copy, rows.open("wb") as out:
         for data in copy:
             out.write(data)
@@ -626,7 +629,7 @@ def measure_floor_full(
     for shard, dsn in (("default", dsns[0]), ("db_us", dsns[1])):
         rows = workdir / f"{shard}-new.csv"
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(DIRECT_TABLE)
+            copies.append(direct_copy_in(conn, dsn, psql, rows, f"load_id = {last}"))
             conn.execute(
                 f"INSERT INTO bench_direct ({DIRECT_COLUMNS}) SELECT {DIRECT_COLUMNS}"
                 f" FROM residents WHERE load_id IS DISTINCT FROM {last}"
@@ -634,15 +637,8 @@ def measure_floor_full(
             conn.execute("VACUUM (ANALYZE) bench_direct")
             with contextlib.suppress(psycopg.errors.InsufficientPrivilege):  # BENCH_DSN roles
                 conn.execute("CHECKPOINT")
-            new_rows = f"SELECT {DIRECT_COLUMNS} FROM residents WHERE load_id = {last}"
-            rows_out = f"COPY ({new_rows}) TO STDOUT"
-            with conn.cursor().copy(rows_out) as copy, rows.open("wb") as out:
-                for data in copy:
-                    out.write(data)
             row = conn.execute(f"SELECT count(*) FROM residents WHERE load_id = {last}").fetchone()
             new += row[0] if row else 0
-        copy_in = f"\\copy bench_direct ({DIRECT_COLUMNS}) FROM '{rows}'"
-        copies.append(f"{psql} '{dsn}' -q -v ON_ERROR_STOP=1 -c \"{copy_in}\"")
     steps[DIRECT_FULL].rows = new
     measure(DIRECT_FULL, ["bash", "-c", f"{copies[1]} & other=$!; {copies[0]} && wait $other"])
     for dsn in dsns:
