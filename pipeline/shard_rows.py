@@ -15,7 +15,10 @@ batches that give its id is the one case this cannot see: the second goes straig
 
 Which ids went to staging or load_seen is watched as they go: while each is greater than
 the one before, in file order (as in a file sorted by id), no id can be there twice, and the
-shard is spared duplicates.sql and, for an append, load_seen (`ids_once`).
+shard is spared duplicates.sql and, for an append, load_seen (`ids_once`). A snapshot of
+such a file is spared load_seen too: each batch's probe starts where the one before ended,
+so the client learns every row the shard holds in one unbroken range of ids, and sends
+back only those the file does not give (load_missing: `covered`, `deletion`).
 
 The direct COPY fails with a unique violation when the file holds one of its new ids twice,
 or someone inserts one by hand meanwhile; the batch itself is checked for the first case.
@@ -29,6 +32,7 @@ import contextlib
 import io
 import tempfile
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -42,8 +46,9 @@ from psycopg import sql
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.errors import PipelineError
-from pipeline.packed import packed_columns, unpack
+from pipeline.held import PACKED, BinaryIds, read_held, unchanged
 from pipeline.queries import LOAD
+from pipeline.sqlfiles import Statement
 from pipeline.validate import OUTPUT, as_mask
 from pipeline.watchdog import Watchdog
 
@@ -59,19 +64,9 @@ _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
 # PROBE_RANGE_SPAN * BATCH_RECORDS rows: the packed values stay below 200 MB, far below
 # what a bytea holds (1 GB), however large the rows.
 PROBE_PACK = 2_048
-_HELD = (*OUTPUT, "source")
-_HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
-               pa.string()]  # fmt: skip
-_PACKED = packed_columns(_HELD)
-# load_seen's rows in COPY's binary format: a field count, then each field's size and
-# big-endian value; the stream opens with a signature, flags and header extension size,
-# and ends with a field count of -1.
-_SEEN_ROW = np.dtype(
-    [("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("record_size", ">i4"),
-     ("record", ">i8")]
-)  # fmt: skip
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_BINARY_TRAILER = b"\xff\xff"
+# Refused ids a snapshot copies to a shard at a time (copy_kept.sql): their text is built in
+# Python, a few MB at most.
+KEPT_CHUNK = 65_536
 _PROBE_RANGE = sql.SQL("id BETWEEN {low} AND {high}")
 _PROBE_IDS = sql.SQL("id = ANY({ids}::bigint[])")
 # The staging table's columns (copy.sql), from a batch's columns.
@@ -104,6 +99,7 @@ class ShardRows:
         direct: bool,
         source: str | None = None,
         probe_watchdog: Watchdog | None = None,  # the second connection's (its own thread's)
+        snapshot: bool = False,  # the file is a snapshot of `source`: see `covered`
     ) -> None:
         self._conn = conn
         self._probe = probe
@@ -116,14 +112,20 @@ class ShardRows:
         self.direct = direct
         self.inserted = 0  # rows written straight into residents
         self.spooled = 0
-        self.seen = 0  # rows the shard holds unchanged: only their ids are sent
         self.deleting = False  # a delete marker was spooled
         # The last id given to staging or load_seen, while each was greater than the one
         # before (None: none yet); `_given` turns False at the first that is not.
         self._last_given: int | None = None
         self._given = True
-        self._seen = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-        self._seen.write(_BINARY_HEADER)
+        # The ids and record numbers of the rows the shard holds unchanged: only these are sent.
+        self._seen = BinaryIds(("id", "record"), SPOOL_IN_MEMORY)
+        # A snapshot's probes, while each starts where the one before ended (`covered`): the
+        # range they covered, and the ids the shard holds in it that the file does not give.
+        self.snapshot = snapshot
+        self._unbroken = snapshot
+        self._low: int | None = None
+        self._high: int | None = None
+        self._missing = BinaryIds(("id",), SPOOL_IN_MEMORY)
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._copy_stack: contextlib.ExitStack | None = None
@@ -135,7 +137,7 @@ class ShardRows:
         and the other shards probe theirs."""
         if self.direct and not _marks(table):
             ids = table.column("id").filter(mask)
-            self._asked.append((table, self._probes().submit(self._held, ids)))
+            self._asked.append((table, self._submit(ids)))
 
     def write(self, table: pa.Table, mask: np.ndarray) -> None:
         """Send the rows of a batch (validate.Checked.table) that `mask` picks: valid, and
@@ -149,6 +151,7 @@ class ShardRows:
             self.direct = False
         self.deleting = self.deleting or marked
         if not self.direct:
+            self._unbroken = self._unbroken and not mask.any()  # a batch left unprobed
             self._note_given(table.column("id"), mask)
             self._to_spool(table.filter(mask))
             return
@@ -162,9 +165,12 @@ class ShardRows:
             rows = np.flatnonzero(existing)
             # Only the compared columns: a batch carries the raw fields too (twice the bytes).
             compared = table.select(list(OUTPUT)).filter(pa.array(existing))
-            same = _unchanged(compared, held, self._source)
+            same = unchanged(compared, held, self._source)
             seen[rows[same]] = True
             staged[rows[~same]] = True
+            if self._unbroken:
+                given = pc.is_in(held.column("id"), value_set=id_column.filter(mask))
+                self._missing.add(held.column("id").filter(pc.invert(given)).to_numpy())
         new = mask & ~staged & ~seen
         self._note_given(id_column, staged | seen)
         new_ids = id_column.filter(new).to_numpy()  # no nulls: rows without an id are staged
@@ -173,11 +179,36 @@ class ShardRows:
         if staged.any():
             self._to_spool(table.filter(staged))
         if seen.any():
-            seen_rows = _seen_rows(table, seen)
-            self._seen.write(seen_rows.tobytes())
-            self.seen += len(seen_rows)
+            picked = table.select(["id", "record"]).filter(pa.array(seen))  # held: no null id
+            self._seen.add(picked.column("id").to_numpy(), picked.column("record").to_numpy())
         if new.any():
             self._write_direct(table.select(list(OUTPUT)).filter(new))
+
+    @property
+    def seen(self) -> int:
+        """The rows the shard holds unchanged (only their ids are sent)."""
+        return self._seen.count
+
+    @property
+    def covered(self) -> tuple[int, int] | None:
+        """For a snapshot whose every probe started where the one before ended (a file
+        sorted by id, probed by range): the ids from the first probe's start to the last's
+        end, (low, high). The shard's rows in that range that the file does not give are in
+        load_missing once `finish`ed: the deletion needs no other id of the file
+        (gone_in_range.sql). None otherwise (gone_unlisted.sql reads every id it gives)."""
+        if not self._unbroken or self._low is None or self._high is None:
+            return None
+        return self._low, self._high
+
+    def deletion(self) -> tuple[sql.Composed, dict[str, int | None]]:
+        """A snapshot's deletion here, once the file is `finish`ed: sql/load/snapshot_delete.sql
+        for the range `covered` (gone_in_range.sql) or, if none, for the ids the file gives
+        (gone_unlisted.sql); with the range's parameters."""
+        if (covered := self.covered) is None:
+            gone, (low, high) = LOAD.gone_unlisted, (None, None)
+        else:
+            gone, (low, high) = LOAD.gone_in_range, covered
+        return LOAD.snapshot_delete.format(gone=gone), {"low": low, "high": high}
 
     @property
     def ids_once(self) -> bool:
@@ -212,7 +243,8 @@ class ShardRows:
             if asked is table:
                 return future.result()
             _settle(future)  # a batch asked for and then not written (a restart)
-        return self._probes().submit(self._held, ids).result()
+            self._unbroken = False  # its range is not the file's
+        return self._submit(ids).result()
 
     def _stop_probes(self) -> None:
         """Wait for the probes still running (their answers are not needed), end the thread."""
@@ -222,20 +254,36 @@ class ShardRows:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _held(self, ids: pa.ChunkedArray) -> pa.Table | None:
-        """The rows the shard holds (committed) of the batch's ids; None when it holds none."""
+    def _submit(self, ids: pa.ChunkedArray) -> Future[pa.Table | None]:
+        """Start the probe of a batch's ids (batches in file order: see `covered`)."""
         bounds = pc.min_max(ids).as_py()
         low, high = bounds["min"], bounds["max"]
         if low is None:
-            return None
-        if high - low + 1 <= PROBE_RANGE_SPAN * len(ids):
-            where = _PROBE_RANGE.format(low=sql.Literal(low), high=sql.Literal(high))
+            return self._probes().submit(lambda: None)
+        start = low
+        if self._unbroken and self._high is not None:
+            if low > self._high:  # from where the last probe ended: no id left between
+                start = self._high + 1
+            else:
+                self._unbroken = False
+        span = PROBE_RANGE_SPAN * len(ids)
+        if high - start + 1 > span:
+            self._unbroken, start = False, low
+        if high - start + 1 <= span:
+            where = _PROBE_RANGE.format(low=sql.Literal(start), high=sql.Literal(high))
+            if self._unbroken:
+                self._low = start if self._low is None else self._low
+                self._high = high
         else:
             wanted = pc.cast(pc.unique(ids.drop_null()), pa.string())
             listed = pa.ListArray.from_arrays(pa.array([0, len(wanted)], pa.int32()), wanted)
             text = "{" + pc.binary_join(listed, ",")[0].as_py() + "}"
             where = _PROBE_IDS.format(ids=sql.Literal(text))
-        query = LOAD.probe.format(where=where, packed=_PACKED, pack_bytes=sql.Literal(PROBE_PACK))
+        return self._probes().submit(self._held, where)
+
+    def _held(self, where: sql.Composable) -> pa.Table | None:
+        """The rows the shard holds (committed) where `where`; None when it holds none."""
+        query = LOAD.probe.format(where=where, packed=PACKED, pack_bytes=sql.Literal(PROBE_PACK))
         conn = self._probe()
         with self._probe_watchdog.waiting(conn), conn.cursor(binary=True) as cursor:
             packs = cursor.execute(query).fetchall()
@@ -272,7 +320,7 @@ class ShardRows:
     def finish(self, seen: bool = True) -> None:
         """End the direct COPY, then copy the spooled rows into the staging tables; the
         unchanged rows' ids into load_seen only when `seen` (duplicates.sql or a snapshot
-        needs them)."""
+        not `covered` needs them), a covered snapshot's missing ids into load_missing."""
         self._stop_probes()
         stack, self._copy_stack, self._copy = self._copy_stack, None, None
         if stack is not None:
@@ -280,20 +328,35 @@ class ShardRows:
                 stack.close()
             except psycopg.errors.UniqueViolation:
                 raise Conflict("an id the shard holds") from None
-        for spool, count, statement in (
-            (self._spool, self.spooled, LOAD.copy),
-            (self._seen, self.seen if seen else 0, LOAD.copy_seen),
-        ):
-            if count:
-                spool.seek(0)
-                cursor = self._conn.cursor()
-                writer = QueuedWriter(cursor, self._watchdog)
-                with cursor.copy(statement, writer=writer) as copy:
-                    while chunk := spool.read(SPOOL_CHUNK):
-                        copy.write(chunk)
-                    if spool is self._seen:
-                        copy.write(_BINARY_TRAILER)
-            spool.close()
+        if self.spooled:
+            self._spool.seek(0)
+            self._copy_in(LOAD.copy, iter(lambda: self._spool.read(SPOOL_CHUNK), b""))
+        if seen and self.seen:
+            self._copy_in(LOAD.copy_seen, self._seen.chunks(SPOOL_CHUNK))
+        if self.covered is not None and self._missing.count:
+            self._copy_in(LOAD.copy_missing, self._missing.chunks(SPOOL_CHUNK))
+        self._close_spools()
+
+    def keep(self, ids: np.ndarray) -> None:
+        """Copy the ids of the file's records the rules refused into load_kept: a
+        snapshot's deletion leaves them alone (copy_kept.sql)."""
+        if not len(ids):
+            return
+        with self._conn.cursor().copy(LOAD.copy_kept) as copy:
+            for start in range(0, len(ids), KEPT_CHUNK):
+                copy.write("\n".join(map(str, ids[start : start + KEPT_CHUNK].tolist())) + "\n")
+
+    def _copy_in(self, statement: Statement, chunks: Iterable[bytes]) -> None:
+        cursor = self._conn.cursor()
+        writer = QueuedWriter(cursor, self._watchdog)
+        with cursor.copy(statement, writer=writer) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+
+    def _close_spools(self) -> None:
+        self._spool.close()
+        self._seen.close()
+        self._missing.close()
 
     def abandon(self) -> None:
         """End a COPY still open with an error (the server drops what it got)."""
@@ -302,24 +365,12 @@ class ShardRows:
         if stack is not None:
             with contextlib.suppress(Exception), self._watchdog.waiting(self._conn):
                 stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
-        self._spool.close()
-        self._seen.close()
+        self._close_spools()
 
 
 def _marks(table: pa.Table) -> bool:
     """Whether a batch holds a delete marker."""
     return bool(pc.any(table.column("deleting")).as_py())
-
-
-def _seen_rows(table: pa.Table, seen: np.ndarray) -> np.ndarray:
-    """The id and record number of the rows `seen` picks, as rows of a binary COPY
-    (copy_seen.sql): numpy lays them out, where CSV would format every number."""
-    picked = table.select(["id", "record"]).filter(pa.array(seen))  # no null id: held rows
-    rows = np.empty(picked.num_rows, dtype=_SEEN_ROW)
-    rows["fields"], rows["id_size"], rows["record_size"] = 2, 8, 8
-    rows["id"] = picked.column("id").to_numpy()
-    rows["record"] = picked.column("record").to_numpy()
-    return rows
 
 
 def _rising(ids: np.ndarray) -> bool:
@@ -332,31 +383,3 @@ def _settle(future: Future[Any]) -> None:
     """Wait for a probe whose answer is not needed; its error, if any, is not either."""
     with contextlib.suppress(Exception):
         future.result()
-
-
-def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
-    """A probe's answer (sql/load/probe.sql: rows of a count and packed columns) as a table
-    of _HELD's columns."""
-    tables = []
-    for count, *packed in packs:
-        values = zip(packed, _HELD_KINDS, strict=True)
-        columns = [unpack(memoryview(value), kind, count) for value, kind in values]
-        if any(len(column) != count for column in columns):
-            raise PipelineError("the shard's answer to a probe is not whole")
-        tables.append(pa.Table.from_arrays(columns, names=list(_HELD)))
-    return pa.concat_tables(tables).combine_chunks()
-
-
-def _unchanged(rows: pa.Table, held: pa.Table, source: str | None) -> np.ndarray:
-    """For each row of the file the shard holds: whether its content is the shard's (and,
-    for a load that names its source, whether the row is that source's already)."""
-    at = pc.index_in(rows.column("id"), value_set=held.column("id"))
-    same = np.ones(rows.num_rows, dtype=bool)
-    if source is not None:
-        same &= as_mask(pc.fill_null(pc.equal(held.column("source").take(at), source), False))
-    for name in OUTPUT[1:]:
-        mine, theirs = rows.column(name), held.column(name).take(at)
-        equal = pc.fill_null(pc.equal(mine, theirs), False)
-        both_null = pc.and_(pc.is_null(mine), pc.is_null(theirs))
-        same &= as_mask(pc.or_(equal, both_null))
-    return same

@@ -54,9 +54,6 @@ from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 # Refused rows fetched at a time: 10,000 took 12 MB more at 10M rows, where every fetch is
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
-# Refused ids a snapshot copies to a shard at a time (copy_kept.sql): their text is built in
-# Python, a few MB at most.
-KEPT_CHUNK = 65_536
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
 _NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
@@ -147,10 +144,10 @@ class ShardWriter(ShardLink):
         return True
 
     def _new_rows(self, conn: psycopg.Connection[Any]) -> ShardRows:
-        name = self.source.name if self.source else None
+        source = self.source
         return ShardRows(
-            conn, self._probe, self.load_id, self._watchdog, self.direct, name,
-            self._probe_watchdog,
+            conn, self._probe, self.load_id, self._watchdog, self.direct,
+            source.name if source else None, self._probe_watchdog, bool(source and source.snapshot),
         )  # fmt: skip
 
     def _source_params(self) -> dict[str, Any]:
@@ -221,8 +218,9 @@ class ShardWriter(ShardLink):
             with self._watchdog.waiting(conn):
                 rows = self._rows
                 assert rows is not None
-                # Rising ids cannot repeat (ShardRows.ids_once): load_seen is for a snapshot.
-                rows.finish(seen=not rows.ids_once or bool(self.source and self.source.snapshot))
+                # Rising ids cannot repeat (ShardRows.ids_once): load_seen is for a snapshot
+                # whose probes did not cover one range (ShardRows.covered).
+                rows.finish(seen=not rows.ids_once or (rows.snapshot and rows.covered is None))
                 self._duplicates = 0
                 if not rows.ids_once and conn.execute(LOAD.duplicates).rowcount:
                     if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
@@ -264,21 +262,19 @@ class ShardWriter(ShardLink):
         params = {"source": source.name, "load_id": self.load_id}
         try:
             with self._watchdog.waiting(conn):
-                if len(refused_ids):
-                    with conn.cursor().copy(LOAD.copy_kept) as copy:
-                        for start in range(0, len(refused_ids), KEPT_CHUNK):
-                            chunk = refused_ids[start : start + KEPT_CHUNK]
-                            copy.write("\n".join(map(str, chunk.tolist())) + "\n")
+                assert self._rows is not None
+                self._rows.keep(refused_ids)
                 conn.execute(LOAD.no_nested_loops)  # hash joins, for the next statement
-                delete = {**params, **self._protected, "with_ids": with_ids}
-                found = conn.execute(LOAD.snapshot_delete, delete).fetchall()
+                statement, covered = self._rows.deletion()
+                delete = {**params, **self._protected, "with_ids": with_ids, **covered}
+                found = conn.execute(statement, delete).fetchall()
                 conn.execute(LOAD.nested_loops)
                 counts.deleted_by_country = {country: int(n) for country, n, _ in found}
                 counts.deleted = sum(counts.deleted_by_country.values())
                 if with_ids:
                     counts.deleted_ids = sorted(i for *_, ids in found for i in ids)
                 # A lower bound (rows given unchanged are the source's): counted only if over.
-                counts.source_rows = counts.deleted + (self._rows.seen if self._rows else 0)
+                counts.source_rows = counts.deleted + self._rows.seen
                 if counts.deleted and budget.exceeded(counts.deleted, counts.source_rows):
                     held = _scalar(conn.execute(LOAD.source_rows, params).fetchone())
                     counts.source_rows = counts.deleted + held

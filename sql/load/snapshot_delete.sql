@@ -1,8 +1,8 @@
 -- A snapshot of source %(source)s (pipeline/sync.py): delete this source's rows that the
--- file's part for this shard does not give. The file's ids are in the staging table (rows
--- to write), load_seen (rows the shard holds unchanged) and residents itself (new rows the
--- direct COPY wrote: this file's load, at this transaction's start). load_kept holds the ids
--- of records the rules refused: a refused record is no sign that its resident left. Rows a
+-- file's part for this shard does not give ({gone}: gone_unlisted.sql, or gone_in_range.sql
+-- for a file sorted by id). The file's new rows are in residents itself (the direct COPY
+-- wrote them: this file's load, at this transaction's start). load_kept holds the ids of
+-- records the rules refused: a refused record is no sign that its resident left. Rows a
 -- later file of this run already wrote (protected.sql; a re-run completing this file late)
 -- stay: the later file wins.
 -- Run before update.sql and insert.sql, whose rows it therefore cannot see as missing.
@@ -10,9 +10,8 @@
 WITH gone AS (
     DELETE FROM residents AS r
     WHERE r.source = %(source)s::text
+      AND {gone}
       AND NOT (r.load_id IS NOT DISTINCT FROM %(load_id)s::uuid AND r.loaded_at = now())
-      AND NOT EXISTS (SELECT FROM load_staging AS s WHERE s.id_v = r.id)
-      AND NOT EXISTS (SELECT FROM load_seen AS s WHERE s.id = r.id)
       AND NOT EXISTS (SELECT FROM load_kept AS k WHERE k.id = r.id)
       AND NOT EXISTS (
           SELECT

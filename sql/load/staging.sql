@@ -25,6 +25,10 @@ CREATE TEMP TABLE load_staging (
 -- The ids and record numbers of the rows the shard holds unchanged (copy_seen.sql).
 CREATE TEMP TABLE load_seen (id bigint NOT NULL, record bigint NOT NULL) ON COMMIT DROP;
 
+-- The ids a snapshot's probes found in their unbroken range that the file does not give
+-- (copy_missing.sql, gone_in_range.sql).
+CREATE TEMP TABLE load_missing (id bigint NOT NULL) ON COMMIT DROP;
+
 -- The ids of the file's records the rules refused, for a snapshot (copy_kept.sql): a
 -- refused record is no sign that its resident left (snapshot_delete.sql).
 CREATE TEMP TABLE load_kept (id bigint NOT NULL) ON COMMIT DROP;

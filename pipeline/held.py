@@ -1,0 +1,94 @@
+"""What a load's probe answers, and what the client makes of it (for pipeline.shard_rows):
+the rows a shard holds, unpacked from sql/load/probe.sql's packed columns (`read_held`);
+which of the file's rows are the same (`unchanged`); and ids sent back as rows of a binary
+COPY (`BinaryIds`: the unchanged rows' ids for load_seen, a snapshot's missing ones for
+load_missing), which numpy lays out where CSV would format every number.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.errors import PipelineError
+from pipeline.packed import packed_columns, unpack
+from pipeline.validate import OUTPUT, as_mask
+
+HELD = (*OUTPUT, "source")
+_HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
+               pa.string()]  # fmt: skip
+PACKED = packed_columns(HELD)
+# COPY's binary format: the stream opens with a signature, flags and header extension size,
+# and ends with a field count of -1; each row is a field count, then each field's size and
+# big-endian value.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+
+
+def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
+    """A probe's answer (sql/load/probe.sql: rows of a count and packed columns) as a table
+    of HELD's columns."""
+    tables = []
+    for count, *packed in packs:
+        values = zip(packed, _HELD_KINDS, strict=True)
+        columns = [unpack(memoryview(value), kind, count) for value, kind in values]
+        if any(len(column) != count for column in columns):
+            raise PipelineError("the shard's answer to a probe is not whole")
+        tables.append(pa.Table.from_arrays(columns, names=list(HELD)))
+    return pa.concat_tables(tables).combine_chunks()
+
+
+def unchanged(rows: pa.Table, held: pa.Table, source: str | None) -> np.ndarray:
+    """For each row of the file the shard holds: whether its content is the shard's (and,
+    for a load that names its source, whether the row is that source's already)."""
+    at = pc.index_in(rows.column("id"), value_set=held.column("id"))
+    same = np.ones(rows.num_rows, dtype=bool)
+    if source is not None:
+        same &= as_mask(pc.fill_null(pc.equal(held.column("source").take(at), source), False))
+    for name in OUTPUT[1:]:
+        mine, theirs = rows.column(name), held.column(name).take(at)
+        equal = pc.fill_null(pc.equal(mine, theirs), False)
+        both_null = pc.and_(pc.is_null(mine), pc.is_null(theirs))
+        same &= as_mask(pc.or_(equal, both_null))
+    return same
+
+
+class BinaryIds:
+    """Rows of bigint columns (`columns`: their names, in the COPY's order) spooled as a
+    binary COPY: in memory up to `in_memory` bytes, then in a temporary file. `count` holds
+    the rows added."""
+
+    def __init__(self, columns: tuple[str, ...], in_memory: int) -> None:
+        fields = [("fields", ">i2")]
+        for name in columns:
+            fields += [(f"{name}_size", ">i4"), (name, ">i8")]
+        self._dtype = np.dtype(fields)
+        self._columns = columns
+        self.count = 0
+        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115
+        self.spool.write(_BINARY_HEADER)
+
+    def add(self, *values: np.ndarray) -> None:
+        """Spool rows: one array of int64 a column, all as long."""
+        rows = np.empty(len(values[0]), dtype=self._dtype)
+        rows["fields"] = len(self._columns)
+        for name, column in zip(self._columns, values, strict=True):
+            rows[f"{name}_size"] = 8
+            rows[name] = column
+        self.spool.write(rows.tobytes())
+        self.count += len(rows)
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The COPY's bytes, from the start, in reads of `size` bytes (the trailer last)."""
+        self.spool.seek(0)
+        while chunk := self.spool.read(size):
+            yield chunk
+        yield _BINARY_TRAILER
+
+    def close(self) -> None:
+        self.spool.close()
