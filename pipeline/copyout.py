@@ -244,12 +244,14 @@ def _abort(conn: psycopg.Connection[Any]) -> None:
         or pgconn.transaction_status != pq.TransactionStatus.ACTIVE
     ):
         return  # nothing runs (the COPY ended, or failed): the transaction can roll back as is
+    ended = False
     try:
         ended = _cancel_and_drain(conn, time.monotonic() + ABORT_WAIT)
     except psycopg.Error:
-        ended = False
-    if not ended:
-        conn.close()  # the transaction dies with the connection; nothing was written
+        pass
+    finally:  # an interrupt in the drain too: no rollback may be sent into a busy connection
+        if not ended:
+            conn.close()  # the transaction dies with the connection; nothing was written
 
 
 def _cancel_and_drain(conn: psycopg.Connection[Any], deadline: float) -> bool:

@@ -10,18 +10,20 @@ what extract, report and check read in.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import conninfo
+from psycopg import conninfo, pq
 
 from pipeline import embedded
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import redact, scrub
 from pipeline.errors import ShardError
 from pipeline.queries import DB
+from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "resident-pipeline"
@@ -72,9 +74,26 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
         raise ShardError(shard.name, reason, is_transient(exc)) from None
     try:
         with conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                drop_if_busy(conn)
+                raise
     except psycopg.Error as exc:
         raise ShardError(shard.name, scrub(str(exc), dsn), is_transient(exc)) from None
+
+
+def drop_if_busy(conn: psycopg.Connection[Any]) -> None:
+    """For a block left by an exception: when a query still runs on `conn` (an interrupt
+    that landed between a query's send and its result), cancel it and close the connection.
+    psycopg's rollback would be sent into the busy connection, fail with "another command is
+    already in progress", and print that to stderr; the transaction ends with the connection
+    anyway."""
+    if conn.closed or conn.pgconn.transaction_status != pq.TransactionStatus.ACTIVE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)
+    conn.close()
 
 
 @contextmanager

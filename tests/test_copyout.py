@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -150,3 +151,25 @@ def test_closing_a_read_ahead_of_a_slow_query_cancels_it_within_a_second(
     spool.close()
     assert time.monotonic() - began < CLOSE_WAIT
     assert running(shard_map, "COPY (SELECT") == 0  # cancelled on the server, not left
+
+
+def test_a_block_left_with_a_query_running_drops_its_connection_quietly(
+    shard_map: ShardMap, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An interrupt that lands between a query's send and its result leaves the block with
+    # the connection busy: a rollback sent into it fails ("another command is already in
+    # progress") and psycopg prints that to stderr. The query is cancelled instead, and the
+    # connection closed; the interrupt goes on as it was.
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), snapshot(shard_map, shard_map.shards[0]) as conn:
+        conn.pgconn.send_query(b"SELECT pg_sleep(30)")
+        while running(shard_map, "SELECT pg_sleep(30)") == 0:
+            assert time.monotonic() - began < 10
+            time.sleep(0.05)
+        raise KeyboardInterrupt
+    assert conn.closed
+    assert [r.getMessage() for r in caplog.records] == []
+    while running(shard_map, "SELECT pg_sleep(30)"):  # cancelled, not left to sleep
+        assert time.monotonic() - began < 10
+        time.sleep(0.05)
