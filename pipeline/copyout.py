@@ -250,7 +250,7 @@ def _abort(conn: psycopg.Connection[Any]) -> None:
     except psycopg.Error:
         pass
     finally:  # an interrupt in the drain too: no rollback may be sent into a busy connection
-        if not ended:
+        if not ended or pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
             conn.close()  # the transaction dies with the connection; nothing was written
 
 
