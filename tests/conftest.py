@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import uuid
@@ -102,6 +103,17 @@ def _embedded_server(folder: Path) -> Any:
             conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
         conn.execute("SELECT pg_reload_conf()")
     return server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sigint_deliverable() -> Iterator[None]:
+    """Tests send SIGINT to the commands they start. A shell's background job (`make test &`)
+    starts with SIGINT ignored, which a child inherits, and the command would never see the
+    signal. With a handler here, as a foreground run has, each child starts with the
+    default (exec resets a handled signal, never an ignored one)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
