@@ -77,13 +77,13 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
             try:
                 yield conn
             except BaseException:
-                drop_if_busy(conn)
+                _drop_if_busy(conn)
                 raise
     except psycopg.Error as exc:
         raise ShardError(shard.name, scrub(str(exc), dsn), is_transient(exc)) from None
 
 
-def drop_if_busy(conn: psycopg.Connection[Any]) -> None:
+def _drop_if_busy(conn: psycopg.Connection[Any]) -> None:
     """For a block left by an exception: when a query still runs on `conn` (an interrupt
     that landed between a query's send and its result), cancel it and close the connection.
     psycopg's rollback would be sent into the busy connection, fail with "another command is
