@@ -248,6 +248,7 @@ class ShardRows:
 
     def _stop_probes(self) -> None:
         """Wait for the probes still running (their answers are not needed), end the thread."""
+        self._unbroken = self._unbroken and not self._asked  # a batch probed and not written
         while self._asked:
             _settle(self._asked.popleft()[1])
         if self._pool is not None:
