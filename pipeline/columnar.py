@@ -59,8 +59,9 @@ def preload_arrow(*, pandas: bool = False) -> None:
 
 def _import_arrow(pandas: bool) -> None:
     import numpy  # noqa: F401
-    import pyarrow.compute  # pipeline.packed cuts text with it
     import pyarrow.parquet  # noqa: F401
+
+    packed.split_kernel()  # pipeline.packed cuts text with it
 
     if pandas:
         import pandas as _  # noqa: F401

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import struct
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -231,3 +232,23 @@ def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
             assert array.null_count == chunk.count(None)
             arrays.append(array)
         assert all(a.equals(arrays[0]) for a in arrays)
+
+
+def test_packed_text_is_cut_the_same_without_pyarrows_private_compute_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The kernel comes from pyarrow._compute (skipping pyarrow.compute's import); a pyarrow
+    # without that module must still cut the text, through pyarrow.compute.
+    import pyarrow as pa
+    import pyarrow.compute  # loaded before its source is hidden
+
+    chunk = ["Łukasz Smith", None, "", "282 Main St, Apt 16", "x" * 40]
+    data = b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
+    assert len(data) > packed.SPLIT_WIDTH * len(chunk)  # the kernel's side of the width
+    expected = packed.unpack(memoryview(data), pa.string(), len(chunk))
+    monkeypatch.setitem(sys.modules, "pyarrow._compute", None)
+    with pytest.raises(ImportError):
+        import pyarrow._compute
+    array = packed.unpack(memoryview(data), pa.string(), len(chunk))
+    assert array.to_pylist() == chunk
+    assert array.equals(expected)
