@@ -29,7 +29,6 @@ through staging alone (`direct=False`), which handles both.
 from __future__ import annotations
 
 import contextlib
-import io
 import tempfile
 from collections import deque
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from psycopg import sql
 
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
+from pipeline.direct_copy import DirectCopy
 from pipeline.errors import PipelineError
 from pipeline.held import PACKED, BinaryIds, read_held, unchanged
 from pipeline.queries import LOAD
@@ -106,7 +106,6 @@ class ShardRows:
         self._probe_watchdog = probe_watchdog or Watchdog(watchdog.seconds)
         self._pool: ThreadPoolExecutor | None = None
         self._asked: deque[tuple[pa.Table, Future[pa.Table | None]]] = deque()
-        self._load_id = load_id
         self._source = source  # written on every row; a row held under another is changed
         self._watchdog = watchdog
         self.direct = direct
@@ -128,8 +127,7 @@ class ShardRows:
         self._missing = BinaryIds(("id",), SPOOL_IN_MEMORY)
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-        self._copy_stack: contextlib.ExitStack | None = None
-        self._copy: Any = None
+        self._direct = DirectCopy(conn, watchdog, load_id, source)
 
     def ask(self, table: pa.Table, mask: np.ndarray) -> None:
         """Start the probe of a batch's rows (`write` takes its answer): it runs on the
@@ -291,24 +289,8 @@ class ShardRows:
         return read_held(packs) if packs else None
 
     def _write_direct(self, rows: pa.Table) -> None:
-        if self._copy is None:
-            cursor = self._conn.cursor()
-            self._copy_stack = contextlib.ExitStack()
-            writer = QueuedWriter(cursor, self._watchdog)
-            self._copy = self._copy_stack.enter_context(
-                cursor.copy(LOAD.copy_direct, writer=writer)
-            )
-        # The same value on every row: a dictionary column costs one value and a byte a row.
-        indices = pa.array([0] * rows.num_rows, pa.int8())
-        table = rows.append_column(
-            "load_id", pa.DictionaryArray.from_arrays(indices, pa.array([self._load_id]))
-        ).append_column(
-            "source", pa.DictionaryArray.from_arrays(indices, pa.array([self._source], pa.string()))
-        )
-        out = io.BytesIO()
-        pcsv.write_csv(table, out, write_options=_CSV)
         try:
-            self._copy.write(out.getbuffer())
+            self._direct.write(rows)
         except psycopg.errors.UniqueViolation:  # the server tells it at the COPY's end, as
             raise Conflict("an id the shard holds") from None  # a rule: see finish
         self.inserted += rows.num_rows
@@ -323,12 +305,10 @@ class ShardRows:
         unchanged rows' ids into load_seen only when `seen` (duplicates.sql or a snapshot
         not `covered` needs them), a covered snapshot's missing ids into load_missing."""
         self._stop_probes()
-        stack, self._copy_stack, self._copy = self._copy_stack, None, None
-        if stack is not None:
-            try:
-                stack.close()
-            except psycopg.errors.UniqueViolation:
-                raise Conflict("an id the shard holds") from None
+        try:
+            self._direct.finish()
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("an id the shard holds") from None
         if self.spooled:
             self._spool.seek(0)
             self._copy_in(LOAD.copy, iter(lambda: self._spool.read(SPOOL_CHUNK), b""))
@@ -362,10 +342,7 @@ class ShardRows:
     def abandon(self) -> None:
         """End a COPY still open with an error (the server drops what it got)."""
         self._stop_probes()
-        stack, self._copy_stack, self._copy = self._copy_stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception), self._watchdog.waiting(self._conn):
-                stack.__exit__(RuntimeError, RuntimeError("load abandoned"), None)
+        self._direct.abandon()
         self._close_spools()
 
 

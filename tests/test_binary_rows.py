@@ -1,0 +1,142 @@
+"""Rows in COPY's binary format (pipeline.binary_rows) and the direct COPY that sends them
+(pipeline.direct_copy), read back from a real server: every kind of value the load sends,
+NULL in each column that takes one, arrays that start inside their buffers, a stream cut
+anywhere, batches past psycopg's buffer and more of them than are in flight at once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from pipeline import binary_rows
+from pipeline.direct_copy import DirectCopy
+from pipeline.watchdog import Watchdog
+from tests.conftest import Connect
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("country", pa.string()),
+        ("name", pa.string()),
+        ("gender", pa.string()),
+        ("age", pa.int16()),
+        ("address", pa.string()),
+    ]
+)
+TABLE = """CREATE TEMP TABLE target (
+    id bigint, country char(2), name text, gender text, age smallint, address text,
+    load_id uuid, source text)"""
+# What CSV had to quote or escape, text that reads like NULL, non-ASCII, and the extremes.
+ROWS: list[tuple[Any, ...]] = [
+    (1, "DE", "Anna", "Female", 30, "1 Main St"),
+    (-(2**63), "X ", "", None, None, None),
+    (2**63 - 1, "US", 'a "quoted", name', "", -32768, ""),
+    (3, "é1", "line\nbreak\r\n", "\\N", 32767, "back\\slash,\ttab"),
+    (4, "FR", "😀 Zoë Łukasz", "NULL", 0, '""'),
+    (5, "GB", "x" * 3000, None, 150, "y" * 70_000),
+]
+
+
+def _copy(conn: psycopg.Connection[Any], payload: bytes, piece: int) -> None:
+    with conn.cursor().copy("COPY target FROM STDIN (FORMAT binary)") as copy:
+        for start in range(0, len(payload), piece):
+            copy.write(payload[start : start + piece])
+
+
+def test_binary_rows_are_read_back_as_they_were_given(connect: Connect) -> None:
+    load_id = uuid.uuid4()
+    table = pa.Table.from_pylist([dict(zip(SCHEMA.names, r, strict=True)) for r in ROWS], SCHEMA)
+    # The same rows again in chunks, and some as one slice (arrays starting inside their
+    # buffers).
+    again = pa.concat_tables([table.slice(1, 3), table.slice(4), table.slice(0, 1)])
+    inside = table.slice(2)
+    constant = binary_rows.fields(load_id, "crm")
+    payload = (
+        binary_rows.HEADER
+        + bytes(binary_rows.encode(table, constant, constant_fields=2))
+        + bytes(binary_rows.encode(again, binary_rows.fields(load_id, None), constant_fields=2))
+        + bytes(binary_rows.encode(inside, constant, constant_fields=2))
+        + binary_rows.TRAILER
+    )
+    expected = [(*r, load_id, "crm") for r in ROWS + ROWS[2:]] + [(*r, load_id, None) for r in ROWS]
+    with connect("default") as conn:
+        conn.execute(TABLE)
+        for piece in (len(payload), 7, 1):  # whole, and cut inside every field
+            conn.execute("TRUNCATE target")
+            _copy(conn, payload, piece)
+            got = conn.execute("SELECT * FROM target").fetchall()
+            assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+def test_a_batch_of_no_rows_sends_nothing() -> None:
+    empty = pa.Table.from_pylist([], SCHEMA)
+    assert len(binary_rows.encode(empty, binary_rows.fields(None), constant_fields=1)) == 0
+
+
+def test_a_column_without_a_binary_form_is_refused() -> None:
+    with pytest.raises(TypeError, match="no binary COPY form"):
+        binary_rows.encode(pa.table({"x": pa.array([1.5])}))
+
+
+def _batch(start: int, count: int) -> pa.Table:
+    ids = range(start, start + count)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "country": ["DE"] * count,
+            "name": [f"name {i}" for i in ids],
+            "gender": [None if i % 3 else "Male" for i in ids],
+            "age": pa.array([None if i % 5 == 0 else i % 150 for i in ids], pa.int16()),
+            "address": [f"{i} Long Street, " + "z" * (i % 90) for i in ids],
+        }
+    )
+
+
+@pytest.mark.usefixtures("initialised")
+def test_the_direct_copy_sends_every_batch_in_order_past_psycopgs_buffer(
+    connect: Connect,
+) -> None:
+    # Five batches, so that each waits for the one before while another is encoded; each is
+    # far past the 128 KiB psycopg cuts a buffer into.
+    batches = [_batch(1 + n * 4_000, 4_000) for n in range(5)]
+    assert all(len(binary_rows.encode(b)) > 3 * 128 * 1024 for b in batches)
+    load_id = str(uuid.uuid4())
+    with connect("default") as conn, conn.transaction():
+        direct = DirectCopy(conn, Watchdog(60), load_id, "crm")
+        for batch in batches:
+            direct.write(batch)
+        direct.finish()
+        got = conn.execute(
+            "SELECT id, country, name, gender, age, address, load_id::text, source"
+            " FROM residents ORDER BY id"
+        ).fetchall()
+    expected = [(*row.values(), load_id, "crm") for batch in batches for row in batch.to_pylist()]
+    assert got == expected
+
+
+@pytest.mark.usefixtures("initialised")
+def test_an_id_the_shard_holds_fails_the_direct_copy_and_abandon_leaves_nothing(
+    connect: Connect,
+) -> None:
+    with connect("default") as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (4500, 'DE', 'by hand')")
+        conn.autocommit = False
+        direct = DirectCopy(conn, Watchdog(60), str(uuid.uuid4()), None)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            for n in range(3):  # the second batch holds 4500: raised by a write or by finish
+                direct.write(_batch(1 + n * 4_000, 4_000))
+            direct.finish()
+        direct.abandon()
+        conn.rollback()
+        conn.autocommit = True
+        assert conn.execute("SELECT id, name FROM residents").fetchall() == [(4500, "by hand")]
+        # The connection is usable again, and a new COPY on it loads.
+        again = DirectCopy(conn, Watchdog(60), str(uuid.uuid4()), None)
+        with conn.transaction():
+            again.write(_batch(10_000, 10))
+            again.finish()
+        assert conn.execute("SELECT count(*) FROM residents").fetchone() == (11,)
