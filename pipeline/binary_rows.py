@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# The signature, no flags, no header extension; a field count of -1.
+# A stream opens with the signature, no flags and no header extension, and ends with a
+# field count of -1.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = b"\xff\xff"
 _NULL = struct.pack(">i", -1)

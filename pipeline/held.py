@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline import binary_rows
 from pipeline.errors import PipelineError
 from pipeline.packed import packed_columns, unpack
 from pipeline.validate import OUTPUT, as_mask
@@ -23,11 +24,6 @@ HELD = (*OUTPUT, "source")
 _HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
                pa.string()]  # fmt: skip
 PACKED = packed_columns(HELD)
-# COPY's binary format: the stream opens with a signature, flags and header extension size,
-# and ends with a field count of -1; each row is a field count, then each field's size and
-# big-endian value.
-_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_BINARY_TRAILER = b"\xff\xff"
 
 
 def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
@@ -71,7 +67,7 @@ class BinaryIds:
         self._columns = columns
         self.count = 0
         self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115
-        self.spool.write(_BINARY_HEADER)
+        self.spool.write(binary_rows.HEADER)
 
     def add(self, *values: np.ndarray) -> None:
         """Spool rows: one array of int64 a column, all as long."""
@@ -88,7 +84,7 @@ class BinaryIds:
         self.spool.seek(0)
         while chunk := self.spool.read(size):
             yield chunk
-        yield _BINARY_TRAILER
+        yield binary_rows.TRAILER
 
     def close(self) -> None:
         self.spool.close()

@@ -5,6 +5,7 @@ anywhere, batches past psycopg's buffer and more of them than are in flight at o
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -140,3 +141,84 @@ def test_an_id_the_shard_holds_fails_the_direct_copy_and_abandon_leaves_nothing(
             again.write(_batch(10_000, 10))
             again.finish()
         assert conn.execute("SELECT count(*) FROM residents").fetchone() == (11,)
+
+
+@pytest.mark.usefixtures("initialised")
+def test_an_abandoned_direct_copy_waits_for_its_batch_and_leaves_nothing(
+    connect: Connect,
+) -> None:
+    with connect("default") as conn:
+        conn.autocommit = False
+        direct = DirectCopy(conn, Watchdog(60), str(uuid.uuid4()), None)
+        for n in range(3):  # the COPY open, a batch in flight
+            direct.write(_batch(1 + n * 4_000, 4_000))
+        direct.abandon()
+        conn.rollback()
+        conn.autocommit = True
+        assert conn.execute("SELECT count(*) FROM residents").fetchone() == (0,)
+        direct.abandon()  # again: nothing left to end
+
+
+@pytest.mark.usefixtures("initialised")
+def test_a_connection_lost_mid_copy_is_an_error_not_a_hang(connect: Connect) -> None:
+    with connect("default") as conn, connect("default") as other:
+        conn.autocommit = False
+        direct = DirectCopy(conn, Watchdog(60), str(uuid.uuid4()), None)
+        direct.write(_batch(1, 4_000))
+        other.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        with pytest.raises(psycopg.OperationalError):
+            for n in range(1, 20):  # raised by a later write, or at the latest by finish
+                direct.write(_batch(1 + n * 4_000, 4_000))
+            direct.finish()
+        direct.abandon()
+    with connect("default") as check:
+        assert check.execute("SELECT count(*) FROM residents").fetchone() == (0,)
+
+
+@pytest.mark.usefixtures("initialised")
+def test_the_watchdog_ends_a_direct_copy_the_server_stopped_taking(connect: Connect) -> None:
+    # Another transaction's uncommitted row holds id 2: the COPY waits for it at that row and
+    # takes no more data. The batches queued behind fill the writer's queue and block the
+    # encoder's thread; the caller's wait for its batch is the one the watchdog ends.
+    with connect("default") as conn, connect("default") as blocker:
+        blocker.autocommit = False
+        blocker.execute("INSERT INTO residents (id, country, name) VALUES (2, 'DE', 'held')")
+        conn.autocommit = False
+        watchdog = Watchdog(2)
+        direct = DirectCopy(conn, watchdog, str(uuid.uuid4()), None)
+        with pytest.raises(psycopg.Error):
+            for n in range(30):
+                direct.write(_batch(1 + n * 4_000, 4_000))
+            direct.finish()
+        direct.abandon()
+        watchdog.close()
+        conn.rollback()
+        blocker.rollback()
+        conn.autocommit = True
+        assert conn.execute("SELECT count(*) FROM residents").fetchone() == (0,)
+
+
+class _ThreadsWatched(Watchdog):
+    """A watchdog that notes which threads wait under it."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.threads: set[int] = set()
+
+    def waiting(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.add(threading.get_ident())
+        return super().waiting(*args, **kwargs)
+
+
+@pytest.mark.usefixtures("initialised")
+def test_only_the_callers_thread_waits_under_the_shards_watchdog(connect: Connect) -> None:
+    # The watchdog keeps one thread's nested waits: a wait entered in the encoder's thread
+    # and left while the caller's was open would leave the caller's unwatched, and a stale
+    # one behind to fire later.
+    watchdog = _ThreadsWatched(60)
+    with connect("default") as conn, conn.transaction():
+        direct = DirectCopy(conn, watchdog, str(uuid.uuid4()), None)
+        for n in range(5):
+            direct.write(_batch(1 + n * 4_000, 4_000))
+        direct.finish()
+    assert watchdog.threads == {threading.get_ident()}
