@@ -9,6 +9,7 @@ import threading
 import uuid
 from typing import Any
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pytest
@@ -76,6 +77,54 @@ def test_binary_rows_are_read_back_as_they_were_given(connect: Connect) -> None:
 def test_a_batch_of_no_rows_sends_nothing() -> None:
     empty = pa.Table.from_pylist([], SCHEMA)
     assert len(binary_rows.encode(empty, binary_rows.fields(None), constant_fields=1)) == 0
+    # Columns of no chunks at all, as a table of no batches has.
+    chunkless = pa.table(
+        {
+            name: pa.chunked_array([], kind)
+            for name, kind in zip(SCHEMA.names, SCHEMA.types, strict=True)
+        }
+    )
+    assert all(column.num_chunks == 0 for column in chunkless.columns)
+    assert len(binary_rows.encode(chunkless)) == 0
+
+
+def test_null_slots_that_hold_bytes_are_sent_as_null(connect: Connect) -> None:
+    # Arrow lets a NULL slot keep a length and bytes (a producer's leftovers): its field must
+    # be -1 with nothing after it, whatever the slot holds.
+    def text(values: bytes, ends: list[int], valid: list[bool]) -> pa.Array:
+        offsets = pa.py_buffer(np.array([0, *ends], np.int32))
+        bits = pa.py_buffer(np.packbits(np.array(valid), bitorder="little"))
+        return pa.StringArray.from_buffers(len(ends), offsets, pa.py_buffer(values), bits)
+
+    ages = pa.Array.from_buffers(
+        pa.int16(), 3, [pa.py_buffer(np.packbits([1, 0, 1], bitorder="little")),
+                        pa.py_buffer(np.array([7, 12345, 9], np.int16))])  # fmt: skip
+    table = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "country": ["DE", "FR", "GB"],
+            "name": text(b"annagarbagebo", [4, 11, 13], [True, False, True]),
+            "gender": text(b"xyz", [1, 2, 3], [False, False, False]),
+            "age": ages,
+            "address": text(b"streetjunk", [6, 10, 10], [True, False, True]),
+        }
+    )
+    assert table.column("name").null_count == 1
+    payload = binary_rows.HEADER + bytes(binary_rows.encode(table)) + binary_rows.TRAILER
+    with connect("default") as conn:
+        conn.execute(TABLE)
+        with conn.cursor().copy(
+            "COPY target (id, country, name, gender, age, address) FROM STDIN (FORMAT binary)"
+        ) as copy:
+            copy.write(payload)
+        got = conn.execute(
+            "SELECT id, country, name, gender, age, address FROM target ORDER BY id"
+        ).fetchall()
+    assert got == [
+        (1, "DE", "anna", None, 7, "street"),
+        (2, "FR", None, None, None, None),
+        (3, "GB", "bo", None, 9, ""),
+    ]
 
 
 def test_a_column_without_a_binary_form_is_refused() -> None:
