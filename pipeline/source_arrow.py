@@ -92,6 +92,7 @@ class ArrowCsv:
         line = 2  # the first data line
         number = 0
         pending = head[end + 1 :]
+        known = _NONE_FOUND  # the newlines and quotes of pending's first bytes
         eof = False
         starved = False  # the pending bytes hold no whole record: read more
         while not eof or pending:
@@ -106,9 +107,10 @@ class ArrowCsv:
                 break
             if not pending.strip(b"\n"):  # blank lines only: counted, nothing to parse
                 line += len(pending)
-                pending = b""
+                pending, known = b"", _NONE_FOUND
                 continue
-            found = self._split(pending, eof)
+            known = _found(pending, known)
+            found = self._split(len(pending), eof, known)
             if found is None:
                 if eof:
                     raise NotSimple("a quote open at the end of the file")
@@ -116,48 +118,51 @@ class ArrowCsv:
                     raise NotSimple("a record near its limit")
                 starved = True
                 continue
-            cut, newlines, quotes = found
+            cut, newlines, quotes, ends = found
             block, pending = pending[:cut], pending[cut:]
-            batch, lines = self._block(block, newlines, quotes, line, number)
+            known = _after(known, cut)
+            batch, lines = self._block(block, newlines, quotes, ends, line, number)
             line += lines
             number += len(batch)
             if len(batch):
                 yield batch
 
-    def _split(self, data: bytes, eof: bool) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """Where the last whole record of `data` ends (after its newline), with the positions
-        of the newlines and quotes before that; None when no record ends in `data`."""
-        arr = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(arr == _NL).astype(np.int32)
-        quotes = np.flatnonzero(arr == _QUOTE).astype(np.int32)
+    def _split(
+        self, size: int, eof: bool, known: Found
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Where the last whole record of the `size` pending bytes ends (after its newline),
+        with the positions of the newlines and quotes before that (`known`: all of them) and
+        of the newlines among them that end a record; None when no record ends in them."""
+        _, newlines, quotes = known
+        even = (
+            np.flatnonzero((np.searchsorted(quotes, newlines) & 1) == 0)
+            if len(quotes)
+            else np.arange(len(newlines))
+        )
         if eof and len(quotes) % 2 == 0 and len(newlines) < BATCH_RECORDS:
-            return len(data), newlines, quotes  # the last record, with or without its line end
-        if not len(quotes):
-            if not len(newlines):
-                return None
-            last = min(len(newlines), BATCH_RECORDS) - 1
-            return int(newlines[last]) + 1, newlines[: last + 1], quotes
-        even = np.flatnonzero((np.searchsorted(quotes, newlines) & 1) == 0)
+            # the last record, with or without its line end
+            return size, newlines, quotes, newlines[even]
         if not len(even):
             return None
-        last = even[min(len(even), BATCH_RECORDS) - 1]  # a batch of at most BATCH_RECORDS
-        cut = int(newlines[last]) + 1
-        return cut, newlines[: last + 1], quotes[: np.searchsorted(quotes, cut)]
+        taken = even[: min(len(even), BATCH_RECORDS)]  # a batch of at most BATCH_RECORDS
+        cut = int(newlines[taken[-1]]) + 1
+        cut_quotes = quotes[: np.searchsorted(quotes, cut)]
+        return cut, newlines[: taken[-1] + 1], cut_quotes, newlines[taken]
 
     def _block(
         self,
         block: bytes,
         newlines: np.ndarray,
         quotes: np.ndarray,
+        ends: np.ndarray,
         first_line: int,
         first_record: int,
     ) -> tuple[Batch, int]:
-        """The records of one block (whole records), given the positions of its newlines and
-        quotes; (the batch, the block's line count)."""
+        """The records of one block (whole records), given the positions of its newlines,
+        its quotes and the newlines that end a record; (the batch, the block's line count)."""
         arr = np.frombuffer(block, dtype=np.uint8)
         limits = self.limits
         self._check_bytes(block, arr, newlines, quotes)
-        ends = newlines[(np.searchsorted(quotes, newlines) & 1) == 0] if len(quotes) else newlines
         if not len(ends) or ends[-1] != len(block) - 1:
             # the file's last record, no line end
             ends = np.append(ends, np.int32(len(block) - 1))
@@ -248,6 +253,41 @@ class ArrowCsv:
         ends_field = (nxt == self._delimiter) | (nxt == _NL) | (nxt == _CR) | (nxt == _QUOTE)
         if not np.all(ends_field | at_end):
             raise NotSimple("text after a closing quote")
+
+
+# The positions of the newlines and quotes in the first bytes of the pending data:
+# (how many bytes, newlines, quotes). A batch leaves the rest of a block pending (a block
+# holds more than BATCH_RECORDS short records); its positions are kept, so that each byte
+# of the file is searched once (searching all of the pending bytes again: 0.22 s of CPU
+# a 1M-row file, against 0.15 s).
+Found = tuple[int, np.ndarray, np.ndarray]
+_NONE_FOUND: Found = (0, np.zeros(0, np.int32), np.zeros(0, np.int32))
+
+
+def _found(data: bytes, known: Found) -> Found:
+    """The positions of every newline and quote in `data`, given those of its first bytes."""
+    scanned, newlines, quotes = known
+    if scanned == len(data):
+        return known
+    rest = np.frombuffer(data, dtype=np.uint8)[scanned:]
+    more_newlines = np.flatnonzero(rest == _NL).astype(np.int32)
+    more_quotes = np.flatnonzero(rest == _QUOTE).astype(np.int32)
+    if scanned:
+        more_newlines += scanned
+        more_quotes += scanned
+        more_newlines = np.concatenate((newlines, more_newlines))
+        more_quotes = np.concatenate((quotes, more_quotes))
+    return len(data), more_newlines, more_quotes
+
+
+def _after(known: Found, cut: int) -> Found:
+    """The positions `known` of the bytes from `cut` on, counted from there."""
+    scanned, newlines, quotes = known
+    return (
+        scanned - cut,
+        newlines[np.searchsorted(newlines, cut) :] - cut,
+        quotes[np.searchsorted(quotes, cut) :] - cut,
+    )
 
 
 def empty_batch() -> Batch:

@@ -153,13 +153,14 @@ def test_a_header_of_many_columns_is_left_to_python(tmp_path: Path) -> None:
     refused_by_bulk(path)
 
 
-def _generated(rng: random.Random, count: int, crlf: bool) -> str:
-    """Records of many lengths, some quoted over several lines, some blank lines."""
+def _generated(rng: random.Random, count: int, crlf: bool, longest: int = 400) -> str:
+    """Records of many lengths (addresses up to `longest`), some quoted over several lines,
+    some blank lines."""
     end = "\r\n" if crlf else "\n"
     out = [HEADER.replace("\n", end)]
     for i in range(1, count + 1):
         name = rng.choice(["Ann", "Zoë Ångström", '"Bob ""the"" Builder"', '"Lee, Li"'])
-        address = "x" * rng.randrange(0, 400)
+        address = "x" * rng.randrange(0, longest)
         if rng.random() < 0.05:
             address = f'"{address}{end}second line{end}"'
         out.append(f"{i},{rng.choice(['DE', 'US', 'usa', 'XX'])},{name},F,{i % 99},{address}{end}")
@@ -179,6 +180,22 @@ def test_records_across_every_block_and_batch_are_the_same(
     path.write_bytes(gzip.compress(text) if gz else text)
     found = same_through_both(path)
     assert [r[0] for r in found] == list(range(1, 3 * BATCH_RECORDS + 1))
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+def test_short_records_of_several_batches_a_block_are_the_same(tmp_path: Path, crlf: bool) -> None:
+    # A block of short records holds more than a batch: the rest of the block stays pending
+    # with the positions of its newlines and quotes found before, which the next batch uses.
+    text = _generated(random.Random(11), 6 * BATCH_RECORDS, crlf, longest=30).encode()
+    # two batches a block at least
+    assert len(text) / (6 * BATCH_RECORDS) < BLOCK_BYTES / (2 * BATCH_RECORDS)
+    path = tmp_path / "f.csv"
+    path.write_bytes(text)
+    sizes = [len(b) for b in batches(open_source(path))]
+    assert len(sizes) >= 6 and max(sizes) <= BATCH_RECORDS  # blank lines are no records
+    found = same_through_both(path)
+    assert [r[0] for r in found] == list(range(1, 6 * BATCH_RECORDS + 1))
+    assert sum("\n" in r[3]["address"] for r in found) > 100  # quoted over lines, all along
 
 
 def test_a_record_ending_exactly_at_a_block_end_is_whole(tmp_path: Path) -> None:
