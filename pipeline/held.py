@@ -39,17 +39,17 @@ def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
     return pa.concat_tables(tables).combine_chunks()
 
 
-def unchanged(rows: pa.Table, held: pa.Table, source: str | None) -> np.ndarray:
-    """For each row of the file the shard holds: whether its content is the shard's (and,
-    for a load that names its source, whether the row is that source's already)."""
-    at = pc.index_in(rows.column("id"), value_set=held.column("id"))
+def unchanged(rows: pa.Table, theirs: pa.Table, source: str | None) -> np.ndarray:
+    """For each row of the file the shard holds: whether its content is the shard's row's,
+    `theirs` (the held rows, row for row) (and, for a load that names its source, whether
+    the row is that source's already)."""
     same = np.ones(rows.num_rows, dtype=bool)
     if source is not None:
-        same &= as_mask(pc.fill_null(pc.equal(held.column("source").take(at), source), False))
+        same &= as_mask(pc.fill_null(pc.equal(theirs.column("source"), source), False))
     for name in OUTPUT[1:]:
-        mine, theirs = rows.column(name), held.column(name).take(at)
-        equal = pc.fill_null(pc.equal(mine, theirs), False)
-        both_null = pc.and_(pc.is_null(mine), pc.is_null(theirs))
+        mine, held = rows.column(name), theirs.column(name)
+        equal = pc.fill_null(pc.equal(mine, held), False)
+        both_null = pc.and_(pc.is_null(mine), pc.is_null(held))
         same &= as_mask(pc.or_(equal, both_null))
     return same
 

@@ -159,11 +159,14 @@ class ShardRows:
         staged = mask & as_mask(pc.is_null(id_column))
         seen = np.zeros(len(mask), dtype=bool)
         if held is not None:
-            existing = mask & as_mask(pc.is_in(id_column, value_set=held.column("id")))
+            # Where each id of the batch is among the rows held (null: not held).
+            at = pc.index_in(id_column, value_set=held.column("id"))
+            existing = mask & as_mask(pc.is_valid(at))
             rows = np.flatnonzero(existing)
+            picked = pa.array(existing)
             # Only the compared columns: a batch carries the raw fields too (twice the bytes).
-            compared = table.select(list(OUTPUT)).filter(pa.array(existing))
-            same = unchanged(compared, held, self._source)
+            compared = table.select(list(OUTPUT)).filter(picked)
+            same = unchanged(compared, held.take(at.filter(picked)), self._source)
             seen[rows[same]] = True
             staged[rows[~same]] = True
             if self._unbroken:
