@@ -70,6 +70,12 @@ def test_ids(rules: Rules, text: str) -> None:
     assert (row[0], row[1]) == IDS[text]
 
 
+def test_ids_of_every_kind_in_one_batch(rules: Rules) -> None:
+    # Plain digits are cast in bulk, the others by a regular expression: one batch of both.
+    rows = judge(rules, SHARD_MAP, id=list(IDS))
+    assert [(row[0], row[1]) for row in rows] == list(IDS.values())
+
+
 AGES = {
     "22": (None, 22),
     "+22": (None, 22),
@@ -94,6 +100,11 @@ AGES = {
 def test_ages(rules: Rules, text: str) -> None:
     (row,) = judge(rules, SHARD_MAP, age=[text])
     assert (row[0], row[5]) == AGES[text]
+
+
+def test_ages_of_every_kind_in_one_batch(rules: Rules) -> None:
+    rows = judge(rules, SHARD_MAP, age=list(AGES) * 2)
+    assert [(row[0], row[5]) for row in rows] == list(AGES.values()) * 2
 
 
 def test_genders_names_addresses_and_the_order_of_reasons(rules: Rules) -> None:
