@@ -111,8 +111,8 @@ CHECK_FLOOR_SQL = (
     " count(*) FILTER (WHERE gender NOT IN ('Male', 'Female', 'Other')),"
     " count(*) FILTER (WHERE age NOT BETWEEN 0 AND 120),"
     " count(*) FILTER (WHERE country = 'XX'),"
-    " count(*) FILTER (WHERE hashtextextended(concat_ws(chr(31), lower(name), age::text,"
-    " lower(coalesce(address, ''))), 0) = 0),"
+    ' count(*) FILTER (WHERE hashtextextended(concat_ws(chr(31), lower(name COLLATE "C"),'
+    " age::text, lower(coalesce(address, '') COLLATE \"C\")), 0) = 0),"
     " count(*) FILTER (WHERE hashint8extended(id, 0) = 0)"
     " FROM residents"
 )
@@ -428,7 +428,9 @@ def one_round(
     measure_peers(measure, steps, cli, config, dsns, workdir, n, peers)
     counts = " && ".join(f"{psql} '{dsn}' -qAtc 'SELECT count(*) FROM residents'" for dsn in dsns)
     measure(COUNT, ["bash", "-c", counts])
-    scans = [f"{psql} '{dsn}' -qAt -v ON_ERROR_STOP=1 -c \"{CHECK_FLOOR_SQL}\"" for dsn in dsns]
+    scans = [
+        f"{psql} '{dsn}' -qAt -v ON_ERROR_STOP=1 -c {shlex.quote(CHECK_FLOOR_SQL)}" for dsn in dsns
+    ]
     measure(
         CHECK_FLOOR, ["bash", "-c", f"{scans[1]} > /dev/null & other=$!; {scans[0]} && wait $other"]
     )

@@ -35,10 +35,11 @@ RESIDENTS = (
     Column("address", "text", "string", nullable=True, role="field"),
     Column("load_id", "uuid", "string", nullable=True, role="provenance"),
     Column("loaded_at", "timestamp with time zone", "timestamp[us, tz=UTC]", False, "provenance"),
-    Column("person_key", "bigint", "int64", nullable=True, role="derived"),
     # The source that wrote the row last (`load --source`); NULL: a load without one, or a
-    # hand edit. After person_key: the column order of a table the migrations grew.
+    # hand edit.
     Column("source", "text", "string", nullable=True, role="provenance"),
+    # Last: the column order of a table the migrations grew (0009 added it again).
+    Column("person_key", "bigint", "int64", nullable=True, role="derived"),
 )
 BY_NAME = {c.name: c for c in RESIDENTS}
 

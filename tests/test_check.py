@@ -399,6 +399,24 @@ def test_the_person_key_follows_every_write_and_cannot_be_written(
     assert people()["samples"] == ["default:700 = db_us:701"]
 
 
+def test_the_person_key_lowers_a_to_z_only(run_cli: RunCli, loaded: None, connect: Connect) -> None:
+    # Under the C collation on every shard, whatever the servers' own: ASCII capitals match
+    # their small letters, other letters only themselves (Ñ is not ñ).
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age, address)"
+            " VALUES (710, 'DE', 'ZOË ÜNAL', 30, '2 MAIN ST'), (711, 'DE', 'ANNA Ñ', 30, 'x')"
+        )
+    with connect("db_us") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age, address)"
+            " VALUES (712, 'US', 'zoË Ünal', 30, '2 main st'), (713, 'US', 'anna ñ', 30, 'x')"
+        )
+    found = results(run_cli, "--only", "same_person_in_several_shards")
+    (check,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
+    assert check["samples"] == ["default:710 = db_us:712"]
+
+
 def test_samples_and_rows_describe_the_same_failing_rows(
     run_cli: RunCli, loaded: None, connect: Connect
 ) -> None:
