@@ -111,8 +111,8 @@ CHECK_FLOOR_SQL = (
     " count(*) FILTER (WHERE gender NOT IN ('Male', 'Female', 'Other')),"
     " count(*) FILTER (WHERE age NOT BETWEEN 0 AND 120),"
     " count(*) FILTER (WHERE country = 'XX'),"
-    ' count(*) FILTER (WHERE hashtextextended(concat_ws(chr(31), lower(name COLLATE "C"),'
-    " age::text, lower(coalesce(address, '') COLLATE \"C\")), 0) = 0),"
+    " count(*) FILTER (WHERE hashtextextended(lower(coalesce(address, '') COLLATE \"C\"),"
+    ' hashtextextended(lower(name COLLATE "C"), coalesce(age, -1))) = 0),'
     " count(*) FILTER (WHERE hashint8extended(id, 0) = 0)"
     " FROM residents"
 )
