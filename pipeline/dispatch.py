@@ -89,8 +89,7 @@ class Dispatch:
                 rejected += sum(1 for r in shard_rejects if r.shard is None)
                 rejects.extend(shard_rejects)
                 rejects.sort(key=lambda r: r.record or 0)
-            for reject in rejects:
-                self.rejects.write(reject)
+            self.rejects.write_all(rejects)
             sends = []
             for index, name in enumerate(names):
                 mask = checked.valid_for(index)

@@ -53,6 +53,7 @@ class RejectWriter:
         self.enabled = enabled
         self.count = 0
         self._stream: IO[str] | None = None
+        self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
 
     def prepare(self) -> None:
         """Make the folder now, so that a bad --rejects fails before any shard is written."""
@@ -66,14 +67,21 @@ class RejectWriter:
             ) from None
 
     def write(self, reject: Reject) -> None:
-        self.count += 1
+        self.write_all([reject])
+
+    def write_all(self, rejects: list[Reject]) -> None:
+        """Append `rejects`, in order (one write for a batch's)."""
+        if not rejects:
+            return
+        self.count += len(rejects)
         if not self.enabled:
             return
-        line = json.dumps(reject.to_json(self.load_id), ensure_ascii=False, default=str)
+        encode = self._encoder.encode
+        lines = "".join([encode(reject.to_json(self.load_id)) + "\n" for reject in rejects])
         try:
             if self._stream is None:
                 self._stream = self._open()
-            self._stream.write(line + "\n")
+            self._stream.write(lines)
         except OSError as exc:
             # Without the rejects file nothing may load: the caller's open files roll back.
             raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
