@@ -136,3 +136,14 @@ def test_a_template_is_filled_like_psycopg_fills_its_text() -> None:
 def test_a_statement_has_nothing_to_fill() -> None:
     with pytest.raises(TypeError, match=r"load/upsert\.sql is a Statement"):
         queries.LOAD.upsert.format(x=sql.SQL("1"))
+
+
+def test_every_sql_file_is_ascii() -> None:
+    # A shard's database may be of any encoding (LATIN1, say): the server converts every
+    # statement into it, comments too, and refuses a character it has no equivalent for.
+    found = [
+        path.relative_to(sql_dir()).as_posix()
+        for path in sorted(sql_dir().rglob("*.sql"))
+        if not path.read_bytes().isascii()
+    ]
+    assert found == []

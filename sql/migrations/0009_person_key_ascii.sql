@@ -1,7 +1,7 @@
 -- The person key (0004_person_key.sql) again, with its text lowered under the C collation,
 -- which lowers A-Z only, as the erasure hashes already do (sql/erase/person.sql):
 -- - every shard computes the same key for the same text, whatever its own collation (under
---   lower() as each server's LC_CTYPE has it, a tr_TR shard lowers 'I' to a dotless 'ı', and
+--   lower() as each server's LC_CTYPE has it, a tr_TR shard lowers 'I' to a dotless i, and
 --   the cross-shard "same person" check missed the pair);
 -- - lower() under a libc collation turns each text into wide characters and back: it was
 --   a sixth of the server's CPU in a load's COPY into residents (600k rows, backend CPU,
@@ -9,8 +9,8 @@
 -- The name's hash, seeded with the age (-1 for none), seeds the address's: no text is
 -- built to be hashed (the same key from name || chr(31) || age || chr(31) || address took
 -- 1.00 s, this 0.94 s). A missing address hashes as an empty one, as before.
--- A key changes only for text with a non-ASCII capital ("ZOË"): such names no longer
--- match their lower-case spelling. PostgreSQL before 17 cannot change a generated
+-- A key changes only for text with a non-ASCII capital letter: such text no longer matches
+-- its lower-case spelling. PostgreSQL before 17 cannot change a generated
 -- expression: the column is dropped and added again (last, after `source`), which rewrites
 -- the table once, at `pipeline init`.
 ALTER TABLE residents DROP COLUMN person_key;
