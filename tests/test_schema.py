@@ -71,6 +71,10 @@ def test_a_shard_behind_is_brought_up_to_date(
         assert conn.execute("SELECT name FROM residents WHERE id = 7").fetchone() == (
             "Kept Through Upgrade",
         )
+        # The rewrite gave the kept row the person key a row written now gets.
+        conn.execute(INSERT, [8, "US", "KEPT through upgrade", "Male", 40, "1 MAIN ST"])
+        keys = conn.execute("SELECT DISTINCT person_key FROM residents WHERE id IN (7, 8)")
+        assert len(keys.fetchall()) == 1
 
 
 @pytest.mark.parametrize(
