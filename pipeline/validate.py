@@ -20,6 +20,7 @@ invalid_id, invalid_age, invalid_gender.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,10 +213,10 @@ def _ids(id_text: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(bad, None, value), bad
 
 
-def _whole_numbers(text: pa.Array, digits: int, others: Any) -> pa.Array:
+def _whole_numbers(text: pa.Array, digits: int, others: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """Each field as int64: a field of 1 to `digits` ASCII digits (most of them) cast in
-    bulk, any other by `others` (Callable[[pa.Array], pa.Array]: the value, or null), which
-    sees only those. A regular expression over every field cost ten times as much."""
+    bulk, any other by `others` (the value, or null), which sees only those. A regular
+    expression over every field cost ten times as much."""
     plain = pc.fill_null(
         pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), digits)), False
     )
