@@ -417,6 +417,24 @@ def test_the_person_key_lowers_a_to_z_only(run_cli: RunCli, loaded: None, connec
     assert check["samples"] == ["default:710 = db_us:712"]
 
 
+def test_the_same_person_check_refuses_a_shard_whose_keys_are_another_versions(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    # A shard whose migrations are behind keeps person keys of another formula: compared,
+    # they would match nobody's and the check would pass having compared nothing.
+    with connect("db_us") as conn:
+        conn.execute(
+            "DELETE FROM schema_migrations"
+            " WHERE version = (SELECT max(version) FROM schema_migrations)"
+        )
+    out = run_cli("check", "--only", "same_person_in_several_shards")
+    assert out.exit_code == 2, out.output
+    assert "shard db_us is at schema version" in out.output
+    assert "run `pipeline init`" in out.output
+    ids = run_cli("check", "--only", "ids_in_several_shards")  # the ids still compare
+    assert ids.exit_code in (0, 1), ids.output
+
+
 def test_samples_and_rows_describe_the_same_failing_rows(
     run_cli: RunCli, loaded: None, connect: Connect
 ) -> None:
