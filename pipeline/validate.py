@@ -221,7 +221,7 @@ def _whole_numbers(text: pa.Array, digits: int, others: Callable[[pa.Array], pa.
         pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), digits)), False
     )
     rest = pc.and_(pc.is_valid(text), pc.invert(plain))
-    if not pc.any(rest).as_py():
+    if not rest.true_count:
         return pc.cast(text, pa.int64())
     value = pc.cast(pc.if_else(plain, text, None), pa.int64())
     return pc.replace_with_mask(value, rest, others(text.filter(rest)))
