@@ -19,8 +19,9 @@ from bench.run import (
     LOAD_OTHERS,
     LOAD_SNAPSHOT,
     LOADS,
+    PERSON_HASH,
 )
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, Connect
 
 
 @pytest.mark.slow
@@ -64,3 +65,23 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
     snapshot = [c.strip() for c in measured[LOAD_SNAPSHOT].split("|")]
     assert snapshot[2] == "1,980" and float(snapshot[3]) > 0, snapshot  # 2,000 less 1%
     assert f"| {LOAD_SNAPSHOT} (vs {LOAD_APPEND_99}) | <= 1.2x time |" in targets
+
+
+def test_the_check_floor_hashes_persons_as_the_stored_key_does(
+    loaded: None, connect: Connect
+) -> None:
+    # The check's floor prices hashing every person at check time: with the key's formula,
+    # NULL ages and addresses and capitals beyond A-Z included.
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, age, address) VALUES"
+            " (900, 'DE', 'ZOË Ünal', NULL, NULL), (901, 'DE', 'Ann', 0, ''),"
+            " (902, 'FR', 'ÉMILE Dubois', 150, 'ÅSGATAN 1, \"B\"')"
+        )
+    for shard in ("default", "db_us"):
+        with connect(shard) as conn:
+            rows = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE person_key <> {PERSON_HASH})"
+                " FROM residents"
+            ).fetchone()
+            assert rows is not None and rows[0] > 0 and rows[1] == 0, (shard, rows)
