@@ -21,6 +21,13 @@ def results(run_cli: RunCli, *args: str, config: Path | None = None) -> list[dic
     return data
 
 
+def same_person(run_cli: RunCli) -> dict[str, Any]:
+    """The result of same_person_in_several_shards, run alone."""
+    found = results(run_cli, "--only", "same_person_in_several_shards")
+    (check,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
+    return check
+
+
 def status_of(found: list[dict[str, Any]], name: str) -> dict[str, str]:
     return {r["shard"]: r["status"] for r in found if r["name"] == name}
 
@@ -388,15 +395,10 @@ def test_the_person_key_follows_every_write_and_cannot_be_written(
         with pytest.raises(psycopg.errors.GeneratedAlways):
             conn.execute("UPDATE residents SET person_key = 0 WHERE id = 701")
 
-    def people() -> dict[str, Any]:
-        found = results(run_cli, "--only", "same_person_in_several_shards")
-        (check,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
-        return check
-
-    assert people()["observed"] == 0
+    assert same_person(run_cli)["observed"] == 0
     with connect("db_us") as conn:  # a hand edit: the key follows, the check sees it
         conn.execute("UPDATE residents SET name = 'GRACE HOPPER' WHERE id = 701")
-    assert people()["samples"] == ["default:700 = db_us:701"]
+    assert same_person(run_cli)["samples"] == ["default:700 = db_us:701"]
 
 
 def test_the_person_key_lowers_a_to_z_only(run_cli: RunCli, loaded: None, connect: Connect) -> None:
@@ -412,9 +414,7 @@ def test_the_person_key_lowers_a_to_z_only(run_cli: RunCli, loaded: None, connec
             "INSERT INTO residents (id, country, name, age, address)"
             " VALUES (712, 'US', 'zoË Ünal', 30, '2 main st'), (713, 'US', 'anna ñ', 30, 'x')"
         )
-    found = results(run_cli, "--only", "same_person_in_several_shards")
-    (check,) = [r for r in found if r["name"] == "same_person_in_several_shards"]
-    assert check["samples"] == ["default:710 = db_us:712"]
+    assert same_person(run_cli)["samples"] == ["default:710 = db_us:712"]
 
 
 def test_the_same_person_check_refuses_a_shard_whose_keys_are_another_versions(
