@@ -41,6 +41,8 @@ Chunk = bytes | bytearray
 ABORT_WAIT = 5.0
 # How long closing a read-ahead waits for its thread; past that it is left to finish alone.
 CLOSE_WAIT = 1.0
+SAVEPOINT = b"SAVEPOINT copy_out"
+ROLLBACK = b"ROLLBACK TO SAVEPOINT copy_out"
 
 
 class Stopped(Exception):
@@ -77,9 +79,12 @@ class Stop:
 class CopyOut:
     """The output of a `COPY ... TO STDOUT` statement, iterated in chunks of about CHUNK
     bytes of whole rows; `rows` holds the row count once it is done. It runs in the
-    connection's transaction; a failure raises psycopg's error for it. When `stop` is set
-    (from another thread), the COPY is cancelled and `Stopped` raised. `sent` is called
-    once the query is out, for work that can wait until the server is busy."""
+    connection's transaction (a `db.snapshot`'s, or a `transaction()` block), which it
+    neither begins nor ends: a COPY stopped early or failing is rolled back to a savepoint
+    set just before it, and the transaction goes on. A failure raises psycopg's error for
+    it. When `stop` is set (from another thread), the COPY is cancelled and `Stopped`
+    raised. `sent` is called once the query is out, for work that can wait until the
+    server is busy."""
 
     def __init__(
         self,
@@ -96,46 +101,57 @@ class CopyOut:
 
     def __iter__(self) -> Generator[Chunk, None, None]:
         conn = self.conn
-        with conn.transaction():  # BEGIN now: the COPY below bypasses psycopg's own
-            pgconn = conn.pgconn
-            with selectors.DefaultSelector() as selector:
-                selector.register(pgconn.socket, selectors.EVENT_READ)
-                if self.stop is not None:
-                    selector.register(self.stop, selectors.EVENT_READ)
-                try:
-                    # Inside the `try`: a signal that lands just after the query went out
-                    # must cancel it too, or the rollback finds the COPY still running.
-                    pgconn.send_query(self.statement.as_bytes(conn))
-                    while pgconn.flush():  # a non-blocking connection: the query may not be out
-                        pass
-                    if self.sent is not None:
-                        self.sent()
-                    _result(pgconn, pq.ExecStatus.COPY_OUT, selector)
-                    # Rows are appended to one buffer: no object a row (measured: a
-                    # sixth less CPU per row than collecting and joining bytes). The
-                    # buffer itself is handed on, not a copy, and its size is looked at
-                    # once for every batch libpq has read, not every row: together a
-                    # quarter less CPU a row (measured on 600k rows: 160 -> 118 ms).
-                    buffer = bytearray()
-                    get = pgconn.get_copy_data
-                    while True:
-                        n, data = get(1)  # 1: never block (see the module's docstring)
-                        while n > 0:
-                            buffer += data
-                            n, data = get(1)
-                        if len(buffer) >= CHUNK:
-                            yield buffer
-                            buffer = bytearray()
-                        if n == 0:  # no whole row here yet
-                            _wait(pgconn, selector)
-                        else:  # -1: the end; -2: an error, which the result below raises
-                            break
-                    done = _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
-                except BaseException:
-                    _abort(conn)
-                    raise
-            if buffer:
-                yield buffer
+        pgconn = conn.pgconn
+        in_block = pgconn.transaction_status == pq.TransactionStatus.INTRANS
+        if not conn.autocommit and not in_block:
+            # psycopg would begin one before a query of its own; this COPY bypasses it.
+            raise psycopg.ProgrammingError("CopyOut needs its connection in a transaction")
+        with selectors.DefaultSelector() as selector:
+            selector.register(pgconn.socket, selectors.EVENT_READ)
+            if self.stop is not None:
+                selector.register(self.stop, selectors.EVENT_READ)
+            try:
+                # Inside the `try`: a signal that lands just after the query went out
+                # must cancel it too, or the rollback finds the COPY still running.
+                if in_block:
+                    # Set here, not by psycopg's `transaction()`: its SAVEPOINT (or BEGIN),
+                    # interrupted between its send and its result, made psycopg send a
+                    # ROLLBACK into the busy connection and print that failure to stderr,
+                    # beside the command's own error.
+                    _send(pgconn, SAVEPOINT)
+                    _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
+                _send(pgconn, self.statement.as_bytes(conn))
+                if self.sent is not None:
+                    self.sent()
+                _result(pgconn, pq.ExecStatus.COPY_OUT, selector)
+                # Rows are appended to one buffer: no object a row (measured: a
+                # sixth less CPU per row than collecting and joining bytes). The
+                # buffer itself is handed on, not a copy, and its size is looked at
+                # once for every batch libpq has read, not every row: together a
+                # quarter less CPU a row (measured on 600k rows: 160 -> 118 ms).
+                buffer = bytearray()
+                get = pgconn.get_copy_data
+                while True:
+                    n, data = get(1)  # 1: never block (see the module's docstring)
+                    while n > 0:
+                        buffer += data
+                        n, data = get(1)
+                    if len(buffer) >= CHUNK:
+                        yield buffer
+                        buffer = bytearray()
+                    if n == 0:  # no whole row here yet
+                        _wait(pgconn, selector)
+                    else:  # -1: the end; -2: an error, which the result below raises
+                        break
+                done = _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
+            except BaseException:
+                _abort(conn)
+                if in_block and pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                    with contextlib.suppress(psycopg.Error):  # the error above goes on
+                        conn.execute(ROLLBACK)
+                raise
+        if buffer:
+            yield buffer
         self.rows = int(done.command_tuples or 0)
 
 
@@ -210,6 +226,12 @@ def _wait(pgconn: Any, selector: selectors.BaseSelector, timeout: float | None =
         raise Stopped()
     pgconn.consume_input()
     return True
+
+
+def _send(pgconn: Any, query: bytes) -> None:
+    pgconn.send_query(query)
+    while pgconn.flush():  # a non-blocking connection: the query may not be out at once
+        pass
 
 
 def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector) -> Any:

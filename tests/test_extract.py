@@ -254,8 +254,8 @@ def test_output_files_are_ordinary_files_and_bad_paths_are_one_line(
     assert result.output.startswith("Error: -o ") and len(result.output.strip().splitlines()) == 1
 
 
-def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
-    loaded: None, config_file: Path
+def test_a_copy_stopped_early_or_failing_leaves_the_snapshot_usable(
+    loaded: None, config_file: Path, shard_dsns: dict[str, str]
 ) -> None:
     from psycopg import sql
 
@@ -265,15 +265,25 @@ def test_a_copy_stopped_early_or_failing_leaves_the_connection_usable(
 
     shard_map = load_shard_map(config_file)
     with snapshot(shard_map, shard_map.shards[0]) as conn:
+        # Begun before the block: a CopyOut sends no BEGIN of its own (one that an
+        # interrupt cut short made psycopg print a failed rollback to stderr).
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         many = "COPY (SELECT repeat('x', 1000) FROM generate_series(1, 5000)) TO STDOUT"
         chunks = CopyOut(conn, sql.SQL(many)).__iter__()
         assert len(next(chunks)) >= 1 << 20  # a reader that stops after the first megabyte
         chunks.close()
+        with psycopg.connect(shard_dsns["default"]) as other:  # committed meanwhile
+            other.execute("INSERT INTO residents (id, country, name) VALUES (90, 'CA', 'Late')")
         failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
         with pytest.raises(psycopg.errors.DivisionByZero):
             list(CopyOut(conn, sql.SQL(failing)))
+        # The same transaction goes on, in the snapshot its first COPY took: not the late row.
         whole = CopyOut(conn, sql.SQL("COPY (SELECT id FROM residents) TO STDOUT"))
         assert b"".join(whole).count(b"\n") == whole.rows == 5
+        assert conn.execute("SHOW transaction_isolation").fetchone() == ("repeatable read",)
+    no_transaction = psycopg.connect(shard_dsns["default"])  # idle, not in autocommit
+    with no_transaction, pytest.raises(psycopg.ProgrammingError, match="in a transaction"):
+        list(CopyOut(no_transaction, sql.SQL("COPY (SELECT 1) TO STDOUT")))
 
 
 def test_parquet_refuses_a_shard_whose_dsn_asks_for_text_in_another_encoding(
