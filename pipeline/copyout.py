@@ -102,10 +102,16 @@ class CopyOut:
     def __iter__(self) -> Generator[Chunk, None, None]:
         conn = self.conn
         pgconn = conn.pgconn
-        in_block = pgconn.transaction_status == pq.TransactionStatus.INTRANS
-        if not conn.autocommit and not in_block:
-            # psycopg would begin one before a query of its own; this COPY bypasses it.
-            raise psycopg.ProgrammingError("CopyOut needs its connection in a transaction")
+        status = pq.TransactionStatus(pgconn.transaction_status)
+        in_block = status == pq.TransactionStatus.INTRANS
+        if not in_block and not (conn.autocommit and status == pq.TransactionStatus.IDLE):
+            # psycopg would begin a transaction before a query of its own; this COPY bypasses
+            # it. A busy connection (another CopyOut on it not read to its end) would have
+            # its query cancelled by this one's failure.
+            raise psycopg.ProgrammingError(
+                f"CopyOut needs its connection in a transaction and idle, not {status.name}"
+            )
+        saved = False  # the savepoint is set
         with selectors.DefaultSelector() as selector:
             selector.register(pgconn.socket, selectors.EVENT_READ)
             if self.stop is not None:
@@ -120,6 +126,7 @@ class CopyOut:
                     # beside the command's own error.
                     _send(pgconn, SAVEPOINT)
                     _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
+                    saved = True
                 _send(pgconn, self.statement.as_bytes(conn))
                 if self.sent is not None:
                     self.sent()
@@ -144,9 +151,16 @@ class CopyOut:
                     else:  # -1: the end; -2: an error, which the result below raises
                         break
                 done = _result(pgconn, pq.ExecStatus.COMMAND_OK, selector)
-            except BaseException:
+            except BaseException as exc:
                 _abort(conn)
-                if in_block and pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                # Back to the savepoint for a caller that goes on: one that stopped reading,
+                # or met the COPY's error. An interrupt or a Stop throws the transaction
+                # away: no round trip more for it, and no query a second signal could cut.
+                if (
+                    saved
+                    and isinstance(exc, GeneratorExit | psycopg.Error)
+                    and pgconn.transaction_status == pq.TransactionStatus.INERROR
+                ):
                     with contextlib.suppress(psycopg.Error):  # the error above goes on
                         conn.execute(ROLLBACK)
                 raise

@@ -173,3 +173,48 @@ def test_a_block_left_with_a_query_running_drops_its_connection_quietly(
     while running(shard_map, "SELECT pg_sleep(30)"):  # cancelled, not left to sleep
         assert time.monotonic() - began < 10
         time.sleep(0.05)
+
+
+def test_an_interrupt_between_the_copys_send_and_its_result_is_quiet(
+    shard_map: ShardMap, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `sent` runs just after the COPY went out, before its result: an interrupt there
+    # cancels the COPY and leaves no query for a rollback to run into. (psycopg's own
+    # `transaction()`, interrupted so around its BEGIN, rolled back into the busy
+    # connection and printed that to stderr: CopyOut no longer uses it.)
+    caplog.set_level(logging.WARNING, logger="psycopg")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    statement = sql.SQL("COPY (SELECT pg_sleep(30)) TO STDOUT")
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), snapshot(shard_map, shard_map.shards[0]) as conn:
+        list(CopyOut(conn, statement, sent=interrupted))
+    assert [r.getMessage() for r in caplog.records] == []
+    assert time.monotonic() - began < 10  # cancelled, not slept through
+    assert running(shard_map, "COPY (SELECT pg_sleep(30))") == 0
+
+
+def test_a_copy_stopped_in_an_autocommit_block_leaves_the_block_usable(
+    shard_map: ShardMap, shard_dsns: dict[str, str]
+) -> None:
+    # As rebalance reads its source: autocommit, inside `transaction()`. A COPY stopped
+    # early rolls back to its own savepoint; what the block did before it stays.
+    many = sql.SQL("COPY (SELECT repeat('x', 1000) FROM generate_series(1, 20000)) TO STDOUT")
+    with psycopg.connect(shard_dsns["default"], autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("CREATE TEMPORARY TABLE kept (n int)")
+            conn.execute("INSERT INTO kept VALUES (1)")
+            chunks = iter(CopyOut(conn, many))
+            assert len(next(chunks)) >= CHUNK
+            chunks.close()  # stopped with the COPY still running on the server
+            assert conn.execute("SELECT n FROM kept").fetchall() == [(1,)]
+        # A connection whose COPY has not been read to its end is busy: another is refused
+        # (its failure would cancel the first one's query), and the first reads on.
+        first = CopyOut(conn, many)
+        reading = iter(first)
+        begun = next(reading)
+        with pytest.raises(psycopg.ProgrammingError, match="not ACTIVE"):
+            next(iter(CopyOut(conn, sql.SQL("COPY (SELECT 1) TO STDOUT"))))
+        assert (begun + b"".join(reading)).count(b"\n") == first.rows == 20000
