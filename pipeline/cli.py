@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -338,6 +339,12 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    # psycopg logs what its clean-up after an error could not do, chiefly a rollback sent
+    # into a connection that an interrupt left busy ("error ignored in rollback"): its
+    # `transaction()` blocks do that themselves. The command reports the error in one line;
+    # Python's last-resort handler would print psycopg's beside it. Handlers a caller
+    # configures still get it (this only stops the last resort).
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     cli_shared.STANDALONE = True  # the process is ours alone (see pyarrow_for_a_load)
     # numpy's OpenBLAS starts a thread a core when imported, which spin a while: 0.05 s of
     # CPU that a 1M-row Parquet extract's other work needs. No command does linear algebra.

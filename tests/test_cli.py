@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -32,3 +35,23 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["lod"])
     assert result.exit_code == 2
+
+
+def test_the_command_line_keeps_psycopgs_clean_up_warnings_off_stderr() -> None:
+    # psycopg logs a rollback it could not send after an interrupt ("error ignored in
+    # rollback"); the command has reported the interrupt already, in one line. Other
+    # loggers still reach stderr.
+    code = (
+        "import logging, sys\n"
+        "from pipeline.cli import main\n"
+        "sys.argv = ['pipeline', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "logging.getLogger('psycopg').warning('error ignored in rollback')\n"
+        "logging.getLogger('elsewhere').warning('still shown')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and "Usage:" in done.stdout
+    assert done.stderr == "still shown\n"
