@@ -99,14 +99,13 @@ def _drop_if_busy(conn: psycopg.Connection[Any]) -> None:
 @contextmanager
 def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
     """A connection whose statements share one REPEATABLE READ, READ ONLY transaction,
-    begun before the block runs: a `CopyOut` in it sends its COPY and nothing else."""
+    begun before the block runs (a `CopyOut` begins none of its own)."""
     with connect(shard_map, shard) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        # The BEGIN goes out with this first statement, inside connect()'s guard. Begun by
-        # psycopg's `transaction()` instead, an interrupt landing between its BEGIN's send
-        # and result made psycopg send a ROLLBACK into the busy connection and print the
-        # failure to stderr, beside the command's own error.
+        # The BEGIN goes out with this first statement, inside connect()'s guard: begun by
+        # psycopg's `transaction()`, an interrupt between its send and its result made
+        # psycopg roll back into the busy connection itself (see CopyOut).
         conn.execute(DB.snapshot_settings)  # UTC, ISO dates: the same output on any server
         yield conn
 
