@@ -496,8 +496,10 @@ def test_rows_the_target_holds_otherwise_than_sent_fail_the_verification(
 def test_a_taken_id_found_mid_stream_falls_back_to_staging(
     run_cli: RunCli, initialised: None, config_file: Path, shard_dsns: dict[str, str]
 ) -> None:
-    # Enough rows that the target refuses the straight COPY while the source still streams:
-    # the source's COPY is cancelled, and the staging way reads the same snapshot again.
+    # The target refuses the straight COPY (its error reaches the client when the COPY
+    # ends, after the source's has), and the staging way reads the same snapshot again. A
+    # source COPY stopped before its end rolls back to its own savepoint and leaves that
+    # snapshot usable: test_copyout's autocommit-block test.
     with psycopg.connect(shard_dsns["default"]) as conn:
         conn.execute(
             "INSERT INTO residents (id, country, name)"
