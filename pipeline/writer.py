@@ -357,8 +357,10 @@ class ShardWriter(ShardLink):
         Returns (inserted, updated)."""
         conn.execute(LOAD.savepoint)
         try:
+            conn.execute(LOAD.joins_by_id)
             updated = conn.execute(LOAD.update, params).rowcount
             inserted = conn.execute(LOAD.insert, params).rowcount
+            conn.execute(LOAD.joins_any)
         except psycopg.errors.UniqueViolation:
             # Someone inserted one of these ids by hand after sql/load/update.sql looked (loads
             # cannot: they hold the lock). The one-statement upsert takes each row as it

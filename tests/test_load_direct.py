@@ -297,3 +297,40 @@ def test_an_unchanged_row_not_sent_is_still_seen_as_an_id_given_twice(
     counts = summary["shards"]["default"]
     assert (counts["updated"], counts["unchanged"], counts["rejected"]) == (1, 1, 2)
     assert [(r[0], r[4]) for r in rows(shard_dsns["default"])] == [(5, 31), (6, 40)]
+
+
+def test_changed_rows_are_written_through_the_primary_key_not_a_hash_of_the_shard(
+    initialised: None, shard_dsns: dict[str, str]
+) -> None:
+    # The staging table has no statistics: on its size alone PostgreSQL hashed the whole of
+    # residents to update a tenth of it (sql/load/joins_by_id.sql). The statements that write
+    # a file's rows find each staged row by id.
+    params = {"source": "crm", "load_id": "00000000-0000-0000-0000-000000000001",
+              "kept_load": [], "kept_after": [], "kept_until": []}  # fmt: skip
+    # A connection's own setting (as a role's or a database's would be) is kept after.
+    with psycopg.connect(shard_dsns["default"], options="-c enable_mergejoin=off") as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name) SELECT i, 'DE', 'P' || i"
+            " FROM generate_series(1, 50000) AS i"
+        )
+        conn.commit()
+        conn.execute("ANALYZE residents")
+        conn.execute(LOAD.staging)
+        conn.execute(
+            "INSERT INTO load_staging (record, country, id_v, name_v, deleting)"
+            " SELECT i, 'DE', i, 'Q', false FROM generate_series(1, 50000, 10) AS i"
+        )
+        conn.execute(LOAD.savepoint)
+        conn.execute(LOAD.joins_by_id)
+        for statement in (LOAD.update, LOAD.insert):
+            plan = "\n".join(
+                row[0] for row in conn.execute(sql.SQL("EXPLAIN ") + statement, params)
+            )
+            assert "residents_pkey" in plan and "Hash" not in plan, plan
+        conn.execute(LOAD.joins_any)
+        shown = [
+            conn.execute(f"SHOW {name}").fetchone()
+            for name in ("enable_hashjoin", "enable_mergejoin")
+        ]
+        assert shown == [("on",), ("off",)]
+        conn.rollback()
