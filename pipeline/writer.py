@@ -290,6 +290,7 @@ class ShardWriter(ShardLink):
             with self._watchdog.waiting(conn):
                 valid = counts.staged - counts.rejected
                 protected = {**self._protected, **self._source_params()}
+                conn.execute(LOAD.joins_by_id)  # each statement below finds rows by id
                 if protected["kept_load"]:
                     # Counted before the upsert, which would move the rows it writes out of reach.
                     counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
@@ -300,6 +301,7 @@ class ShardWriter(ShardLink):
                     row = (row[0], int(row[1]) - counts.kept)
                 else:
                     row = self._write_rows(conn, {"load_id": self.load_id, **protected})
+                conn.execute(LOAD.joins_any)
                 assert row is not None and self._rows is not None
                 counts.inserted = int(row[0]) + self._rows.inserted
                 self._rows = None  # the file's rows are all written
@@ -357,10 +359,8 @@ class ShardWriter(ShardLink):
         Returns (inserted, updated)."""
         conn.execute(LOAD.savepoint)
         try:
-            conn.execute(LOAD.joins_by_id)
             updated = conn.execute(LOAD.update, params).rowcount
             inserted = conn.execute(LOAD.insert, params).rowcount
-            conn.execute(LOAD.joins_any)
         except psycopg.errors.UniqueViolation:
             # Someone inserted one of these ids by hand after sql/load/update.sql looked (loads
             # cannot: they hold the lock). The one-statement upsert takes each row as it
