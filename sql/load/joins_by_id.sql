@@ -7,4 +7,5 @@
 -- every row 3.52-3.74 s -> 3.30-3.60 s; on a 6M-row shard, 600k changed 6.2-7.0 s ->
 -- 5.8-6.4 s. After ANALYZE of the staging table it hashed the staged rows and read all of
 -- residents: slower still (0.55-0.58 s, 8.6 s). upsert.sql, the fallback, joins nothing.
-SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off
