@@ -61,7 +61,7 @@ PROBE_RANGE_SPAN = 8
 _CSV = pcsv.WriteOptions(include_header=False, quoting_style="needed")
 # Bytes of text up to which a held row is packed with the others in a probe's answer
 # (sql/load/probe.sql); a larger row comes alone. A range probe reads at most
-# PROBE_RANGE_SPAN * BATCH_RECORDS rows: the packed values stay below 200 MB, far below
+# PROBE_RANGE_SPAN * BATCH_RECORDS rows: the packed values stay below 250 MB, far below
 # what a bytea holds (1 GB), however large the rows.
 PROBE_PACK = 2_048
 # Refused ids a snapshot copies to a shard at a time (copy_kept.sql): their text is built in

@@ -32,13 +32,9 @@ from pipeline.batch import BATCH_RECORDS, Batch
 from pipeline.rules import COUNTRY_MAX
 from pipeline.source_file import READ, SourceError
 
-BLOCK_BYTES = 1 << 20  # bytes read at a time; a batch is the records that end in them
-# pyarrow parses a block in pieces of this many bytes, on its threads (two here), or of the
-# longest record's size and a byte when that is larger: pyarrow refuses a block with a
-# record much longer than its pieces ("straddles two block boundaries"). Measured beside
-# one piece a block on one thread, 1M rows, three interleaved rounds: into empty shards
-# 4.28 s -> 4.08 s, NDJSON 5.06 s -> 4.59 s, for 7-10 MB more at the peak.
-PARSE_CHUNK = 1 << 18
+# Bytes read at a time: a batch is the records that end in them, BATCH_RECORDS of a
+# resident file's 70-100-byte records (1.5 MiB).
+BLOCK_BYTES = 3 << 19
 # pyarrow keeps a builder per column for every block: past this many columns (a resident
 # file has six and a few extra), Python's reader, which keeps only the row, takes the file.
 MAX_COLUMNS = 256
@@ -183,8 +179,12 @@ class ArrowCsv:
                 io.BytesIO(block),
                 read_options=pcsv.ReadOptions(
                     column_names=self._names,
-                    block_size=max(PARSE_CHUNK, longest + 1),
-                    use_threads=True,
+                    # The block in one piece, on this thread: pyarrow's threads parsed it
+                    # in pieces 10% faster alone, but for 0.13 s more CPU a 1M rows, which
+                    # the servers need (1M rows, 8 interleaved rounds: --force 2.68 ->
+                    # 2.53 s, into empty shards 2.73 -> 2.68 s; 6-9 MB less at the peak).
+                    block_size=len(block) + 1,
+                    use_threads=False,
                 ),
                 parse_options=self._parse,
                 convert_options=self._convert,

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pipeline.batch import BATCH_RECORDS
 from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
 from pipeline.load import LoadOptions, load
@@ -487,11 +488,12 @@ def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_complete
 ) -> None:
     config, dsns = split_shards
     assert run_cli("init", config=config).exit_code == 0
-    path = ndjson(tmp_path / "people.ndjson", people(1, 30_000))
+    path = ndjson(tmp_path / "people.ndjson", people(1, 3 * BATCH_RECORDS))
+    half = 3 * BATCH_RECORDS // 2  # the people of each shard
     with contextlib.ExitStack() as stack:
 
         def freeze_during_the_file(result: FileResult, read: int, done: bool) -> None:
-            if read == 10_000 and not done:  # the first batch read, none of it sent yet
+            if read == BATCH_RECORDS and not done:  # the first batch read, none of it sent yet
                 stack.enter_context(frozen(stoppable_server))
 
         shard_map = load_shard_map(config)
@@ -503,8 +505,8 @@ def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_complete
         reason = first.files[0].shard_errors["db_us"]
         assert reason.startswith("no answer within 1 s (--statement-timeout; raise it")
         assert reason.endswith("re-running the same command completes this shard")
-        assert (first.files[0].rows_loaded, first.files[0].rows_pending) == (15_000, 15_000)
-        assert len(rows(dsns["default"])) == 15_000  # the other shard did not wait for it
+        assert (first.files[0].rows_loaded, first.files[0].rows_pending) == (half, half)
+        assert len(rows(dsns["default"])) == half  # the other shard did not wait for it
 
         # still frozen: connecting gives up too
         again = run_cli("load", str(path), "--connect-timeout", "2", config=config)
@@ -513,7 +515,7 @@ def test_a_shard_that_stops_answering_fails_at_the_timeouts_and_a_rerun_complete
         assert "re-running the same command completes this shard" in again.output
     done = run_cli("load", str(path), config=config)  # the server answers again
     assert done.exit_code == 0, done.output
-    assert len(rows(dsns["db_us"])) == 15_000 and len(ledger(dsns["db_us"])) == 1
+    assert len(rows(dsns["db_us"])) == half and len(ledger(dsns["db_us"])) == 1
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from pipeline.batch import BATCH_RECORDS
 from pipeline.batches import BATCH_CHARS, batches
 from pipeline.columns import FIELDS
 from pipeline.rules import Limits
-from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, PARSE_CHUNK, NotSimple
+from pipeline.source_arrow import BLOCK_BYTES, MAX_COLUMNS, NotSimple
 from pipeline.sources import SourceError, open_source
 
 HEADER = "id,country,name,gender,age,address\n"
@@ -211,13 +211,12 @@ def test_a_record_ending_exactly_at_a_block_end_is_whole(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     "size",
-    [PARSE_CHUNK - 1, PARSE_CHUNK, PARSE_CHUNK + 1, 2 * PARSE_CHUNK + 1],
+    [BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, 2 * BLOCK_BYTES + 1],
     ids=["under", "at", "over", "twice"],
 )
-def test_records_around_pyarrows_piece_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
-    # pyarrow parses a block in pieces of PARSE_CHUNK bytes, or of the longest record and a
-    # byte: records (`size` bytes with the line end) of the piece's size, one byte either
-    # side, and over twice it (which pyarrow refuses in pieces of PARSE_CHUNK), among short
+def test_records_around_the_block_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
+    # pyarrow parses a block in one piece of its size and a byte: records (`size` bytes with
+    # the line end) of a block's size, one byte either side, and over twice it, among short
     # ones, some quoted over two lines.
     line = "7,DE,Ann,F,30,"
     short = ['1,DE,Ann,F,30,"a\nb"\n'] * 100 + ["2,US,Bob,M,40,y\n"] * 100
@@ -225,7 +224,8 @@ def test_records_around_pyarrows_piece_size_are_parsed_whole(tmp_path: Path, siz
     text += "".join(short) + line + "z" * (size - len(line) - 1) + "\n" + "".join(short)
     path = tmp_path / "f.csv"
     path.write_text(text, encoding="utf-8")
-    found = same_through_both(path, Limits(max_field=4 * PARSE_CHUNK))
+    big = 4 * BLOCK_BYTES
+    found = same_through_both(path, Limits(max_line=big, max_record=big, max_field=big))
     assert [len(r[3]["address"]) for r in found if r[2][0] == "7"] == [size - len(line) - 1] * 2
     assert len(found) == 3 * len(short) + 2
 

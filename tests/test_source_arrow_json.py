@@ -16,7 +16,8 @@ import pytest
 from pipeline.batch import BATCH_RECORDS
 from pipeline.batches import batches
 from pipeline.rules import Limits
-from pipeline.source_arrow import BLOCK_BYTES, PARSE_CHUNK
+from pipeline.source_arrow import BLOCK_BYTES
+from pipeline.source_arrow_json import PARSE_CHUNK
 from pipeline.sources import open_source
 from tests.test_source_arrow import refused_by_bulk, same_through_both
 
