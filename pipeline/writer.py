@@ -360,7 +360,7 @@ class ShardWriter(ShardLink):
         conn.execute(LOAD.savepoint)
         try:
             updated = conn.execute(LOAD.update, params).rowcount
-            inserted = conn.execute(LOAD.insert, params).rowcount
+            inserted = conn.execute(LOAD.insert, {**params, "updated": updated}).rowcount
         except psycopg.errors.UniqueViolation:
             # Someone inserted one of these ids by hand after sql/load/update.sql looked (loads
             # cannot: they hold the lock). The one-statement upsert takes each row as it

@@ -307,7 +307,7 @@ def test_a_files_rows_are_written_through_the_primary_key_not_a_hash_of_the_shar
     # residents to update a tenth of it (sql/load/joins_by_id.sql). Every statement that
     # writes a file's rows, or counts them for --dry-run, finds each staged row by id.
     params = {"source": "crm", "load_id": "00000000-0000-0000-0000-000000000001",
-              "kept_load": [], "kept_after": [], "kept_until": []}  # fmt: skip
+              "kept_load": [], "kept_after": [], "kept_until": [], "updated": -1}  # fmt: skip
     # A connection's own setting (as a role's or a database's would be) is kept after.
     with psycopg.connect(shard_dsns["default"], options="-c enable_mergejoin=off") as conn:
         conn.execute(
@@ -334,4 +334,47 @@ def test_a_files_rows_are_written_through_the_primary_key_not_a_hash_of_the_shar
             for name in ("enable_hashjoin", "enable_mergejoin")
         ]
         assert shown == [("on",), ("off",)]
+        conn.rollback()
+
+
+NO_ID = "INSERT INTO load_staging (record, country, name_v, deleting) VALUES (0, 'DE', 'N', false)"
+
+
+@pytest.mark.parametrize(
+    ("by_hand", "staged", "added"),
+    [
+        ("SELECT", "SELECT", 0),  # each staged row found its own: nothing added or probed
+        ("DELETE FROM residents WHERE id = 11", "SELECT", 1),  # deleted after the probe
+        ("SELECT", NO_ID, 1),  # a row without an id: the next one is given
+    ],
+    ids=["all-updated", "deleted-by-hand", "without-an-id"],
+)
+def test_insert_adds_what_update_did_not_find_and_probes_nothing_when_it_found_all(
+    initialised: None, shard_dsns: dict[str, str], by_hand: str, staged: str, added: int
+) -> None:
+    # insert.sql compares the rows update.sql rewrote with the valid staged rows: when they
+    # are as many, the server skips the insert's probes of every staged row (a one-time
+    # filter, never executed below it); a row deleted by hand after the probe, or one
+    # without an id, makes them differ, and it is added.
+    params: dict[str, Any] = {"source": None, "load_id": "00000000-0000-0000-0000-000000000001",
+                              "kept_load": [], "kept_after": [], "kept_until": []}  # fmt: skip
+    with psycopg.connect(shard_dsns["default"]) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name) SELECT i, 'DE', 'P' || i"
+            " FROM generate_series(1, 1000) AS i"
+        )
+        conn.execute(LOAD.staging)
+        conn.execute(
+            "INSERT INTO load_staging (record, country, id_v, name_v, deleting)"
+            " SELECT i, 'DE', i, 'Q' || i, false FROM generate_series(1, 1000, 10) AS i"
+        )
+        conn.execute(staged)
+        conn.execute(by_hand)
+        updated = conn.execute(LOAD.update, params).rowcount
+        explain = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ") + LOAD.insert
+        plan = "\n".join(r[0] for r in conn.execute(explain, {**params, "updated": updated}))
+        assert "One-Time Filter" in plan, plan
+        assert ("(never executed)" in plan) == (added == 0), plan
+        names = conn.execute("SELECT name FROM residents WHERE name NOT LIKE 'P%'").fetchall()
+        assert len(names) == updated + added == 100 + (staged == NO_ID)
         conn.rollback()

@@ -11,3 +11,9 @@ SELECT coalesce(c.id_v, nextval(pg_get_serial_sequence('residents', 'id'))),
 FROM load_checked AS c
 WHERE c.reason IS NULL AND NOT c.deleting
   AND NOT EXISTS (SELECT FROM residents AS r WHERE r.id = c.id_v)
+  -- Nothing is left to add when update.sql rewrote as many rows (`updated`) as there are
+  -- such rows: each found its own (a row without an id finds none). The server checks this
+  -- once, before any row (a one-time filter), and then skips the probes of every staged
+  -- row: a file of changed rows only, as a re-export is, adds none.
+  AND (SELECT count(*) FROM load_checked AS k WHERE k.reason IS NULL AND NOT k.deleting)
+      <> %(updated)s
