@@ -13,7 +13,7 @@ from pipeline.reasons import RejectReason
 # Records in a batch at most, from any reader: memory stays bounded by a batch whatever the
 # file holds (a million one-character records in a few MB), and progress comes batch by
 # batch (pipeline.dispatch.PROGRESS_EVERY). Each batch costs some 9 ms of CPU whatever its
-# size (a probe a shard, some 80 compute calls, the COPY's hand-offs between threads):
+# size (a probe a shard, some 160 compute calls, the hand-offs between threads):
 # 15,000 against 10,000, 1M rows, 6 interleaved rounds (and the CSV parsed in one piece,
 # pipeline.source_arrow): into empty shards 2.86 -> 2.64 s, --force 2.64 -> 2.27 s, 10%
 # changed 3.24 -> 3.02 s, NDJSON 3.53 -> 3.24 s; peak 137 -> 140 MB. 20,000 took the peak
