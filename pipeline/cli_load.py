@@ -169,7 +169,16 @@ def load_command(
     Example: pipeline load data/incoming/ --max-rejects 5%
     """
     from pipeline.config import load_rules
-    from pipeline.incoming import find_files
+    from pipeline.incoming import FileHashes, find_files
+
+    if mode is not None and source_name is None:
+        raise click.UsageError("--mode needs --source: a snapshot is the whole truth of a source")
+    shard_map = shard_map_of(ctx)
+    rules = load_rules(shard_map)
+    files, passed_over = find_files(paths)
+    # Hashed from now on, in a thread, while the readers' libraries are imported below.
+    hashes = FileHashes(files)
+
     from pipeline.interrupt import Interrupt
     from pipeline.load import LoadOptions, load
     from pipeline.preflight import before_load
@@ -177,17 +186,12 @@ def load_command(
     from pipeline.summary import ProgressBars, printable
     from pipeline.sync import Source
 
-    if mode is not None and source_name is None:
-        raise click.UsageError("--mode needs --source: a snapshot is the whole truth of a source")
     source = (
         None
         if source_name is None
         else Source(source_name, "snapshot" if mode == "snapshot" else "append")
     )
     pyarrow_for_a_load()
-    shard_map = shard_map_of(ctx)
-    rules = load_rules(shard_map)
-    files, passed_over = find_files(paths)
     before_load(shard_map, dry_run)  # one database twice, a read-only role: exit 2, unwritten
     if passed_over:
         names = printable(", ".join(str(p) for p in passed_over))
@@ -199,7 +203,8 @@ def load_command(
     interrupt = Interrupt()
     # Until the command ends: a signal while the summary prints must not cut it short.
     with _signals_interrupt(interrupt):
-        result = load(shard_map, rules, files, options, ProgressBars(quiet or as_json), interrupt)
+        bars = ProgressBars(quiet or as_json)
+        result = load(shard_map, rules, files, options, bars, interrupt, hashes)
         _print_load_result(result, paths, files, quiet, as_json)
     ctx.exit(result.exit_code)
 

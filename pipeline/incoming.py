@@ -1,14 +1,46 @@
-"""The files a load reads: the files and folders named on the command line, and each file's
-identity (its sha256, which the ledger keeps)."""
+"""The files a load reads: the files and folders named on the command line, their types,
+and each file's identity (its sha256, which the ledger keeps).
+
+Nothing here imports the readers (pyarrow, numpy): `pipeline load` finds its files and
+starts hashing them (`FileHashes`) before those imports, which take a quarter of a second
+that the hash no longer waits for."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.sources import SUPPORTED, regular_file_error, source_format
+from pipeline.regular_file import kind_of
+
+SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
+FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+HASH_BLOCK = 1 << 20  # bytes read and hashed at a time
+
+
+def source_format(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def regular_file_error(path: Path) -> str | None:
+    """Why `path` (followed if a link) cannot be loaded as a file, or None if it can: only
+    regular files are read (a FIFO would block, a device such as /dev/zero never ends)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return f"not a regular file ({kind_of(mode)}); only regular files are loaded"
 
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
@@ -36,6 +68,79 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
+        for block in iter(lambda: stream.read(HASH_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class FileHashes:
+    """The sha256 of each of a run's files, hashed one after the other in a thread of its
+    own from the moment the files are known, while the caller goes on (hashlib and the
+    reads let go of Python's lock: the hash takes a core the start-up leaves idle). Each
+    file is hashed once; `of` waits for its turn. A file that cannot be read gives its
+    OSError to whoever asks for its hash."""
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self.files = list(files)
+        self._hashes: dict[Path, str | OSError] = {}
+        self._ready = threading.Condition()
+        self._stop = threading.Event()
+        self._done = False
+        self._first_taken = False
+        # A daemon: a run that ends early (an interrupt, a usage error) does not wait for
+        # the hash of a file it will not load.
+        self._thread = threading.Thread(target=self._hash_all, name="hash", daemon=True)
+        self._thread.start()
+
+    def _hash_all(self) -> None:
+        try:
+            for path in self.files:
+                if self._stop.is_set():
+                    return
+                try:
+                    value: str | OSError = sha256_of(path)
+                except OSError as exc:
+                    value = exc
+                with self._ready:
+                    self._hashes.setdefault(path, value)
+                    self._ready.notify_all()
+        finally:
+            with self._ready:
+                self._done = True
+                self._ready.notify_all()
+
+    def of(self, path: Path) -> str:
+        """The file's sha256, as the thread hashed it (raises the OSError it met); hashed
+        here for a file the thread was not given or did not get to."""
+        if path not in self.files:
+            return sha256_of(path)
+        with self._ready:
+            self._ready.wait_for(lambda: path in self._hashes or self._done)
+            value = self._hashes.get(path)
+        if value is None:
+            return sha256_of(path)
+        if isinstance(value, OSError):
+            raise value
+        return value
+
+    def readable(self, paths: Iterable[Path]) -> list[str]:
+        """The hashes of those of `paths` that can be read (one that cannot fails at its
+        own turn)."""
+        hashes = []
+        for path in paths:
+            with contextlib.suppress(OSError):
+                hashes.append(self.of(path))
+        return hashes
+
+    def at_turn(self, path: Path) -> str:
+        """The sha256 a file loads under, taken at its turn: the thread's for the run's
+        first file (its turn is the run's start), a new one for any later file, which may
+        have changed since the run began."""
+        if not self._first_taken and self.files and path == self.files[0]:
+            self._first_taken = True
+            return self.of(path)
+        return sha256_of(path)
+
+    def close(self) -> None:
+        """Stop hashing after the file at hand: the files not hashed yet are not wanted."""
+        self._stop.set()

@@ -42,7 +42,7 @@ from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.dispatch import Dispatch, Restart
 from pipeline.erased import Erased, read_erasures
 from pipeline.errors import ShardError
-from pipeline.incoming import sha256_of
+from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason
@@ -82,9 +82,12 @@ def load(
     options: LoadOptions | None = None,
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
+    hashes: FileHashes | None = None,
 ) -> LoadResult:
     """Load `files` into the shards of `shard_map`; see the module docstring for the guarantees.
-    Calling `interrupt` (from a signal handler or a thread) stops it early."""
+    Calling `interrupt` (from a signal handler or a thread) stops it early. `hashes`: the
+    files' hashing, when the caller started it (pipeline.incoming); else it starts here."""
+    hashes = hashes or FileHashes(files)
     options = options or LoadOptions()
     interrupt = interrupt or Interrupt()
     load_id = str(uuid.uuid4())
@@ -96,7 +99,7 @@ def load(
         for s in shard_map.shards
     }
     erasures = read_erasures(shard_map, options.timeouts.connect)  # once, before any file
-    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, erasures)
+    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, hashes, erasures)
     done = threading.Event()
     canceller = threading.Thread(
         target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
@@ -109,6 +112,7 @@ def load(
                 break
             results.append(run.load_file(path, files[i + 1 :]))
     finally:
+        hashes.close()
         done.set()
         interrupt._wake.set()  # lets the canceller end; it cancels nothing once done is set
         canceller.join()
@@ -137,8 +141,8 @@ class _Run:
     options: LoadOptions
     progress: Progress | None
     interrupt: Interrupt
+    hashes: FileHashes
     erased: Erased = field(default_factory=Erased)  # to keep out: pipeline.erased
-    hashes: dict[Path, str | None] = field(default_factory=dict)  # of the later files
 
     def __post_init__(self) -> None:
         self.dispatch = Dispatch(
@@ -156,12 +160,13 @@ class _Run:
                 path, options.encoding, rules.limits, options.bulk_read, rules.op_column
             )
             result.format = source.label
-            sha256 = source.sha256 = sha256_of(path)
+            sha256 = source.sha256 = self.hashes.at_turn(path)
         except (SourceError, OSError) as exc:
             result.error = f"{path}: {exc}"
             return result
         started = datetime.now().astimezone()
-        active = self._begin(result, sha256, self._hashes_of(later))
+        # The later files' hashes as taken at the run's start (ShardWriter.begin: "kept").
+        active = self._begin(result, sha256, self.hashes.readable(later))
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -242,18 +247,6 @@ class _Run:
         """Tell the progress callback the file has been read."""
         if self.progress:
             self.progress(result, result.rows_read, True)
-
-    def _hashes_of(self, later: list[Path]) -> list[str]:
-        """The sha256 of the files after this one (each hashed once a run; the one a file
-        loads under is taken again at its turn). One that cannot be read is left out: it
-        fails at its own turn."""
-        for path in later:
-            if path not in self.hashes:
-                try:
-                    self.hashes[path] = sha256_of(path)
-                except OSError:
-                    self.hashes[path] = None
-        return [h for h in (self.hashes[p] for p in later) if h is not None]
 
     def _begin(self, result: FileResult, sha256: str, later: list[str]) -> dict[str, ShardWriter]:
         """Open the file's transaction on every shard, in shard-map order (the lock order)."""

@@ -28,7 +28,6 @@ import codecs
 import gzip
 import hashlib
 import io
-import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +35,8 @@ from typing import IO, Any
 
 from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
-from pipeline.regular_file import NotRegular, kind_of, open_regular
+from pipeline.incoming import FORMATS, SUPPORTED, regular_file_error, source_format
+from pipeline.regular_file import NotRegular, open_regular
 from pipeline.rules import DEFAULT_LIMITS, Limits
 from pipeline.source_arrow import arrow_batches
 from pipeline.source_arrow_json import ndjson_batches
@@ -67,9 +67,6 @@ __all__ = [
     "regular_file_error",
     "source_format",
 ]
-
-SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
 class Source(CsvRecords, JsonRecords):
@@ -165,27 +162,6 @@ def open_source(
         raise SourceError(f"unsupported file type (expected {SUPPORTED})")
     compressed = path.suffix.lower() == ".gz"
     return Source(path, kind, compressed, encoding, limits=limits, arrow=arrow, op_column=op_column)
-
-
-def source_format(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return FORMATS.get(suffixes[-1]) if suffixes else None
-
-
-def regular_file_error(path: Path) -> str | None:
-    """Why `path` (followed if a link) cannot be loaded as a file, or None if it can: only
-    regular files are read (a FIFO would block, a device such as /dev/zero never ends)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        return f"cannot read: {exc.strerror}"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return f"not a regular file ({kind_of(mode)}); only regular files are loaded"
 
 
 def _open_regular(path: Path) -> IO[bytes]:

@@ -169,3 +169,15 @@ def test_the_load_path_does_not_import_pandas() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_files_of_a_load_are_found_and_hashed_before_pyarrow_is_imported() -> None:
+    # `pipeline load` starts hashing its files (pipeline.incoming.FileHashes) before it
+    # imports the readers' libraries, so that the hash runs on the core those imports leave
+    # idle: pipeline.incoming must not import them itself.
+    code = (
+        "import sys; import pipeline.cli, pipeline.incoming; "
+        "print(sorted({'pyarrow', 'numpy'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
