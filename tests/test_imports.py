@@ -159,25 +159,23 @@ def test_no_module_is_over_400_lines() -> None:
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 
 
+def _imported_after(modules: str, names: set[str]) -> list[str]:
+    """Which of `names` a fresh interpreter has imported once it imports `modules`."""
+    code = f"import sys; import {modules}; print(sorted(set({sorted(names)!r}) & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return list(ast.literal_eval(done.stdout.strip()))
+
+
 def test_the_load_path_does_not_import_pandas() -> None:
     # A load never uses pandas, and pyarrow_for_a_load keeps pyarrow from importing it (0.4 s
     # and 49 MB, measured); a module that makes a pyarrow value from Python objects at
     # import time (pa.array([...])) would import it before that, through pyarrow's check.
-    code = (
-        "import sys; import pipeline.cli, pipeline.cli_load, pipeline.load; "
-        "print('pandas' in sys.modules)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    loaded = _imported_after("pipeline.cli, pipeline.cli_load, pipeline.load", {"pandas"})
+    assert loaded == []
 
 
 def test_the_files_of_a_load_are_found_and_hashed_before_pyarrow_is_imported() -> None:
     # `pipeline load` starts hashing its files (pipeline.incoming.FileHashes) before it
     # imports the readers' libraries, so that the hash runs on the core those imports leave
     # idle: pipeline.incoming must not import them itself.
-    code = (
-        "import sys; import pipeline.cli, pipeline.incoming; "
-        "print(sorted({'pyarrow', 'numpy'} & set(sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    assert _imported_after("pipeline.cli, pipeline.incoming", {"pyarrow", "numpy"}) == []
