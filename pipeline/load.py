@@ -1,7 +1,8 @@
 """`pipeline load`: read files, route each record by country, load every shard once per file.
 
 For each file, in order:
-1. hash it (sha256 of its bytes), and open a transaction on every shard (`ShardWriter.begin`),
+1. hash it (sha256 of its bytes; the run's files are hashed in a thread from its start,
+   pipeline.incoming), and open a transaction on every shard (`ShardWriter.begin`),
    in shard-map order so two loads lock shards in the same order and cannot deadlock;
    a shard whose ledger already holds the file is skipped;
 2. read its records in batches and apply the rules to them (pipeline.dispatch): refused
@@ -87,7 +88,7 @@ def load(
     """Load `files` into the shards of `shard_map`; see the module docstring for the guarantees.
     Calling `interrupt` (from a signal handler or a thread) stops it early. `hashes`: the
     files' hashing, when the caller started it (pipeline.incoming); else it starts here."""
-    hashes = hashes or FileHashes(files)
+    hashes = FileHashes(files) if hashes is None else hashes
     options = options or LoadOptions()
     interrupt = interrupt or Interrupt()
     load_id = str(uuid.uuid4())
