@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import ConfigError
-from pipeline.regular_file import kind_of
+from pipeline.regular_file import NotRegular, kind_of, open_regular
 
 SUPPORTED = ".csv, .tsv, .json, .ndjson or .jsonl, each maybe .gz"
 FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
@@ -40,7 +40,12 @@ def regular_file_error(path: Path) -> str | None:
         return None
     if stat.S_ISDIR(mode):
         return "a folder"
-    return f"not a regular file ({kind_of(mode)}); only regular files are loaded"
+    return not_regular(kind_of(mode))
+
+
+def not_regular(kind: str) -> str:
+    """Why a file of `kind` ("a FIFO"...) is not loaded."""
+    return f"not a regular file ({kind}); only regular files are loaded"
 
 
 def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
@@ -66,8 +71,14 @@ def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a regular file's bytes: a file swapped for a FIFO after it was listed
+    raises an OSError saying so, where a plain open would wait for a writer for ever."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    try:
+        stream, _ = open_regular(path)
+    except NotRegular as exc:
+        raise OSError(not_regular(exc.kind)) from None
+    with stream:
         for block in iter(lambda: stream.read(HASH_BLOCK), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
-from pipeline.incoming import FORMATS, SUPPORTED, regular_file_error, source_format
+from pipeline.incoming import FORMATS, SUPPORTED, not_regular, regular_file_error, source_format
 from pipeline.regular_file import NotRegular, open_regular
 from pipeline.rules import DEFAULT_LIMITS, Limits
 from pipeline.source_arrow import arrow_batches
@@ -170,9 +170,7 @@ def _open_regular(path: Path) -> IO[bytes]:
     try:
         return open_regular(path)[0]
     except NotRegular as exc:
-        raise SourceError(
-            f"not a regular file ({exc.kind}); only regular files are loaded"
-        ) from None
+        raise SourceError(not_regular(exc.kind)) from None
 
 
 class _HashingReader(io.RawIOBase):

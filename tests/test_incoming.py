@@ -70,3 +70,18 @@ def test_after_close_a_file_not_hashed_yet_is_hashed_when_asked(tmp_path: Path) 
     stranger = tmp_path / "not_given.csv"
     stranger.write_bytes(b"x")
     assert hashes.of(stranger) == hashlib.sha256(b"x").hexdigest()
+
+
+def test_a_file_swapped_for_a_fifo_after_it_was_listed_is_refused_at_once(tmp_path: Path) -> None:
+    # open() of a FIFO waits for a writer for ever: the hash thread, and a load asking for
+    # the hashes of its later files, would hang (bounded time for hostile input).
+    fifo = tmp_path / "swapped.csv"
+    os.mkfifo(fifo)
+    there = tmp_path / "there.csv"
+    there.write_bytes(b"id,country\n1,DE\n")
+    hashes = FileHashes([fifo, there])
+    with pytest.raises(OSError, match="FIFO"):
+        hashes.of(fifo)
+    assert hashes.readable([fifo, there]) == [hashlib.sha256(there.read_bytes()).hexdigest()]
+    with pytest.raises(OSError, match="FIFO"):
+        sha256_of(fifo)

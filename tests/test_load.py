@@ -688,3 +688,25 @@ def test_loading_never_changes_the_files(
     assert run_cli("load", str(incoming), "--max-rejects", "1").exit_code == 0
     assert run_cli("load", str(incoming), "--max-rejects", "1", "--force").exit_code == 0
     assert state() == before
+
+
+def test_a_later_file_swapped_for_a_fifo_neither_hangs_the_run_nor_stops_the_others(
+    initialised: None, config_file: Path, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The files a run is given are hashed before the first one loads (pipeline.incoming):
+    # one that became a FIFO after it was listed would have hung that hash for ever.
+    from pipeline.config import load_rules, load_shard_map
+    from pipeline.load import LoadOptions, load
+
+    good = tmp_path / "good.csv"
+    good.write_text(HEADER + "1,DE,Ann,,,\n2,US,Bob,,,\n")
+    swapped = tmp_path / "swapped.csv"
+    os.mkfifo(swapped)
+    shard_map = load_shard_map(config_file)
+    options = LoadOptions(rejects_dir=tmp_path / "rejects")
+    result = load(shard_map, load_rules(shard_map), [good, swapped], options)
+    assert result.exit_code == 1
+    assert [f.rows_loaded for f in result.files] == [2, 0]
+    assert "not a regular file (a FIFO)" in (result.files[1].error or "")
+    assert [r[:3] for r in rows(shard_dsns["default"])] == [(1, "DE", "Ann")]
+    assert [r[:3] for r in rows(shard_dsns["db_us"])] == [(2, "US", "Bob")]
