@@ -522,8 +522,8 @@ CASES: list[Case] = [
         # Half a million records of a few characters each (3.5 MB): batches stay bounded
         # by their record count, not only by their bytes. Every record is a reject: a batch
         # of 10,000 rejects and their raw records peaks at 150-160 MB (measured, 50-60 MB over
-        # a one-row load), more than
-        # a load of valid rows; without the record count a batch held them all (400 MB-1 GB).
+        # a one-row load), more than a load of valid rows; without the record count a batch
+        # held them all (400 MB-1 GB).
         "csv-500k-tiny-records",
         write("t.csv", HEADER + ",,A,,,\n" * 500_000 + GOOD_CSV),
         0,

@@ -5,8 +5,8 @@ system) are read from the kernel's accounting of it (os.wait4, in a small launch
 LAUNCHER), so the bounds hold whatever else the machine is doing. Peak memory is bounded
 over that of a load of one good row, measured the same way (`baseline_rss_mb`): how much of
 the libraries' files the kernel maps is not the input's doing, and moves by 30 MB between
-virtualenvs. A generous wall-clock
-limit only keeps a hang from stalling the suite: a case that hits it fails.
+virtualenvs. A generous wall-clock limit only keeps a hang from stalling the suite: a case
+that hits it fails.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT, SHARDS, Server, shard_map_yaml, write_map
-from tests.hostile.cases import CASES, GOOD_CSV, HEADER, Case
+from tests.hostile.cases import CASES, GOOD_CSV, HEADER, Case, write
 
 HANG = 300  # seconds of wall clock after which a load counts as hung
 STDERR_LINE_MAX = 2000  # characters: messages are one line each, and short
@@ -159,16 +159,10 @@ def baseline_rss_mb(
 ) -> float:
     """The peak memory of a load of one good row, in this environment (the same launcher)."""
     empty(corpus_shards)
-    good = Case("one-good-row", write_good, 0, names=("Good Row",))
+    good = Case("one-good-row", write("good.csv", HEADER + GOOD_CSV), 0, names=("Good Row",))
     outcome = load(good, corpus_config, tmp_path_factory.mktemp("baseline"))
     assert outcome.exit_code == 0, outcome.stderr
     return outcome.max_rss_mb
-
-
-def write_good(folder: Path) -> list[Path]:
-    path = folder / "good.csv"
-    path.write_text(HEADER + GOOD_CSV, encoding="utf-8")
-    return [path]
 
 
 @pytest.mark.parametrize("case", params())
