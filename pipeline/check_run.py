@@ -6,8 +6,8 @@ failures first.
 from __future__ import annotations
 
 import importlib
-from concurrent.futures import ThreadPoolExecutor
 
+from pipeline import threads
 from pipeline.check_shard import run_per_shard
 from pipeline.checks import CROSS_SHARD, RESIDENCY, CheckResult, CheckSpec, with_residency
 from pipeline.config import ShardMap
@@ -29,7 +29,7 @@ def run_all(
     chosen = with_residency([s for s in specs if not only or s.name in only])
     # The cross-shard reads are the longest: numpy, which they need, is imported while the
     # shards are asked who they are, so that those reads start first (a tenth of a second).
-    loading = ThreadPoolExecutor(max_workers=1)
+    loading = threads.pool(1, "imports")
     if any(spec.kind in CROSS_SHARD for spec in chosen):
         loading.submit(importlib.import_module, "pipeline.crosscheck")
     loading.shutdown(wait=False)
@@ -43,7 +43,7 @@ def run_all(
             together.setdefault(spec.shards, []).append(spec)
     across = [*together.values(), *([s] for s in chosen if s.kind in ("ledger", "erasures"))]
     # The checks keep the servers busy, not this process: run them all at once.
-    with ThreadPoolExecutor(max_workers=1 + len(across)) as pool:
+    with threads.pool(1 + len(across), "checks") as pool:
         cross = [pool.submit(_run_across, shard_map, specs) for specs in across]
         per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
         results = per_shard.result() + [r for future in cross for r in future.result()]

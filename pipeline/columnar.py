@@ -13,11 +13,11 @@ import itertools
 import struct
 import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from pipeline import packed
+from pipeline import packed, threads
 from pipeline.columns import RESIDENTS
 from pipeline.copyout import Chunk
 from pipeline.errors import PipelineError
@@ -53,8 +53,7 @@ def preload_arrow(*, pandas: bool = False) -> None:
             # Not a daemon (said outright: a thread takes its starter's flag, and a
             # read-ahead's reader is one): an extract that fails at once still waits for it,
             # rather than end the interpreter in the middle of an import.
-            _arrow_loading = threading.Thread(target=_import_arrow, args=(pandas,), daemon=False)
-            _arrow_loading.start()
+            _arrow_loading = threads.start(_import_arrow, pandas, name="imports", daemon=False)
 
 
 def _import_arrow(pandas: bool) -> None:
@@ -183,7 +182,7 @@ def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) 
             use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
             write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
         ) as writer,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet") as encoder,
+        threads.pool(1, "parquet") as encoder,
     ):
         # A row group is encoded in a thread of its own while the next is unpacked (both
         # let go of Python's lock): once the first shard is done, the later ones are

@@ -31,6 +31,8 @@ from typing import IO, Any
 import psycopg
 from psycopg import pq, sql
 
+from pipeline import threads
+
 CHUNK = 1 << 20  # bytes handed on at a time
 SPOOL_IN_MEMORY = 4 << 20  # a read-ahead spool moves to a temporary file past this size
 # CopyOut hands on its buffer, not a copy of it. Its chunks end at a row's end, but a
@@ -186,8 +188,7 @@ class ReadAhead:
         # SIGTERM) marks the thread as ended while it runs (CPython's bpo-45274 fix), and the
         # next join, in close(), would return before the thread cancelled its query.
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
-        self._thread.start()
+        self._thread = threads.start(self._run, produce, name="read-ahead")
 
     def _run(self, produce: Callable[[Stop], Iterable[Chunk]]) -> None:
         chunks = iter(produce(self._stop))
@@ -208,7 +209,7 @@ class ReadAhead:
             self._done.set()
 
     def __iter__(self) -> Iterator[Chunk]:
-        self._done.wait()
+        threads.wait(self._done)  # a server may keep it waiting: see pipeline.threads
         if self._error is not None:
             raise self._error
         self._spool.seek(0)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from pipeline import threads
 from pipeline.checks import SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.config import Shard, ShardMap
 from pipeline.copyout import CopyOut
@@ -108,7 +108,7 @@ def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
             _on(shards[i], _read_keys, conns[i], statements[i], columns, mine)
 
         # Every server scans at once; each thread waits in select, not in libpq.
-        with ThreadPoolExecutor(max_workers=max(1, len(shards))) as pool:
+        with threads.pool(max(1, len(shards)), "keys") as pool:
             for done in [pool.submit(read, i) for i in range(len(shards))]:
                 done.result()
         text = statements[0].as_string(conns[0]) if conns else aggregates.as_string()

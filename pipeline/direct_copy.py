@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 
-from pipeline import binary_rows
+from pipeline import binary_rows, threads
 from pipeline.copyin import QueuedWriter
 from pipeline.queries import LOAD
 from pipeline.watchdog import Watchdog
@@ -86,7 +86,7 @@ class DirectCopy:
         writer = QueuedWriter(cursor)  # unwatched: it blocks in the encoder's thread
         self._copy = self._stack.enter_context(cursor.copy(LOAD.copy_direct, writer=writer))
         self._copy.write(binary_rows.HEADER)
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct-copy")
+        self._encoder = threads.pool(1, "direct-copy")
 
     def _send(self, rows: pa.Table) -> None:
         # In the encoder's thread; the queued writer blocks when the server falls behind.

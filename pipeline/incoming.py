@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline import threads
 from pipeline.errors import ConfigError
 from pipeline.regular_file import NotRegular, kind_of, open_regular
 
@@ -100,8 +101,7 @@ class FileHashes:
         self._first_taken = False
         # A daemon: a run that ends early (an interrupt, a usage error) does not wait for
         # the hash of a file it will not load.
-        self._thread = threading.Thread(target=self._hash_all, name="hash", daemon=True)
-        self._thread.start()
+        self._thread = threads.start(self._hash_all, name="hash")
 
     def _hash_all(self) -> None:
         try:

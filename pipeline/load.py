@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from pipeline import threads
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.dispatch import Dispatch, Restart
 from pipeline.erased import Erased, read_erasures
@@ -102,10 +103,9 @@ def load(
     erasures = read_erasures(shard_map, options.timeouts.connect)  # once, before any file
     run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, hashes, erasures)
     done = threading.Event()
-    canceller = threading.Thread(
-        target=interrupt.cancel_when_asked, args=(list(writers.values()), done), daemon=True
+    canceller = threads.start(
+        interrupt.cancel_when_asked, list(writers.values()), done, name="canceller"
     )
-    canceller.start()
     results: list[FileResult] = []
     try:
         for i, path in enumerate(files):

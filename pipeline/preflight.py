@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from pipeline import db
+from pipeline import db, threads
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import scrub
 from pipeline.errors import ConfigError, PipelineError, ShardError
@@ -89,7 +88,7 @@ def _connections(
     """A connection to every shard (of `shards`) that answers, opened at once (one connect
     time-out in all)."""
     chosen = list(shard_map.shards if shards is None else shards)
-    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+    with threads.pool(len(chosen), "preflight") as pool:
         opened = list(pool.map(lambda s: _open(shard_map, s), chosen))
     pairs = zip(chosen, opened, strict=True)
     connections = [(shard, conn) for shard, conn in pairs if conn is not None]

@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from psycopg import sql
 
+from pipeline import threads
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.direct_copy import DirectCopy
@@ -234,7 +235,7 @@ class ShardRows:
         """The thread that runs this file's probes, one at a time (the second connection is
         its alone)."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+            self._pool = threads.pool(1, "probe")
         return self._pool
 
     def _answer(self, table: pa.Table, ids: pa.ChunkedArray) -> pa.Table | None:

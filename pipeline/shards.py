@@ -12,10 +12,11 @@ ShardError says whether it is transient.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pipeline import threads
 from pipeline.config import Shard
 from pipeline.errors import PipelineError, ShardError
 
@@ -53,7 +54,7 @@ def on_every_shard(
     """
     if not shards:
         return []
-    pool = ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="shard")
+    pool = threads.pool(len(shards), "shard")
     try:
         futures = [pool.submit(step, shard) for shard in shards]
         done, _ = wait(futures, timeout)

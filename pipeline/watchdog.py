@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from pipeline import threads
+
 CANCEL_TIMEOUT_SECONDS = 5  # for a server to take a cancel request
 WATCH_TICK_SECONDS = 0.2  # how often the watchdog looks at the time
 
@@ -88,8 +90,7 @@ class Watchdog:
 
     def _start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-            self._thread.start()
+            self._thread = threads.start(self._run, name="watchdog")
 
     def take(self) -> str | None:
         """Why the watchdog ended the last wait, once; None if it did not."""
@@ -160,7 +161,7 @@ def cancel(conn: psycopg.Connection[Any], timeout: float) -> bool:
             conn.cancel()  # psycopg 3.1: no time-out of its own
             answered.set()
 
-    threading.Thread(target=cancel, name="cancel", daemon=True).start()
+    threads.start(cancel, name="cancel")
     return answered.wait(timeout)
 
 

@@ -1,0 +1,69 @@
+"""Helper threads that leave Ctrl-C and SIGTERM to the main thread: `start` and `pool` make
+them, `wait` is the main thread's wait for one.
+
+Python runs a signal's handler (KeyboardInterrupt for Ctrl-C, `Terminated` for SIGTERM) in
+the main thread only, but the kernel hands a process's signal to any of its threads that
+does not block it. One that lands on a helper thread only sets a flag, which the main
+thread reads when it next runs Python code: a main thread asleep in a wait for that helper
+(an extract waiting for a shard read ahead, itself waiting for a lock on its server) slept
+on, and the signal was lost. Found as a CI failure, once in some 300 runs; sending SIGINT
+to the read-ahead thread's own id hung the extract every time. Threads made here block
+both signals from their start, so the kernel hands them to the main thread.
+
+Threads that libraries start (pyarrow's pools) do not block them: `wait` wakes the main
+thread every SLICE seconds, so a signal handed to one of those is still acted on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+TERMINATION = frozenset({signal.SIGINT, signal.SIGTERM})
+SLICE = 0.2  # seconds; how late, at worst, a signal handed to a library's thread is seen
+
+
+def block_signals() -> None:
+    """Block Ctrl-C and SIGTERM in the calling thread (the main thread keeps them)."""
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION)
+
+
+@contextlib.contextmanager
+def _blocked_while_starting() -> Iterator[None]:
+    """A thread starts with its starter's signal mask: block both signals here while it
+    starts, so it never has them unblocked. One that comes meanwhile waits, pending, and is
+    handed to the main thread when the mask is put back."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start(
+    target: Callable[..., object], *args: Any, name: str, daemon: bool = True
+) -> threading.Thread:
+    """A started thread running `target(*args)`, with Ctrl-C and SIGTERM blocked."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=daemon)
+    with _blocked_while_starting():
+        thread.start()
+    return thread
+
+
+def pool(max_workers: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose threads block Ctrl-C and SIGTERM (from their first task on: the
+    pool starts them as tasks come, from whichever thread submits them)."""
+    return ThreadPoolExecutor(max_workers, thread_name_prefix=name, initializer=block_signals)
+
+
+def wait(event: threading.Event) -> None:
+    """Wait until `event` is set, waking every SLICE seconds: a signal handed to a thread
+    that does not block it (a library's) is acted on by the main thread within a slice,
+    where an endless wait would sleep through it."""
+    while not event.wait(SLICE):
+        pass

@@ -1,0 +1,73 @@
+"""Helper threads leave Ctrl-C and SIGTERM to the main thread, and the main thread's wait
+for one still acts on a signal that a library's thread took (pipeline.threads)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline import threads
+
+
+def blocked_here() -> set[int]:
+    return set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def test_a_started_thread_blocks_both_signals_and_its_starter_keeps_them() -> None:
+    seen: list[set[int]] = []
+    threads.start(lambda: seen.append(blocked_here()), name="t").join()
+    assert seen[0] >= threads.TERMINATION
+    assert not threads.TERMINATION & blocked_here()
+
+
+def test_a_pools_threads_block_both_signals() -> None:
+    with threads.pool(2, "t") as pool:
+        masks = [pool.submit(blocked_here).result() for _ in range(4)]
+    assert all(mask >= threads.TERMINATION for mask in masks)
+    assert not threads.TERMINATION & blocked_here()
+
+
+class Handled(Exception):
+    pass
+
+
+@pytest.fixture
+def usr1_raises() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Handled()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_wait_acts_on_a_signal_another_thread_took_within_a_slice(usr1_raises: None) -> None:
+    # A thread that blocks nothing (as pyarrow's do) takes the signal: its handler can run
+    # only in the main thread, which waits for an event nobody sets.
+    stop = threading.Event()
+    taker = threading.Thread(target=stop.wait, daemon=True)
+    taker.start()
+    assert taker.ident is not None
+    timer = threading.Timer(0.1, signal.pthread_kill, (taker.ident, signal.SIGUSR1))
+    timer.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(Handled):
+            threads.wait(threading.Event())
+    finally:
+        stop.set()
+        timer.cancel()
+    assert time.monotonic() - began < 0.1 + threads.SLICE + 1
+
+
+def test_wait_returns_once_the_event_is_set() -> None:
+    event = threading.Event()
+    threading.Timer(0.05, event.set).start()
+    threads.wait(event)
+    assert event.is_set()
