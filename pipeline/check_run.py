@@ -46,7 +46,7 @@ def run_all(
     with threads.pool(1 + len(across), "checks") as pool:
         cross = [pool.submit(_run_across, shard_map, specs) for specs in across]
         per_shard = pool.submit(run_per_shard, shard_map, chosen, show_samples)
-        results = per_shard.result() + [r for future in cross for r in future.result()]
+        results = threads.result(per_shard) + [r for f in cross for r in threads.result(f)]
     order = {s.name: i for i, s in enumerate(chosen)}
     rank = {"fail": 0, "warn": 1, "pass": 2}
     return sorted(results, key=lambda r: (rank[r.status], order[r.name]))

@@ -110,7 +110,7 @@ def _duplicates(shard_map: ShardMap, specs: list[CheckSpec]) -> list[CheckResult
         # Every server scans at once; each thread waits in select, not in libpq.
         with threads.pool(max(1, len(shards)), "keys") as pool:
             for done in [pool.submit(read, i) for i in range(len(shards))]:
-                done.result()
+                threads.result(done)
         text = statements[0].as_string(conns[0]) if conns else aggregates.as_string()
         return [
             _compare(spec, shards, per_shard, bits, text)

@@ -60,7 +60,7 @@ class DirectCopy:
         previous, self._sending = self._sending, self._encoder.submit(self._send, rows)
         if previous is not None:
             with self._watchdog.waiting(self._conn):
-                previous.result()
+                threads.result(previous)
 
     def finish(self) -> None:
         """Send the last batch and end the COPY: the server checks the rows then (a unique
@@ -98,7 +98,7 @@ class DirectCopy:
         assert self._sending is not None
         try:
             with self._watchdog.waiting(self._conn):
-                self._sending.result()
+                threads.result(self._sending)
         finally:
             if self._sending.done():
                 self._sending = None

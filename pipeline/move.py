@@ -140,7 +140,7 @@ def move_rows(
             with threads.pool(1, "source") as pool:
                 on_source = pool.submit(_hash_and_delete, source, keys)
                 held = rows_hash(target, rows, keys)
-                (count, digest), deleted = on_source.result()
+                (count, digest), deleted = threads.result(on_source)
             if held != (count, digest) or deleted != count:
                 # Cannot happen unless a server mangles rows: roll both back, say so.
                 raise NotVerified(

@@ -243,10 +243,10 @@ class ShardRows:
         while self._asked:
             asked, future = self._asked.popleft()
             if asked is table:
-                return future.result()
+                return threads.result(future)
             _settle(future)  # a batch asked for and then not written (a restart)
             self._unbroken = False  # its range is not the file's
-        return self._submit(ids).result()
+        return threads.result(self._submit(ids))
 
     def _stop_probes(self) -> None:
         """Wait for the probes still running (their answers are not needed), end the thread."""
@@ -364,4 +364,4 @@ def _rising(ids: np.ndarray) -> bool:
 def _settle(future: Future[Any]) -> None:
     """Wait for a probe whose answer is not needed; its error, if any, is not either."""
     with contextlib.suppress(Exception):
-        future.result()
+        threads.result(future)

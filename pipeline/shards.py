@@ -12,7 +12,6 @@ ShardError says whether it is transient.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -57,7 +56,7 @@ def on_every_shard(
     pool = threads.pool(len(shards), "shard")
     try:
         futures = [pool.submit(step, shard) for shard in shards]
-        done, _ = wait(futures, timeout)
+        done = threads.wait_all(futures, timeout)
         outcomes: list[Outcome[T]] = []
         for shard, future in zip(shards, futures, strict=True):
             if future not in done:

@@ -10,18 +10,23 @@ on, and the signal was lost. Found as a CI failure, once in some 300 runs; sendi
 to the read-ahead thread's own id hung the extract every time. Threads made here block
 both signals from their start, so the kernel hands them to the main thread.
 
-Threads that libraries start (pyarrow's pools) do not block them: `wait` wakes the main
-thread every SLICE seconds, so a signal handed to one of those is still acted on.
+Threads that libraries start (pyarrow's pools) do not block them: `wait`, `wait_all` and
+`result`, the main thread's waits for a helper that may wait on a server, wake every SLICE
+seconds, so a signal handed to one of those is still acted on.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 TERMINATION = frozenset({signal.SIGINT, signal.SIGTERM})
 SLICE = 0.2  # seconds; how late, at worst, a signal handed to a library's thread is seen
@@ -67,3 +72,21 @@ def wait(event: threading.Event) -> None:
     where an endless wait would sleep through it."""
     while not event.wait(SLICE):
         pass
+
+
+def wait_all(futures: Collection[Future[Any]], timeout: float | None = None) -> set[Future[Any]]:
+    """concurrent.futures.wait for all of `futures` (the ones done, once all are or `timeout`
+    seconds have passed), waking every SLICE seconds as `wait` does."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SLICE if end is None else max(0.0, min(SLICE, end - time.monotonic()))
+        done, pending = concurrent.futures.wait(futures, left)
+        if not pending or (end is not None and time.monotonic() >= end):
+            return done
+
+
+def result(future: Future[T]) -> T:
+    """`future.result()`, waking every SLICE seconds as `wait` does. (Not result(SLICE) in a
+    loop: the TimeoutError of a wait and one the task raised would look the same.)"""
+    wait_all([future])
+    return future.result()

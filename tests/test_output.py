@@ -144,8 +144,11 @@ def first_helper_thread(pid: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("to", ["process", "thread"])
-@pytest.mark.parametrize("shard", ["default", "db_us"], ids=["streaming", "read-ahead"])
+@pytest.mark.parametrize(
+    ("shard", "to"),
+    [("default", "process"), ("db_us", "process"), ("db_us", "thread")],
+    ids=["streaming", "read-ahead", "read-ahead-by-its-thread"],
+)
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signalled_extract_exits_1_and_leaves_no_partial_file(
     config_file: Path,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 
 import pytest
 
@@ -47,9 +48,25 @@ def usr1_raises() -> Iterator[None]:
         signal.signal(signal.SIGUSR1, previous)
 
 
-def test_wait_acts_on_a_signal_another_thread_took_within_a_slice(usr1_raises: None) -> None:
+def never_set(event: threading.Event) -> None:
+    threads.wait(event)
+
+
+def never_done(event: threading.Event) -> None:
+    future: Future[None] = Future()  # nobody sets its result
+    threads.result(future)
+
+
+def never_all_done(event: threading.Event) -> None:
+    threads.wait_all([Future(), Future()])
+
+
+@pytest.mark.parametrize("waiting", [never_set, never_done, never_all_done])
+def test_a_wait_acts_on_a_signal_another_thread_took_within_a_slice(
+    usr1_raises: None, waiting: Callable[[threading.Event], None]
+) -> None:
     # A thread that blocks nothing (as pyarrow's do) takes the signal: its handler can run
-    # only in the main thread, which waits for an event nobody sets.
+    # only in the main thread, which waits for what nobody will do.
     stop = threading.Event()
     taker = threading.Thread(target=stop.wait, daemon=True)
     taker.start()
@@ -59,7 +76,7 @@ def test_wait_acts_on_a_signal_another_thread_took_within_a_slice(usr1_raises: N
     began = time.monotonic()
     try:
         with pytest.raises(Handled):
-            threads.wait(threading.Event())
+            waiting(threading.Event())
     finally:
         stop.set()
         timer.cancel()
@@ -71,3 +88,25 @@ def test_wait_returns_once_the_event_is_set() -> None:
     threading.Timer(0.05, event.set).start()
     threads.wait(event)
     assert event.is_set()
+
+
+def test_result_gives_the_tasks_value_or_its_error_even_a_timeout_of_its_own() -> None:
+    def late() -> int:
+        time.sleep(threads.SLICE * 2)
+        return 7
+
+    def timing_out() -> None:
+        raise TimeoutError("the task's own")
+
+    with threads.pool(2, "t") as pool:
+        assert threads.result(pool.submit(late)) == 7
+        with pytest.raises(TimeoutError, match="the task's own"):
+            threads.result(pool.submit(timing_out))
+
+
+def test_wait_all_returns_the_done_ones_at_its_timeout() -> None:
+    done: Future[int] = Future()
+    done.set_result(1)
+    began = time.monotonic()
+    assert threads.wait_all([done, Future()], timeout=threads.SLICE * 1.5) == {done}
+    assert threads.SLICE * 1.5 <= time.monotonic() - began < threads.SLICE * 1.5 + 1
