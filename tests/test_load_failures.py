@@ -350,7 +350,19 @@ def test_a_row_inserted_by_hand_while_the_load_writes_is_updated_not_duplicated(
     assert us[0] == (1, "US", "Resident 1", None, 1, None)  # the file's, not the hand's
 
 
+def signal_by_every_helper_thread(pid: int, signum: signal.Signals) -> None:
+    """The signal sent by the id of each of `pid`'s threads but its main one: the kernel
+    hands it to that thread unless it blocks it. The handler runs in the main thread only;
+    a load stops at the first signal, and the others change nothing."""
+    helpers = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    assert helpers, "the load has no thread but its main one"
+    for tid in helpers:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.kill(tid, signum)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("to", ["process", "threads"])
 @pytest.mark.parametrize("phase", list(PHASES))
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_the_load_and_it_says_what_committed(
@@ -361,6 +373,7 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
     tmp_path: Path,
     phase: str,
     signum: signal.Signals,
+    to: str,
 ) -> None:
     count = ROWS_FOR[phase]
     path = ndjson(tmp_path / "big.ndjson", people(1, count))
@@ -374,7 +387,10 @@ def test_a_signal_stops_the_load_and_it_says_what_committed(
             holder.execute("SELECT * FROM residents WHERE id = 1 FOR UPDATE")
         process = stack.enter_context(loading(config_file, path, "--json", cwd=tmp_path))
         _wait_for_statement(shard_dsns["db_us"], PHASES[phase], process)
-        process.send_signal(signum)
+        if to == "process":
+            process.send_signal(signum)
+        else:
+            signal_by_every_helper_thread(process.pid, signum)
         out, err = process.communicate(timeout=60)
     assert process.returncode == 1, err
     assert "Traceback" not in err and "Aborted" not in err
