@@ -28,6 +28,10 @@ from pipeline.errors import PipelineError
 # quarter smaller than with a group a block); DuckDB's own 122,880 made the file no smaller
 # (0.05%) and cost 20 MB more peak memory.
 ROW_GROUP = 65_536
+# A group is cut at this many bytes of values too, so that memory holds a few of them
+# whatever the rows hold: 65,536 rows of two 64 KB texts would be 8 GB. The bench's rows
+# (some 100 bytes) never come near it.
+ROW_GROUP_BYTES = 128 << 20
 # Dictionaries pay off for the few distinct values of these columns only: tried on names and
 # addresses, they are built and then dropped (a third of the writer's time on 1M rows).
 DICTIONARY_COLUMNS = ("shard", "country", "gender")
@@ -200,20 +204,25 @@ def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) 
 
 
 def _row_groups(batches: Iterable[Any], schema: Any) -> Iterator[Any]:
-    """The batches gathered into tables of ROW_GROUP rows, and the rest."""
+    """The batches gathered into tables of ROW_GROUP rows, and the rest; sooner, and
+    smaller, where the batches gathered hold ROW_GROUP_BYTES."""
     import pyarrow as pa
 
     pending: list[Any] = []
-    rows = 0
+    rows = size = 0
     for batch in batches:
         pending.append(batch)
         rows += batch.num_rows
-        if rows >= ROW_GROUP:
+        size += batch.nbytes
+        if size >= ROW_GROUP_BYTES:
+            yield pa.Table.from_batches(pending, schema)
+            pending, rows, size = [], 0, 0
+        elif rows >= ROW_GROUP:
             table = pa.Table.from_batches(pending, schema)
             whole = rows - rows % ROW_GROUP
             yield table.slice(0, whole)
             rest = table.slice(whole)
-            pending, rows = rest.to_batches(), rest.num_rows
+            pending, rows, size = rest.to_batches(), rest.num_rows, rest.nbytes
     if rows:
         yield pa.Table.from_batches(pending, schema)
 

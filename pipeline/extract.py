@@ -26,6 +26,7 @@ from typing import IO, Any
 import pycountry
 from psycopg import sql
 
+from pipeline import packed
 from pipeline.columnar import preload_arrow, record_batches, to_frame, write_parquet
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
@@ -33,7 +34,7 @@ from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
-from pipeline.packed import CHUNK_ROWS, packed_columns
+from pipeline.packed import packed_columns
 from pipeline.queries import EXTRACT
 
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which
@@ -97,9 +98,7 @@ def _select(
     where: sql.Composable = sql.SQL("")
     if selection.countries:
         where = sql.SQL("WHERE country = ANY({})").format(sql.Literal(list(selection.countries)))
-    chosen = FIELDS + (PROVENANCE if selection.provenance else ())
-    if statement == "extract_columns":
-        return _packed_select(selection, chosen)
+    chosen = _chosen(selection)
     if statement == "extract_json":
         keys_values = (sql.SQL("{}, {}").format(sql.Literal(c), sql.Identifier(c)) for c in chosen)
         fields = sql.SQL(", ").join(keys_values)
@@ -111,18 +110,27 @@ def _select(
     return EXTRACT.rows.format(shard_column=name, fields=fields, where=where)
 
 
-def _packed_select(selection: Selection, chosen: tuple[str, ...]) -> sql.Composed:
-    """The rows of extract/columns.sql: `chosen` packed, CHUNK_ROWS residents a COPY row."""
+def _chosen(selection: Selection) -> tuple[str, ...]:
+    return FIELDS + (PROVENANCE if selection.provenance else ())
+
+
+def _packed_copy(selection: Selection, after: int | None, rows: int) -> sql.Composed:
+    """The COPY of extract/columns.sql: the selection's residents after id `after` (None:
+    all), packed `rows` a COPY row."""
+    chosen = _chosen(selection)
     where: sql.Composable = sql.SQL("")
     if selection.countries:
         where = sql.SQL("AND country = ANY({})").format(sql.Literal(list(selection.countries)))
-    return EXTRACT.columns.format(
+    resume = sql.SQL("") if after is None else sql.SQL("AND id > {}").format(sql.Literal(after))
+    select = EXTRACT.columns.format(
         filter=where,
-        skip=sql.Literal(CHUNK_ROWS - 1),
-        rows=sql.Literal(CHUNK_ROWS),
+        after=resume,
+        skip=sql.Literal(rows - 1),
+        rows=sql.Literal(rows),
         packed=packed_columns(chosen),
         fields=sql.SQL(", ").join(map(sql.Identifier, chosen)),
     )
+    return EXTRACT.copy.format(rows=select, format=sql.SQL("binary"))
 
 
 def _column(name: str, defuse: bool) -> sql.Composable:
@@ -165,17 +173,26 @@ def shard_streams(
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
-            if statement == "extract_columns" and conn.info.encoding != "utf-8":
-                # The packed text is taken for UTF-8 as it comes (a lone byte FF for NULL).
-                raise ConfigError(
-                    f"shard {shard.name}: Parquet and DataFrames need the text as UTF-8; its"
-                    f" DSN sets client_encoding to {conn.info.encoding} (leave it out)"
-                )
+            if statement == "extract_columns":  # its reader counts the residents
+                if conn.info.encoding != "utf-8":
+                    # The packed text is taken for UTF-8 as it comes (a lone byte FF: NULL).
+                    raise ConfigError(
+                        f"shard {shard.name}: Parquet and DataFrames need the text as UTF-8;"
+                        f" its DSN sets client_encoding to {conn.info.encoding} (leave it out)"
+                    )
+
+                def packed_copy(after: int | None, rows: int) -> CopyOut:
+                    return CopyOut(conn, _packed_copy(selection, after, rows), stop, on_sent)
+
+                id_field = 1 + _chosen(selection).index("id")  # after the count
+                yield from packed.resumable(packed_copy, id_field)
+                counted[shard.name] = 0
+                return
             select = _select(shard, selection, statement, defuse, with_shard)
             statement_sql = EXTRACT.copy.format(rows=select, format=copy_format)
             copy = CopyOut(conn, statement_sql, stop, on_sent)
             yield from copy
-            counted[shard.name] = copy.rows if statement != "extract_columns" else 0
+            counted[shard.name] = copy.rows
 
     def accounted(shard: Shard, chunks: Iterable[Chunk]) -> Generator[Chunk, None, None]:
         sent = False

@@ -13,9 +13,10 @@ more of server CPU).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from pipeline.columns import BY_NAME
@@ -40,6 +41,9 @@ POSTGRES_EPOCH_US = 946_684_800_000_000
 # Binary COPY: the signature that opens the stream, a tuple's field count at its end.
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 END = -1
+# A chunk the server cannot build (see resumable) is asked for again in chunks of this many
+# times fewer rows.
+SHRINK = 16
 
 
 def packed_columns(names: Iterable[str]) -> sql.Composable:
@@ -187,28 +191,78 @@ def check_order(shard: str, packed_ids: memoryview, last_ids: dict[str, int]) ->
     last_ids[shard] = int(ids[-1])
 
 
+def resumable(copy: Callable[[int | None, int], Iterable[Chunk]], id_field: int) -> Iterator[Chunk]:
+    """A shard's packed COPY stream, whole even where CHUNK_ROWS residents outgrow what the
+    server can build in one value or one COPY row (1 GB: 16,384 names of 64 KB do).
+    `copy(after, rows)` streams the residents after id `after` (None: from the first),
+    `rows` a chunk, in chunks of bytes that end at row ends (as CopyOut's do; `id_field`:
+    the tuple's field of packed ids). The server refuses a chunk too large
+    (program_limit_exceeded) and CopyOut rolls back to its savepoint, in the same snapshot:
+    the stream goes on after the last chunk already handed on, SHRINK times fewer rows a
+    chunk, down to one. The resumed COPY's header is left out: the stream reads as one."""
+    after: int | None = None
+    rows = CHUNK_ROWS
+    began = False  # the stream's header is handed on
+    while True:
+        first = True  # the first chunk of this COPY, which opens with a header
+        try:
+            for chunk in copy(after, rows):
+                header = _header_size(chunk) if first else 0
+                view = memoryview(chunk)
+                start = header
+                while start < len(view):
+                    found = _tuple(view, start)
+                    if found is None:  # not cut at a row's end: nothing to resume after
+                        raise PipelineError("a packed chunk did not end at a row's end")
+                    fields, start = found
+                    if fields and len(fields[id_field]) >= 8:
+                        after = int.from_bytes(fields[id_field][-8:], "big", signed=True)
+                skip = header if began else 0  # a resumed COPY's header
+                first, began = False, True
+                if len(chunk) > skip:
+                    yield chunk[skip:] if skip else chunk
+            return
+        except psycopg.errors.ProgramLimitExceeded:
+            if rows == 1:
+                raise
+            rows = max(1, rows // SHRINK)
+
+
+def _header_size(chunk: Chunk) -> int:
+    """The size of the header that opens a binary COPY stream, which `chunk` begins with."""
+    if bytes(chunk[: len(SIGNATURE)]) != SIGNATURE or len(chunk) < len(SIGNATURE) + 8:
+        raise PipelineError("the server's rows are not a binary COPY stream")
+    (extension,) = struct.unpack_from(">i", chunk, len(SIGNATURE) + 4)
+    return len(SIGNATURE) + 8 + int(extension)
+
+
 def tuples(chunks: Iterable[Chunk]) -> Iterator[list[memoryview]]:
     """The tuples of a binary COPY stream cut anywhere, each as views of its fields' bytes
     (a chunk is never changed once handed on: pipeline.copyout). Only a tuple cut in two
-    is copied. The stream is read to its end, past the trailer: the shard counts as read
-    then."""
+    is copied, and only once its pieces hold what its headers say it needs: a tuple of 64
+    MB replayed from a spool in pieces of a MiB was copied again with each piece. The
+    stream is read to its end, past the trailer: the shard counts as read then."""
     rest = b""  # the start of a tuple that the chunk before ended inside
+    later: list[Chunk] = []  # the chunks after `rest`, not joined to it yet
+    held = needed = 0  # the bytes of rest and later; how many the tuple needs (at least)
     header = ended = False
     for chunk in chunks:
         if ended:
             if chunk:
                 raise PipelineError("the server sent rows after the end of its COPY")
             continue
-        data = rest + chunk if rest else chunk
+        if rest and held + len(chunk) < needed:
+            later.append(chunk)
+            held += len(chunk)
+            continue
+        data = b"".join([rest, *later, chunk]) if rest else chunk
+        later = []
         start = 0
         if not header:
             if len(data) < len(SIGNATURE) + 8:
-                rest = bytes(data)
+                rest, held, needed = bytes(data), len(data), 0
                 continue
-            if not data.startswith(SIGNATURE):
-                raise PipelineError("the server's rows are not a binary COPY stream")
-            (extension,) = struct.unpack_from(">i", data, len(SIGNATURE) + 4)
-            start = len(SIGNATURE) + 8 + extension
+            start = _header_size(data)
             header = True
         view = memoryview(data)
         while not ended and (found := _tuple(view, start)) is not None:
@@ -218,8 +272,26 @@ def tuples(chunks: Iterable[Chunk]) -> Iterator[list[memoryview]]:
             else:
                 yield fields
         rest = view[start:].tobytes()
+        held, needed = len(rest), (_needed(view, start) if rest else 0)
     if not ended and (rest or header):  # nothing at all: a shard left out (allow_partial)
         raise PipelineError("the server's rows ended inside a row: the output is incomplete")
+
+
+def _needed(view: memoryview, start: int) -> int:
+    """The bytes from `start` that the tuple there needs, as far as the part of it that
+    `view` holds tells: its fields' sizes, as far as their headers are in it."""
+    if len(view) < start + 2:
+        return 2
+    (count,) = struct.unpack_from(">h", view, start)
+    position = start + 2
+    for _ in range(max(count, 0)):
+        if len(view) < position + 4:
+            return position + 4 - start
+        (size,) = struct.unpack_from(">i", view, position)
+        position += 4 + max(size, 0)
+        if len(view) < position:
+            break
+    return position - start
 
 
 def _tuple(view: memoryview, start: int) -> tuple[list[memoryview] | None, int] | None:

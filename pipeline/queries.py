@@ -146,7 +146,7 @@ class EXTRACT:
     json = Template("extract/json", "shard", "fields", "where")
     defused = Template("extract/defused", "column", "starts", "kind")
     copy = Template("extract/copy", "rows", "format")
-    columns = Template("extract/columns", "filter", "skip", "rows", "packed", "fields")
+    columns = Template("extract/columns", "filter", "after", "skip", "rows", "packed", "fields")
     packed_fixed = Template("extract/packed_fixed", "send", "column")
     packed_smallint = Template("extract/packed_smallint", "column")
     packed_text = Template("extract/packed_text", "value", "column")

@@ -10,9 +10,10 @@
 -- row it makes, and packed rows would go to the server's temporary files.
 -- No ORDER BY at the end, which would sort the packed rows: they come in the recursion's
 -- order, and pipeline/columnar.py checks that the ids ascend, within and across chunks.
--- {filter} is empty or `AND country = ANY(...)`.
+-- {filter} is empty or `AND country = ANY(...)`; {after} is empty or `AND id > N`, for a
+-- stream resumed after the last chunk sent (pipeline.packed.resumable).
 WITH RECURSIVE chunk AS (
-    SELECT min(id) AS first FROM residents WHERE TRUE {filter}
+    SELECT min(id) AS first FROM residents WHERE TRUE {filter} {after}
   UNION ALL
     SELECT (SELECT id FROM residents WHERE id > chunk.first {filter} ORDER BY id OFFSET {skip} LIMIT 1)
     FROM chunk
