@@ -1,5 +1,5 @@
 """Helper threads that leave Ctrl-C and SIGTERM to the main thread: `start` and `pool` make
-them, `wait` is the main thread's wait for one.
+them; `wait`, `wait_all` and `result` are the main thread's waits for them.
 
 Python runs a signal's handler (KeyboardInterrupt for Ctrl-C, `Terminated` for SIGTERM) in
 the main thread only, but the kernel hands a process's signal to any of its threads that
