@@ -8,13 +8,13 @@ For the first two every shard sends its ids (or the person key, a 64-bit hash of
 fields that PostgreSQL keeps with each row, with the id: no personal data leaves a shard) in
 chunks of the table read in order, one bytea of 8-byte integers a chunk in COPY's binary
 format, which numpy reads as they come: the servers neither sort nor hash (sorting into
-buckets cost them more than the rest of the checks), and the client spends nothing a row.
-Here the keys are spread over partitions by a hash of the key, as many as it takes for a
-partition of every shard to fit in memory at once (KEYS_A_PARTITION keys a shard at most);
-past one partition they wait in temporary files (16 bytes a resident, in TMPDIR) and the
-partitions are compared one at a time, so memory stays flat however large the shards grow.
-Two different people on two shards whose 64-bit hashes collide would be reported as one: at
-ten million residents the odds are about one in a million.
+buckets cost them more than the rest of the checks), and no Python code runs a key. Here the keys
+are spread over partitions by a hash of the key, as many as it takes for a partition of
+every shard to fit in memory at once (KEYS_A_PARTITION keys a shard at most); past one
+partition they wait in temporary files (in TMPDIR, 16 bytes a resident for the people, 8 for
+the ids) and the partitions are compared one at a time, so memory stays flat however large
+the shards grow. Two different people on two shards whose 64-bit hashes collide would be
+reported as one: at ten million residents the odds are about one in a million.
 """
 
 from __future__ import annotations
