@@ -10,18 +10,17 @@ from collections.abc import Iterator
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from pipeline import crosscheck
+from pipeline.binary_rows import HEADER, TRAILER
 from pipeline.copyout import CopyOut
 from pipeline.queries import CHECK
 from tests.conftest import Connect
 
-HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-TRAILER = b"\xff\xff"
 
-
-def stream(conn: psycopg.Connection, aggregates: object, rows: int) -> bytes:
-    statement = crosscheck._chunks(conn, aggregates, rows)  # type: ignore[arg-type]
+def stream(conn: psycopg.Connection, aggregates: sql.Composable, rows: int) -> bytes:
+    statement = crosscheck._chunks(conn, aggregates, rows)
     return b"".join(bytes(c) for c in CopyOut(conn, CHECK.copy.format(rows=statement)))
 
 
