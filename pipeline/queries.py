@@ -111,6 +111,7 @@ class REBALANCE:
     unfinished = Statement("rebalance/unfinished")
     deleted = Statement("rebalance/deleted")
     hash = Template("rebalance/hash", "rows")
+    hash_md5 = Template("rebalance/hash_md5", "rows")
     source_rows = Statement("rebalance/source_rows")
     target_rows = Statement("rebalance/target_rows")
     copy_out = Template("rebalance/copy_out", "country")

@@ -216,6 +216,20 @@ def _hold_a_row(dsn: str) -> psycopg.Connection[Any]:
     return conn
 
 
+def _killed_between_copy_and_delete(
+    config: Path, dsns: dict[str, str], cwd: Path, *options: str
+) -> None:
+    """A rebalance killed once its copy committed on db_id, its delete on default not."""
+    held = _hold_the_ledger(dsns["default"])
+    with _rebalancing(config, cwd, *options) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%INSERT INTO rebalance_ledger%", process, True)
+        finally:
+            process.kill()
+            process.communicate()
+    held.close()
+
+
 def _hold_the_ledger(dsn: str) -> psycopg.Connection[Any]:
     """A transaction that keeps anyone from writing default's move ledger: the rebalance
     waits there, its copy committed on db_id, its delete on default not."""
@@ -237,16 +251,7 @@ def test_a_rebalance_killed_between_copy_and_delete_is_finished_by_a_rerun(
     options = ["--on-id-conflict", "renumber"] if collision else []
     if collision:
         _collide(dsns["db_id"])
-    held = _hold_the_ledger(dsns["default"])
-    with _rebalancing(config, tmp_path, *options) as process:
-        try:
-            pattern = "%INSERT INTO rebalance_ledger%"
-            _wait_for_statement(dsns["default"], pattern, process, True)
-            process.kill()
-        finally:
-            process.kill()
-            process.communicate()
-    held.close()
+    _killed_between_copy_and_delete(config, dsns, tmp_path, *options)
     copied = rows(dsns["db_id"])
     assert len(copied) == 3 + collision
     assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
@@ -270,15 +275,7 @@ def test_a_row_changed_after_a_killed_copy_is_not_deleted_but_reported(
 ) -> None:
     config, dsns = id_map
     _init_new_map(run_cli, config)
-    held = _hold_the_ledger(dsns["default"])
-    with _rebalancing(config, tmp_path) as process:
-        try:
-            _wait_for_statement(dsns["default"], "%INSERT INTO rebalance_ledger%", process, True)
-            process.kill()
-        finally:
-            process.kill()
-            process.communicate()
-    held.close()
+    _killed_between_copy_and_delete(config, dsns, tmp_path)
     with psycopg.connect(dsns["default"]) as conn:  # an edit on the source, after the copy
         conn.execute("UPDATE residents SET age = 32 WHERE id = 101")
     result = run_cli("rebalance", config=config)

@@ -1,13 +1,13 @@
--- The count of a set of rows and a hash over them in the order of their id on the source:
--- the md5 of each row, then the md5 of those of each block of ids (id >> 14: at most 16,384
--- rows, so that no one string holds every row), then the md5 of the blocks' in order.
--- Blocks by id, not by row number, spare a sort of every row (measured on 1M rows: 2.5 s
--- against 3.9 s). {rows} yields (id, line), `line` being the row as text: source_rows.sql
--- and target_rows.sql spell it the same way from the same types, so that the same rows give
--- the same text on any server. A psycopg.sql template.
-SELECT coalesce(sum(n), 0)::bigint, md5(coalesce(string_agg(h, '' ORDER BY block), ''))
-FROM (
-    SELECT id >> 14 AS block, count(*) AS n, md5(string_agg(md5(line), '' ORDER BY id)) AS h
-    FROM ({rows}) AS r
-    GROUP BY 1
-) AS blocks
+-- The count of a set of rows and a digest of them: the sum of a 64-bit hash of each row's
+-- text, prefixed `h64:`. {rows} yields (id, line), `line` being the row as text:
+-- source_rows.sql and target_rows.sql spell it the same way from the same types, so that
+-- the same rows give the same text on any server. A sum does not depend on the rows'
+-- order, so nothing is sorted; each line holds its id, so that a row's content under
+-- another id changes the sum. Two different sets of rows of the same count agree by
+-- chance about once in 2^64. hashtextextended is PostgreSQL's stable hash (hash
+-- partitioning relies on it), of the text's bytes under "C". Measured on 1M rows of one
+-- server: 0.40-0.56 s, against 1.37-1.57 s for the md5 of each row, of each block of ids
+-- and of the blocks in order (hash_md5.sql, which earlier versions recorded). A psycopg.sql
+-- template.
+SELECT count(*)::bigint, 'h64:' || coalesce(sum(hashtextextended(line COLLATE "C", 0)), 0)
+FROM ({rows}) AS r
