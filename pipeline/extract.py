@@ -19,6 +19,7 @@ import contextlib
 import functools
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +27,7 @@ from typing import IO, Any
 import pycountry
 from psycopg import sql
 
-from pipeline import packed
+from pipeline import packed, threads
 from pipeline.columnar import preload_arrow, record_batches, to_frame, write_parquet
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
@@ -35,6 +36,7 @@ from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.output import atomic_output
 from pipeline.packed import packed_columns
+from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import EXTRACT
 
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which
@@ -170,6 +172,7 @@ def shard_streams(
     copy_format = sql.SQL(formats[statement])
     shards = shards_to_read(shard_map, selection)
     counted: dict[str, int] = {}
+    unshared = _unshared(shard_map, shards)
 
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
         with snapshot(shard_map, shard) as conn:
@@ -198,6 +201,8 @@ def shard_streams(
         sent = False
         try:
             for chunk in chunks:
+                if unshared is not None and not sent:
+                    threads.result(unshared)  # ConfigError: two shards are one database
                 sent = True
                 yield chunk
         except ShardError as exc:
@@ -228,6 +233,19 @@ def shard_streams(
             spool.stop()
         for spool in later:
             spool.close()
+
+
+def _unshared(shard_map: ShardMap, shards: list[Shard]) -> Future[None] | None:
+    """Whether two of `shards` are one database, which would give each of its residents
+    twice (pipeline.preflight): asked in a thread, beside the shards' queries, and waited
+    for before a shard's first rows go out (ConfigError). None for a single shard."""
+    if len(shards) < 2:
+        return None
+    pool = threads.pool(1, "preflight")
+    try:
+        return pool.submit(refuse_shared_databases, shard_map, shards)
+    finally:
+        pool.shutdown(wait=False)  # its thread ends with the probe
 
 
 def write_csv(out: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:

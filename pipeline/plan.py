@@ -20,6 +20,7 @@ from typing import Any
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import ShardError
+from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REBALANCE, SCHEMA
 from pipeline.schema import ResidencyRule, current_version, latest_version, residency_rule
 from pipeline.shards import on_every_shard
@@ -145,7 +146,9 @@ def make_plan(
 
 
 def plan(shard_map: ShardMap, countries: Iterable[str] = ()) -> Plan:
-    """`pipeline plan`: read every shard, change nothing."""
+    """`pipeline plan`: read every shard, change nothing. Two shards that are one database
+    would each seem to hold the other's rows: ConfigError."""
+    refuse_shared_databases(shard_map)
     return make_plan(shard_map, holdings(shard_map), countries)
 
 

@@ -1,10 +1,11 @@
-"""What a command that writes checks first, before it changes anything: that every shard is
-a database of its own, and, for `load`, that the shard's role may write the tables.
+"""What a command checks first, before it changes or reports anything: that every shard is a
+database of its own, and, for `load`, that the shard's role may write the tables.
 
 Two shards in one database. `host=/tmp dbname=x` and `postgresql:///x?host=/tmp` name
 the same database, which no comparison of strings can tell. Were it let through, `init`
 would set the two shards' residency rules in turn on one table (each run undoing the
-other) and `load` would commit both shards' rows into it. So the databases themselves are
+other), `load` would commit both shards' rows into it, and `extract`, `report` and `plan`
+would count every resident twice, once for each shard. So the databases themselves are
 asked: each shard's connection takes an advisory lock under a random key, then each looks
 in `pg_locks` for the others' keys in its own database. Advisory locks are per database
 and `pg_locks` is readable by every role, where `pg_control_system()` (the cluster's
@@ -51,10 +52,10 @@ def before_load(shard_map: ShardMap, dry_run: bool = False) -> None:
                 _refuse_read_only(shard, conn)
 
 
-def refuse_shared_databases(shard_map: ShardMap) -> None:
-    """Raise ConfigError (exit 2) when two shards of the map are one database. Call it before
-    a command writes anything."""
-    _refuse_shared(shard_map, shared_databases(shard_map))
+def refuse_shared_databases(shard_map: ShardMap, shards: Sequence[Shard] | None = None) -> None:
+    """Raise ConfigError (exit 2) when two shards of the map (of `shards`, by default all) are
+    one database. Call it before a command writes or reports anything."""
+    _refuse_shared(shard_map, shared_databases(shard_map, shards))
 
 
 def shared_databases(shard_map: ShardMap, shards: Sequence[Shard] | None = None) -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.config import Shard, ShardMap
 from pipeline.db import snapshot
+from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REPORT
 from pipeline.shards import on_every_shard
 
@@ -85,7 +86,9 @@ class Report:
 
 def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
     """Ask every shard for its figures at once and merge them. A shard that fails raises its
-    ShardError, unless `allow_partial`: then it is left out and named in `report.missing`."""
+    ShardError, unless `allow_partial`: then it is left out and named in `report.missing`.
+    Two shards that are one database would count its residents twice: ConfigError."""
+    refuse_shared_databases(shard_map)
 
     def figures(shard: Shard) -> tuple[list[Any], list[Load]]:
         with snapshot(shard_map, shard) as conn:
