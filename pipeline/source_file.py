@@ -71,7 +71,9 @@ class SourceFile:
     required_seen: set[str] = field(default_factory=set)
     unknown_columns: set[str] = field(default_factory=set)  # at most UNKNOWN_COLUMNS_KEPT + 1
     _header: list[str] | None = field(default=None, repr=False)
-    _objects: int = field(default=0, repr=False)  # JSON and NDJSON records read
+    # The JSON and NDJSON records read that are objects: with none, no column is missing
+    # from the file (each record is rejected for what it is instead).
+    _objects: int = field(default=0, repr=False)
 
     @property
     def label(self) -> str:

@@ -73,7 +73,6 @@ class JsonRecords(SourceFile):
                     yield Record(number, line_number, None, _raw_text(text), problem)
                     continue
                 yield self._object_record(number, line_number, obj, text)
-        self._objects = number
 
     # -- JSON arrays ----------------------------------------------------------------------
 
@@ -94,11 +93,11 @@ class JsonRecords(SourceFile):
                 yield Record(number, None, None, text, problem[0], problem[1])
             else:
                 yield self._object_record(number, None, obj, text)
-        self._objects = number
 
     def _object_record(self, number: int, line: int | None, obj: Any, text: str) -> Record:
         """A decoded JSON record; `text` is what it was decoded from."""
         limits = self.limits
+        self._objects += isinstance(obj, dict)
         # A JSON escape (or a codec such as unicode_escape) can make a lone surrogate.
         unchecked = "\\u" in text or self._surrogates_possible
         if not isinstance(obj, dict):

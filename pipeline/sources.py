@@ -74,6 +74,7 @@ class Source(CsvRecords, JsonRecords):
 
     def records(self) -> Iterator[Record]:
         """Every record of the file, in order; raises SourceError for file-level problems."""
+        self._objects = 0  # a file read again (a restart) counts anew
         try:
             with _open_regular(self.path) as raw:
                 hashing = _HashingReader(raw)
@@ -104,7 +105,7 @@ class Source(CsvRecords, JsonRecords):
             # The ledger records the hash taken before reading; it must describe these bytes.
             raise SourceError("the file changed while it was being loaded")
         missing = [c for c in REQUIRED if c not in self.required_seen]
-        if missing and self.format != "csv" and self._objects:  # no record: nothing is missing
+        if missing and self.format != "csv" and self._objects:  # no object: nothing is missing
             raise SourceError(f"required column {missing[0]!r} is in no record")
 
     @property

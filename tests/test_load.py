@@ -228,6 +228,34 @@ def test_json_values_are_checked_like_text(
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "lines"),
+    [
+        ("numbers.json", "[1, 2, 3]", [None, None, None]),
+        ("garbage.ndjson", "not json\n[1]\n\n" + "[" * 5000 + "]" * 5000 + "\n", [1, 2, 4]),
+    ],
+)
+def test_a_file_of_no_object_rejects_each_record_and_misses_no_column(
+    run_cli: RunCli,
+    initialised: None,
+    tmp_path: Path,
+    name: str,
+    content: str,
+    lines: list[int | None],
+) -> None:
+    """Records that are not objects have no columns to miss: each is rejected for what it is,
+    and the counts add up, as when an object is among them."""
+    path = tmp_path / name
+    path.write_text(content)
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert f"{path} ({name.split('.')[1]}): 3 read = 0 loaded + 3 rejected" in result.output
+    found = [(r["record"], r["line"], r["reason"]) for r in read_rejects(rejects)]
+    expected = [(n, line, "malformed_record") for n, line in enumerate(lines, start=1)]
+    assert found == expected
+
+
 def test_a_missing_required_column_fails_the_whole_file(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
