@@ -112,6 +112,9 @@ class JsonRecords(SourceFile):
         if len(self.required_seen) < len(REQUIRED):
             self.required_seen.update(fields.keys() & _REQUIRED)
         if fields is not obj:
+            if len(fields) < len(obj):  # two keys that name one column ("name", " Name")
+                problem = f"a column named twice ({_named_twice(obj)})"
+                return Record(number, line, None, _raw_json(obj, text, limits), problem)
             extra = fields.keys() - known
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
@@ -150,6 +153,14 @@ def _text(column: str, value: Any) -> str | None:
     if isinstance(value, int):
         return str(value)
     raise ValueError(f"{column}: a {type(value).__name__}, not a single value")
+
+
+def _named_twice(obj: dict[str, Any]) -> str:
+    """The keys of a record that name the same column once trimmed and lower-cased."""
+    names: dict[str, list[str]] = {}
+    for key in obj:
+        names.setdefault(key.strip(TRIM).lower(), []).append(key)
+    return "; ".join(", ".join(map(repr, keys)) for keys in names.values() if len(keys) > 1)
 
 
 def _has_surrogate(obj: Any, depth: int) -> bool:

@@ -256,6 +256,34 @@ def test_a_file_of_no_object_rejects_each_record_and_misses_no_column(
     assert found == expected
 
 
+@pytest.mark.parametrize("name", ["twice.ndjson", "twice.json"])
+def test_a_json_record_naming_a_column_twice_is_rejected(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, name: str
+) -> None:
+    """Keys that differ only in case or spaces name one column: which value to load is not
+    the record's to say twice, as a CSV header may not (a file error there)."""
+    records = [
+        {"id": 1, "country": "DE", "country ": "US", "name": "Ann"},
+        {"id": 2, "country": "DE", "name": "lower", "Name": "Upper"},
+        {"id": 3, "country": "DE", "name": "Bo"},
+    ]
+    path = tmp_path / name
+    if name.endswith(".json"):
+        path.write_text(json.dumps(records))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert "3 read = 1 loaded + 2 rejected" in result.output
+    assert [r[:3] for r in rows(shard_dsns["default"])] == [(3, "DE", "Bo")]
+    assert rows(shard_dsns["db_us"]) == []
+    assert [(r["record"], r["reason"], r["message"]) for r in read_rejects(rejects)] == [
+        (1, "malformed_record", "a column named twice ('country', 'country ')"),
+        (2, "malformed_record", "a column named twice ('name', 'Name')"),
+    ]
+
+
 def test_a_missing_required_column_fails_the_whole_file(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
