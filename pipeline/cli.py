@@ -128,7 +128,7 @@ def init(ctx: click.Context, roles: bool) -> None:
 )
 @click.option("--country", "countries", multiple=True, help="Only this country (repeatable).")
 @click.option("--shard", "shards", multiple=True, help="Only this shard (repeatable).")
-@click.option("--with-provenance", is_flag=True, help="Add load_id and loaded_at columns.")
+@click.option("--with-provenance", is_flag=True, help="Add load_id, loaded_at and source columns.")
 @click.option("--raw", is_flag=True, help="CSV: do not defuse cells that start like a formula.")
 @click.option(
     "--allow-partial", is_flag=True, help="Leave out an unreachable shard (with a warning)."
@@ -146,8 +146,8 @@ def extract(
 ) -> None:
     """Write every resident of every shard as one dataset: CSV, JSON, NDJSON or Parquet.
 
-    Columns: shard, id, country, name, gender, age, address (then load_id, loaded_at with
-    --with-provenance); shard by shard in shard-map order, each by id. (shard, id) is a
+    Columns: shard, id, country, name, gender, age, address (then load_id, loaded_at,
+    source with --with-provenance); shard by shard in shard-map order, each by id. (shard, id) is a
     resident's identity: ids repeat across shards. In CSV, a text cell starting with
     = + - @ tab or CR gets a leading ' so that spreadsheets do not run it (--raw: as stored).
 
