@@ -51,6 +51,7 @@ from pipeline.source_file import (
     SourceError,
 )
 from pipeline.source_json import JsonRecords
+from pipeline.undecodable import undecodable_at
 
 __all__ = [
     "COLUMNS",
@@ -90,8 +91,10 @@ class Source(CsvRecords, JsonRecords):
         except BrokenInput as exc:
             raise SourceError(str(exc)) from None
         except UnicodeDecodeError as exc:
+            where = undecodable_at(self.path, self.compressed, self.encoding)
+            at = f" at line {where[0]}, byte {where[1]}" if where else ""
             raise SourceError(
-                f"not valid {self.encoding} ({exc.reason}); "
+                f"not valid {self.encoding}{at} ({exc.reason}); "
                 "use --encoding for files in another encoding"
             ) from None
         except UnicodeError as exc:  # codecs such as utf-16 (no BOM) or punycode

@@ -486,7 +486,7 @@ def test_a_file_that_does_not_decode_is_a_file_error_unless_its_encoding_is_give
 ) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + "1,DE,Jürgen,Male,50,Straße 1\n").encode("latin-1"))
-    assert file_error(path).startswith("not valid utf-8 (")
+    assert file_error(path).startswith("not valid utf-8 at line 2, byte 7 (")
     assert "use --encoding for files in another encoding" in file_error(path)
     assert [six(r) for r in read_file(path, "latin-1")] == [
         ("1", "DE", "Jürgen", "Male", "50", "Straße 1")
