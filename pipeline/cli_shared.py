@@ -19,6 +19,10 @@ import click
 from pipeline.config import ShardMap, load_shard_map
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
 
+# What click (8.2 and later) raises for a group given no command: its message is the whole
+# help, which the one-line usage error below would run together.
+_NO_COMMAND = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -43,6 +47,9 @@ class PipelineGroup(click.Group):
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as exc:
+            if isinstance(exc, _NO_COMMAND):
+                exc.show()  # the help as --help shows it, on stderr; exit 2
+                sys.exit(exc.exit_code)
             # click would print the usage, a hint and the error over four lines.
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
             click.echo(f"Error: {' '.join(exc.format_message().split())}{where}", err=True)

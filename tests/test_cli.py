@@ -37,6 +37,14 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.exit_code == 2
 
 
+def test_no_command_shows_the_help_as_help_does_and_exits_2() -> None:
+    result = CliRunner().invoke(cli, [])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0] == "Usage: pipeline [OPTIONS] COMMAND [ARGS]..."
+    assert "Commands:" in lines and not result.output.startswith("Error:")
+
+
 def test_the_command_line_keeps_psycopgs_clean_up_warnings_off_stderr() -> None:
     # psycopg logs a rollback it could not send after an interrupt ("error ignored in
     # rollback"); the command has reported the interrupt already, in one line. Other
