@@ -243,9 +243,17 @@ def _unshared(shard_map: ShardMap, shards: list[Shard]) -> Future[None] | None:
         return None
     pool = threads.pool(1, "preflight")
     try:
-        return pool.submit(refuse_shared_databases, shard_map, shards)
+        return pool.submit(_refuse_shared, shard_map, shards)
     finally:
         pool.shutdown(wait=False)  # its thread ends with the probe
+
+
+def _refuse_shared(shard_map: ShardMap, shards: list[Shard]) -> None:
+    # A shard that fails the probe fails its own query too, which names it (or, with
+    # --allow-partial, leaves it out): raised here, its error would be taken for that of
+    # whichever shard's rows came first.
+    with contextlib.suppress(ShardError):
+        refuse_shared_databases(shard_map, shards)
 
 
 def write_csv(out: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:
