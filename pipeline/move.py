@@ -1,17 +1,17 @@
 """One country's rows moved from one shard to another: the copy, the verification, the delete.
 
-`move_rows` does it all in one REPEATABLE READ transaction on the source, so that the rows
-streamed out, hashed and deleted are the same rows, whatever else happens on the shard:
+`move_rows` reads the source in one REPEATABLE READ snapshot, so that the rows streamed
+out, hashed and deleted are the same rows, whatever else happens on the shard:
 
 1. stream the rows out with COPY (binary, about 1 MB at a time: pipeline.copyout) into the
    target (pipeline.copyin's queued writer sends while the source is read): straight into
    residents when the target holds none of the country, or else (or when an id is taken)
    into a staging table, from which the rows the target does not hold go in; the same row
    under the same id is left as it is, a different one is a collision (renumbered, or the
-   move stops: IdConflict);
-2. at once, on both shards: count and hash the rows (sql/rebalance/hash.sql) on the source
-   and delete them there (not committed), and count and hash what the target now holds
-   for them;
+   move stops: IdConflict). Meanwhile a second session on the source, in the snapshot the
+   copy's transaction exported, counts and hashes the rows (sql/rebalance/hash.sql), then
+   deletes them (not committed);
+2. once the copy is done, count and hash what the target now holds for them;
 3. when the counts and hashes agree, commit the target, with a `copied` row in its move
    ledger (sql/migrations/0006_rebalance_ledger.sql), then the source, with a `deleted`
    row in its own; otherwise roll both back.
@@ -27,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from pipeline import threads
+from pipeline import threads, watchdog
 from pipeline.copyin import QueuedWriter
 from pipeline.copyout import Chunk, CopyOut
 from pipeline.errors import PipelineError
@@ -131,38 +132,72 @@ def unfinished(
 
 def move_rows(
     source: psycopg.Connection[Any],
+    beside: psycopg.Connection[Any],
     target: psycopg.Connection[Any],
     country: str,
     names: tuple[str, str],
     renumber: bool,
 ) -> tuple[Copied, int]:
     """The country's rows onto the target, verified, and off the source (see the module
-    docstring); returns the copy and how many rows left the source."""
+    docstring; `beside` is a second session on the source); returns the copy and how many
+    rows left the source."""
     move_id = str(uuid.uuid4())
     keys = {"country": country, "source": names[0], "target": names[1], "move_id": move_id}
-    with on_shard(names[0]), source.transaction():
-        with on_shard(names[1]), target.transaction():
+    with on_shard(names[0]), source.transaction(), beside.transaction():
+        snapshot = source.execute(REBALANCE.export_snapshot).fetchone()
+        assert snapshot is not None
+        with (
+            _gone_beside(beside, str(snapshot[0]), keys) as gone,
+            on_shard(names[1]),
+            target.transaction(),
+        ):
             inserted, renumbered, direct = _copy_in(source, target, keys, renumber)
             rows = REBALANCE.source_rows if direct else REBALANCE.target_rows
-            # The source's hash and delete run while the target hashes (measured on 1M
-            # rows, with the md5 digest of earlier versions: 4 s of 8 s; 1.7 s of 6 s with
-            # hash.sql's); the delete commits only after the target has.
-            with threads.pool(1, "source") as pool:
-                on_source = pool.submit(_hash_and_delete, source, keys)
-                held = rows_hash(target, rows, keys)
-                (count, digest), deleted = threads.result(on_source)
+            held = rows_hash(target, rows, keys)
+            (count, digest), deleted = threads.result(gone)
             if held != (count, digest) or deleted != count:
                 # Cannot happen unless a server mangles rows: roll both back, say so.
                 raise NotVerified(
                     f"{names[1]} holds {held[0]} row(s) "
-                    f"after the copy where {names[0]} had {count} (deleting {deleted}), or "
-                    "other content; nothing was changed"
+                    f"after the copy where {names[0]} had {count} (deleting {deleted}), "
+                    "or other content; nothing was changed"
                 )
             record = {**keys, "step": "copied", "rows": count, "hash": digest}
             target.execute(REBALANCE.ledger_insert, {**record, "renumbered": renumbered})
+        # The delete commits only after the target has.
         record = {**keys, "step": "deleted", "rows": deleted, "hash": digest}
-        source.execute(REBALANCE.ledger_insert, {**record, "renumbered": renumbered})
+        beside.execute(REBALANCE.ledger_insert, {**record, "renumbered": renumbered})
     return Copied(move_id, count, digest, inserted, renumbered), deleted
+
+
+@contextlib.contextmanager
+def _gone_beside(
+    beside: psycopg.Connection[Any], snapshot: str, keys: dict[str, str]
+) -> Iterator[Future[tuple[tuple[int, str], int]]]:
+    """On a thread while the block copies the rows: from `beside`, in the copy's `snapshot`
+    (a row changed since fails the delete: REPEATABLE READ), the source's count and hash of
+    the rows, then their delete (committed by the caller, after the target); ((count,
+    hash), rows deleted). Both used to follow the copy: on 10M rows the source hashed 10.5
+    s, then deleted 8.5 s, after a 28 s copy during which its server mostly waited for the
+    target's (bench/PROFILE.md, Session 22)."""
+
+    def hash_and_delete() -> tuple[tuple[int, str], int]:
+        with on_shard(keys["source"]):
+            beside.execute(REBALANCE.use_snapshot.format(snapshot=sql.Literal(snapshot)))
+            found = rows_hash(beside, REBALANCE.source_rows, keys)
+            beside.execute(REBALANCE.forget_renumbered, keys)
+            return found, beside.execute(REBALANCE.delete, keys).rowcount
+
+    with threads.pool(1, "source") as pool:
+        gone = pool.submit(hash_and_delete)
+        try:
+            yield gone
+        except BaseException:
+            # The move failed: the answer would not be read, and the pool's end waits for
+            # its thread, so stop the query rather than wait for it.
+            if not gone.done():
+                watchdog.cancel(beside, watchdog.CANCEL_TIMEOUT_SECONDS)
+            raise
 
 
 def _copy_in(
@@ -201,17 +236,6 @@ def _stream(
             for chunk in _read(rows, keys["source"]):  # about 1 MB, sent as the next is read
                 into.write(chunk)
         return cursor.rowcount
-
-
-def _hash_and_delete(
-    source: psycopg.Connection[Any], keys: dict[str, str]
-) -> tuple[tuple[int, str], int]:
-    """On the source, in the move's snapshot: the rows' count and hash, then their delete
-    (committed by the caller, after the target)."""
-    with on_shard(keys["source"]):
-        found = rows_hash(source, REBALANCE.source_rows, keys)
-        source.execute(REBALANCE.forget_renumbered, keys)
-        return found, source.execute(REBALANCE.delete, keys).rowcount
 
 
 def _write(

@@ -132,6 +132,8 @@ class REBALANCE:
     sequence_direct = Statement("rebalance/sequence_direct")
     record_loads_direct = Statement("rebalance/record_loads_direct")
     forget_renumbered = Statement("rebalance/forget_renumbered")
+    export_snapshot = Statement("rebalance/export_snapshot")
+    use_snapshot = Template("rebalance/use_snapshot", "snapshot")
 
 
 class STATUS:

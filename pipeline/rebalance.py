@@ -147,7 +147,7 @@ def _move(
 ) -> None:
     source, target = shard_map.shard(planned.source), shard_map.shard(planned.target)
     country, names = planned.country, (planned.source, planned.target)
-    with _connected(shard_map, source, target) as (s, t), _errors_named(source, target):
+    with _connected(shard_map, source, target) as (s, beside, t), _errors_named(source, target):
         _lock_both((s, source.name), (t, target.name))
         arriving = misplaced(shard_map, target, held[target.name]) | {country}
         _set(t, target, interim_rule(shard_map, target, arriving), outcome.constraints)
@@ -157,7 +157,9 @@ def _move(
         if deleted is None:
             # A re-copy over an unfinished one renumbers nothing: a row it finds changed
             # on the source since is a conflict to look at, not a second person to make.
-            copied, deleted = move.move_rows(s, t, country, names, renumber and copied is None)
+            copied, deleted = move.move_rows(
+                s, beside, t, country, names, renumber and copied is None
+            )
             outcome.inserted, outcome.renumbered = copied.inserted, copied.renumbered
         outcome.deleted = deleted
         held[source.name].pop(country, None)
@@ -178,17 +180,19 @@ def _set(
 @contextlib.contextmanager
 def _connected(
     shard_map: ShardMap, source: Shard, target: Shard
-) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
-    """Connections to both shards, in REPEATABLE READ; at the end, each lets go of the load
-    lock `_lock_both` took on it (ending the connection would too)."""
+) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any], psycopg.Connection[Any]]]:
+    """Connections to both shards and a second one to the source (pipeline.move hashes and
+    deletes there while the first copies), in REPEATABLE READ; at the end, the first two let go of
+    the load lock `_lock_both` took on each (ending the connection would too)."""
     with (
         db.connect(shard_map, source, autocommit=True) as s,
+        db.connect(shard_map, source, autocommit=True) as beside,
         db.connect(shard_map, target, autocommit=True) as t,
     ):
-        for conn in (s, t):
+        for conn in (s, beside, t):
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
-            yield s, t
+            yield s, beside, t
         finally:
             for conn in (s, t):
                 if not conn.closed and not conn.broken:
