@@ -8,6 +8,7 @@ there runs its own query for its samples. The shards run in parallel
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -74,8 +75,7 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
     if spec.kind == "ledger":
         return CHECK.ledger.format(written=CHECK.ledger_written)
     if spec.kind == "custom_sql":
-        custom = sql.SQL(str(p["sql"]).strip().rstrip(";"))  # the user's own query
-        return CHECK.custom.format(custom=custom)
+        return CHECK.custom.format(custom=_custom(spec))
     if spec.kind == "unique":
         columns = sql.SQL(", ").join(map(sql.Identifier, p["columns"]))
         return CHECK.unique.format(columns=columns)
@@ -101,23 +101,19 @@ def run_on_shard(
             counted = _count_row_checks(conn, shard_map, shard, specs)
             for spec in specs:
                 failing = failing_query(spec, shard_map, shard)
+                # A savepoint for a user's query: when it fails, it is planned alone after.
+                own = conn.transaction() if spec.kind == "custom_sql" else nullcontext()
                 try:
-                    if spec.name in counted:
-                        count, samples = counted[spec.name], []
-                    else:
-                        statement = CHECK.run.format(failing=failing, limit=sql.Literal(SAMPLES))
-                        row = conn.execute(statement).fetchone()
-                        assert row is not None
-                        count, samples = int(row[0]), list(row[1])
-                    details = []
-                    if count and (show_samples or not samples):
-                        # Samples and rows from one query, so that they describe the same rows.
-                        first = _first(conn, failing, show_samples)
-                        samples = [r[0] for r in first]
-                        details = [r[1] for r in first] if show_samples else []
+                    with own:
+                        count, samples, details = _found(
+                            conn, failing, counted.get(spec.name), show_samples
+                        )
                 except psycopg.Error as exc:
+                    message = _one_line(exc)
+                    if spec.kind == "custom_sql":
+                        message = _custom_error(conn, spec) or message
                     raise CheckError(
-                        f"check {spec.name} on shard {shard.name}: {_one_line(exc)}"
+                        f"check {spec.name} on shard {shard.name}: {message}"
                     ) from None
                 results.append(
                     CheckResult(
@@ -178,6 +174,50 @@ def _count_row_checks(
         if not over:
             counted[spec.name] = 0
     return counted
+
+
+def _found(
+    conn: psycopg.Connection[Any],
+    failing: sql.Composable,
+    counted: int | None,
+    show_samples: bool,
+) -> tuple[int, list[Any], list[Any]]:
+    """A check's failing rows: (how many, the first samples, with --show-samples the rows),
+    its count taken from the row checks' scan when that counted it."""
+    if counted is not None:
+        count, samples = counted, []
+    else:
+        statement = CHECK.run.format(failing=failing, limit=sql.Literal(SAMPLES))
+        row = conn.execute(statement).fetchone()
+        assert row is not None
+        count, samples = int(row[0]), list(row[1])
+    details = []
+    if count and (show_samples or not samples):
+        # Samples and rows from one query, so that they describe the same rows.
+        first = _first(conn, failing, show_samples)
+        samples = [r[0] for r in first]
+        details = [r[1] for r in first] if show_samples else []
+    return count, samples, details
+
+
+def _custom(spec: CheckSpec) -> sql.Composable:
+    return sql.SQL(str(spec.params["sql"]).strip().rstrip(";"))  # the user's own query
+
+
+def _custom_error(conn: psycopg.Connection[Any], spec: CheckSpec) -> str | None:
+    """The error of a custom_sql check's own query, planned alone (sql/check/custom_alone.sql),
+    with where in it the server found it; None when it plans (the error came later, from
+    its rows, and was already about them)."""
+    try:
+        with conn.transaction():
+            conn.execute(CHECK.custom_alone.format(custom=_custom(spec)))
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or _one_line(exc)
+        at = exc.diag.statement_position
+        if at is not None and int(at) > len("EXPLAIN "):
+            message += f" (character {int(at) - len('EXPLAIN ')} of its sql)"
+        return message
+    return None
 
 
 def _first(

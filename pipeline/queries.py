@@ -183,6 +183,7 @@ class CHECK:
     ledger = Template("check/ledger", "written")
     ledger_written = Statement("check/ledger_written")
     custom = Template("check/custom", "custom")
+    custom_alone = Template("check/custom_alone", "custom")
     unique = Template("check/unique", "columns")
     run = Template("check/run", "failing", "limit")
     first = Template("check/first", "detail", "failing", "limit")

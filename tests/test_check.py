@@ -208,6 +208,29 @@ def test_the_checks_could_not_run_exit_2(
     assert "check broken on shard default" in sql_error.output
 
 
+def test_a_custom_check_whose_sql_fails_is_told_where_in_its_own_sql(
+    run_cli: RunCli, loaded: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_map(tmp_path / "cfg", shard_map_yaml(shard_dsns))
+    for query, message in (
+        # Not the wrapper's `syntax error at or near ")"`, `LINE 4: ) AS r`.
+        (
+            "SELECT id FROM residents WHERE",
+            "syntax error at end of input (character 31 of its sql)",
+        ),
+        ("SELECT nope FROM residents", 'column "nope" does not exist (character 8 of its sql)'),
+        # Planned fine, failing on its rows: the server's message as it came.
+        ("SELECT id FROM residents WHERE age / (age - age) > 1", "division by zero"),
+    ):
+        (config.parent / "checks.yaml").write_text(
+            f"checks:\n  - name: broken\n    kind: custom_sql\n    sql: {query}\n"
+        )
+        result = run_cli("check", config=config)
+        assert result.exit_code == 2
+        assert f"check broken on shard default: {message}" in result.output
+        assert "AS r" not in result.output
+
+
 def test_a_bad_checks_file_or_selection_exits_2_before_any_shard_is_asked(
     run_cli: RunCli, offline_map: Path
 ) -> None:
