@@ -25,6 +25,7 @@ both shards' load lock and orders the constraint changes around this.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -181,11 +182,20 @@ def _gone_beside(
     s, then deleted 8.5 s, after a 28 s copy during which its server mostly waited for the
     target's (bench/PROFILE.md, Session 22)."""
 
+    stop = threading.Event()
+
     def hash_and_delete() -> tuple[tuple[int, str], int]:
+        def go_on() -> None:
+            if stop.is_set():  # the move failed meanwhile: no further
+                raise psycopg.errors.QueryCanceled("the move stopped")
+
         with on_shard(keys["source"]):
             beside.execute(REBALANCE.use_snapshot.format(snapshot=sql.Literal(snapshot)))
+            go_on()
             found = rows_hash(beside, REBALANCE.source_rows, keys)
+            go_on()
             beside.execute(REBALANCE.forget_renumbered, keys)
+            go_on()
             return found, beside.execute(REBALANCE.delete, keys).rowcount
 
     with threads.pool(1, "source") as pool:
@@ -194,9 +204,12 @@ def _gone_beside(
             yield gone
         except BaseException:
             # The move failed: the answer would not be read, and the pool's end waits for
-            # its thread, so stop the query rather than wait for it.
-            if not gone.done():
+            # its thread, so stop it rather than wait for it. A cancel that lands between
+            # two of its statements is lost, so it is sent until the thread is done.
+            stop.set()
+            while not gone.done():
                 watchdog.cancel(beside, watchdog.CANCEL_TIMEOUT_SECONDS)
+                threads.wait_all([gone], timeout=threads.SLICE)
             raise
 
 

@@ -186,7 +186,9 @@ def _connected(
     the load lock `_lock_both` took on each (ending the connection would too)."""
     with (
         db.connect(shard_map, source, autocommit=True) as s,
-        db.connect(shard_map, source, autocommit=True) as beside,
+        # Not autocommit: should a statement of its thread outlive the move's end (a second
+        # Ctrl-C while it is stopped), it starts a transaction that nothing commits.
+        db.connect(shard_map, source) as beside,
         db.connect(shard_map, target, autocommit=True) as t,
     ):
         for conn in (s, beside, t):

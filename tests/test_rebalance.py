@@ -396,6 +396,43 @@ def test_a_failing_target_is_named_and_nothing_leaves_the_source(
     assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
 
 
+def test_a_target_failing_mid_copy_stops_the_source_side_waiting_on_a_lock(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    # The source's second session deletes while the copy runs; here that delete waits for a
+    # row held by hand, and the target's copy stalls until it is cancelled. The move must
+    # stop that delete and say what failed, not wait for the row.
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    with psycopg.connect(dsns["db_id"]) as conn:
+        conn.execute(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$"
+        )
+        conn.execute("CREATE TRIGGER stall BEFORE INSERT ON residents EXECUTE FUNCTION stall()")
+    held = _hold_a_row(dsns["default"])
+    with _rebalancing(config, tmp_path) as process:
+        try:
+            _wait_for_statement(dsns["default"], "%DELETE FROM residents%", process, True)
+            _wait_for_statement(dsns["db_id"], "COPY residents%", process)
+            with psycopg.connect(dsns["db_id"], autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'resident-pipeline' AND query LIKE 'COPY%'"
+                )
+            assert process.wait(30) == 1  # with the row still held
+        finally:
+            process.kill()
+            out, err = process.communicate()
+            held.close()
+    assert "ID  default -> db_id: shard db_id: canceling statement" in out + err
+    assert rows(dsns["db_id"]) == []
+    assert _count(dsns["default"], "SELECT count(*) FROM residents WHERE country = 'ID'") == 3
+
+
 def test_a_failing_source_is_named_and_nothing_is_copied(
     run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
 ) -> None:
