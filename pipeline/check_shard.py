@@ -8,7 +8,6 @@ there runs its own query for its samples. The shards run in parallel
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -101,16 +100,13 @@ def run_on_shard(
             counted = _count_row_checks(conn, shard_map, shard, specs)
             for spec in specs:
                 failing = failing_query(spec, shard_map, shard)
-                # A savepoint for a user's query: when it fails, it is planned alone after.
-                own = conn.transaction() if spec.kind == "custom_sql" else nullcontext()
                 try:
-                    with own:
-                        count, samples, details = _found(
-                            conn, failing, counted.get(spec.name), show_samples
-                        )
+                    count, samples, details = _found(
+                        conn, failing, counted.get(spec.name), show_samples
+                    )
                 except psycopg.Error as exc:
                     message = _one_line(exc)
-                    if spec.kind == "custom_sql":
+                    if spec.kind == "custom_sql" and exc.diag.statement_position is not None:
                         message = _custom_error(conn, spec) or message
                     raise CheckError(
                         f"check {spec.name} on shard {shard.name}: {message}"
@@ -205,17 +201,22 @@ def _custom(spec: CheckSpec) -> sql.Composable:
 
 
 def _custom_error(conn: psycopg.Connection[Any], spec: CheckSpec) -> str | None:
-    """The error of a custom_sql check's own query, planned alone (sql/check/custom_alone.sql),
-    with where in it the server found it; None when it plans (the error came later, from
-    its rows, and was already about them)."""
+    """For a custom_sql check whose query failed at a place in its text: the error of the
+    user's own query, planned alone (sql/check/custom_alone.sql), with where in it the
+    server found it; None when it plans. The check stops on this error: the snapshot's
+    transaction, which the error ended, is rolled back first."""
+    conn.rollback()
+    alone = CHECK.custom_alone.format(custom=_custom(spec))
+    before = len(CHECK.custom_alone.format(custom=sql.SQL("")).as_string(conn))
     try:
-        with conn.transaction():
-            conn.execute(CHECK.custom_alone.format(custom=_custom(spec)))
+        conn.execute(alone)
     except psycopg.Error as exc:
         message = exc.diag.message_primary or _one_line(exc)
         at = exc.diag.statement_position
-        if at is not None and int(at) > len("EXPLAIN "):
-            message += f" (character {int(at) - len('EXPLAIN ')} of its sql)"
+        if at is not None and int(at) > before:
+            message += f" (character {int(at) - before} of its sql)"
+        if exc.diag.message_hint:
+            message += f" {exc.diag.message_hint}"
         return message
     return None
 
