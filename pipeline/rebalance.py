@@ -182,8 +182,8 @@ def _connected(
     shard_map: ShardMap, source: Shard, target: Shard
 ) -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any], psycopg.Connection[Any]]]:
     """Connections to both shards and a second one to the source (pipeline.move hashes and
-    deletes there while the first copies), in REPEATABLE READ; at the end, the first two let go of
-    the load lock `_lock_both` took on each (ending the connection would too)."""
+    deletes there while the first copies), in REPEATABLE READ; at the end, the first two let
+    go of the load lock `_lock_both` took on each (ending the connection would too)."""
     with (
         db.connect(shard_map, source, autocommit=True) as s,
         # Not autocommit: should a statement of its thread outlive the move's end (a second
