@@ -23,6 +23,7 @@ reports it as it does any unreachable shard.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -129,8 +130,10 @@ def _probe(connections: Connections) -> dict[str, str]:
         return shared
     finally:
         for _shard, conn in connections:
-            if not conn.closed:
-                conn.rollback()  # releases the locks (transaction-level)
+            # Releases the locks (transaction-level). A connection the server has ended
+            # meanwhile holds none, and its error is the one already on its way.
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
 
 
 def _refuse_read_only(shard: Shard, conn: psycopg.Connection[Any]) -> None:

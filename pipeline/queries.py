@@ -50,6 +50,7 @@ class DB:
     """sql/db/: connections (pipeline.db)."""
 
     snapshot_settings = Statement("db/snapshot_settings")
+    server_timeout = Template("db/server_timeout", "name")
 
 
 class EMBEDDED:

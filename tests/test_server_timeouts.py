@@ -1,0 +1,145 @@
+"""The server's own time-outs, as a role or a database may set them (statement_timeout,
+idle_in_transaction_session_timeout, lock_timeout, transaction_timeout), do not end the
+tool's sessions part-way (pipeline.db.open_connection); those the DSN's options set do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from click.testing import Result
+from psycopg import sql
+
+from bench.generate import write_csv
+from pipeline.db import SERVER_TIMEOUTS, open_connection
+from tests.conftest import RunCli, write_map
+
+
+def _set_on_database(dsn: str, settings: dict[str, str]) -> None:
+    """ALTER DATABASE ... SET: every new session of the database starts with `settings`."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        database = sql.Identifier(conn.info.dbname)
+        for name, value in settings.items():
+            if conn.execute("SELECT current_setting(%s, true)", [name]).fetchone() == (None,):
+                continue  # transaction_timeout: PostgreSQL 17 and later
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    database, sql.Identifier(name), sql.Literal(value)
+                )
+            )
+
+
+def _map(dsns: dict[str, str]) -> str:
+    """A shard map like the test map's, for DSNs that hold single quotes."""
+    shards = "".join(f'  {name}:\n    dsn: "{dsn}"\n' for name, dsn in dsns.items())
+    return f"shards:\n{shards}routes:\n  db_us: [US]\ndefault: default\n"
+
+
+def _load_with_default_options(
+    run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path, setting: str
+) -> Result:
+    """A load of 20,000 records whose default shard's DSN sets `setting` in its options."""
+    dsns = dict(shard_dsns)
+    dsns["default"] += f" options='-c {setting}'"
+    config = write_map(tmp_path / "own", _map(dsns))
+    data = tmp_path / "residents.csv"
+    write_csv(data, 20_000, seed=7)
+    return run_cli("load", str(data), config=config)
+
+
+def _shown(conn: psycopg.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT current_setting(%s, true)", [name]).fetchone()
+    return None if row is None else row[0]
+
+
+# Time-outs no statement or transaction of the tool's fits in: a millisecond to idle in a
+# transaction or wait for a lock, a tenth of a second for a statement or a transaction
+# (each COPY into residents takes longer: SLOW_INSERTS).
+SHORT = {
+    "statement_timeout": "100ms",
+    "idle_in_transaction_session_timeout": "1ms",
+    "lock_timeout": "1ms",
+    "transaction_timeout": "100ms",
+}
+SLOW_INSERTS = """
+CREATE FUNCTION slow_inserts() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END$$;
+CREATE TRIGGER slow_inserts AFTER INSERT ON residents
+  FOR EACH STATEMENT EXECUTE FUNCTION slow_inserts()
+"""
+
+
+def test_a_databases_own_timeouts_do_not_end_a_load_an_extract_or_a_check(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    for dsn in shard_dsns.values():
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(SLOW_INSERTS)
+        _set_on_database(dsn, SHORT)
+    data = tmp_path / "residents.csv"
+    write_csv(data, 20_000, seed=7)
+
+    loaded = run_cli("load", "--json", str(data))
+    assert loaded.exit_code == 0, loaded.output
+    for dsn in shard_dsns.values():
+        with open_connection(dsn, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER slow_inserts ON residents; DROP FUNCTION slow_inserts()")
+    out = tmp_path / "all.parquet"
+    extracted = run_cli("extract", "-o", str(out))
+    assert extracted.exit_code == 0, extracted.output
+    summary = json.loads(loaded.stdout)
+    assert summary["rows_read"] == 20_000
+    assert summary["rows_loaded"] > 19_000  # the file's few invalid records are rejected
+    assert summary["rows_loaded"] + summary["rows_rejected"] == 20_000
+    assert pq.read_table(out).num_rows == summary["rows_loaded"]
+    checked = run_cli("check")
+    assert checked.exit_code == 0, checked.output
+
+
+def test_the_timeouts_a_dsns_options_or_pgoptions_set_are_kept(
+    shard_dsns: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = shard_dsns["default"]
+    _set_on_database(dsn, dict.fromkeys(SERVER_TIMEOUTS, "1ms"))
+    with open_connection(dsn) as conn:
+        shown = {name: _shown(conn, name) for name in SERVER_TIMEOUTS}
+        if shown["transaction_timeout"] is None:  # before PostgreSQL 17
+            del shown["transaction_timeout"]
+        assert set(shown.values()) == {"0"}
+    # deadlock_timeout is not lock_timeout: the tool's own setting still applies.
+    given = f"{dsn} options='-c statement_timeout=7s -c deadlock_timeout=2s'"
+    with open_connection(given) as conn:
+        assert _shown(conn, "statement_timeout") == "7s"
+        assert _shown(conn, "deadlock_timeout") == "2s"
+        assert _shown(conn, "lock_timeout") == "0"
+    monkeypatch.setenv("PGOPTIONS", "--lock-timeout=3s")
+    with open_connection(dsn, autocommit=False) as conn:
+        assert _shown(conn, "lock_timeout") == "3s"
+        assert _shown(conn, "idle_in_transaction_session_timeout") == "0"
+        assert not conn.autocommit
+
+
+def test_a_map_whose_shard_sets_a_statement_timeout_in_its_dsn_keeps_it(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The user's own limit wins, and ends the load's COPY as the user asked.
+    result = _load_with_default_options(run_cli, shard_dsns, tmp_path, "statement_timeout=1ms")
+    assert result.exit_code == 1, result.output
+    assert "canceling statement due to statement timeout" in result.output
+
+
+def test_a_shard_that_ends_an_idle_session_is_a_clean_error(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The user's own idle limit on the default shard, kept: its transactions idle while the
+    # other shard answers or the next batch is read, and the server ends the session,
+    # mostly during the preflight, whose rollback (releasing its locks) then fails too:
+    # an error line, however it ends, not a traceback (run_cli lets exceptions through).
+    result = _load_with_default_options(
+        run_cli, shard_dsns, tmp_path, "idle_in_transaction_session_timeout=1ms"
+    )
+    assert result.exit_code in (1, 2), result.output
+    assert "Error: shard default:" in result.output
