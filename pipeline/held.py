@@ -43,15 +43,20 @@ def unchanged(rows: pa.Table, theirs: pa.Table, source: str | None) -> np.ndarra
     """For each row of the file the shard holds: whether its content is the shard's row's,
     `theirs` (the held rows, row for row) (and, for a load that names its source, whether
     the row is that source's already)."""
-    same = np.ones(rows.num_rows, dtype=bool)
+    same = None
     if source is not None:
-        same &= as_mask(pc.fill_null(pc.equal(theirs.column("source"), source), False))
+        same = pc.fill_null(pc.equal(theirs.column("source"), source), False)
     for name in OUTPUT[1:]:
         mine, held = rows.column(name), theirs.column(name)
-        equal = pc.fill_null(pc.equal(mine, held), False)
-        both_null = pc.and_(pc.is_null(mine), pc.is_null(held))
-        same &= as_mask(pc.or_(equal, both_null))
-    return same
+        equal = pc.equal(mine, held)
+        # Nulls only where a column has some: a null is equal to a null alone. (Each
+        # column's five kernels where one does: a --force load's comparison took twice
+        # the time.)
+        if mine.null_count or held.null_count:
+            both_null = pc.and_(pc.is_null(mine), pc.is_null(held))
+            equal = pc.or_(pc.fill_null(equal, False), both_null)
+        same = equal if same is None else pc.and_(same, equal)
+    return as_mask(same) if same is not None else np.ones(rows.num_rows, dtype=bool)
 
 
 class BinaryIds:

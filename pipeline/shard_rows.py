@@ -167,7 +167,7 @@ class ShardRows:
             picked = pa.array(existing)
             # Only the compared columns: a batch carries the raw fields too (twice the bytes).
             compared = table.select(list(OUTPUT)).filter(picked)
-            same = unchanged(compared, held.take(at.filter(picked)), self._source)
+            same = unchanged(compared, _aligned(held, at.filter(picked)), self._source)
             seen[rows[same]] = True
             staged[rows[~same]] = True
             if self._unbroken:
@@ -348,6 +348,17 @@ class ShardRows:
         self._stop_probes()
         self._direct.abandon()
         self._close_spools()
+
+
+def _aligned(held: pa.Table, positions: pa.ChunkedArray) -> pa.Table:
+    """The held rows at `positions` (one for each of the batch's rows the shard holds):
+    `held` itself when that is all of them in order, as a probe by range of a file sorted
+    by id answers, else taken."""
+    if len(positions) == held.num_rows:
+        order = positions.to_numpy()
+        if not len(order) or (order[0] == 0 and _rising(order) and order[-1] == len(order) - 1):
+            return held
+    return held.take(positions)
 
 
 def _marks(table: pa.Table) -> bool:

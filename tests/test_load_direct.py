@@ -224,6 +224,40 @@ def test_an_address_n_a_on_the_shard_is_updated_to_none(
     assert rows(shard_dsns["db_us"]) == [(5, "US", "Ann", "Female", 30, None)]
 
 
+def test_a_field_empty_in_the_file_and_on_the_shard_is_unchanged_and_one_empty_on_one_side_is_not(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Nulls in gender, age and address, each column alone and all at once: a null is the
+    # same as a null only (held.unchanged's null-aware comparison).
+    first = [
+        [1, "US", "Ann", "F", 30, "1 Main St"],
+        [2, "US", "Bob", "", "", ""],
+        [3, "US", "Cy", "M", "", "3 Elm St"],
+        [4, "US", "Di", "", 41, "4 Oak St"],
+        [5, "US", "Ed", "M", 52, ""],
+    ]
+    load(run_cli, write(tmp_path / "a.csv", first))
+    again = load(run_cli, write(tmp_path / "b.csv", first), "--force")
+    counts = again["shards"]["db_us"]
+    assert (counts["inserted"], counts["updated"], counts["unchanged"]) == (0, 0, 5)
+    swapped = [
+        [1, "US", "Ann", "F", 30, ""],
+        [2, "US", "Bob", "", "", ""],
+        [3, "US", "Cy", "M", 33, "3 Elm St"],
+        [4, "US", "Di", "F", 41, "4 Oak St"],
+        [5, "US", "Ed", "M", 52, "5 Pine St"],
+    ]
+    changed = load(run_cli, write(tmp_path / "c.csv", swapped))["shards"]["db_us"]
+    assert (changed["inserted"], changed["updated"], changed["unchanged"]) == (0, 4, 1)
+    assert rows(shard_dsns["db_us"]) == [
+        (1, "US", "Ann", "Female", 30, None),
+        (2, "US", "Bob", None, None, None),
+        (3, "US", "Cy", "Male", 33, "3 Elm St"),
+        (4, "US", "Di", "Female", 41, "4 Oak St"),
+        (5, "US", "Ed", "Male", 52, "5 Pine St"),
+    ]
+
+
 def test_ids_are_probed_by_range_and_one_by_one_and_both_find_what_the_shard_holds(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
