@@ -155,7 +155,8 @@ def _as_shard_error(shard: Shard) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        # Reachable a moment ago: the command cannot know whether it may write.
+        # Reachable a moment ago: the command cannot know whether it may go on (two shards
+        # in one database; for a load, a role that may not write).
         raise ShardError(
-            shard.name, f"could not check the shard before writing: {scrub(str(exc), shard.dsn)}"
+            shard.name, f"could not check the shard before starting: {scrub(str(exc), shard.dsn)}"
         ) from None
