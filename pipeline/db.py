@@ -11,14 +11,12 @@ what extract, report and check read in.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, pq, sql
+from psycopg import conninfo, pq
 
 from pipeline import embedded
 from pipeline.config import Shard, ShardMap
@@ -29,16 +27,6 @@ from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "resident-pipeline"
-# The server's time-outs that a role or database may set and that would end the tool's
-# long statements and transactions part-way: off for its sessions (sql/db/server_timeout.sql)
-# unless the connection's own options set them. Each with the first server version
-# (server_version_num) that has it.
-SERVER_TIMEOUTS = {
-    "statement_timeout": 0,
-    "idle_in_transaction_session_timeout": 0,
-    "lock_timeout": 0,
-    "transaction_timeout": 170000,
-}
 
 # Advisory lock keys (pg_advisory_xact_lock takes a bigint; these spell "RPinit"/"RPload").
 LOCK_INIT = 0x5250_696E_6974
@@ -60,7 +48,7 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
 
 def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg.connect with our defaults for what the DSN leaves open (the user's settings
-    win), the server's time-outs included (SERVER_TIMEOUTS)."""
+    win), the server's time-outs included (sql/db/server_timeouts.sql)."""
     params = conninfo.conninfo_to_dict(dsn)
     extra: dict[str, Any] = {
         key: value
@@ -77,27 +65,12 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     # isolation level a snapshot sets.
     conn = psycopg.connect(dsn, **extra, **kwargs, autocommit=True)
     try:
-        given = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
-        names = [
-            name
-            for name, since in SERVER_TIMEOUTS.items()
-            if conn.info.server_version >= since and not _sets(given, name)
-        ]
-        if names:  # one round trip for all
-            off = [DB.server_timeout.format(name=sql.Identifier(name)) for name in names]
-            conn.execute(sql.SQL("; ").join(off))
+        conn.execute(DB.server_timeouts)
         conn.autocommit = autocommit
     except BaseException:
         conn.close()
         raise
     return conn
-
-
-def _sets(options: str, name: str) -> bool:
-    """Whether libpq's `options` (`-c name=value`, `--name=value`) set the setting `name`
-    (not one whose name ends with it: deadlock_timeout is not lock_timeout)."""
-    spelled = options.lower().replace("-", "_")
-    return re.search(rf"(?<![a-z]){name}\s*=", spelled) is not None
 
 
 @contextmanager
