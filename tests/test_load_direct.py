@@ -240,8 +240,9 @@ def test_a_field_empty_in_the_file_and_on_the_shard_is_unchanged_and_one_empty_o
     again = load(run_cli, write(tmp_path / "b.csv", first), "--force")
     counts = again["shards"]["db_us"]
     assert (counts["inserted"], counts["updated"], counts["unchanged"]) == (0, 0, 5)
+    # Each field from a value to empty and from empty to a value; Bob's stay empty.
     swapped = [
-        [1, "US", "Ann", "F", 30, ""],
+        [1, "US", "Ann", "", "", ""],
         [2, "US", "Bob", "", "", ""],
         [3, "US", "Cy", "M", 33, "3 Elm St"],
         [4, "US", "Di", "F", 41, "4 Oak St"],
@@ -250,12 +251,18 @@ def test_a_field_empty_in_the_file_and_on_the_shard_is_unchanged_and_one_empty_o
     changed = load(run_cli, write(tmp_path / "c.csv", swapped))["shards"]["db_us"]
     assert (changed["inserted"], changed["updated"], changed["unchanged"]) == (0, 4, 1)
     assert rows(shard_dsns["db_us"]) == [
-        (1, "US", "Ann", "Female", 30, None),
+        (1, "US", "Ann", None, None, None),
         (2, "US", "Bob", None, None, None),
         (3, "US", "Cy", "Male", 33, "3 Elm St"),
         (4, "US", "Di", "Female", 41, "4 Oak St"),
         (5, "US", "Ed", "Male", 52, "5 Pine St"),
     ]
+    # Ann's fields back, one at a time: each change alone is seen.
+    for gender, age, address in (("F", "", ""), ("F", 30, ""), ("F", 30, "1 Main St")):
+        ann = [[1, "US", "Ann", gender, age, address]]
+        counts = load(run_cli, write(tmp_path / "d.csv", ann))["shards"]["db_us"]
+        assert (counts["updated"], counts["unchanged"]) == (1, 0)
+    assert rows(shard_dsns["db_us"])[0] == (1, "US", "Ann", "Female", 30, "1 Main St")
 
 
 def test_ids_are_probed_by_range_and_one_by_one_and_both_find_what_the_shard_holds(
