@@ -11,12 +11,13 @@ what extract, report and check read in.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, pq
+from psycopg import conninfo, pq, sql
 
 from pipeline import embedded
 from pipeline.config import Shard, ShardMap
@@ -27,6 +28,16 @@ from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
 CONNECT_TIMEOUT_SECONDS = 10
 APPLICATION_NAME = "resident-pipeline"
+# The server's time-outs that a role or a database may set and that would end the tool's
+# long statements and transactions part-way, with the first server version
+# (server_version_num) that has each: off for its sessions (sql/db/server_timeout.sql)
+# unless the connection's own options set them. lock_timeout stays as the server has it: it
+# guards the database against queues behind a lock (a load and an erasure set their own).
+SERVER_TIMEOUTS = {
+    "statement_timeout": 0,
+    "idle_in_transaction_session_timeout": 0,
+    "transaction_timeout": 170000,
+}
 
 # Advisory lock keys (pg_advisory_xact_lock takes a bigint; these spell "RPinit"/"RPload").
 LOCK_INIT = 0x5250_696E_6974
@@ -48,7 +59,7 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
 
 def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg.connect with our defaults for what the DSN leaves open (the user's settings
-    win), the server's time-outs included (sql/db/server_timeouts.sql)."""
+    win), the server's time-outs included (SERVER_TIMEOUTS)."""
     params = conninfo.conninfo_to_dict(dsn)
     extra: dict[str, Any] = {
         key: value
@@ -65,12 +76,39 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     # isolation level a snapshot sets.
     conn = psycopg.connect(dsn, **extra, **kwargs, autocommit=True)
     try:
-        conn.execute(DB.server_timeouts)
+        # The options libpq used: the DSN's, PGOPTIONS or a service file's.
+        given = options_set(conn.info.get_parameters().get("options", ""))
+        version = conn.info.server_version
+        off = [
+            DB.server_timeout.format(name=sql.Identifier(name))
+            for name, since in SERVER_TIMEOUTS.items()
+            if version >= since and name not in given
+        ]
+        if off:
+            conn.execute(sql.SQL("; ").join(off))
         conn.autocommit = autocommit
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def options_set(options: str) -> set[str]:
+    """The settings libpq's `options` set: `-c name=value`, `-cname=value`, `--name=value`
+    (a dash in a name stands for an underscore), words split at white space that no
+    backslash escapes."""
+    words = re.split(r"(?<!\\)\s+", options.strip())
+    names = set()
+    for i, word in enumerate(words):
+        if word == "-c":
+            setting = words[i + 1] if i + 1 < len(words) else ""
+        elif word.startswith(("-c", "--")):
+            setting = word[2:]
+        else:
+            continue
+        if name := setting.split("=", 1)[0].strip().lower().replace("-", "_"):
+            names.add(name)
+    return names
 
 
 @contextmanager

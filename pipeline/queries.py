@@ -50,7 +50,7 @@ class DB:
     """sql/db/: connections (pipeline.db)."""
 
     snapshot_settings = Statement("db/snapshot_settings")
-    server_timeouts = Statement("db/server_timeouts")
+    server_timeout = Template("db/server_timeout", "name")
 
 
 class EMBEDDED:

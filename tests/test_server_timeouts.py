@@ -1,7 +1,7 @@
 """The server's own time-outs, as a role or a database may set them (statement_timeout,
 idle_in_transaction_session_timeout, transaction_timeout), do not end the tool's sessions
-part-way (pipeline.db.open_connection, sql/db/server_timeouts.sql); those the DSN's options
-or PGOPTIONS set do, and lock_timeout is left as it is."""
+part-way (pipeline.db.open_connection, sql/db/server_timeout.sql); those the connection's
+own options set do, and lock_timeout is left as it is."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from click.testing import Result
 from psycopg import sql
 
 from bench.generate import write_csv
-from pipeline.db import open_connection
+from pipeline.db import SERVER_TIMEOUTS, open_connection, options_set
 from tests.conftest import RunCli, write_map
 
 
@@ -143,3 +143,35 @@ def test_a_shard_that_ends_an_idle_session_is_a_clean_error(
     )
     assert result.exit_code in (1, 2), result.output
     assert "Error: shard default:" in result.output
+
+
+IDLE = "idle_in_transaction_session_timeout"
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        ("-c statement_timeout=5s", {"statement_timeout"}),
+        ("-cstatement_timeout=5s", {"statement_timeout"}),
+        ("--statement-timeout=5s -c geqo=off", {"statement_timeout", "geqo"}),
+        ("-c deadlock_timeout=1s -c x.lock_timeout=2", {"deadlock_timeout", "x.lock_timeout"}),
+        (rf"-c search_path=a\ b  -c {IDLE}=0", {"search_path", IDLE}),
+        ("", set()),
+        ("-c", set()),
+    ],
+)
+def test_the_settings_libpq_options_set_are_read_word_by_word(
+    options: str, names: set[str]
+) -> None:
+    assert options_set(options) == names
+
+
+def test_every_timeout_the_connection_sets_itself_is_kept_and_nothing_is_sent(
+    shard_dsns: dict[str, str],
+) -> None:
+    dsn = shard_dsns["default"]
+    _set_on_database(dsn, SHORT)
+    given = " ".join(f"-c {name}=7s" for name in SERVER_TIMEOUTS)
+    with open_connection(f"{dsn} options='{given}'") as conn:
+        assert _shown(conn, "statement_timeout") == "7s"
+        assert _shown(conn, "idle_in_transaction_session_timeout") == "7s"
