@@ -59,7 +59,8 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
 
 def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg.connect with our defaults for what the DSN leaves open (the user's settings
-    win), the server's time-outs included (SERVER_TIMEOUTS)."""
+    win), the server's time-outs included (SERVER_TIMEOUTS), and ISO dates, which psycopg
+    needs to read any (sql/db/date_style.sql)."""
     params = conninfo.conninfo_to_dict(dsn)
     extra: dict[str, Any] = {
         key: value
@@ -79,13 +80,12 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         # The options libpq used: the DSN's, PGOPTIONS or a service file's.
         given = options_set(conn.info.get_parameters().get("options", ""))
         version = conn.info.server_version
-        off = [
+        settings = [DB.date_style] + [
             DB.server_timeout.format(name=sql.Identifier(name))
             for name, since in SERVER_TIMEOUTS.items()
             if version >= since and name not in given
         ]
-        if off:
-            conn.execute(sql.SQL("; ").join(off))
+        conn.execute(sql.SQL("; ").join(settings))
         conn.autocommit = autocommit
     except BaseException:
         conn.close()
@@ -155,7 +155,7 @@ def snapshot(shard_map: ShardMap, shard: Shard) -> Iterator[psycopg.Connection[A
         # The BEGIN goes out with this first statement, inside connect()'s guard: begun by
         # psycopg's `transaction()`, an interrupt between its send and its result made
         # psycopg roll back into the busy connection itself (see CopyOut).
-        conn.execute(DB.snapshot_settings)  # UTC, ISO dates: the same output on any server
+        conn.execute(DB.snapshot_settings)  # UTC: the same output on any server
         yield conn
 
 

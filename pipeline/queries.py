@@ -50,6 +50,7 @@ class DB:
     """sql/db/: connections (pipeline.db)."""
 
     snapshot_settings = Statement("db/snapshot_settings")
+    date_style = Statement("db/date_style")
     server_timeout = Template("db/server_timeout", "name")
 
 

@@ -213,8 +213,10 @@ def shard_dsns(
 def shard_map_yaml(
     dsns: dict[str, str], routes: str = "db_us: [US]", default: str = "default"
 ) -> str:
-    """A shards.yaml like the shipped one, pointing at the given DSNs."""
-    shards = "\n".join(f"  {name}:\n    dsn: '{dsn}'" for name, dsn in dsns.items())
+    """A shards.yaml like the shipped one, pointing at the given DSNs (single-quoted in
+    YAML, so a DSN's own quotes are doubled)."""
+    quoted = {name: dsn.replace("'", "''") for name, dsn in dsns.items()}
+    shards = "\n".join(f"  {name}:\n    dsn: '{dsn}'" for name, dsn in quoted.items())
     return f"shards:\n{shards}\nroutes:\n  {routes}\ndefault: {default}\n"
 
 

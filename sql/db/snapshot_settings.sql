@@ -1,3 +1,3 @@
--- A snapshot's output is the same whatever the server's or role's settings: UTC, ISO dates
--- (the client encoding is UTF-8 already, from the connection).
-SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'
+-- A snapshot's output is the same whatever the server's or role's settings: UTC (dates are
+-- ISO on every connection already, and the client encoding UTF-8: pipeline.db).
+SET TIME ZONE 'UTC'

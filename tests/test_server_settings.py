@@ -1,7 +1,8 @@
-"""The server's own time-outs, as a role or a database may set them (statement_timeout,
-idle_in_transaction_session_timeout, transaction_timeout), do not end the tool's sessions
-part-way (pipeline.db.open_connection, sql/db/server_timeout.sql); those the connection's
-own options set do, and lock_timeout is left as it is."""
+"""The server's own settings, as a role or a database may set them. Its time-outs
+(statement_timeout, idle_in_transaction_session_timeout, transaction_timeout) do not end the
+tool's sessions part-way (pipeline.db.open_connection, sql/db/server_timeout.sql); those the
+connection's own options set do, and lock_timeout is left as it is. Its date style and time
+zone change nothing the tool reads or writes (sql/db/date_style.sql)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from bench.generate import write_csv
 from pipeline.db import SERVER_TIMEOUTS, open_connection, options_set
-from tests.conftest import RunCli, write_map
+from tests.conftest import RunCli, shard_map_yaml, write_map
 
 
 def _set_on_database(dsn: str, settings: dict[str, str]) -> None:
@@ -33,19 +34,13 @@ def _set_on_database(dsn: str, settings: dict[str, str]) -> None:
             )
 
 
-def _map(dsns: dict[str, str]) -> str:
-    """A shard map like the test map's, for DSNs that hold single quotes."""
-    shards = "".join(f'  {name}:\n    dsn: "{dsn}"\n' for name, dsn in dsns.items())
-    return f"shards:\n{shards}routes:\n  db_us: [US]\ndefault: default\n"
-
-
 def _load_with_default_options(
     run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path, setting: str
 ) -> Result:
     """A load of 20,000 records whose default shard's DSN sets `setting` in its options."""
     dsns = dict(shard_dsns)
     dsns["default"] += f" options='-c {setting}'"
-    config = write_map(tmp_path / "own", _map(dsns))
+    config = write_map(tmp_path / "own", shard_map_yaml(dsns))
     data = tmp_path / "residents.csv"
     write_csv(data, 20_000, seed=7)
     return run_cli("load", str(data), config=config)
@@ -178,3 +173,41 @@ def test_every_timeout_the_connection_sets_itself_is_kept_and_nothing_is_sent(
     with open_connection(f"{dsn} options='{given}'") as conn:
         assert _shown(conn, "statement_timeout") == "7s"
         assert _shown(conn, "idle_in_transaction_session_timeout") == "7s"
+
+
+# A date style psycopg cannot read (it reads ISO only), a time zone off the hour, and an
+# interval style of the SQL standard's, as a database may set them for its own users.
+FOREIGN_DATES = {
+    "DateStyle": "SQL, DMY",
+    "TimeZone": "Asia/Kathmandu",
+    "IntervalStyle": "sql_standard",
+}
+
+
+def test_a_databases_own_date_style_and_time_zone_change_nothing_the_tool_reads_or_writes(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "residents.csv"
+    write_csv(data, 200, seed=3)
+    plain = run_cli("load", str(data))
+    assert plain.exit_code == 0, plain.output
+    before = run_cli("extract", "--with-provenance", "-o", str(tmp_path / "before.csv"))
+    assert before.exit_code == 0, before.output
+    for dsn in shard_dsns.values():
+        _set_on_database(dsn, FOREIGN_DATES)
+    with psycopg.connect(shard_dsns["default"]) as conn:  # the settings are in force
+        assert _shown(conn, "DateStyle") == "SQL, DMY"
+
+    status = run_cli("status")
+    assert status.exit_code == 0, status.output
+    assert "last load 20" in status.output  # a date read from the ledger, ISO
+    reloaded = run_cli("load", "--force", str(data))
+    assert reloaded.exit_code == 0, reloaded.output
+    assert "0 inserted, 0 updated" in reloaded.output
+    after = run_cli("extract", "--with-provenance", "-o", str(tmp_path / "after.csv"))
+    assert after.exit_code == 0, after.output
+    # The same export, load times included (UTC, ISO), byte for byte.
+    assert (tmp_path / "after.csv").read_bytes() == (tmp_path / "before.csv").read_bytes()
+    for command in (("check",), ("report", "-o", str(tmp_path / "r.html")), ("plan",)):
+        result = run_cli(*command)
+        assert result.exit_code == 0, (command, result.output)
