@@ -16,7 +16,7 @@ from psycopg import sql
 from pipeline.checks import NOT_PER_SHARD, SAMPLES, CheckError, CheckResult, CheckSpec, flat_sql
 from pipeline.columns import RESIDENTS
 from pipeline.config import Shard, ShardMap
-from pipeline.db import snapshot
+from pipeline.db import error_text, snapshot
 from pipeline.errors import ShardError
 from pipeline.queries import CHECK
 from pipeline.schema import latest_version, residency_rule
@@ -105,7 +105,7 @@ def run_on_shard(
                         conn, failing, counted.get(spec.name), show_samples
                     )
                 except psycopg.Error as exc:
-                    message = _one_line(exc)
+                    message = error_text(exc, shard.dsn)
                     if spec.kind == "custom_sql" and exc.diag.statement_position is not None:
                         message = _custom_error(conn, spec) or message
                     raise CheckError(

@@ -263,12 +263,9 @@ def _result(pgconn: Any, status: pq.ExecStatus, selector: selectors.BaseSelector
         pass
     if res is None:
         raise psycopg.OperationalError("the server sent no result")
-    error: type[psycopg.Error] = psycopg.DatabaseError
-    with contextlib.suppress(KeyError):
-        error = psycopg.errors.lookup(
-            (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
-        )
-    raise error(res.error_message.decode("utf-8", "replace").strip())
+    # The error psycopg itself raises for such a result: its class, diagnostics and message
+    # (without libpq's "ERROR:  " in front).
+    raise psycopg.errors.error_from_result(res)
 
 
 def _abort(conn: psycopg.Connection[Any]) -> None:

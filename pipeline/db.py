@@ -129,7 +129,23 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
                 _drop_if_busy(conn)
                 raise
     except psycopg.Error as exc:
-        raise ShardError(shard.name, scrub(str(exc), dsn), is_transient(exc)) from None
+        raise ShardError(shard.name, error_text(exc, dsn), is_transient(exc)) from None
+
+
+def error_text(exc: psycopg.Error, dsn: str) -> str:
+    """A shard's error on one line, without the password; where a table or a column the
+    pipeline reads is missing, the likely cause (a shard never initialised, or initialised
+    by an older pipeline) and what tells."""
+    text = scrub(str(exc), dsn)
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        text += f" ({SCHEMA_HINT})"
+    return text
+
+
+SCHEMA_HINT = (
+    "is the shard's schema this pipeline's? `pipeline status` shows its version;"
+    " `pipeline init` brings it up to date"
+)
 
 
 def _drop_if_busy(conn: psycopg.Connection[Any]) -> None:

@@ -109,7 +109,7 @@ def test_read_ahead_hands_its_error_to_the_reader(shard_map: ShardMap) -> None:
     failing = "COPY (SELECT 1 / (3 - i) FROM generate_series(1, 5) AS i) TO STDOUT"
     spool = ReadAhead(lambda stop: copy_of(shard_map, failing, stop), None)
     try:
-        with pytest.raises(ShardError, match="shard default: ERROR:  division by zero"):
+        with pytest.raises(ShardError, match="shard default: division by zero"):
             list(spool)
     finally:
         spool.close()

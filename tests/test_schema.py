@@ -260,3 +260,25 @@ def test_inits_at_once_apply_each_migration_once(config_file: Path, connect: Con
     for shard in ("default", "db_us"):
         with connect(shard) as conn:
             assert versions(conn) == latest
+
+
+def test_the_commands_that_read_say_how_to_initialise_a_shard_never_initialised(
+    run_cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shards exist and answer, but `pipeline init` never ran on them.
+    monkeypatch.setenv("PIPELINE_ERASURE_KEY", "k" * 40)
+    expected = {
+        ("extract", "-o", str(tmp_path / "x.csv")): 1,
+        ("extract", "-o", str(tmp_path / "x.parquet")): 1,
+        ("report", "-o", str(tmp_path / "r.html")): 1,
+        ("check",): 2,  # the checks could not run
+        ("erase", "db_us:1", "--yes"): 1,
+    }
+    for command, code in expected.items():
+        result = run_cli(*command)
+        assert result.exit_code == code, (command, result.output)
+        assert 'relation "' in result.output and "does not exist" in result.output
+        assert "`pipeline status` shows its version; `pipeline init` brings it up to date" in (
+            result.output
+        ), command
+        assert "ERROR:" not in result.output and "Traceback" not in result.output
