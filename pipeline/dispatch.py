@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipeline.batches import batches
 from pipeline.config import ShardMap
+from pipeline.encodable import ShardEncodings
 from pipeline.erased import Erased
 from pipeline.errors import ShardError
 from pipeline.interrupt import Interrupt, Interrupted
@@ -64,6 +65,8 @@ class Dispatch:
         rejected = 0
         names = [shard.name for shard in self.shard_map.shards]
         validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
+        encodings = {name: writer.server_encoding for name, writer in active.items()}
+        narrow = ShardEncodings.of(names, encodings)  # text a shard's encoding lacks
         self.refused_ids = array("q")
         snapshot = result.source is not None and result.source.snapshot
         waiting: tuple[pa.Table, list[tuple[str, np.ndarray]]] | None = None
@@ -76,6 +79,7 @@ class Dispatch:
                 self.progress(result, result.rows_read, False)
             checked = validator.check(batch)
             self.erased.mark(checked)
+            narrow.mark(checked)
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
             refused = checked.refused()

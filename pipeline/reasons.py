@@ -37,7 +37,8 @@ MEANINGS = {
     RejectReason.MALFORMED_RECORD: "not a record: wrong field count, not JSON, not an object,"
     " a list where a value belongs, nested too deeply",
     RejectReason.TOO_LARGE: "a line, record or field over its limit (config/rules.yaml limits)",
-    RejectReason.INVALID_TEXT: "text PostgreSQL cannot hold: a NUL character, a lone surrogate",
+    RejectReason.INVALID_TEXT: "text PostgreSQL cannot hold: a NUL character, a lone surrogate,"
+    " a character the shard's database encoding lacks (pipeline.encodable)",
     RejectReason.MISSING_COUNTRY: "the record has no country (or only white space)",
     RejectReason.INVALID_COUNTRY: "a country that is no ISO 3166-1 code, name or alias",
     RejectReason.UNROUTED_COUNTRY: "a country no route names, with `default: reject`",

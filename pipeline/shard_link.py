@@ -71,6 +71,15 @@ class ShardLink:
             self._conn = conn
         return self._conn
 
+    @property
+    def server_encoding(self) -> str | None:
+        """The shard database's encoding (UTF8, LATIN1...), as the server said on connecting;
+        None while not connected."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return None
+        return conn.info.parameter_status("server_encoding")
+
     def interrupt(self, reason: str) -> None:
         """From another thread: the load is interrupted. Cancel the statement this shard runs
         (its file rolls back) and commit nothing more."""

@@ -51,12 +51,17 @@ class Server:
     def dsn_for(self, database: str) -> str:
         return conninfo.make_conninfo(self.admin_dsn, dbname=database)
 
-    def create_database(self, template: str | None = None) -> str:
-        """A new database, empty or a copy of `template` (which nobody may be connected to)."""
+    def create_database(self, template: str | None = None, encoding: str | None = None) -> str:
+        """A new database, empty or a copy of `template` (which nobody may be connected to);
+        in `encoding` (an empty one, of the C locale, which takes any encoding)."""
         name = f"t_{uuid.uuid4().hex[:12]}"
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template is not None:
             statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        elif encoding is not None:
+            statement += sql.SQL(
+                " ENCODING {} LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+            ).format(sql.Literal(encoding))
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(statement)
         return name
