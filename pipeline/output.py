@@ -59,6 +59,14 @@ def atomic_output(path: Path) -> Iterator[Path]:
         yield partial
         _keep_mode_and_owner(fd, target)
         os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.filename is not None or isinstance(exc, BrokenPipeError):
+            raise  # about another file, named in it
+        # A write into the partial file (or a spool beside it) failed: a full disk, a quota.
+        # pyarrow's says "Error writing bytes to file. Detail: [errno 28] ...": the errno's.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"-o {path}: cannot write: {reason}; nothing was written") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

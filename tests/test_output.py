@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.generate import write_csv
 from pipeline.errors import ConfigError
 from pipeline.output import PARTIAL, STALE_AFTER, remove_stale_partials, write_atomically
 from tests.conftest import RunCli
@@ -229,3 +230,37 @@ def test_a_killed_extracts_partial_file_is_removed_by_the_next_run(
     assert partials(tmp_path) == [] and out.read_text().startswith("shard,id,")
     with open(out) as stream:  # the finished file is not left locked
         fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# A file-size limit (RLIMIT_FSIZE) for the extract's process: any write past it fails with
+# EFBIG, as one into a full disk fails with ENOSPC (Python ignores SIGXFSZ). Half a MiB: the
+# rows below make some 3 MB in every format, and the read-ahead spool (4 MiB in memory,
+# then a file beside the output) and the CSV writer's 1 MiB chunks reach past it.
+FILE_LIMIT = 512 << 10
+
+
+# The extract's process, with the limit set before it starts (no preexec_fn: not safe in a
+# process with threads, as pytest's may be).
+LIMITED = (
+    "import os, resource, sys; "
+    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, {FILE_LIMIT})); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'pipeline.cli', *sys.argv[1:]])"
+)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "parquet"])
+def test_an_output_the_disk_cannot_hold_is_a_one_line_error_naming_it_and_nothing_is_left(
+    run_cli: RunCli, initialised: None, config_file: Path, tmp_path: Path, fmt: str
+) -> None:
+    data = tmp_path / "residents.csv"
+    write_csv(data, 30_000, seed=11)
+    assert run_cli("load", str(data)).exit_code == 0
+    out = tmp_path / "exports" / f"r.{fmt}"
+    command = [sys.executable, "-c", LIMITED, "--config", str(config_file), "extract", "-o",
+               str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr.strip() == f"Error: -o {out}: cannot write: File too large; nothing was written"
+    )
+    assert list(out.parent.iterdir()) == []  # no output, no partial file, no spool
