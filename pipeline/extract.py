@@ -32,8 +32,8 @@ from pipeline.columnar import preload_arrow, record_batches, to_frame, write_par
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
-from pipeline.db import snapshot
 from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.moves_seen import MovesSeen
 from pipeline.output import atomic_output
 from pipeline.packed import packed_columns
 from pipeline.preflight import refuse_shared_databases
@@ -174,8 +174,10 @@ def shard_streams(
     counted: dict[str, int] = {}
     unshared = _unshared(shard_map, shards)
 
+    moves = MovesSeen(shard_map, shards, selection.countries)  # no rows read twice
+
     def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
-        with snapshot(shard_map, shard) as conn:
+        with moves.snapshot(shard) as conn:
             if statement == "extract_columns":  # its reader counts the residents
                 if conn.info.encoding != "utf-8":
                     # The packed text is taken for UTF-8 as it comes (a lone byte FF: NULL).

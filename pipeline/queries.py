@@ -155,6 +155,7 @@ class EXTRACT:
     packed_fixed = Template("extract/packed_fixed", "send", "column")
     packed_smallint = Template("extract/packed_smallint", "column")
     packed_text = Template("extract/packed_text", "value", "column")
+    moves = Statement("extract/moves")
 
 
 class REPORT:

@@ -1,0 +1,121 @@
+"""Rebalance moves that the snapshots of one read of several shards catch half-way.
+
+A move commits its copy on the target, then its delete on the source (pipeline.move). In
+between, the country's rows are on both shards: for a millisecond, or, when the source's
+commit failed or the run was killed there, until `pipeline rebalance` is run again. An
+export of both shards would hold those rows twice, and `status` and a report would count
+them twice. Snapshots taken on either side of both commits would miss them altogether.
+
+So each shard's snapshot reads its move ledger first (sql/extract/moves.sql; the query also
+begins the snapshot the rows are read in), and before the first row goes out the steps
+they saw must agree: a move each read shard took part in is seen `copied` on its target
+exactly when it is seen `deleted` on its source. When they do not, the read stops with
+`MoveHalfDone` (exit 1, nothing written), whatever --allow-partial says: leaving a shard
+out would not make the rest right.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pipeline import db
+from pipeline.config import Shard, ShardMap
+from pipeline.errors import PipelineError
+from pipeline.queries import EXTRACT
+
+WAIT_STEP = 0.1  # seconds: a wait for the other shards' ledgers wakes this often (Ctrl-C)
+
+
+class MoveHalfDone(PipelineError):
+    """Rows a rebalance is moving would be read on both shards, or on neither."""
+
+
+@dataclass(frozen=True)
+class Step:
+    move_id: str
+    step: str  # 'copied' (on the target) or 'deleted' (on the source)
+    country: str
+    source: str
+    target: str
+    rows: int
+
+
+class MovesSeen:
+    """The move ledgers of the shards one command reads, each from its own snapshot."""
+
+    def __init__(
+        self, shard_map: ShardMap, shards: Sequence[Shard], countries: Iterable[str] = ()
+    ) -> None:
+        self.shard_map = shard_map
+        # One shard alone cannot hold a row twice: its snapshot is read as it is.
+        self._waiting = {s.name for s in shards} if len(shards) > 1 else set()
+        self._first = shards[0].name if shards else None
+        self._countries = set(countries)  # empty: every country is read
+        self._seen: dict[str, set[tuple[str, str]]] = {}
+        self._moves: dict[str, Step] = {}
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def snapshot(self, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
+        """db.snapshot of `shard`, its ledger read first; for the first shard, the others'
+        too, and verified, before the block reads any row (MoveHalfDone)."""
+        try:
+            with db.snapshot(self.shard_map, shard) as conn:
+                if shard.name in self._waiting:
+                    self.read(shard.name, conn)
+                    if shard.name == self._first:
+                        self.verify()
+                yield conn
+        finally:
+            self.gone(shard.name)  # failed before its ledger was read: wait no longer
+
+    def read(self, shard: str, conn: psycopg.Connection[Any]) -> None:
+        """Read `shard`'s ledger on `conn`, as the first statement of its snapshot."""
+        steps = [Step(*row) for row in conn.execute(EXTRACT.moves)]
+        with self._changed:
+            self._seen[shard] = {(s.move_id, s.step) for s in steps}
+            for step in steps:
+                self._moves.setdefault(step.move_id, step)
+            self._waiting.discard(shard)
+            self._changed.notify_all()
+
+    def gone(self, shard: str) -> None:
+        """`shard` will not say (it failed before, or is left out): wait no longer for it."""
+        with self._changed:
+            self._waiting.discard(shard)
+            self._changed.notify_all()
+
+    def verify(self) -> None:
+        """Once every shard has read its ledger or gone: MoveHalfDone when their snapshots
+        see a move between its two commits."""
+        with self._changed:
+            while self._waiting:
+                self._changed.wait(WAIT_STEP)
+            seen, moves = dict(self._seen), list(self._moves.values())
+        for move in moves:
+            if move.source not in seen or move.target not in seen:
+                continue  # one side not read: its rows are read once at most
+            if self._countries and move.country not in self._countries:
+                continue
+            copied = (move.move_id, "copied") in seen[move.target]
+            deleted = (move.move_id, "deleted") in seen[move.source]
+            if copied and not deleted:
+                raise MoveHalfDone(
+                    f"shard {move.source} still holds the {move.rows} row(s) of {move.country}"
+                    f" that a rebalance has copied to {move.target} (move {move.move_id[:8]}:"
+                    " its delete is not committed): they would be read twice. If a rebalance"
+                    " is running, try again; else run `pipeline rebalance`, which finishes"
+                    " the move; nothing was written"
+                )
+            if deleted and not copied:
+                raise MoveHalfDone(
+                    f"a rebalance moved the {move.rows} row(s) of {move.country} from shard"
+                    f" {move.source} to {move.target} while this read began on the shards:"
+                    " they would be read on neither; try again; nothing was written"
+                )
