@@ -11,7 +11,7 @@ has gone to every shard: pipeline.load reads the file again from its start.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,14 +58,21 @@ class Dispatch:
     # The ids of the current file's refused records, for a snapshot (which must not delete them).
     refused_ids: array[int] = field(default_factory=lambda: array("q"))
 
-    def send(self, source: Source, result: FileResult, active: dict[str, ShardWriter]) -> int:
+    def send(
+        self,
+        source: Source,
+        result: FileResult,
+        active: dict[str, ShardWriter],
+        encodings: Mapping[str, str | None],
+    ) -> int:
         """Judge every record and send the valid ones to their shard; returns how many were
         rejected on the way without a shard (refused by the reader, for their country or
-        their text). A shard's own refusals count on its ShardCounts."""
+        their text). A shard's own refusals count on its ShardCounts. `encodings`: each
+        shard's database encoding, where known (those not taking the file too: their rows
+        are counted as they would have gone)."""
         rejected = 0
         names = [shard.name for shard in self.shard_map.shards]
         validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
-        encodings = {name: writer.server_encoding for name, writer in active.items()}
         narrow = ShardEncodings.of(names, encodings)  # text a shard's encoding lacks
         self.refused_ids = array("q")
         snapshot = result.source is not None and result.source.snapshot

@@ -178,7 +178,8 @@ class _Run:
         direct = dict.fromkeys(active, True)
         while True:
             try:
-                early_rejects = self.dispatch.send(source, result, active)
+                encodings = {name: w.server_encoding for name, w in self.writers.items()}
+                early_rejects = self.dispatch.send(source, result, active, encodings)
                 self._read(result)
                 if source.unknown_columns:
                     names = ", ".join(sorted(source.unknown_columns))

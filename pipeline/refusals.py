@@ -36,7 +36,8 @@ def refusals(
     for row, code, shard in zip(rows.tolist(), codes, shards, strict=True):
         reason = REASONS[code]
         assert reason is not None
-        if row in checked.country_messages or reason == RejectReason.INVALID_TEXT:
+        own = row in checked.shard_messages  # refused for what its shard cannot store
+        if row in checked.country_messages or (reason == RejectReason.INVALID_TEXT and not own):
             written.append((row, reason, None))
             continue
         name = names[shard]
@@ -59,6 +60,6 @@ def refusals(
             message = checked.country_messages.get(row, NUL_MESSAGE)
         else:
             text = {f: values[i] for f, values in quoted.items()}
-            message = describe_reject(reason, text, rules, name)
+            message = checked.shard_messages.get(row) or describe_reject(reason, text, rules, name)
         rejects.append(Reject(result.path, numbers[i], lines[i], reason, message, raw, name))
     return rejects

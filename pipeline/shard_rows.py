@@ -46,6 +46,7 @@ from pipeline import threads
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.direct_copy import DirectCopy
+from pipeline.encodable import storable
 from pipeline.errors import PipelineError
 from pipeline.held import PACKED, BinaryIds, read_held, unchanged
 from pipeline.queries import LOAD
@@ -101,6 +102,7 @@ class ShardRows:
         source: str | None = None,
         probe_watchdog: Watchdog | None = None,  # the second connection's (its own thread's)
         snapshot: bool = False,  # the file is a snapshot of `source`: see `covered`
+        codec: str | None = None,  # the shard's encoding lacks characters (pipeline.encodable)
     ) -> None:
         self._conn = conn
         self._probe = probe
@@ -129,6 +131,7 @@ class ShardRows:
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._direct = DirectCopy(conn, watchdog, load_id, source)
+        self._codec = codec
 
     def ask(self, table: pa.Table, mask: np.ndarray) -> None:
         """Start the probe of a batch's rows (`write` takes its answer): it runs on the
@@ -301,6 +304,12 @@ class ShardRows:
 
     def _to_spool(self, rows: pa.Table) -> None:
         table = pa.table({name: rows.column(source) for name, source in _STAGED.items()})
+        if self._codec is not None:
+            # The fields as read (for the rejects file only) and a delete marker's text (never
+            # stored) may hold what the shard's encoding lacks: escaped, not refused.
+            for i, name in enumerate(table.column_names):
+                if pa.types.is_string(table.schema.field(i).type):
+                    table = table.set_column(i, name, storable(table.column(i), self._codec))
         pcsv.write_csv(table, self._spool, write_options=_CSV)
         self.spooled += rows.num_rows
 

@@ -21,7 +21,7 @@ invalid_id, invalid_age, invalid_gender.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,9 @@ class Checked:
     reason: np.ndarray
     shard: np.ndarray
     country_messages: dict[int, str]
+    # What the rejects file says for rows refused for their shard alone (pipeline.encodable):
+    # they count on that shard, as the rules' other refusals do.
+    shard_messages: dict[int, str] = field(default_factory=dict)
 
     def refused(self) -> np.ndarray:
         return np.flatnonzero(self.reason)

@@ -40,6 +40,7 @@ import pyarrow as pa
 from pipeline import db
 from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
+from pipeline.encodable import python_codec, storable_text
 from pipeline.errors import ShardError
 from pipeline.load_result import ShardCounts
 from pipeline.queries import LOAD, SCHEMA
@@ -148,6 +149,7 @@ class ShardWriter(ShardLink):
         return ShardRows(
             conn, self._probe, self.load_id, self._watchdog, self.direct,
             source.name if source else None, self._probe_watchdog, bool(source and source.snapshot),
+            python_codec(self.server_encoding),
         )  # fmt: skip
 
     def _source_params(self) -> dict[str, Any]:
@@ -311,6 +313,9 @@ class ShardWriter(ShardLink):
                 if self.dry_run:
                     conn.rollback()
                     return counts
+                codec = python_codec(self.server_encoding)
+                if codec is not None:  # a file's name in a script the shard cannot store
+                    ledger = {**ledger, "source_file": storable_text(ledger["source_file"], codec)}
                 conn.execute(
                     LOAD.ledger_insert,
                     {
