@@ -144,7 +144,8 @@ def error_text(exc: psycopg.Error, dsn: str) -> str:
 
 SCHEMA_HINT = (
     "is the shard's schema this pipeline's? `pipeline status` shows its version;"
-    " `pipeline init` brings it up to date"
+    " `pipeline init` brings it up to date; `pipeline check --only schema` finds a column"
+    " changed by hand"
 )
 
 

@@ -161,7 +161,7 @@ def test_the_settings_libpq_options_set_are_read_word_by_word(
     assert options_set(options) == names
 
 
-def test_every_timeout_the_connection_sets_itself_is_kept_and_nothing_is_sent(
+def test_every_timeout_the_connection_sets_itself_is_kept(
     shard_dsns: dict[str, str],
 ) -> None:
     dsn = shard_dsns["default"]
