@@ -64,9 +64,10 @@ def storable(values: pa.ChunkedArray | pa.Array, codec: str) -> pa.Array:
     return pa.array(texts, values.type)
 
 
-def storable_text(text: str, codec: str) -> str:
-    """`text` with each character `codec` lacks written as a backslash escape."""
-    return text.encode(codec, "backslashreplace").decode(codec)
+def storable_text(text: str, codec: str | None) -> str:
+    """`text` with each character `codec` lacks written as a backslash escape (no codec:
+    as it is)."""
+    return text if codec is None else text.encode(codec, "backslashreplace").decode(codec)
 
 
 class ShardEncodings:

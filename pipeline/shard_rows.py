@@ -46,7 +46,7 @@ from pipeline import threads
 from pipeline.columns import FIELDS
 from pipeline.copyin import QueuedWriter
 from pipeline.direct_copy import DirectCopy
-from pipeline.encodable import storable
+from pipeline.encodable import python_codec, storable
 from pipeline.errors import PipelineError
 from pipeline.held import PACKED, BinaryIds, read_held, unchanged
 from pipeline.queries import LOAD
@@ -102,7 +102,6 @@ class ShardRows:
         source: str | None = None,
         probe_watchdog: Watchdog | None = None,  # the second connection's (its own thread's)
         snapshot: bool = False,  # the file is a snapshot of `source`: see `covered`
-        codec: str | None = None,  # the shard's encoding lacks characters (pipeline.encodable)
     ) -> None:
         self._conn = conn
         self._probe = probe
@@ -131,7 +130,8 @@ class ShardRows:
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self._direct = DirectCopy(conn, watchdog, load_id, source)
-        self._codec = codec
+        # Set when the shard's encoding lacks characters (pipeline.encodable).
+        self._codec = python_codec(conn.info.parameter_status("server_encoding"))
 
     def ask(self, table: pa.Table, mask: np.ndarray) -> None:
         """Start the probe of a batch's rows (`write` takes its answer): it runs on the

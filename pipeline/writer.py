@@ -21,10 +21,9 @@ caller `restart`s every shard and reads the file again, this one through staging
 A shard that fails raises ShardError; the caller carries on with the other shards, and
 `hold`s this one: it takes no later file of the run (those must not land before this one).
 
-A file completed late, by a re-run, must not overwrite what a later file of the same
-command already wrote on this shard: `begin` looks the later files up in the ledger
-(sql/load/protected.sql) and the upsert leaves their rows alone ("kept"). Only staged
-rows can be such rows: the direct COPY writes only ids the shard does not hold.
+A file completed late, by a re-run, must not overwrite what a later file of the same command
+already wrote on this shard: `begin` looks the later files up in the ledger (protected.sql)
+and the upsert leaves their (staged: never direct) rows alone ("kept").
 """
 
 from __future__ import annotations
@@ -149,7 +148,6 @@ class ShardWriter(ShardLink):
         return ShardRows(
             conn, self._probe, self.load_id, self._watchdog, self.direct,
             source.name if source else None, self._probe_watchdog, bool(source and source.snapshot),
-            python_codec(self.server_encoding),
         )  # fmt: skip
 
     def _source_params(self) -> dict[str, Any]:
@@ -313,13 +311,12 @@ class ShardWriter(ShardLink):
                 if self.dry_run:
                     conn.rollback()
                     return counts
-                codec = python_codec(self.server_encoding)
-                if codec is not None:  # a file's name in a script the shard cannot store
-                    ledger = {**ledger, "source_file": storable_text(ledger["source_file"], codec)}
+                name = storable_text(ledger["source_file"], python_codec(self.server_encoding))
                 conn.execute(
                     LOAD.ledger_insert,
                     {
                         **ledger,
+                        "source_file": name,  # escaped where the shard's encoding lacks some
                         "load_id": self.load_id,
                         "rows_read": counts.staged,
                         "rows_loaded": counts.loaded,
