@@ -277,7 +277,9 @@ def check(
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each shard: DSN (password hidden), reachable, schema version, residents, last load.
 
-    Exits 1 when any shard is unreachable, 2 when two shards are one database.
+    Also names a rebalance move left copied and not deleted (its rows counted on both
+    shards). Exits 1 when any shard is unreachable or such a move is left, 2 when two shards
+    are one database.
 
     Example: pipeline status --json
     """
@@ -291,7 +293,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(format_line(s))
     if any(s.misconfigured for s in statuses):
         ctx.exit(EXIT_USAGE)
-    if not all(s.reachable for s in statuses):
+    if not all(s.reachable and not s.unfinished_moves for s in statuses):
         ctx.exit(EXIT_DATA)
 
 

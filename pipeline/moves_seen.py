@@ -3,21 +3,22 @@
 A move commits its copy on the target, then its delete on the source (pipeline.move). In
 between, the country's rows are on both shards: for a millisecond, or, when the source's
 commit failed or the run was killed there, until `pipeline rebalance` is run again. An
-export of both shards would hold those rows twice, and `status` and a report would count
-them twice. Snapshots taken on either side of both commits would miss them altogether.
+export of both shards would hold those rows twice, and a report would count them twice.
+Snapshots taken on either side of both commits would miss them altogether.
 
-So each shard's snapshot reads its move ledger first (sql/extract/moves.sql; the query also
-begins the snapshot the rows are read in), and before the first row goes out the steps
-they saw must agree: a move each read shard took part in is seen `copied` on its target
-exactly when it is seen `deleted` on its source. When they do not, the read stops with
-`MoveHalfDone` (exit 1, nothing written), whatever --allow-partial says: leaving a shard
-out would not make the rest right.
+So each shard's snapshot (extract, report) reads its move ledger first
+(sql/extract/moves.sql; the query also begins the snapshot the rows are read in), and
+before the first row goes out the steps they saw must agree (`half_done`): a move each read
+shard took part in is seen `copied` on its target exactly when it is seen `deleted` on its
+source. When they do not, the read stops with `MoveHalfDone` (exit 1, nothing written),
+whatever --allow-partial says: leaving a shard out would not make the rest right. `status`
+and `plan`, which read the shards one by one, name a move left copied and not deleted.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from pipeline.errors import PipelineError
 from pipeline.queries import EXTRACT
 
 WAIT_STEP = 0.1  # seconds: a wait for the other shards' ledgers wakes this often (Ctrl-C)
+LEDGER_VERSION = 6  # the schema version that adds rebalance_ledger (sql/migrations/0006_...)
 
 
 class MoveHalfDone(PipelineError):
@@ -55,33 +57,30 @@ class MovesSeen:
         self.shard_map = shard_map
         # One shard alone cannot hold a row twice: its snapshot is read as it is.
         self._waiting = {s.name for s in shards} if len(shards) > 1 else set()
-        self._first = shards[0].name if shards else None
         self._countries = set(countries)  # empty: every country is read
-        self._seen: dict[str, set[tuple[str, str]]] = {}
-        self._moves: dict[str, Step] = {}
+        self._seen: dict[str, list[Step]] = {}
         self._changed = threading.Condition()
 
     @contextmanager
     def snapshot(self, shard: Shard) -> Iterator[psycopg.Connection[Any]]:
-        """db.snapshot of `shard`, its ledger read first; for the first shard, the others'
-        too, and verified, before the block reads any row (MoveHalfDone)."""
+        """db.snapshot of `shard`, its ledger read first, then the others' awaited and all
+        verified before the block reads any row (MoveHalfDone). Each shard verifies, not
+        only the first: a first shard that cannot be reached (--allow-partial) would leave
+        the others unverified."""
         try:
             with db.snapshot(self.shard_map, shard) as conn:
                 if shard.name in self._waiting:
                     self.read(shard.name, conn)
-                    if shard.name == self._first:
-                        self.verify()
+                    self.verify()
                 yield conn
         finally:
             self.gone(shard.name)  # failed before its ledger was read: wait no longer
 
     def read(self, shard: str, conn: psycopg.Connection[Any]) -> None:
         """Read `shard`'s ledger on `conn`, as the first statement of its snapshot."""
-        steps = [Step(*row) for row in conn.execute(EXTRACT.moves)]
+        steps = read_ledger(conn)
         with self._changed:
-            self._seen[shard] = {(s.move_id, s.step) for s in steps}
-            for step in steps:
-                self._moves.setdefault(step.move_id, step)
+            self._seen[shard] = steps
             self._waiting.discard(shard)
             self._changed.notify_all()
 
@@ -97,15 +96,9 @@ class MovesSeen:
         with self._changed:
             while self._waiting:
                 self._changed.wait(WAIT_STEP)
-            seen, moves = dict(self._seen), list(self._moves.values())
-        for move in moves:
-            if move.source not in seen or move.target not in seen:
-                continue  # one side not read: its rows are read once at most
-            if self._countries and move.country not in self._countries:
-                continue
-            copied = (move.move_id, "copied") in seen[move.target]
-            deleted = (move.move_id, "deleted") in seen[move.source]
-            if copied and not deleted:
+            ledgers = dict(self._seen)
+        for move, copied in half_done(ledgers, self._countries):
+            if copied:
                 raise MoveHalfDone(
                     f"shard {move.source} still holds the {move.rows} row(s) of {move.country}"
                     f" that a rebalance has copied to {move.target} (move {move.move_id[:8]}:"
@@ -113,9 +106,37 @@ class MovesSeen:
                     " is running, try again; else run `pipeline rebalance`, which finishes"
                     " the move; nothing was written"
                 )
-            if deleted and not copied:
-                raise MoveHalfDone(
-                    f"a rebalance moved the {move.rows} row(s) of {move.country} from shard"
-                    f" {move.source} to {move.target} while this read began on the shards:"
-                    " they would be read on neither; try again; nothing was written"
-                )
+            raise MoveHalfDone(
+                f"a rebalance moved the {move.rows} row(s) of {move.country} from shard"
+                f" {move.source} to {move.target} while this read began on the shards:"
+                " they would be read on neither; try again; nothing was written"
+            )
+
+
+def read_ledger(conn: psycopg.Connection[Any]) -> list[Step]:
+    """A shard's move ledger (sql/extract/moves.sql), from a shard at LEDGER_VERSION or later."""
+    return [Step(*row) for row in conn.execute(EXTRACT.moves)]
+
+
+def half_done(
+    ledgers: Mapping[str, Iterable[Step]], countries: Collection[str] = ()
+) -> Iterator[tuple[Step, bool]]:
+    """(move, copied) for each move between two shards of `ledgers` (shard -> its ledger)
+    that they see on one side only: copied when the target's ledger holds its copy and the
+    source's not its delete (the rows are on both shards), else the reverse (on neither:
+    only snapshots taken on either side of both commits see that). Only `countries`' moves,
+    when given."""
+    seen = {shard: {(s.move_id, s.step) for s in steps} for shard, steps in ledgers.items()}
+    moves: dict[str, Step] = {}
+    for steps in ledgers.values():
+        for step in steps:
+            moves.setdefault(step.move_id, step)
+    for move in moves.values():
+        if move.source not in seen or move.target not in seen:
+            continue  # one side not read: its rows are read once at most
+        if countries and move.country not in countries:
+            continue
+        copied = (move.move_id, "copied") in seen[move.target]
+        deleted = (move.move_id, "deleted") in seen[move.source]
+        if copied != deleted:
+            yield move, copied

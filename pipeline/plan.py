@@ -20,6 +20,7 @@ from typing import Any
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import ShardError
+from pipeline.moves_seen import LEDGER_VERSION, Step, half_done, read_ledger
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REBALANCE, SCHEMA
 from pipeline.schema import ResidencyRule, current_version, latest_version, residency_rule
@@ -34,9 +35,28 @@ class Move:
     source: str
     target: str
     rows: int
+    # An earlier rebalance's move that committed this copy on the target and not its delete
+    # here: the rows are on both shards, and the rebalance finishes it (pipeline.move).
+    unfinished_move: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"country": self.country, "from": self.source, "to": self.target, "rows": self.rows}
+        return {
+            "country": self.country,
+            "from": self.source,
+            "to": self.target,
+            "rows": self.rows,
+            "unfinished_move": self.unfinished_move,
+        }
+
+    def line(self) -> str:
+        """The move as `pipeline plan` prints it."""
+        line = f"move {self.country}  {self.source} -> {self.target}  {self.rows} rows"
+        if self.unfinished_move is not None:
+            line += (
+                f"  (copied by move {self.unfinished_move[:8]}, not yet deleted from"
+                f" {self.source}: the rows are on both shards)"
+            )
+        return line
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,7 @@ class ShardHolding:
     by_country: dict[str, int]
     rule: str | None
     version: int
+    ledger: tuple[Step, ...] = ()  # its rebalance moves' steps (pipeline.moves_seen)
 
 
 @dataclass(frozen=True)
@@ -93,7 +114,7 @@ class Plan:
 
     def lines(self) -> list[str]:
         """The plan as `pipeline plan` prints it, one line each."""
-        out = [f"move {m.country}  {m.source} -> {m.target}  {m.rows} rows" for m in self.moves]
+        out = [m.line() for m in self.moves]
         out += [f"stranded {s.country}  on {s.shard}  {s.rows} rows" for s in self.stranded]
         out += [
             f"constraint {c.shard}  {c.current or 'none'} -> {c.wanted}" for c in self.constraints
@@ -109,7 +130,8 @@ def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
             return ShardHolding(shard.name, {}, None, 0)
         by_country = {str(c): int(n) for c, n in conn.execute(REBALANCE.countries)}
         row = conn.execute(SCHEMA.residency_rule).fetchone()
-    return ShardHolding(shard.name, by_country, row[0] if row else None, version)
+        ledger = read_ledger(conn) if version >= LEDGER_VERSION else []
+    return ShardHolding(shard.name, by_country, row[0] if row else None, version, tuple(ledger))
 
 
 def holdings(shard_map: ShardMap) -> dict[str, ShardHolding]:
@@ -126,6 +148,10 @@ def make_plan(
     """The moves (only those of `countries`, when given), the stranded rows and the
     constraint changes that take the shards from `found` to what the map asks."""
     only = set(countries)
+    ledgers = {name: h.ledger for name, h in found.items()}
+    unfinished = {
+        (m.country, m.source, m.target): m.move_id for m, copied in half_done(ledgers) if copied
+    }
     moves, stranded = [], []
     for shard in shard_map.shards:
         for country, n in found[shard.name].by_country.items():
@@ -135,7 +161,8 @@ def make_plan(
             if target is None:
                 stranded.append(Stranded(country, shard.name, n))
             elif target.name != shard.name:
-                moves.append(Move(country, shard.name, target.name, n))
+                copied = unfinished.get((country, shard.name, target.name))
+                moves.append(Move(country, shard.name, target.name, n, copied))
     moves.sort(key=lambda m: (m.country, m.source))
     changes = []
     for shard in shard_map.shards:

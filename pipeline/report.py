@@ -3,7 +3,8 @@
 Nothing but aggregates leaves a shard (sql/report/figures.sql: one scan with
 GROUPING SETS). Figures merge by addition; the average age is the total of ages over
 the number of known ages, never an average of the shards' averages. Each shard is read
-in one REPEATABLE READ, READ ONLY transaction, like an extract.
+in one REPEATABLE READ, READ ONLY transaction, like an extract, and as an extract does,
+the report refuses to count a rebalance move's rows twice (pipeline.moves_seen).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.config import Shard, ShardMap
-from pipeline.db import snapshot
+from pipeline.moves_seen import MoveHalfDone, MovesSeen
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REPORT
 from pipeline.shards import on_every_shard
@@ -87,11 +88,14 @@ class Report:
 def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
     """Ask every shard for its figures at once and merge them. A shard that fails raises its
     ShardError, unless `allow_partial`: then it is left out and named in `report.missing`.
-    Two shards that are one database would count its residents twice: ConfigError."""
+    Two shards that are one database would count its residents twice: ConfigError; so
+    would rows a rebalance has copied and not deleted: MoveHalfDone, even with
+    `allow_partial`."""
     refuse_shared_databases(shard_map)
+    moves = MovesSeen(shard_map, shard_map.shards)
 
     def figures(shard: Shard) -> tuple[list[Any], list[Load]]:
-        with snapshot(shard_map, shard) as conn:
+        with moves.snapshot(shard) as conn:
             rows = conn.execute(REPORT.figures).fetchall()
             loads = [Load(shard.name, *r) for r in conn.execute(REPORT.loads, [LATEST_LOADS])]
         return rows, loads
@@ -99,7 +103,11 @@ def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
     report = Report()
     loads: list[Load] = []
     for outcome in on_every_shard(shard_map.shards, figures):
-        if outcome.error is not None and allow_partial:
+        if (
+            outcome.error is not None
+            and allow_partial
+            and not isinstance(outcome.error, MoveHalfDone)
+        ):
             report.missing[outcome.shard.name] = getattr(
                 outcome.error, "reason", str(outcome.error)
             )

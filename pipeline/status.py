@@ -1,14 +1,16 @@
-"""`pipeline status`: one look at every shard (reachable, schema version, residents, last load)."""
+"""`pipeline status`: one look at every shard (reachable, schema version, residents, last
+load), and the rebalance moves left copied and not deleted (their rows counted on both)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
+from pipeline.moves_seen import LEDGER_VERSION, Step, half_done, read_ledger
 from pipeline.preflight import shared_databases
 from pipeline.queries import STATUS
 from pipeline.schema import current_version, latest_version
@@ -27,6 +29,10 @@ class ShardStatus:
     last_load_at: datetime | None
     last_load_file: str | None
     same_database_as: str | None = None  # an earlier shard that is this very database
+    # Moves from this shard whose copy the target committed and whose delete this shard did
+    # not: the rows are counted here and there (`pipeline rebalance` finishes them).
+    unfinished_moves: tuple[Step, ...] = ()
+    ledger: tuple[Step, ...] = field(default=(), repr=False)  # read to find the above
 
     @property
     def misconfigured(self) -> bool:
@@ -34,6 +40,11 @@ class ShardStatus:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["ledger"]
+        data["unfinished_moves"] = [
+            {"move_id": m.move_id, "country": m.country, "to": m.target, "rows": m.rows}
+            for m in self.unfinished_moves
+        ]
         data["last_load_at"] = self.last_load_at.isoformat() if self.last_load_at else None
         return data
 
@@ -44,9 +55,12 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
     last_at: datetime | None = None
     last_file: str | None = None
     error: str | None = None
+    ledger: list[Step] = []
     try:
         with db.connect(shard_map, shard) as conn:
             version = current_version(conn)
+            if version >= LEDGER_VERSION:
+                ledger = read_ledger(conn)
             if version >= latest_version():
                 row = conn.execute(STATUS.shard).fetchone()
                 if row is not None:
@@ -63,6 +77,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
         residents=residents,
         last_load_at=last_at,
         last_load_file=last_file,
+        ledger=tuple(ledger),
     )
 
 
@@ -77,7 +92,18 @@ def all_status(shard_map: ShardMap) -> list[ShardStatus]:
         shared = shared_databases(shard_map, reachable)
     except PipelineError:
         shared = {}  # a shard that answered a moment ago and fails now: its line says so
-    return [replace(s, same_database_as=shared.get(s.shard)) for s in statuses]
+    # The shards are read one after the other: a move seen deleted and not copied is one
+    # that committed between two reads, not one left half-way.
+    ledgers = {s.shard: s.ledger for s in statuses if s.reachable}
+    unfinished = [move for move, copied in half_done(ledgers) if copied]
+    return [
+        replace(
+            s,
+            same_database_as=shared.get(s.shard),
+            unfinished_moves=tuple(m for m in unfinished if m.source == s.shard),
+        )
+        for s in statuses
+    ]
 
 
 def format_line(status: ShardStatus) -> str:
@@ -95,6 +121,12 @@ def format_line(status: ShardStatus) -> str:
     last = "no loads yet"
     if status.last_load_at is not None:
         last = f"last load {status.last_load_at:%Y-%m-%d %H:%M:%S%z} {status.last_load_file}"
-    return (
-        f"{status.shard}  {status.dsn}  reachable  {version}  {status.residents} residents  {last}"
-    )
+    residents = f"{status.residents} residents"
+    line = f"{status.shard}  {status.dsn}  reachable  {version}  {residents}  {last}"
+    for m in status.unfinished_moves:
+        line += (
+            f"\n  unfinished move {m.move_id[:8]}: the {m.rows} row(s) of {m.country} copied to"
+            f" {m.target} and not deleted here, counted on both; if no rebalance is running,"
+            " run `pipeline rebalance` to finish it"
+        )
+    return line

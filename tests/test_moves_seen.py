@@ -4,6 +4,7 @@ on both shards. `pipeline extract` stops before any row goes out (pipeline.moves
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, closed_port, shard_map_yaml, write_map
 from tests.test_rebalance import (  # noqa: F401  # fixtures, used by name
+    NEW_MAP,
     _init_new_map,
     _killed_between_copy_and_delete,
     id_map,
@@ -84,4 +86,90 @@ def test_an_extract_whose_snapshots_straddle_both_commits_of_a_move_stops(
     result = run_cli("extract", "-o", str(tmp_path / "all.csv"), config=config)
     assert result.exit_code == 1, result.output
     assert "the 3 row(s) of ID from shard default to db_id while this read began" in (result.output)
+    assert not (tmp_path / "all.csv").exists()
+
+
+def test_report_status_and_plan_name_a_move_between_its_commits_and_count_its_rows_once(
+    run_cli: RunCli,
+    indonesians_on_default: None,  # noqa: F811
+    id_map: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _killed_between_copy_and_delete(config, dsns, tmp_path)  # 3 Indonesians on both shards
+
+    report = tmp_path / "report.json"
+    for options in ([], ["--allow-partial"]):  # no shard left out would make it right
+        stopped = run_cli("report", *options, "--format", "json", "-o", str(report), config=config)
+        assert stopped.exit_code == 1, stopped.output
+        assert "shard default still holds the 3 row(s) of ID" in stopped.output
+        assert not report.exists()
+
+    status = run_cli("status", config=config)
+    assert status.exit_code == 1, status.output
+    lines = status.output.splitlines()
+    assert len(lines) == 4  # one a shard, and the move under its source's
+    assert lines[0].startswith("default  ") and "8 residents" in lines[0]
+    assert lines[1].startswith("  unfinished move ")
+    assert lines[1].endswith(
+        ": the 3 row(s) of ID copied to db_id and not deleted here, counted on both; if no"
+        " rebalance is running, run `pipeline rebalance` to finish it"
+    )
+    assert "3 residents" in lines[3]  # db_id
+    as_json = json.loads(run_cli("status", "--json", config=config).output)
+    moved = as_json[0]["unfinished_moves"]
+    assert [(m["country"], m["to"], m["rows"]) for m in moved] == [("ID", "db_id", 3)]
+    assert [s["unfinished_moves"] for s in as_json[1:]] == [[], []]
+
+    plan = run_cli("plan", config=config)
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.splitlines()[0] == (
+        f"move ID  default -> db_id  3 rows  (copied by move {moved[0]['move_id'][:8]}, not yet"
+        " deleted from default: the rows are on both shards)"
+    )
+    planned = json.loads(run_cli("plan", "--json", config=config).output)["moves"]
+    assert planned == [
+        {"country": "ID", "from": "default", "to": "db_id", "rows": 3,
+         "unfinished_move": moved[0]["move_id"]}
+    ]  # fmt: skip
+
+    finished = run_cli("rebalance", config=config)
+    assert finished.exit_code == 0, finished.output
+    after = run_cli("status", config=config)
+    assert after.exit_code == 0 and "unfinished" not in after.output, after.output
+    assert run_cli("plan", config=config).output.startswith("nothing to move")
+    done = run_cli("report", "--format", "json", "-o", str(report), config=config)
+    assert done.exit_code == 0, done.output
+    figures = json.loads(report.read_text())
+    assert figures["residents"] == 12 and figures["countries"]["ID"] == 3
+
+
+def test_a_move_between_two_later_shards_is_caught_when_the_first_shard_is_left_out(
+    run_cli: RunCli,
+    initialised: None,
+    id_map: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Every shard verifies the ledgers, not the first alone: with the first one unreachable
+    # (--allow-partial leaves it out), a move between the other two is still seen.
+    config, dsns = id_map
+    result = run_cli("init", config=config)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(dsns["db_id"]) as conn:  # db_id's copy committed, db_us's delete not
+        conn.execute(
+            "INSERT INTO rebalance_ledger (move_id, step, country, source, target, rows_moved,"
+            " rows_hash) VALUES (%s, 'copied', 'US', 'db_us', 'db_id', 4, 'h64:0')",
+            [uuid.uuid4()],
+        )
+    unreachable = f"host=127.0.0.1 port={closed_port()} user=etl connect_timeout=3"
+    partial = write_map(
+        tmp_path / "partial", shard_map_yaml({**dsns, "default": unreachable}, routes=NEW_MAP)
+    )
+    for command in (["extract", "-o", str(tmp_path / "all.csv")], ["report"]):
+        stopped = run_cli(*command, "--allow-partial", config=partial)
+        assert stopped.exit_code == 1, (command, stopped.output)
+        assert "shard db_us still holds the 4 row(s) of US that a rebalance has copied" in (
+            stopped.output
+        )
     assert not (tmp_path / "all.csv").exists()

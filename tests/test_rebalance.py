@@ -76,7 +76,9 @@ def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
     assert result.output.splitlines() == README_SHOWS["pipeline plan"]
     as_json = json.loads(run_cli("plan", "--json", config=config).output)
     assert as_json == {
-        "moves": [{"country": "ID", "from": "default", "to": "db_id", "rows": 3}],
+        "moves": [
+            {"country": "ID", "from": "default", "to": "db_id", "rows": 3, "unfinished_move": None}
+        ],
         "constraints": [
             {"shard": "default", "from": "country NOT IN (US)", "to": "country NOT IN (ID, US)"}
         ],
@@ -95,7 +97,7 @@ def test_rebalance_moves_the_indonesians_and_check_passes(
     assert dry.exit_code == 0 and dry.output.startswith("would move ID  default -> db_id  3 rows")
     as_json = json.loads(run_cli("rebalance", "--dry-run", "--json", config=config).output)
     assert as_json["plan"]["moves"] == [
-        {"country": "ID", "from": "default", "to": "db_id", "rows": 3}
+        {"country": "ID", "from": "default", "to": "db_id", "rows": 3, "unfinished_move": None}
     ]
     assert as_json["moves"] == [] and as_json["residents_after"] == as_json["residents_before"]
     assert rows(dsns["default"]) == before
@@ -478,7 +480,9 @@ def test_rows_routed_to_no_shard_stay_and_fail_the_rebalance(
     # Residents of the default shard's countries have nowhere to go once the map rejects them.
     config_file.write_text(shard_map_yaml(shard_dsns, routes="db_us: [US, CA]", default="reject"))
     plan = json.loads(run_cli("plan", "--json").output)
-    assert plan["moves"] == [{"country": "CA", "from": "default", "to": "db_us", "rows": 1}]
+    assert plan["moves"] == [
+        {"country": "CA", "from": "default", "to": "db_us", "rows": 1, "unfinished_move": None}
+    ]
     assert [s["country"] for s in plan["stranded"]] == ["DE", "FR", "GB", "UA"]
     result = run_cli("rebalance")
     assert result.exit_code == 1
