@@ -33,7 +33,6 @@ import psycopg
 
 from pipeline import db, threads
 from pipeline.config import Shard, ShardMap
-from pipeline.dsn import scrub
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.queries import PREFLIGHT
 
@@ -157,6 +156,5 @@ def _as_shard_error(shard: Shard) -> Iterator[None]:
     except psycopg.Error as exc:
         # Reachable a moment ago: the command cannot know whether it may go on (two shards
         # in one database; for a load, a role that may not write).
-        raise ShardError(
-            shard.name, f"could not check the shard before starting: {scrub(str(exc), shard.dsn)}"
-        ) from None
+        reason = f"could not check the shard before starting: {db.error_text(exc, shard.dsn)}"
+        raise ShardError(shard.name, reason) from None

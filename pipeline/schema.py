@@ -17,7 +17,7 @@ from psycopg import sql
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
-from pipeline.errors import ResidencyViolation
+from pipeline.errors import ResidencyViolation, ShardError
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import SCHEMA
 from pipeline.roles import grant_roles
@@ -100,7 +100,12 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
                 conn.execute(SCHEMA.lock, [db.LOCK_INIT])
                 if current_version(conn) >= migration.version:
                     continue
-                conn.execute(migration.text.encode())
+                try:
+                    conn.execute(migration.text.encode())
+                except psycopg.errors.DuplicateTable as exc:
+                    if before:
+                        raise
+                    raise _not_ours(shard, exc) from None
                 conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
         rule = residency_rule(shard_map, shard)
         changed = set_residency(conn, shard, rule)
@@ -108,6 +113,17 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
         return InitResult(
             shard.name, before, current_version(conn), rule.describe(), changed, created
         )
+
+
+def _not_ours(shard: Shard, exc: psycopg.errors.DuplicateTable) -> ShardError:
+    """A first init that meets a table of the same name as one of ours: someone else's."""
+    table = exc.diag.message_primary or str(exc)
+    return ShardError(
+        shard.name,
+        f"{table}, and this pipeline did not make it (the shard was never initialised):"
+        " point the shard at an empty database, or at a schema of its own (CREATE SCHEMA,"
+        " then `options=-csearch_path=NAME` in its DSN)",
+    )
 
 
 def set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRule) -> bool:

@@ -282,3 +282,37 @@ def test_the_commands_that_read_say_how_to_initialise_a_shard_never_initialised(
             result.output
         ), command
         assert "ERROR:" not in result.output and "Traceback" not in result.output
+
+
+def test_a_database_holding_another_apps_residents_table_is_named_and_a_schema_of_its_own_works(
+    run_cli: Callable[..., Result],
+    connect: Connect,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    with connect("default") as conn:  # someone else's table of the same name
+        conn.execute("CREATE TABLE residents (pk serial PRIMARY KEY, full_name text)")
+        conn.execute("INSERT INTO residents (full_name) VALUES ('Theirs')")
+    result = run_cli("init")
+    assert result.exit_code == 1, result.output
+    assert (
+        'shard default: relation "residents" already exists, and this pipeline did not make it'
+        " (the shard was never initialised): point the shard at an empty database, or at a"
+        " schema of its own (CREATE SCHEMA, then `options=-csearch_path=NAME` in its DSN)"
+    ) in result.output
+    source = tmp_path / "one.csv"
+    source.write_text("id,country,name\n1,FR,Ann\n2,US,Bob\n")
+    load = run_cli("load", str(source))
+    assert load.exit_code == 1, load.output
+    assert f"shard default: schema version 0, expected {LATEST}: run `pipeline init`" in load.output
+
+    with connect("default") as conn:
+        conn.execute("CREATE SCHEMA pipeline")
+    own = {**shard_dsns, "default": f"{shard_dsns['default']} options=-csearch_path=pipeline"}
+    config = write_map(tmp_path / "own", shard_map_yaml(own))
+    for command in (("init",), ("load", str(source))):
+        done = run_cli(*command, config=config)
+        assert done.exit_code == 0, done.output
+    with connect("default") as conn:
+        assert conn.execute("SELECT full_name FROM public.residents").fetchall() == [("Theirs",)]
+        assert conn.execute("SELECT id, name FROM pipeline.residents").fetchall() == [(1, "Ann")]
