@@ -114,12 +114,7 @@ def init(ctx: click.Context, roles: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File to write (default stdout).",
-)
+@output_option
 @click.option(
     "--format",
     "fmt",
@@ -193,7 +188,7 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None, allow_parti
 
     Example: pipeline report -o data/exports/report.html
     """
-    from pipeline.output import write_atomically
+    from pipeline.output import write_atomically, write_stdout
     from pipeline.report import build_report
     from pipeline.report_output import FORMATS, render
 
@@ -204,7 +199,7 @@ def report(ctx: click.Context, fmt: str | None, output: Path | None, allow_parti
         click.echo(f"Warning: shard {name} left out (--allow-partial): {reason}", err=True)
     text = render(figures, fmt)
     if output is None:
-        click.echo(text, nl=False)
+        write_stdout(text)
     else:
         write_atomically(output, text.encode())
         click.echo(f"report -> {output}", err=True)
@@ -246,7 +241,7 @@ def check(
     from pipeline.check_output import FORMATS, render, render_error
     from pipeline.check_run import run_all
     from pipeline.checks import exit_code, load_checks
-    from pipeline.output import write_atomically
+    from pipeline.output import write_atomically, write_stdout
 
     if fmt is None:
         fmt = format_for(output, FORMATS, "text")
@@ -261,11 +256,11 @@ def check(
         if output is not None:
             write_atomically(output, report.encode())
         elif fmt != "text":  # text: the Error line below says it all
-            click.echo(report, nl=False)
+            write_stdout(report)
         fail(ctx, str(exc), EXIT_USAGE)
     text = render(results, fmt, warn_error, show_samples, summary_path)
     if output is None:
-        click.echo(text, nl=False)
+        write_stdout(text)
     else:
         write_atomically(output, text.encode())
     ctx.exit(exit_code(results, warn_error))

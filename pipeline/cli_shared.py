@@ -91,8 +91,16 @@ class Terminated(KeyboardInterrupt):
 
 
 def output_option(func: F) -> F:
-    path = click.Path(path_type=Path, dir_okay=False)
-    return click.option("-o", "--output", type=path, help="File to write (default stdout).")(func)
+    """-o PATH; `-o -` is stdout, as leaving it out is (a file named - is `-o ./-`)."""
+    # Read as text: a Path would make ./- into - before the callback sees it.
+    path = click.Path(dir_okay=False, allow_dash=True)
+    return click.option(
+        "-o",
+        "--output",
+        type=path,
+        callback=lambda _ctx, _param, value: None if value in (None, "-") else Path(value),
+        help="File to write (default, or -: stdout).",
+    )(func)
 
 
 def json_option(func: F) -> F:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pycountry
 from psycopg import sql
@@ -34,7 +34,7 @@ from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
 from pipeline.errors import ConfigError, PipelineError, ShardError
 from pipeline.moves_seen import MovesSeen
-from pipeline.output import atomic_output
+from pipeline.output import GuardedStdout, atomic_output
 from pipeline.packed import packed_columns
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import EXTRACT
@@ -329,10 +329,9 @@ def extract_to(
     # Closed here, not when garbage-collected: a failure stops the other shards' readers now.
     with contextlib.closing(streams):
         if out is None:
-            import sys
-
-            _write(fmt, sys.stdout.buffer, _chained(streams), columns)
-            sys.stdout.buffer.flush()
+            stdout = GuardedStdout()
+            _write(fmt, cast(IO[bytes], stdout), _chained(streams), columns)
+            stdout.flush()
             return result
         with atomic_output(out) as tmp:
             if fmt == "parquet":

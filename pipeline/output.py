@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,14 +66,67 @@ def atomic_output(path: Path) -> Iterator[Path]:
         if exc.filename is not None or isinstance(exc, BrokenPipeError):
             raise  # about another file, named in it
         # A write into the partial file (or a spool beside it) failed: a full disk, a quota.
-        # pyarrow's says "Error writing bytes to file. Detail: [errno 28] ...": the errno's.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConfigError(f"-o {path}: cannot write: {reason}; nothing was written") from None
+        raise ConfigError(f"-o {path}: cannot write: {_reason(exc)}; nothing was written") from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def stdout_errors() -> Iterator[None]:
+    """A write to stdout that fails (a full disk or a quota under a redirect) as an error
+    naming stdout (exit 2); a closed pipe (`| head`) stays a BrokenPipeError."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # What stdout's buffer still holds would fail again as Python exits ("Exception
+        # ignored", exit 120): the command has failed, so it goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reason = _reason(exc)
+        raise ConfigError(f"stdout: cannot write: {reason}; the output is incomplete") from None
+
+
+class GuardedStdout:
+    """sys.stdout's bytes, for an output: each write is written whole or fails as
+    stdout_errors says. Under PYTHONUNBUFFERED (or -u) sys.stdout.buffer is the raw file,
+    whose write may write part of what it is given and say so only in its count: at a full
+    disk, the rest would be lost without an error. Only its own writes are guarded: a
+    spool's in $TMPDIR, which fail alike, are no stdout's."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()  # text written before goes first
+        self._stream = sys.stdout.buffer
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        with stdout_errors():
+            while view:
+                written = self._stream.write(view)
+                if written is None:  # a non-blocking stdout, full for now
+                    select.select([], [self._stream], [])
+                    continue
+                view = view[written:]
+        return len(data)
+
+    def flush(self) -> None:
+        with stdout_errors():
+            self._stream.flush()
+
+
+def write_stdout(text: str) -> None:
+    """An output (a report, the checks' results) to stdout, whole or an error."""
+    stdout = GuardedStdout()
+    stdout.write(text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
+    stdout.flush()
+
+
+def _reason(exc: OSError) -> str:
+    # pyarrow's says "Error writing bytes to file. Detail: [errno 28] ...": the errno's.
+    return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def _target(path: Path) -> Path:

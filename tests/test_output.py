@@ -239,13 +239,17 @@ def test_a_killed_extracts_partial_file_is_removed_by_the_next_run(
 FILE_LIMIT = 512 << 10
 
 
-# The extract's process, with the limit set before it starts (no preexec_fn: not safe in a
-# process with threads, as pytest's may be).
-LIMITED = (
-    "import os, resource, sys; "
-    f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, {FILE_LIMIT})); "
-    "os.execv(sys.executable, [sys.executable, '-m', 'pipeline.cli', *sys.argv[1:]])"
-)
+def limited(limit: int) -> str:
+    """The pipeline's process, with the limit set before it starts (no preexec_fn: not safe
+    in a process with threads, as pytest's may be)."""
+    return (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'pipeline.cli', *sys.argv[1:]])"
+    )
+
+
+LIMITED = limited(FILE_LIMIT)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "parquet"])
@@ -264,3 +268,42 @@ def test_an_output_the_disk_cannot_hold_is_a_one_line_error_naming_it_and_nothin
         done.stderr.strip() == f"Error: -o {out}: cannot write: File too large; nothing was written"
     )
     assert list(out.parent.iterdir()) == []  # no output, no partial file, no spool
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_stdout_that_the_disk_cannot_hold_is_an_error_not_a_short_file(
+    run_cli: RunCli, initialised: None, config_file: Path, tmp_path: Path, unbuffered: bool
+) -> None:
+    # stdout redirected to a file on a full disk. Unbuffered (as many container images run
+    # Python), stdout's raw write writes what fits and says so only in its count: the
+    # report's one write came out cut short, exit 0.
+    data = tmp_path / "residents.csv"
+    write_csv(data, 30_000, seed=11)
+    assert run_cli("load", str(data)).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    # The report is some 2 KB: cut at 200 bytes. The export's 3 MB at FILE_LIMIT, its later
+    # shard held in memory (no spool file, which the limit would stop first).
+    for limit, command in ((200, ["report", "--format", "json"]), (FILE_LIMIT, ["extract"])):
+        out = tmp_path / "stdout.txt"
+        with open(out, "wb") as stdout:
+            done = subprocess.run(
+                [sys.executable, "-c", limited(limit), "--config", str(config_file), *command],
+                stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, env=env,
+            )  # fmt: skip
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.strip() == (
+            "Error: stdout: cannot write: File too large; the output is incomplete"
+        ), command
+        assert out.stat().st_size == limit
+
+
+def test_dash_is_stdout_and_dot_slash_dash_a_file(run_cli: RunCli, loaded: None) -> None:
+    for command in (["extract"], ["report", "--format", "json"], ["check", "--format", "json"]):
+        to_stdout = run_cli(*command, "-o", "-")
+        assert to_stdout.exit_code == 0, (command, to_stdout.output)
+        assert to_stdout.output == run_cli(*command).output, command
+        assert not Path("-").exists()
+    assert run_cli("extract", "-o", "./-").exit_code == 0
+    assert Path("-").read_text().startswith("shard,id,country,")
