@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib.abc
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class PipelineGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **extra)
+        _whole_writes_to_stdout()
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -82,7 +84,35 @@ class PipelineGroup(click.Group):
                 raise
             # A file we were told to write and cannot (a full disk, a folder without rights).
             where = f": {exc.filename}" if exc.filename else ""
+            if not exc.filename and _stdout_failed():  # as pipeline.output.stdout_errors says
+                message = f"stdout: cannot write: {exc.strerror}; the output is incomplete"
+                fail(ctx, message, EXIT_USAGE)
             fail(ctx, f"{exc.strerror or exc}{where}", EXIT_USAGE)
+
+
+def _stdout_failed() -> bool:
+    """Whether stdout cannot take what its buffer holds (a full disk under a redirect): then
+    that goes nowhere, where it would fail again as Python exits (exit 120)."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    return False
+
+
+def _whole_writes_to_stdout() -> None:
+    """Under PYTHONUNBUFFERED (or -u) stdout's text goes straight to the raw file, whose
+    write may write part of what it is given (a full disk under a redirect) and say so only
+    in its count, which the text layer drops: `load --json > result.json` would come out
+    cut short, exit 0. A buffer between them writes each line whole or raises. Line by
+    line, as the unbuffered stream would show it."""
+    stdout = sys.stdout
+    if isinstance(stdout, io.TextIOWrapper) and isinstance(stdout.buffer, io.RawIOBase):
+        buffered = io.BufferedWriter(stdout.buffer)
+        sys.stdout = io.TextIOWrapper(
+            buffered, encoding=stdout.encoding, errors=stdout.errors, line_buffering=True
+        )
 
 
 class Terminated(KeyboardInterrupt):

@@ -283,9 +283,15 @@ def test_stdout_that_the_disk_cannot_hold_is_an_error_not_a_short_file(
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
-    # The report is some 2 KB: cut at 200 bytes. The export's 3 MB at FILE_LIMIT, its later
-    # shard held in memory (no spool file, which the limit would stop first).
-    for limit, command in ((200, ["report", "--format", "json"]), (FILE_LIMIT, ["extract"])):
+    # The report and the status are some 2 KB: cut at 200 bytes. The export's 3 MB at
+    # FILE_LIMIT, its later shard held in memory (no spool file, which the limit would stop
+    # first).
+    commands = (
+        (200, ["report", "--format", "json"]),
+        (FILE_LIMIT, ["extract"]),
+        (200, ["status", "--json"]),  # any command's output, through click
+    )
+    for limit, command in commands:
         out = tmp_path / "stdout.txt"
         with open(out, "wb") as stdout:
             done = subprocess.run(
