@@ -7,6 +7,7 @@ that the hash no longer waits for."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import stat
@@ -94,7 +95,9 @@ class FileHashes:
 
     def __init__(self, files: Iterable[Path]) -> None:
         self.files = list(files)
+        self._known = set(self.files)  # `of` asks once a file a run: a list would cost n each
         self._hashes: dict[Path, str | OSError] = {}
+        self._readable: list[tuple[int, str]] | None = None  # (index, sha256): readable_after
         self._ready = threading.Condition()
         self._stop = threading.Event()
         self._done = False
@@ -123,7 +126,7 @@ class FileHashes:
     def of(self, path: Path) -> str:
         """The file's sha256, as the thread hashed it (raises the OSError it met); hashed
         here for a file the thread was not given or did not get to."""
-        if path not in self.files:
+        if path not in self._known:
             return sha256_of(path)
         with self._ready:
             self._ready.wait_for(lambda: path in self._hashes or self._done)
@@ -134,14 +137,18 @@ class FileHashes:
             raise value
         return value
 
-    def readable(self, paths: Iterable[Path]) -> list[str]:
-        """The hashes of those of `paths` that can be read (one that cannot fails at its
-        own turn)."""
-        hashes = []
-        for path in paths:
-            with contextlib.suppress(OSError):
-                hashes.append(self.of(path))
-        return hashes
+    def readable_after(self, index: int) -> list[str]:
+        """The hashes of the run's files after its `index`-th that can be read (one that
+        cannot fails at its own turn). Each file of a run asks: the hashes are gathered
+        once, in order, and each answer is a slice (a run of 10,000 small files asked for
+        them file by file for minutes)."""
+        if self._readable is None:
+            self._readable = []
+            for i, path in enumerate(self.files):
+                with contextlib.suppress(OSError):
+                    self._readable.append((i, self.of(path)))
+        start = bisect.bisect_right(self._readable, index, key=lambda item: item[0])
+        return [sha256 for _, sha256 in self._readable[start:]]
 
     def at_turn(self, path: Path) -> str:
         """The sha256 a file loads under, taken at its turn: the thread's for the run's

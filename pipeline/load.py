@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -101,7 +102,10 @@ def load(
         for s in shard_map.shards
     }
     erasures = read_erasures(shard_map, options.timeouts.connect)  # once, before any file
-    run = _Run(shard_map, rules, writers, rejects, options, progress, interrupt, hashes, erasures)
+    pool = threads.pool(len(writers), "shard")  # the steps each file runs on every shard
+    run = _Run(
+        shard_map, rules, writers, rejects, options, progress, interrupt, hashes, pool, erasures
+    )
     done = threading.Event()
     canceller = threads.start(
         interrupt.cancel_when_asked, list(writers.values()), done, name="canceller"
@@ -111,9 +115,10 @@ def load(
         for i, path in enumerate(files):
             if interrupt.reason is not None:
                 break
-            results.append(run.load_file(path, files[i + 1 :]))
+            results.append(run.load_file(path, i))
     finally:
         hashes.close()
+        pool.shutdown(wait=False)  # no step runs: each file waits for its own
         done.set()
         interrupt._wake.set()  # lets the canceller end; it cancels nothing once done is set
         canceller.join()
@@ -143,6 +148,7 @@ class _Run:
     progress: Progress | None
     interrupt: Interrupt
     hashes: FileHashes
+    pool: ThreadPoolExecutor  # for the steps each file runs on every shard at once
     erased: Erased = field(default_factory=Erased)  # to keep out: pipeline.erased
 
     def __post_init__(self) -> None:
@@ -151,7 +157,7 @@ class _Run:
             self._shard_failed, self.erased,
         )  # fmt: skip
 
-    def load_file(self, path: Path, later: list[Path]) -> FileResult:
+    def load_file(self, path: Path, index: int) -> FileResult:
         result = FileResult(str(path), source_format(path) or "?")
         result.source = source_for(path, self.options.source, self.shard_map.sources)
         try:
@@ -167,7 +173,7 @@ class _Run:
             return result
         started = datetime.now().astimezone()
         # The later files' hashes as taken at the run's start (ShardWriter.begin: "kept").
-        active = self._begin(result, sha256, self.hashes.readable(later))
+        active = self._begin(result, sha256, self.hashes.readable_after(index))
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -315,7 +321,8 @@ class _Run:
         """Run `step` on every active shard at once; a shard that fails leaves `active`."""
         shards = [writer.shard for writer in active.values()]
         conflicts = []
-        for outcome in on_every_shard(shards, lambda shard: step(active[shard.name])):
+        outcomes = on_every_shard(shards, lambda shard: step(active[shard.name]), pool=self.pool)
+        for outcome in outcomes:
             error = outcome.error
             if error is None:
                 continue

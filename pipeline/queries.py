@@ -69,6 +69,8 @@ class LOAD:
     timeouts = Statement("load/timeouts")
     ledger_find = Statement("load/ledger_find")
     protected = Statement("load/protected")
+    ledger_holds = Statement("load/ledger_holds")
+    ledger_since = Statement("load/ledger_since")
     staging = Statement("load/staging")
     file_start = Statement("load/file_start")
     file_restart = Statement("load/file_restart")

@@ -12,6 +12,7 @@ ShardError says whether it is transient.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -42,18 +43,26 @@ class Outcome(Generic[T]):
 
 
 def on_every_shard(
-    shards: Sequence[Shard], step: Callable[[Shard], T], timeout: float | None = None
+    shards: Sequence[Shard],
+    step: Callable[[Shard], T],
+    timeout: float | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> list[Outcome[T]]:
     """Run `step(shard)` on every shard at once; outcomes in the order of `shards`.
 
     A PipelineError (a ShardError above all) is that shard's outcome; anything else is a bug
     and raised. A shard whose step is still running after `timeout` seconds is a transient
     ShardError; its thread is left to end by itself (every connection has its own
-    time-outs), and no later outcome waits for it.
+    time-outs), and no later outcome waits for it. `pool`, when given, runs the steps and is
+    left running: a thread a shard, and no `timeout` (a step left running keeps its thread).
     """
     if not shards:
         return []
-    pool = threads.pool(len(shards), "shard")
+    # A caller that runs a step once a file passes its own pool: threads started anew each
+    # time wait for Python's lock to start (a run of small files spent a seventh of its
+    # time there).
+    own = pool is None
+    pool = threads.pool(len(shards), "shard") if pool is None else pool
     try:
         futures = [pool.submit(step, shard) for shard in shards]
         done = threads.wait_all(futures, timeout)
@@ -69,7 +78,8 @@ def on_every_shard(
                 outcomes.append(Outcome(shard, error=exc))
         return outcomes
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def failures(outcomes: Sequence[Outcome[T]]) -> dict[str, PipelineError]:

@@ -41,6 +41,7 @@ from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
 from pipeline.encodable import python_codec, storable_text
 from pipeline.errors import ShardError
+from pipeline.later_files import NOTHING_PROTECTED, LaterFiles
 from pipeline.load_result import ShardCounts
 from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
@@ -56,7 +57,6 @@ from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 REJECTS_BATCH = 2_000
 
 # The upsert's parameters when no later file of the run is in this shard's ledger.
-_NOTHING_PROTECTED: dict[str, list[Any]] = {"kept_load": [], "kept_after": [], "kept_until": []}
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class ShardWriter(ShardLink):
         self._rows: ShardRows | None = None  # the current file's rows, once begun
         self._duplicates = 0
         self.direct = True  # new rows straight into residents (shard_rows.py)
-        self._protected = _NOTHING_PROTECTED
+        self._protected = NOTHING_PROTECTED
+        self._later_files = LaterFiles()  # of this run, in this shard's ledger
         self.counts = ShardCounts()
         self.source: Source | None = None  # the current file's
 
@@ -100,7 +101,7 @@ class ShardWriter(ShardLink):
         the one the file loads under (pipeline.sync)."""
         self.counts = ShardCounts()
         self.source = source
-        self._protected = _NOTHING_PROTECTED
+        self._protected = NOTHING_PROTECTED
         self.direct = True  # a conflict in the file before does not carry over
         self._watchdog.take()  # a time-out of the file before is told already
         self._probe_watchdog.take()
@@ -137,7 +138,7 @@ class ShardWriter(ShardLink):
             self.counts.already_loaded = True
             self.counts.earlier_rejected = int(earlier[0])
             return False
-        self._protected = self._protected_rows(conn, sha256, later)
+        self._protected = self._later_files.protected(conn, sha256, later)
         conn.execute(LOAD.staging)
         conn.execute(LOAD.file_start)
         self._rows = self._new_rows(conn)
@@ -173,22 +174,6 @@ class ShardWriter(ShardLink):
             self._abandon()
             raise self._failure(exc) from None
         self._rows = self._new_rows(conn)
-
-    @staticmethod
-    def _protected_rows(
-        conn: psycopg.Connection[Any], sha256: str, later: Sequence[str]
-    ) -> dict[str, list[Any]]:
-        """The rows that later files of this run already wrote here, as the upsert's
-        parameters: (load, loaded_at after, loaded_at until) for each such file."""
-        later = [h for h in later if h != sha256]
-        if not later:
-            return _NOTHING_PROTECTED
-        found = conn.execute(LOAD.protected, {"later": later}).fetchall()
-        return {
-            "kept_load": [r[0] for r in found],
-            "kept_after": [r[1] for r in found],
-            "kept_until": [r[2] for r in found],
-        }
 
     def ask(self, table: pa.Table, mask: np.ndarray) -> None:
         """Start looking up which of a batch's rows the shard holds (see ShardRows.ask);
