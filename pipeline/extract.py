@@ -229,6 +229,7 @@ def shard_streams(
             current = accounted(shard, chunks)
             yield shard.name, current
     finally:
+        moves.close()  # a shard still waiting for the others' ledgers: no more
         if current is not None:  # a reader that stopped inside a shard: its COPY ends now
             current.close()
         for spool in later:  # every COPY cancelled at once, then each waited for

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,7 +29,7 @@ import psycopg
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
-from pipeline.queries import EXTRACT
+from pipeline.queries import EXTRACT, STATUS
 
 WAIT_STEP = 0.1  # seconds: a wait for the other shards' ledgers wakes this often (Ctrl-C)
 LEDGER_VERSION = 6  # the schema version that adds rebalance_ledger (sql/migrations/0006_...)
@@ -36,6 +37,10 @@ LEDGER_VERSION = 6  # the schema version that adds rebalance_ledger (sql/migrati
 
 class MoveHalfDone(PipelineError):
     """Rows a rebalance is moving would be read on both shards, or on neither."""
+
+
+class ReadClosed(PipelineError):
+    """A shard's read that the read's end stopped before its first row (MovesSeen.close)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Step:
     source: str
     target: str
     rows: int
+    at: datetime
 
 
 class MovesSeen:
@@ -59,6 +65,7 @@ class MovesSeen:
         self._waiting = {s.name for s in shards} if len(shards) > 1 else set()
         self._countries = set(countries)  # empty: every country is read
         self._seen: dict[str, list[Step]] = {}
+        self._closed = False
         self._changed = threading.Condition()
 
     @contextmanager
@@ -90,12 +97,22 @@ class MovesSeen:
             self._waiting.discard(shard)
             self._changed.notify_all()
 
+    def close(self) -> None:
+        """The read ends (its consumer stopped, or failed before its first shard began):
+        a shard waiting for the others' ledgers waits no longer, and reads nothing."""
+        with self._changed:
+            self._closed = True
+            self._waiting.clear()
+            self._changed.notify_all()
+
     def verify(self) -> None:
         """Once every shard has read its ledger or gone: MoveHalfDone when their snapshots
         see a move between its two commits."""
         with self._changed:
             while self._waiting:
                 self._changed.wait(WAIT_STEP)
+            if self._closed:
+                raise ReadClosed("the read was stopped")
             ledgers = dict(self._seen)
         for move, copied in half_done(ledgers, self._countries):
             if copied:
@@ -118,6 +135,15 @@ def read_ledger(conn: psycopg.Connection[Any]) -> list[Step]:
     return [Step(*row) for row in conn.execute(EXTRACT.moves)]
 
 
+def ledger_if_readable(conn: psycopg.Connection[Any], version: int) -> list[Step]:
+    """The shard's move ledger, or none when it has none (`version`: the shard's schema
+    version) or the role may not read it (the loader's, granted before the ledger was)."""
+    if version < LEDGER_VERSION:
+        return []
+    row = conn.execute(STATUS.ledger_readable).fetchone()
+    return read_ledger(conn) if row is not None and row[0] else []
+
+
 def half_done(
     ledgers: Mapping[str, Iterable[Step]], countries: Collection[str] = ()
 ) -> Iterator[tuple[Step, bool]]:
@@ -128,9 +154,17 @@ def half_done(
     when given."""
     seen = {shard: {(s.move_id, s.step) for s in steps} for shard, steps in ledgers.items()}
     moves: dict[str, Step] = {}
+    # A copy left without its delete whose rows were no longer the ones it copied is done
+    # again by the next rebalance (pipeline.move.unfinished takes the latest copy): the
+    # latest copy of each (country, source, target) stands for the earlier ones.
+    latest: dict[tuple[str, str, str], Step] = {}
     for steps in ledgers.values():
         for step in steps:
             moves.setdefault(step.move_id, step)
+            if step.step == "copied":
+                key = (step.country, step.source, step.target)
+                if key not in latest or step.at > latest[key].at:
+                    latest[key] = step
     for move in moves.values():
         if move.source not in seen or move.target not in seen:
             continue  # one side not read: its rows are read once at most
@@ -138,5 +172,7 @@ def half_done(
             continue
         copied = (move.move_id, "copied") in seen[move.target]
         deleted = (move.move_id, "deleted") in seen[move.source]
+        if copied and latest[(move.country, move.source, move.target)].move_id != move.move_id:
+            continue  # superseded by a later copy
         if copied != deleted:
             yield move, copied

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import ShardError
-from pipeline.moves_seen import LEDGER_VERSION, Step, half_done, read_ledger
+from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REBALANCE, SCHEMA
 from pipeline.schema import ResidencyRule, current_version, latest_version, residency_rule
@@ -130,7 +130,7 @@ def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
             return ShardHolding(shard.name, {}, None, 0)
         by_country = {str(c): int(n) for c, n in conn.execute(REBALANCE.countries)}
         row = conn.execute(SCHEMA.residency_rule).fetchone()
-        ledger = read_ledger(conn) if version >= LEDGER_VERSION else []
+        ledger = ledger_if_readable(conn, version)
     return ShardHolding(shard.name, by_country, row[0] if row else None, version, tuple(ledger))
 
 

@@ -144,6 +144,7 @@ class STATUS:
     """sql/status/: `pipeline status` (pipeline.status)."""
 
     shard = Statement("status/shard")
+    ledger_readable = Statement("status/ledger_readable")
 
 
 class EXTRACT:

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
-from pipeline.moves_seen import LEDGER_VERSION, Step, half_done, read_ledger
+from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import shared_databases
 from pipeline.queries import STATUS
 from pipeline.schema import current_version, latest_version
@@ -59,8 +59,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
     try:
         with db.connect(shard_map, shard) as conn:
             version = current_version(conn)
-            if version >= LEDGER_VERSION:
-                ledger = read_ledger(conn)
+            ledger = ledger_if_readable(conn, version)
             if version >= latest_version():
                 row = conn.execute(STATUS.shard).fetchone()
                 if row is not None:

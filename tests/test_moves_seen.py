@@ -5,6 +5,8 @@ on both shards. `pipeline extract` stops before any row goes out (pipeline.moves
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +14,10 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import RunCli, closed_port, shard_map_yaml, write_map
+from pipeline.config import load_shard_map
+from pipeline.extract import ExtractResult, Selection, shard_streams
+from pipeline.moves_seen import WAIT_STEP
+from tests.conftest import Connect, RunCli, closed_port, shard_map_yaml, write_map
 from tests.test_rebalance import (  # noqa: F401  # fixtures, used by name
     NEW_MAP,
     _init_new_map,
@@ -173,3 +178,68 @@ def test_a_move_between_two_later_shards_is_caught_when_the_first_shard_is_left_
             stopped.output
         )
     assert not (tmp_path / "all.csv").exists()
+
+
+def test_a_read_stopped_before_its_first_shard_began_leaves_no_shard_waiting(
+    loaded: None, connect: Connect, config_file: Path
+) -> None:
+    # Each shard waits for the others' move ledgers before its first row; the first shard's
+    # is read only as its rows are asked for. A consumer that stops before that (an error or
+    # a signal between two steps) must not leave the others waiting, transaction open.
+    streams = shard_streams(
+        load_shard_map(config_file), Selection(), "extract_rows", ExtractResult()
+    )
+    first, _chunks = next(streams)  # the later shards' read-aheads have started
+    assert first == "default"
+    time.sleep(0.3)  # they are waiting now
+    started = time.monotonic()
+    streams.close()
+    assert time.monotonic() - started < WAIT_STEP * 5
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("read-ahead") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a read-ahead thread is still waiting"
+        time.sleep(0.05)
+    with connect("db_us") as conn:
+        sessions = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert sessions == (0,)
+
+
+def _step(dsn: str, move_id: uuid.UUID, step: str, hours_ago: int) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO rebalance_ledger (move_id, step, country, source, target, rows_moved,"
+            " rows_hash, at) VALUES (%s, %s, 'ID', 'default', 'db_id', 3, 'h64:0',"
+            " now() - make_interval(hours => %s))",
+            [move_id, step, hours_ago],
+        )
+
+
+def test_a_copy_that_a_later_rebalance_copied_again_is_not_left_half_way(
+    run_cli: RunCli,
+    initialised: None,
+    id_map: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A move left copied and not deleted whose source rows changed since (an erasure, a
+    # load) is done again by the next rebalance under a new move: the earlier copy never
+    # gets its delete, and must not stand as a move left half-way for ever.
+    config, dsns = id_map
+    assert run_cli("init", config=config).exit_code == 0
+    first, again = uuid.uuid4(), uuid.uuid4()
+    _step(dsns["db_id"], first, "copied", hours_ago=2)
+    status = run_cli("status", config=config)
+    assert status.exit_code == 1 and "unfinished move" in status.output  # as it stands
+
+    _step(dsns["db_id"], again, "copied", hours_ago=1)  # the rebalance that did it again
+    _step(dsns["default"], again, "deleted", hours_ago=1)
+    for command in (
+        ["status"],
+        ["report", "-o", str(tmp_path / "report.json")],
+        ["extract", "-o", str(tmp_path / "all.csv")],
+    ):
+        result = run_cli(*command, config=config)
+        assert result.exit_code == 0, (command, result.output)
+        assert "unfinished" not in result.output and "still holds" not in result.output
