@@ -21,6 +21,8 @@ class SCHEMA:
     migrations_table = Statement("schema/migrations_table")
     record_migration = Statement("schema/record_migration")
     table_exists = Statement("schema/table_exists")
+    migrations_columns = Statement("schema/migrations_columns")
+    relations_taken = Statement("schema/relations_taken")
     version = Statement("schema/version")
     residency_rule = Statement("schema/residency_rule")
     residency_drop = Statement("schema/residency_drop")

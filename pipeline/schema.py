@@ -9,6 +9,7 @@ code path, ours or a person's psql session, can put a resident in the wrong regi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,7 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
     create and grant the group roles (see pipeline.roles); idempotent."""
     with db.connect(shard_map, shard) as conn:
         conn.execute(SCHEMA.lock, [db.LOCK_INIT])
+        _refuse_others_tables(conn, shard)
         conn.execute(SCHEMA.migrations_table)
         before = current_version(conn)
         conn.commit()
@@ -102,10 +104,9 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
                     continue
                 try:
                     conn.execute(migration.text.encode())
-                except psycopg.errors.DuplicateTable as exc:
-                    if before:
-                        raise
-                    raise _not_ours(shard, exc) from None
+                except psycopg.errors.DuplicateTable as exc:  # made since the check above
+                    what = exc.diag.message_primary or str(exc)
+                    raise _not_ours(shard, what, done="") from None
                 conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
         rule = residency_rule(shard_map, shard)
         changed = set_residency(conn, shard, rule)
@@ -115,14 +116,42 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
         )
 
 
-def _not_ours(shard: Shard, exc: psycopg.errors.DuplicateTable) -> ShardError:
-    """A first init that meets a table of the same name as one of ours: someone else's."""
-    table = exc.diag.message_primary or str(exc)
+# What this pipeline's schema_migrations holds (sql/schema/migrations_table.sql).
+_MIGRATIONS_COLUMNS = [
+    ("version", "integer"),
+    ("name", "text"),
+    ("applied_at", "timestamp with time zone"),
+]
+
+
+def _refuse_others_tables(conn: psycopg.Connection[Any], shard: Shard) -> None:
+    """ShardError, before anything is changed, when the schema init would make its tables
+    in holds another application's: a `schema_migrations` of other columns, or, on a shard
+    this pipeline never initialised, any table or index its migrations make."""
+    columns = conn.execute(SCHEMA.migrations_columns).fetchall()
+    if columns and [tuple(c) for c in columns] != _MIGRATIONS_COLUMNS:
+        raise _not_ours(shard, 'a table "schema_migrations" (another tool\'s migrations?)')
+    if columns and current_version(conn):
+        return  # this pipeline's, initialised: its migrations go on from there
+    made = sorted({name for m in migrations() for name in _MADE.findall(m.text)})
+    taken = [row[0] for row in conn.execute(SCHEMA.relations_taken, {"names": made})]
+    conn.commit()
+    if taken:
+        quoted = ", ".join(f'"{name}"' for name in taken)
+        raise _not_ours(shard, f"{quoted} already exist{'s' if len(taken) == 1 else ''}")
+
+
+# The tables and named indexes a migration makes (a comment's "CREATE INDEX ON" names none).
+_MADE = re.compile(r"CREATE (?:TABLE|(?:UNIQUE )?INDEX) (?:IF NOT EXISTS )?(?!ON\b)(\w+)")
+
+
+def _not_ours(shard: Shard, what: str, done: str = "nothing was changed; ") -> ShardError:
+    """`what` is in the way of this pipeline's schema: someone else's."""
     return ShardError(
         shard.name,
-        f"{table}, and this pipeline did not make it (the shard was never initialised):"
-        " point the shard at an empty database, or at a schema of its own (CREATE SCHEMA,"
-        " then `options=-csearch_path=NAME` in its DSN)",
+        f"{what} in the schema where init makes its tables, and this pipeline did not make"
+        f" it: {done}point the shard at an empty database, or at a schema of its own"
+        " (CREATE SCHEMA, then `options=-csearch_path=NAME` in its DSN)",
     )
 
 

@@ -296,9 +296,10 @@ def test_a_database_holding_another_apps_residents_table_is_named_and_a_schema_o
     result = run_cli("init")
     assert result.exit_code == 1, result.output
     assert (
-        'shard default: relation "residents" already exists, and this pipeline did not make it'
-        " (the shard was never initialised): point the shard at an empty database, or at a"
-        " schema of its own (CREATE SCHEMA, then `options=-csearch_path=NAME` in its DSN)"
+        'shard default: "residents" already exists in the schema where init makes its tables,'
+        " and this pipeline did not make it: nothing was changed; point the shard at an empty"
+        " database, or at a schema of its own (CREATE SCHEMA, then `options=-csearch_path=NAME`"
+        " in its DSN)"
     ) in result.output
     source = tmp_path / "one.csv"
     source.write_text("id,country,name\n1,FR,Ann\n2,US,Bob\n")
@@ -316,3 +317,44 @@ def test_a_database_holding_another_apps_residents_table_is_named_and_a_schema_o
     with connect("default") as conn:
         assert conn.execute("SELECT full_name FROM public.residents").fetchall() == [("Theirs",)]
         assert conn.execute("SELECT id, name FROM pipeline.residents").fetchall() == [(1, "Ann")]
+
+
+@pytest.mark.parametrize(
+    ("theirs", "named"),
+    [
+        ("CREATE TABLE load_ledger (id serial PRIMARY KEY)", '"load_ledger" already exists'),
+        ("CREATE TABLE erasure_log (x int); CREATE INDEX residents_load_id_idx ON erasure_log (x)",
+         '"erasure_log", "residents_load_id_idx" already exist'),
+        # golang-migrate's version table, at a version this pipeline would take for its own
+        ("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean);"
+         " INSERT INTO schema_migrations VALUES (20240101120000, false);"
+         " CREATE TABLE residents (id serial PRIMARY KEY, country text)",
+         'a table "schema_migrations" (another tool\'s migrations?)'),
+    ],
+    ids=["a-later-migrations-table", "a-table-and-an-index", "another-tools-versions"],
+)  # fmt: skip
+def test_init_refuses_another_apps_tables_before_changing_anything(
+    run_cli: Callable[..., Result], connect: Connect, theirs: str, named: str
+) -> None:
+    with connect("default") as conn:
+        conn.execute(theirs)
+        before = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public'"
+        ).fetchone()
+    for attempt in (1, 2):  # the second run says the same: nothing was half made
+        result = run_cli("init")
+        assert result.exit_code == 1, result.output
+        assert f"shard default: {named} in the schema where init makes its tables" in (
+            result.output
+        ), attempt
+        assert "nothing was changed" in result.output
+    with connect("default") as conn:
+        after = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public'"
+        ).fetchone()
+        constraints = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE conname LIKE 'residents_residency%'"
+        ).fetchone()
+    assert after == before and constraints == (0,)
