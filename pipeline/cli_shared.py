@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
+from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError, StdoutFailed
 
 # What click (8.2 and later) raises for a group given no command: its message is the whole
 # help, which the one-line usage error below would run together.
@@ -70,7 +70,7 @@ class PipelineGroup(click.Group):
         except BrokenPipeError:
             # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit
             # handler from complaining about the closed stdout.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _stdout_to_nowhere()
             sys.exit(EXIT_DATA)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -78,6 +78,8 @@ class PipelineGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PipelineError as exc:
+            if isinstance(exc, StdoutFailed):
+                _stdout_failed()
             fail(ctx, str(exc), exc.exit_code)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
@@ -96,9 +98,15 @@ def _stdout_failed() -> bool:
     try:
         sys.stdout.flush()
     except OSError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _stdout_to_nowhere()
         return True
     return False
+
+
+def _stdout_to_nowhere() -> None:
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, sys.stdout.fileno())
+    os.close(nowhere)
 
 
 def _whole_writes_to_stdout() -> None:
@@ -128,9 +136,17 @@ def output_option(func: F) -> F:
         "-o",
         "--output",
         type=path,
-        callback=lambda _ctx, _param, value: None if value in (None, "-") else Path(value),
+        callback=lambda _ctx, _param, value: _output_path(value),
         help="File to write (default, or -: stdout).",
     )(func)
+
+
+def _output_path(value: str | None) -> Path | None:
+    if value is None or value == "-":
+        return None  # stdout
+    path = Path(value)
+    # ./- is a file named -, which a Path shows as - (stdout's name): shown in full.
+    return path.absolute() if path == Path("-") else path
 
 
 def json_option(func: F) -> F:

@@ -23,6 +23,10 @@ class ConfigError(PipelineError):
     exit_code = EXIT_USAGE
 
 
+class StdoutFailed(ConfigError):
+    """stdout cannot take the output (a full disk under a redirect): pipeline.output."""
+
+
 class ShardError(PipelineError):
     """A shard could not be reached, or a statement on it failed. `transient`: the failure
     may go away by itself (a connection lost, a time-out), so trying again makes sense."""

@@ -38,6 +38,7 @@ from pipeline.output import GuardedStdout, atomic_output
 from pipeline.packed import packed_columns
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import EXTRACT
+from pipeline.text_output import write_text
 
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which
 # load wrote each row, and when.
@@ -259,47 +260,6 @@ def _refuse_shared(shard_map: ShardMap, shards: list[Shard]) -> None:
         refuse_shared_databases(shard_map, shards)
 
 
-def write_csv(out: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:
-    out.write((",".join(columns) + "\n").encode())
-    for block in blocks:
-        out.write(block)
-
-
-def write_json(out: IO[bytes], blocks: Iterable[Chunk], as_array: bool) -> None:
-    """One JSON object a line (COPY's text format) as NDJSON, or as one JSON array.
-
-    COPY's text format doubles every backslash; JSON text has no other character it escapes
-    (the server's JSON never holds a raw newline or tab). A block may end anywhere, even
-    between the two backslashes of a pair (a replayed spool is cut by size): only whole
-    lines are converted, the rest of a block waits for the next one.
-    """
-    rest = bytearray()  # a line begun in an earlier block
-    first = True
-    if as_array:
-        out.write(b"[")
-    for block in blocks:
-        end = block.rfind(b"\n") + 1
-        if not end:
-            rest += block
-            continue
-        if rest:
-            rest += block[:end]
-            lines: Chunk = rest
-        else:
-            lines = block if end == len(block) else block[:end]
-        text = lines.replace(b"\\\\", b"\\")
-        rest = bytearray(block[end:])
-        if as_array:
-            out.write((b"" if first else b",\n") + text[:-1].replace(b"\n", b",\n"))
-            first = False
-        else:
-            out.write(text)
-    if rest:
-        raise PipelineError("the server's rows ended inside a row: the output is incomplete")
-    if as_array:
-        out.write(b"]\n")
-
-
 def output_columns(selection: Selection) -> tuple[str, ...]:
     return COLUMNS + (PROVENANCE if selection.provenance else ())
 
@@ -331,7 +291,7 @@ def extract_to(
     with contextlib.closing(streams):
         if out is None:
             stdout = GuardedStdout()
-            _write(fmt, cast(IO[bytes], stdout), _chained(streams), columns)
+            write_text(fmt, cast(IO[bytes], stdout), _chained(streams), columns)
             stdout.flush()
             return result
         with atomic_output(out) as tmp:
@@ -339,20 +299,13 @@ def extract_to(
                 result.rows = write_parquet(tmp, record_batches(streams, columns), columns)
             else:
                 with open(tmp, "wb") as stream:
-                    _write(fmt, stream, _chained(streams), columns)
+                    write_text(fmt, stream, _chained(streams), columns)
     return result
 
 
 def _chained(streams: Iterable[tuple[str, Iterable[Chunk]]]) -> Iterator[Chunk]:
     for _, chunks in streams:
         yield from chunks
-
-
-def _write(fmt: str, stream: IO[bytes], blocks: Iterable[Chunk], columns: tuple[str, ...]) -> None:
-    if fmt == "csv":
-        write_csv(stream, blocks, columns)
-    else:
-        write_json(stream, blocks, as_array=fmt == "json")
 
 
 def to_dataframe(

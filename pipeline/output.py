@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, StdoutFailed
 from pipeline.regular_file import kind_of
 
 NEW_FILE_MODE = 0o600
@@ -77,17 +77,15 @@ def atomic_output(path: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def stdout_errors() -> Iterator[None]:
     """A write to stdout that fails (a full disk or a quota under a redirect) as an error
-    naming stdout (exit 2); a closed pipe (`| head`) stays a BrokenPipeError."""
+    naming stdout (StdoutFailed, exit 2); a closed pipe (`| head`) stays a BrokenPipeError.
+    The command line sends what stdout's buffer still holds nowhere (cli_shared)."""
     try:
         yield
     except BrokenPipeError:
         raise
     except OSError as exc:
-        # What stdout's buffer still holds would fail again as Python exits ("Exception
-        # ignored", exit 120): the command has failed, so it goes nowhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         reason = _reason(exc)
-        raise ConfigError(f"stdout: cannot write: {reason}; the output is incomplete") from None
+        raise StdoutFailed(f"stdout: cannot write: {reason}; the output is incomplete") from None
 
 
 class GuardedStdout:

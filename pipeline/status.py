@@ -91,8 +91,9 @@ def all_status(shard_map: ShardMap) -> list[ShardStatus]:
         shared = shared_databases(shard_map, reachable)
     except PipelineError:
         shared = {}  # a shard that answered a moment ago and fails now: its line says so
-    # The shards are read one after the other: a move seen deleted and not copied is one
-    # that committed between two reads, not one left half-way.
+    # The shards are read at once, each at its own moment and in its own transaction: a
+    # move seen deleted and not copied committed between two reads, not left half-way (and
+    # one seen copied and not deleted may be a running rebalance's: the line says so).
     ledgers = {s.shard: s.ledger for s in statuses if s.reachable}
     unfinished = [move for move, copied in half_done(ledgers) if copied]
     return [

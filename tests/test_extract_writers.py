@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from pipeline import packed
 from pipeline.columnar import record_batches
 from pipeline.errors import PipelineError
-from pipeline.extract import COLUMNS, write_csv, write_json
+from pipeline.extract import COLUMNS
+from pipeline.text_output import write_csv, write_json
 
 # Values that have broken writers: quotes, backslashes (doubled, trailing), line ends, tabs,
 # control characters, non-ASCII, emoji, and text that looks like a null or a formula.

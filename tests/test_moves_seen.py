@@ -51,6 +51,9 @@ def test_an_extract_of_a_move_between_its_commits_stops_and_one_after_it_holds_e
         stopped.output
     )
     assert not out.exists()
+    if fmt != "parquet":  # to stdout, not one byte either: not the header, not a [
+        to_stdout = run_cli("extract", "--format", fmt, config=config)
+        assert to_stdout.exit_code == 1 and to_stdout.stdout == "", to_stdout.stdout
     # --allow-partial leaves no shard out for it: neither one alone would make it right.
     partial = run_cli("extract", "--allow-partial", "-o", str(out), config=config)
     assert partial.exit_code == 1 and not out.exists()
