@@ -43,6 +43,7 @@ from psycopg import conninfo, sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import generate
+import many_files
 import moves
 import peers
 
@@ -331,6 +332,9 @@ def main() -> None:
         Step(DBT_UNIQUE, n, DBT),
         Step(moves.MOVE_COPY, n),
         Step(moves.REBALANCE, n, moves.MOVE_COPY),
+        Step(many_files.PSQL_MANY, many_files.FILES * many_files.ROWS),
+        Step(many_files.LOAD_MANY, many_files.FILES * many_files.ROWS, many_files.PSQL_MANY),
+        Step(many_files.LOAD_MANY_AGAIN, many_files.FILES * many_files.ROWS, many_files.PSQL_MANY),
     ]}  # fmt: skip
     try:
         version = servers.version()
@@ -499,6 +503,7 @@ def one_round(
         expected["bench_pgloader"] = n
     check_baselines(dsns[0], expected)
     moves.measure_rebalance(run, measure, PIPELINE, servers.admin, psql, workdir, n)
+    many_files.measure_many_files(run, measure, PIPELINE, servers.admin, psql, workdir)
 
 
 def peers_python() -> str | None:

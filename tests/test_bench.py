@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import moves
+from bench import many_files, moves
 from bench.run import (
     CHECK_FLOOR,
     DIRECT,
@@ -70,6 +70,9 @@ def test_the_benchmark_runs_and_reports_every_step(tmp_path: Path) -> None:
     rebalance = [c.strip() for c in measured[moves.REBALANCE].split("|")]
     assert rebalance[2] == "2,000" and rebalance[-2].endswith("x"), rebalance
     assert f"| {moves.REBALANCE} | >= 0.5x |" in targets
+    for name in (many_files.LOAD_MANY, many_files.LOAD_MANY_AGAIN):
+        many = [c.strip() for c in measured[name].split("|")]
+        assert many[2] == "2,000" and many[-2].endswith("x"), many
     snapshot = [c.strip() for c in measured[LOAD_SNAPSHOT].split("|")]
     assert snapshot[2] == "1,980" and float(snapshot[3]) > 0, snapshot  # 2,000 less 1%
     assert f"| {LOAD_SNAPSHOT} (vs {LOAD_APPEND_99}) | <= 1.2x time |" in targets
