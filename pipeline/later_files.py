@@ -36,9 +36,10 @@ class LaterFiles:
         """The rows that later files of this run already wrote here, as the upsert's
         parameters: (load, loaded_at after, loaded_at until) for each such file. Asked in
         the file's transaction, holding the load lock."""
-        later = [h for h in later if h != sha256]
         if not later:
             return NOTHING_PROTECTED
+        # The file's own content may come again later in the run: asked for too (a dry run,
+        # which commits nothing, would otherwise never learn that the ledger holds it).
         if self._mark is None:
             row = conn.execute(LOAD.ledger_holds, {"later": later}).fetchone()
             mark, held = row if row is not None else (None, [])
@@ -49,7 +50,7 @@ class LaterFiles:
             if mark is not None:
                 self._mark = int(mark)
         self._held.update(held or ())
-        holding = [h for h in later if h in self._held]
+        holding = [h for h in later if h in self._held and h != sha256]
         if not holding:
             return NOTHING_PROTECTED
         found = conn.execute(LOAD.protected, {"later": holding}).fetchall()

@@ -76,6 +76,8 @@ class MovesSeen:
         the others unverified."""
         try:
             with db.snapshot(self.shard_map, shard) as conn:
+                if self._closed:
+                    raise ReadClosed("the read was stopped")
                 if shard.name in self._waiting:
                     self.read(shard.name, conn)
                     self.verify()
@@ -135,13 +137,15 @@ def read_ledger(conn: psycopg.Connection[Any]) -> list[Step]:
     return [Step(*row) for row in conn.execute(EXTRACT.moves)]
 
 
-def ledger_if_readable(conn: psycopg.Connection[Any], version: int) -> list[Step]:
-    """The shard's move ledger, or none when it has none (`version`: the shard's schema
-    version) or the role may not read it (the loader's, granted before the ledger was)."""
+def ledger_if_readable(conn: psycopg.Connection[Any], version: int) -> list[Step] | None:
+    """The shard's move ledger (empty when its schema, at `version`, has none yet), or None
+    when the role may not read it (the loader's, granted before the ledger was): a shard
+    not read, which `half_done` leaves out, where an empty ledger would make every move
+    from it look half-done."""
     if version < LEDGER_VERSION:
         return []
     row = conn.execute(STATUS.ledger_readable).fetchone()
-    return read_ledger(conn) if row is not None and row[0] else []
+    return read_ledger(conn) if row is not None and row[0] else None
 
 
 def half_done(

@@ -91,7 +91,8 @@ class ShardHolding:
     by_country: dict[str, int]
     rule: str | None
     version: int
-    ledger: tuple[Step, ...] = ()  # its rebalance moves' steps (pipeline.moves_seen)
+    # Its rebalance moves' steps (pipeline.moves_seen); None: the role may not read them.
+    ledger: tuple[Step, ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
         by_country = {str(c): int(n) for c, n in conn.execute(REBALANCE.countries)}
         row = conn.execute(SCHEMA.residency_rule).fetchone()
         ledger = ledger_if_readable(conn, version)
-    return ShardHolding(shard.name, by_country, row[0] if row else None, version, tuple(ledger))
+    steps = None if ledger is None else tuple(ledger)
+    return ShardHolding(shard.name, by_country, row[0] if row else None, version, steps)
 
 
 def holdings(shard_map: ShardMap) -> dict[str, ShardHolding]:
@@ -148,7 +150,7 @@ def make_plan(
     """The moves (only those of `countries`, when given), the stranded rows and the
     constraint changes that take the shards from `found` to what the map asks."""
     only = set(countries)
-    ledgers = {name: h.ledger for name, h in found.items()}
+    ledgers = {name: h.ledger for name, h in found.items() if h.ledger is not None}
     unfinished = {
         (m.country, m.source, m.target): m.move_id for m, copied in half_done(ledgers) if copied
     }

@@ -104,7 +104,7 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
                     continue
                 try:
                     conn.execute(migration.text.encode())
-                except psycopg.errors.DuplicateTable as exc:  # made since the check above
+                except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
                     what = exc.diag.message_primary or str(exc)
                     raise _not_ours(shard, what, done="") from None
                 conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
@@ -133,16 +133,23 @@ def _refuse_others_tables(conn: psycopg.Connection[Any], shard: Shard) -> None:
         raise _not_ours(shard, 'a table "schema_migrations" (another tool\'s migrations?)')
     if columns and current_version(conn):
         return  # this pipeline's, initialised: its migrations go on from there
-    made = sorted({name for m in migrations() for name in _MADE.findall(m.text)})
+    made = sorted(
+        {name for m in migrations() for names in _MADE.findall(m.text) for name in names if name}
+    )
+    # No commit here: the init lock is held until schema_migrations is made (the caller).
     taken = [row[0] for row in conn.execute(SCHEMA.relations_taken, {"names": made})]
-    conn.commit()
     if taken:
         quoted = ", ".join(f'"{name}"' for name in taken)
         raise _not_ours(shard, f"{quoted} already exist{'s' if len(taken) == 1 else ''}")
 
 
-# The tables and named indexes a migration makes (a comment's "CREATE INDEX ON" names none).
-_MADE = re.compile(r"CREATE (?:TABLE|(?:UNIQUE )?INDEX) (?:IF NOT EXISTS )?(?!ON\b)(\w+)")
+# The tables, named indexes and index-backed constraints a migration makes (a comment's
+# "CREATE INDEX ON" names none).
+_MADE = re.compile(
+    r"CREATE (?:TABLE|(?:UNIQUE )?INDEX) (?:CONCURRENTLY )?(?:IF NOT EXISTS )?(?!ON\b)(\w+)"
+    r"|CONSTRAINT (\w+) (?:UNIQUE|PRIMARY KEY|EXCLUDE)",
+    re.IGNORECASE,
+)
 
 
 def _not_ours(shard: Shard, what: str, done: str = "nothing was changed; ") -> ShardError:

@@ -32,7 +32,8 @@ class ShardStatus:
     # Moves from this shard whose copy the target committed and whose delete this shard did
     # not: the rows are counted here and there (`pipeline rebalance` finishes them).
     unfinished_moves: tuple[Step, ...] = ()
-    ledger: tuple[Step, ...] = field(default=(), repr=False)  # read to find the above
+    # Read to find the above; None: the role may not read it (moves not checked).
+    ledger: tuple[Step, ...] | None = field(default=(), repr=False)
 
     @property
     def misconfigured(self) -> bool:
@@ -55,7 +56,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
     last_at: datetime | None = None
     last_file: str | None = None
     error: str | None = None
-    ledger: list[Step] = []
+    ledger: list[Step] | None = []
     try:
         with db.connect(shard_map, shard) as conn:
             version = current_version(conn)
@@ -76,7 +77,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
         residents=residents,
         last_load_at=last_at,
         last_load_file=last_file,
-        ledger=tuple(ledger),
+        ledger=None if ledger is None else tuple(ledger),
     )
 
 
@@ -94,7 +95,7 @@ def all_status(shard_map: ShardMap) -> list[ShardStatus]:
     # The shards are read at once, each at its own moment and in its own transaction: a
     # move seen deleted and not copied committed between two reads, not left half-way (and
     # one seen copied and not deleted may be a running rebalance's: the line says so).
-    ledgers = {s.shard: s.ledger for s in statuses if s.reachable}
+    ledgers = {s.shard: s.ledger for s in statuses if s.reachable and s.ledger is not None}
     unfinished = [move for move, copied in half_done(ledgers) if copied]
     return [
         replace(

@@ -56,8 +56,6 @@ from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 # full, than at 1M, where none was.
 REJECTS_BATCH = 2_000
 
-# The upsert's parameters when no later file of the run is in this shard's ledger.
-
 
 @dataclass(frozen=True)
 class SqlReject:

@@ -238,14 +238,24 @@ def test_either_role_runs_status_and_plan_and_an_older_loader_grant_too(
     connect: Callable[[str], psycopg.Connection[Any]],
 ) -> None:
     # status and plan read the move ledger, which the loader role was not granted before:
-    # without the grant (roles made by an older init) they go on without it.
+    # without the grant (roles made by an older init) they go on without it. A finished
+    # move is in both ledgers; with the source's unreadable (granted on one server and not
+    # the other), the target's copy alone must not look like a move left half-way.
+    move = uuid.uuid4()
+    for shard, step in (("db_us", "copied"), ("default", "deleted")):
+        with connect(shard) as conn:
+            conn.execute(
+                "INSERT INTO rebalance_ledger (move_id, step, country, source, target,"
+                " rows_moved, rows_hash) VALUES (%s, %s, 'CA', 'default', 'db_us', 1, 'h64:0')",
+                [move, step],
+            )
     for granted in (True, False):
         if not granted:
-            for shard in ("default", "db_us"):
-                with connect(shard) as conn:
-                    conn.execute("REVOKE SELECT ON rebalance_ledger FROM pipeline_loader")
+            with connect("default") as conn:
+                conn.execute("REVOKE SELECT ON rebalance_ledger FROM pipeline_loader")
         for group, config in members.items():
             for command in ("status", "plan"):
                 result = run_cli(command, config=config)
                 assert result.exit_code == 0, (granted, group, command, result.output)
                 assert "permission denied" not in result.output
+                assert "unfinished" not in result.output and "copied by" not in result.output

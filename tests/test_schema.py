@@ -330,8 +330,13 @@ def test_a_database_holding_another_apps_residents_table_is_named_and_a_schema_o
          " INSERT INTO schema_migrations VALUES (20240101120000, false);"
          " CREATE TABLE residents (id serial PRIMARY KEY, country text)",
          'a table "schema_migrations" (another tool\'s migrations?)'),
+        # the index behind migration 6's UNIQUE constraint; a type (a table's row type)
+        ("CREATE TABLE theirs (x int); CREATE INDEX rebalance_renumbered_old ON theirs (x)",
+         '"rebalance_renumbered_old" already exists'),
+        ("CREATE TYPE erasure_log AS (x int)", '"erasure_log" already exists'),
     ],
-    ids=["a-later-migrations-table", "a-table-and-an-index", "another-tools-versions"],
+    ids=["a-later-migrations-table", "a-table-and-an-index", "another-tools-versions",
+         "a-constraints-index", "a-type"],
 )  # fmt: skip
 def test_init_refuses_another_apps_tables_before_changing_anything(
     run_cli: Callable[..., Result], connect: Connect, theirs: str, named: str
