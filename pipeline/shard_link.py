@@ -1,7 +1,7 @@
 """A load's link to one shard: its connections (the one that writes, a second one that
-looks ids up), the checks made once per connection (schema version, residency rule), the
-time-outs, and the sorting of a failure into what the user can do about it. Beneath
-pipeline.writer, which writes the files through it."""
+looks ids up), what is made and checked once per connection (the staging tables, the schema
+version, the residency rule), the time-outs, and the sorting of a failure into what the user
+can do about it. Beneath pipeline.writer, which writes the files through it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.queries import LOAD, SCHEMA
 from pipeline.schema import current_version, latest_version, residency_rule
+from pipeline.staging import Staging
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
 
 
@@ -49,6 +50,7 @@ class ShardLink:
         self._probe_conn: psycopg.Connection[Any] | None = None
         self._down: str | None = None  # why this shard is out of the run, once it is
         self._stopping: str | None = None  # the load was interrupted (`interrupt`), and why
+        self._staging = Staging()  # the first connection's working tables
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._down is not None:
@@ -107,6 +109,7 @@ class ShardLink:
             # psycopg log "error ignored in rollback" beside our error (the caller closes it).
             with self._watchdog.waiting(conn):
                 conn.execute(LOAD.session)  # a SET: committed, it outlives the transaction
+                self._staging.make(conn)
                 version = current_version(conn)
                 conn.commit()
         except psycopg.Error as exc:

@@ -114,6 +114,7 @@ class ShardRows:
         self.inserted = 0  # rows written straight into residents
         self.spooled = 0
         self.deleting = False  # a delete marker was spooled
+        self.copied = False  # rows went into the staging tables (pipeline.staging)
         # The last id given to staging or load_seen, while each was greater than the one
         # before (None: none yet); `_given` turns False at the first that is not.
         self._last_given: int | None = None
@@ -336,11 +337,13 @@ class ShardRows:
         snapshot's deletion leaves them alone (copy_kept.sql)."""
         if not len(ids):
             return
+        self.copied = True
         with self._conn.cursor().copy(LOAD.copy_kept) as copy:
             for start in range(0, len(ids), KEPT_CHUNK):
                 copy.write("\n".join(map(str, ids[start : start + KEPT_CHUNK].tolist())) + "\n")
 
     def _copy_in(self, statement: Statement, chunks: Iterable[bytes]) -> None:
+        self.copied = True
         cursor = self._conn.cursor()
         writer = QueuedWriter(cursor, self._watchdog)
         with cursor.copy(statement, writer=writer) as copy:

@@ -4,8 +4,8 @@ transaction.
 For each file, a `ShardWriter`:
 1. `begin`:  BEGIN; take the shard's load lock (concurrent loads queue here); look the
    file's sha256 up in the ledger (after the lock, so a load that waited sees what the
-   other one committed); create the staging table (sql/load/staging.sql) and a savepoint
-   the file can start again from (`restart`).
+   other one committed); set a savepoint the file can start again from (`restart`). The
+   staging tables (sql/load/staging.sql) are made once a connection (pipeline.shard_link).
 2. `write`:  send each batch of valid rows (the rules ran on the client, pipeline.validate):
    new ids straight into residents, the others spooled for staging (pipeline.shard_rows).
    The queued writer sends them from a worker thread, so shards take rows concurrently
@@ -117,6 +117,7 @@ class ShardWriter(ShardLink):
     def _begin(
         self, conn: psycopg.Connection[Any], sha256: str, force: bool, later: Sequence[str]
     ) -> bool:
+        self._staging.ready(conn)
         conn.execute(LOAD.begin)
         lock = self.timeouts.lock
         conn.execute(LOAD.timeouts, {"lock": f"{lock * 1000:.0f}ms"})
@@ -137,7 +138,6 @@ class ShardWriter(ShardLink):
             self.counts.earlier_rejected = int(earlier[0])
             return False
         self._protected = self._later_files.protected(conn, sha256, later)
-        conn.execute(LOAD.staging)
         conn.execute(LOAD.file_start)
         self._rows = self._new_rows(conn)
         return True
@@ -204,14 +204,14 @@ class ShardWriter(ShardLink):
                 # Rising ids cannot repeat (ShardRows.ids_once): load_seen is for a snapshot
                 # whose probes did not cover one range (ShardRows.covered).
                 rows.finish(seen=not rows.ids_once or (rows.snapshot and rows.covered is None))
+                self._staging.filled(rows.copied)
                 self._duplicates = 0
                 if not rows.ids_once and conn.execute(LOAD.duplicates).rowcount:
                     if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
                         # An unchanged row that was not sent comes again later: its raw
                         # record is needed for the rejects file.
                         raise Conflict("an unchanged row's id twice in the file")
-                    conn.execute(LOAD.superseded)
-                    self._duplicates = _scalar(conn.execute(LOAD.reject_count).fetchone())
+                    self._duplicates = conn.execute(LOAD.superseded).rowcount
                 self.counts.rejected += self._duplicates
         except psycopg.Error as exc:
             self._abandon()
@@ -247,6 +247,7 @@ class ShardWriter(ShardLink):
             with self._watchdog.waiting(conn):
                 assert self._rows is not None
                 self._rows.keep(refused_ids)
+                self._staging.filled(self._rows.copied)
                 conn.execute(LOAD.no_nested_loops)  # hash joins, for the next statement
                 statement, covered = self._rows.deletion()
                 delete = {**params, **self._protected, "with_ids": with_ids, **covered}
@@ -272,20 +273,8 @@ class ShardWriter(ShardLink):
         try:
             with self._watchdog.waiting(conn):
                 valid = counts.staged - counts.rejected
-                protected = {**self._protected, **self._source_params()}
-                conn.execute(LOAD.joins_by_id)  # each statement below finds rows by id
-                if protected["kept_load"]:
-                    # Counted before the upsert, which would move the rows it writes out of reach.
-                    counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
-                self._delete_marked(conn, protected)
-                if self.dry_run:
-                    row = conn.execute(LOAD.preview, protected).fetchone()
-                    assert row is not None
-                    row = (row[0], int(row[1]) - counts.kept)
-                else:
-                    row = self._write_rows(conn, {"load_id": self.load_id, **protected})
-                conn.execute(LOAD.joins_any)
-                assert row is not None and self._rows is not None
+                assert self._rows is not None
+                row = self._write_staged(conn) if self._rows.spooled else (0, 0)
                 counts.inserted = int(row[0]) + self._rows.inserted
                 self._rows = None  # the file's rows are all written
                 counts.updated = int(row[1])
@@ -293,6 +282,7 @@ class ShardWriter(ShardLink):
                 counts.unchanged -= counts.not_found
                 if self.dry_run:
                     conn.rollback()
+                    self._staging.rolled_back()
                     return counts
                 name = storable_text(ledger["source_file"], python_codec(self.server_encoding))
                 conn.execute(
@@ -321,6 +311,24 @@ class ShardWriter(ShardLink):
             self._abandon()
             raise self._failure(exc) from None
         return counts
+
+    def _write_staged(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        """Write the staged rows, counting the kept and delete markers (a dry run counts
+        what it would write); returns (inserted, updated)."""
+        protected = {**self._protected, **self._source_params()}
+        conn.execute(LOAD.joins_by_id)  # each statement below finds rows by id
+        if protected["kept_load"]:
+            # Counted before the upsert, which would move the rows it writes out of reach.
+            self.counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
+        self._delete_marked(conn, protected)
+        if self.dry_run:
+            preview = conn.execute(LOAD.preview, protected).fetchone()
+            assert preview is not None
+            row = (int(preview[0]), int(preview[1]) - self.counts.kept)
+        else:
+            row = self._write_rows(conn, {"load_id": self.load_id, **protected})
+        conn.execute(LOAD.joins_any)
+        return row
 
     def _delete_marked(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
         """Apply the file's delete markers (sql/load/delete_marked.sql), and count them: a
@@ -377,6 +385,7 @@ class ShardWriter(ShardLink):
                     conn.rollback()
             except psycopg.Error:
                 conn.close()  # a broken connection: the next file opens a new one
+        self._staging.rolled_back()
 
 
 def _scalar(row: Any) -> int:

@@ -1,1 +1,0 @@
-SELECT count(*) FROM load_checked WHERE reason IS NOT NULL
