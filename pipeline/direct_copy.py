@@ -8,6 +8,12 @@ as pyarrow's CSV writer did (4.41 s against 4.44 s); CSV in the thread changed n
 s against 5.12 s); binary in the thread: 4.14 -> 3.58 s (and 5.12 -> 4.77 s, 5.48 -> 4.80 s
 in slower hours).
 
+The thread writes the rows to the server itself (psycopg's plain writer): a queue and a
+thread of psycopg's behind it added a thread a file, and a handover a buffer, for nothing
+the encoder's own thread does not give (a run of 10-row files: 2.5 ms a file of the thread
+starts). The thread is the caller's pool's when it gives one (pipeline.writer: one a shard
+for the run), else one of its own.
+
 One batch is encoded while the caller works on the next, no more: `write` queues its batch,
 then waits for the one before. An error of a batch (a connection lost; the server's unique
 violation comes when the COPY ends) is raised by the next `write` or by `finish`; `abandon`
@@ -29,7 +35,6 @@ import psycopg
 import pyarrow as pa
 
 from pipeline import binary_rows, threads
-from pipeline.copyin import QueuedWriter
 from pipeline.queries import LOAD
 from pipeline.watchdog import Watchdog
 
@@ -39,7 +44,12 @@ class DirectCopy:
     and source. Opened at the first `write`; `finish` or `abandon` ends it."""
 
     def __init__(
-        self, conn: psycopg.Connection[Any], watchdog: Watchdog, load_id: str, source: str | None
+        self,
+        conn: psycopg.Connection[Any],
+        watchdog: Watchdog,
+        load_id: str,
+        source: str | None,
+        encoder: ThreadPoolExecutor | None = None,
     ) -> None:
         self._conn = conn
         self._watchdog = watchdog
@@ -47,6 +57,7 @@ class DirectCopy:
         self._constant = binary_rows.fields(uuid.UUID(load_id), source)
         self._stack: contextlib.ExitStack | None = None
         self._copy: Any = None
+        self._given = encoder  # a thread the caller keeps; else one made here, ended by finish
         self._encoder: ThreadPoolExecutor | None = None
         self._sending: Future[None] | None = None
 
@@ -83,13 +94,13 @@ class DirectCopy:
     def _open(self) -> None:
         cursor = self._conn.cursor()
         self._stack = contextlib.ExitStack()
-        writer = QueuedWriter(cursor)  # unwatched: it blocks in the encoder's thread
-        self._copy = self._stack.enter_context(cursor.copy(LOAD.copy_direct, writer=writer))
+        # Written to by the encoder's thread, unwatched: the caller's wait for it is watched.
+        self._copy = self._stack.enter_context(cursor.copy(LOAD.copy_direct))
         self._copy.write(binary_rows.HEADER)
-        self._encoder = threads.pool(1, "direct-copy")
+        self._encoder = self._given or threads.pool(1, "direct-copy")
 
     def _send(self, rows: pa.Table) -> None:
-        # In the encoder's thread; the queued writer blocks when the server falls behind.
+        # In the encoder's thread, which blocks when the server falls behind.
         self._copy.write(binary_rows.encode(rows, self._constant, constant_fields=2))
 
     def _sent_one(self) -> None:
@@ -110,5 +121,6 @@ class DirectCopy:
                 self._sent_one()
         finally:
             if self._sending is None and self._encoder is not None:
-                self._encoder.shutdown(wait=True)  # idle: nothing is in flight now
+                if self._encoder is not self._given:
+                    self._encoder.shutdown(wait=True)  # idle: nothing is in flight now
                 self._encoder = None

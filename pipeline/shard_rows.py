@@ -102,11 +102,14 @@ class ShardRows:
         source: str | None = None,
         probe_watchdog: Watchdog | None = None,  # the second connection's (its own thread's)
         snapshot: bool = False,  # the file is a snapshot of `source`: see `covered`
+        *,
+        pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor],  # the probes', the encoder's
     ) -> None:
         self._conn = conn
         self._probe = probe
         self._probe_watchdog = probe_watchdog or Watchdog(watchdog.seconds)
-        self._pool: ThreadPoolExecutor | None = None
+        # A thread each, the caller's for its run: started once, not once a file.
+        self._pool, encoder = pools
         self._asked: deque[tuple[pa.Table, Future[pa.Table | None]]] = deque()
         self._source = source  # written on every row; a row held under another is changed
         self._watchdog = watchdog
@@ -130,7 +133,7 @@ class ShardRows:
         self._missing = BinaryIds(("id",), SPOOL_IN_MEMORY)
         # Closed by finish or abandon, which every file's end calls.
         self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-        self._direct = DirectCopy(conn, watchdog, load_id, source)
+        self._direct = DirectCopy(conn, watchdog, load_id, source, encoder)
         # Set when the shard's encoding lacks characters (pipeline.encodable).
         self._codec = python_codec(conn.info.parameter_status("server_encoding"))
 
@@ -235,13 +238,6 @@ class ShardRows:
         else:
             self._given = False
 
-    def _probes(self) -> ThreadPoolExecutor:
-        """The thread that runs this file's probes, one at a time (the second connection is
-        its alone)."""
-        if self._pool is None:
-            self._pool = threads.pool(1, "probe")
-        return self._pool
-
     def _answer(self, table: pa.Table, ids: pa.ChunkedArray) -> pa.Table | None:
         """The probe's answer for this batch: the one `ask` started, or a new one."""
         while self._asked:
@@ -253,20 +249,17 @@ class ShardRows:
         return threads.result(self._submit(ids))
 
     def _stop_probes(self) -> None:
-        """Wait for the probes still running (their answers are not needed), end the thread."""
+        """Wait for the probes still running (their answers are not needed)."""
         self._unbroken = self._unbroken and not self._asked  # a batch probed and not written
         while self._asked:
             _settle(self._asked.popleft()[1])
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
 
     def _submit(self, ids: pa.ChunkedArray) -> Future[pa.Table | None]:
         """Start the probe of a batch's ids (batches in file order: see `covered`)."""
         bounds = pc.min_max(ids).as_py()
         low, high = bounds["min"], bounds["max"]
         if low is None:
-            return self._probes().submit(lambda: None)
+            return self._pool.submit(lambda: None)
         start = low
         if self._unbroken and self._high is not None:
             if low > self._high:  # from where the last probe ended: no id left between
@@ -286,7 +279,7 @@ class ShardRows:
             listed = pa.ListArray.from_arrays(pa.array([0, len(wanted)], pa.int32()), wanted)
             text = "{" + pc.binary_join(listed, ",")[0].as_py() + "}"
             where = _PROBE_IDS.format(ids=sql.Literal(text))
-        return self._probes().submit(self._held, where)
+        return self._pool.submit(self._held, where)
 
     def _held(self, where: sql.Composable) -> pa.Table | None:
         """The rows the shard holds (committed) where `where`; None when it holds none."""

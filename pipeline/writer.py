@@ -36,7 +36,7 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 
-from pipeline import db
+from pipeline import db, threads
 from pipeline.columns import FIELDS
 from pipeline.config import Shard, ShardMap
 from pipeline.encodable import python_codec, storable_text
@@ -88,6 +88,7 @@ class ShardWriter(ShardLink):
         self._later_files = LaterFiles()  # of this run, in this shard's ledger
         self.counts = ShardCounts()
         self.source: Source | None = None  # the current file's
+        self._pools = (threads.pool(1, "probe"), threads.pool(1, "direct-copy"))  # ShardRows'
 
     # -- one file ---------------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class ShardWriter(ShardLink):
         return ShardRows(
             conn, self._probe, self.load_id, self._watchdog, self.direct,
             source.name if source else None, self._probe_watchdog, bool(source and source.snapshot),
+            pools=self._pools,
         )  # fmt: skip
 
     def _source_params(self) -> dict[str, Any]:
@@ -371,6 +373,8 @@ class ShardWriter(ShardLink):
     def close(self) -> None:
         self._abandon()
         self._close()
+        for pool in self._pools:
+            pool.shutdown(wait=True)  # idle: each file waited for its own work
 
     def _abandon(self) -> None:
         rows, self._rows = self._rows, None

@@ -1,10 +1,12 @@
-"""pipeline.staging: the load's working tables made once a connection, not once a file, and
-empty as every file begins: after a commit (which empties them), after a dry run's rollback
-(staging_empty.sql), and with no duplicate of an earlier file carried over."""
+"""What a load makes once a run, not once a file: the working tables (pipeline.staging), empty
+as every file begins (after a commit, which empties them, after a dry run's rollback,
+staging_empty.sql, with no duplicate of an earlier file carried over), and each shard's
+probe and encoder threads (pipeline.writer)."""
 
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,23 @@ def test_a_files_duplicates_are_not_carried_to_the_next_file(
     assert (second.updated, second.rejected, second.unchanged) == (4, 0, 0)
     held = {r[0]: r[2] for r in rows(shard_dsns["default"])}
     assert held == {2: "D 2", 4: "D 4", 6: "D 6", 8: "D 8"}
+
+
+def test_each_shards_threads_are_started_once_a_run(
+    config_file: Path, initialised: None, tmp_path: Path
+) -> None:
+    shard_map = load_shard_map(config_file)
+    files = [
+        _write(tmp_path / f"f{n}.csv", _people(range(n * 10 + 1, n * 10 + 11), "N"))
+        for n in range(3)
+    ]
+    found: list[set[int | None]] = []
+
+    def look(result: FileResult, read: int, done: bool) -> None:
+        if done:  # the file's rows sent: each shard has probed and copied (both of them)
+            named = ("probe", "direct-copy")
+            found.append({t.ident for t in threading.enumerate() if t.name.startswith(named)})
+
+    options = LoadOptions(rejects_dir=tmp_path / "rejects")
+    assert load(shard_map, load_rules(shard_map), files, options, progress=look).exit_code == 0
+    assert len(found) == 3 and len(found[0]) == 4 and found[0] == found[1] == found[2], found
