@@ -57,6 +57,18 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
     return embedded.server_uri(shard_map.embedded_dir, database)
 
 
+@contextmanager
+def pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Statements executed in the block go to the server together and are answered
+    together, at its end (libpq's pipeline mode): one round trip for all of them, which the
+    server still runs one after the other. Where libpq is older than 14, one at a time."""
+    if not psycopg.Pipeline.is_supported():
+        yield
+        return
+    with conn.pipeline():
+        yield
+
+
 def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg.connect with our defaults for what the DSN leaves open (the user's settings
     win), the server's time-outs included (SERVER_TIMEOUTS), and ISO dates, which psycopg

@@ -30,22 +30,38 @@ class LaterFiles:
         self._held: set[str] = set()  # sha256 of the run's files the ledger holds
         self._mark: int | None = None  # the newest ledger row seen; None: not asked yet
 
+    def ask(
+        self, conn: psycopg.Connection[Any], later: Sequence[str]
+    ) -> psycopg.Cursor[Any] | None:
+        """Send the question `protected` answers (in the caller's pipeline: db.pipelined);
+        give its cursor to `protected`, or drop it (nothing is learnt from it then)."""
+        if not later:
+            return None
+        # The file's own content may come again later in the run: asked for too (a dry run,
+        # which commits nothing, would otherwise never learn that the ledger holds it).
+        if self._mark is None:
+            return conn.execute(LOAD.ledger_holds, {"later": later})
+        return conn.execute(LOAD.ledger_since, {"mark": self._mark})
+
     def protected(
-        self, conn: psycopg.Connection[Any], sha256: str, later: Sequence[str]
+        self,
+        conn: psycopg.Connection[Any],
+        sha256: str,
+        later: Sequence[str],
+        asked: psycopg.Cursor[Any] | None = None,
     ) -> dict[str, list[Any]]:
         """The rows that later files of this run already wrote here, as the upsert's
         parameters: (load, loaded_at after, loaded_at until) for each such file. Asked in
         the file's transaction, holding the load lock."""
-        if not later:
+        if asked is None:
+            asked = self.ask(conn, later)
+        if asked is None:
             return NOTHING_PROTECTED
-        # The file's own content may come again later in the run: asked for too (a dry run,
-        # which commits nothing, would otherwise never learn that the ledger holds it).
+        row = asked.fetchone()
         if self._mark is None:
-            row = conn.execute(LOAD.ledger_holds, {"later": later}).fetchone()
             mark, held = row if row is not None else (None, [])
             self._mark = 0 if mark is None else int(mark)
         else:
-            row = conn.execute(LOAD.ledger_since, {"mark": self._mark}).fetchone()
             mark, held = row if row is not None else (None, None)
             if mark is not None:
                 self._mark = int(mark)

@@ -68,7 +68,6 @@ class LOAD:
 
     session = Statement("load/session")
     begin = Statement("load/begin")
-    timeouts = Statement("load/timeouts")
     ledger_find = Statement("load/ledger_find")
     protected = Statement("load/protected")
     ledger_holds = Statement("load/ledger_holds")

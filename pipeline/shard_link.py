@@ -15,7 +15,7 @@ from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
-from pipeline.queries import LOAD, SCHEMA
+from pipeline.queries import LOAD
 from pipeline.schema import current_version, latest_version, residency_rule
 from pipeline.staging import Staging
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
@@ -129,11 +129,11 @@ class ShardLink:
                 transient=False,
             )
 
-    def residency_lag(self, conn: psycopg.Connection[Any]) -> ShardError | None:
-        """The error to give when the shard's residency rule is not the one the map asks
-        for, or None. Asked under the load lock, file after file: a rebalance changes the
-        rule while it holds that lock, and a load that waited for it sees the rule it left."""
-        row = conn.execute(SCHEMA.residency_rule).fetchone()
+    def residency_lag(self, row: tuple[Any, ...] | None) -> ShardError | None:
+        """The error to give when the shard's residency rule (`row`, of
+        sql/schema/residency_rule.sql) is not the one the map asks for, or None. Asked under
+        the load lock, file after file: a rebalance changes the rule while it holds that
+        lock, and a load that waited for it sees the rule it left."""
         expected = residency_rule(self.shard_map, self.shard).describe()
         if row is not None and row[0] == expected:
             return None

@@ -107,9 +107,8 @@ class ShardWriter(ShardLink):
         if self._stopping is not None:
             raise ShardError(self.shard.name, self._stopping)
         conn = self._connection()
-        watchdog = self._watchdog
         try:
-            with watchdog.waiting(conn):
+            with self._watchdog.waiting(conn):
                 return self._begin(conn, sha256, force, later)
         except psycopg.Error as exc:
             self._abandon()
@@ -119,27 +118,32 @@ class ShardWriter(ShardLink):
         self, conn: psycopg.Connection[Any], sha256: str, force: bool, later: Sequence[str]
     ) -> bool:
         self._staging.ready(conn)
-        conn.execute(LOAD.begin)
         lock = self.timeouts.lock
-        conn.execute(LOAD.timeouts, {"lock": f"{lock * 1000:.0f}ms"})
-        # The server ends a lock wait at the lock time-out; the watchdog steps in only
-        # when the server does not answer by then.
-        with self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"):
+        found = {"sha256": sha256, **self._source_params()}
+        # One round trip (seven, once): the server runs them in order, those after the lock
+        # once it is held (a load that waited sees what the one before committed). The server
+        # ends a lock wait at the lock time-out; the watchdog, only if it does not answer.
+        with (
+            self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"),
+            db.pipelined(conn),
+        ):
+            conn.execute(LOAD.begin, {"lock": f"{lock * 1000:.0f}ms"})
             conn.execute(SCHEMA.lock, [db.LOCK_LOAD])
-        lag = self.residency_lag(conn)
+            rule = conn.execute(SCHEMA.residency_rule)
+            ledger = None if force else conn.execute(LOAD.ledger_find, found)
+            asked = self._later_files.ask(conn, later)
+            conn.execute(LOAD.file_start)  # undone by the rollback below, if any
+        lag = self.residency_lag(rule.fetchone())
         if lag is not None:
             conn.rollback()
             raise self._mark_down(lag)
-        # Read after the lock: a load that waited sees what the one before it committed.
-        found = {"sha256": sha256, **self._source_params()}
-        earlier = None if force else conn.execute(LOAD.ledger_find, found).fetchone()
+        earlier = None if ledger is None else ledger.fetchone()
         if earlier is not None:
             conn.rollback()
             self.counts.already_loaded = True
             self.counts.earlier_rejected = int(earlier[0])
             return False
-        self._protected = self._later_files.protected(conn, sha256, later)
-        conn.execute(LOAD.file_start)
+        self._protected = self._later_files.protected(conn, sha256, later, asked)
         self._rows = self._new_rows(conn)
         return True
 
