@@ -1,15 +1,17 @@
-"""COPY into a shard, fed from the load's main thread: psycopg's queued writer (a worker
-thread sends the rows while the main thread parses), with a short queue and every wait
-for the server under the shard's watchdog (`pipeline.watchdog`)."""
+"""COPY into a shard: psycopg's queued writer (a worker thread sends the rows while the main
+thread parses), with a short queue and every wait for the server under the shard's watchdog
+(`pipeline.watchdog`); and psycopg's plain writer for a COPY already fed from a thread of its
+own (pipeline.direct_copy). Both end an abandoned COPY quietly."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.abc import Buffer
-from psycopg.copy import QueuedLibpqWriter
+from psycopg.copy import LibpqWriter, QueuedLibpqWriter
 
 from pipeline.watchdog import Watchdog
 
@@ -44,8 +46,22 @@ class QueuedWriter(QueuedLibpqWriter):
             with self._watchdog.waiting(self.connection):  # the server's answer to the COPY
                 super().finish()
             return
-        # Abandoning the file (writer.ShardWriter._abandon): the load already reports why. An error
-        # ending the COPY of a dead connection would only be logged by psycopg beside it
-        # ("error ignored terminating <psycopg.Copy [BAD]>"); the rollback then closes it.
-        with contextlib.suppress(psycopg.Error):
-            super().finish(exc)
+        _end_abandoned(super().finish, exc)
+
+
+class PlainWriter(LibpqWriter):
+    """psycopg's own writer: the calling thread sends the rows."""
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is None:
+            super().finish()
+            return
+        _end_abandoned(super().finish, exc)
+
+
+def _end_abandoned(finish: Callable[[BaseException | None], None], exc: BaseException) -> None:
+    # Abandoning the file (writer.ShardWriter._abandon): the load already reports why. An error
+    # ending the COPY of a dead connection would only be logged by psycopg beside it
+    # ("error ignored terminating <psycopg.Copy [BAD]>"); the rollback then closes it.
+    with contextlib.suppress(psycopg.Error):
+        finish(exc)

@@ -60,8 +60,9 @@ def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
 @contextmanager
 def pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Statements executed in the block go to the server together and are answered
-    together, at its end (libpq's pipeline mode): one round trip for all of them, which the
-    server still runs one after the other. Where libpq is older than 14, one at a time."""
+    together, at its end (libpq's pipeline mode): one round trip for all of them (psycopg
+    adds one for the BEGIN it sends first, if any), which the server still runs one after
+    the other. Where libpq is older than 14, one at a time."""
     if not psycopg.Pipeline.is_supported():
         yield
         return

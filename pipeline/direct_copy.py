@@ -35,6 +35,7 @@ import psycopg
 import pyarrow as pa
 
 from pipeline import binary_rows, threads
+from pipeline.copyin import PlainWriter
 from pipeline.queries import LOAD
 from pipeline.watchdog import Watchdog
 
@@ -95,7 +96,8 @@ class DirectCopy:
         cursor = self._conn.cursor()
         self._stack = contextlib.ExitStack()
         # Written to by the encoder's thread, unwatched: the caller's wait for it is watched.
-        self._copy = self._stack.enter_context(cursor.copy(LOAD.copy_direct))
+        writer = PlainWriter(cursor)
+        self._copy = self._stack.enter_context(cursor.copy(LOAD.copy_direct, writer=writer))
         self._copy.write(binary_rows.HEADER)
         self._encoder = self._given or threads.pool(1, "direct-copy")
 

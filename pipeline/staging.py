@@ -33,6 +33,8 @@ class Staging:
         """Before a file's transaction: empty what a rolled-back file left, in a transaction
         of its own (a rollback of the file's would bring the rows back)."""
         if self._dirty:
+            # Never inside a file's transaction: the commit would commit the file.
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             conn.execute(LOAD.staging_empty)
             conn.commit()
             self._dirty = False

@@ -120,15 +120,13 @@ class ShardWriter(ShardLink):
         self._staging.ready(conn)
         lock = self.timeouts.lock
         found = {"sha256": sha256, **self._source_params()}
-        # One round trip (seven, once): the server runs them in order, those after the lock
-        # once it is held (a load that waited sees what the one before committed). The server
-        # ends a lock wait at the lock time-out; the watchdog, only if it does not answer.
-        with (
-            self._watchdog.waiting(conn, lock and lock + CANCEL_TIMEOUT_SECONDS, "--lock-timeout"),
-            db.pipelined(conn),
-        ):
+        # The server ends a lock wait at the lock time-out; the watchdog, if it does not answer.
+        lock_wait = lock and lock + CANCEL_TIMEOUT_SECONDS
+        with self._watchdog.waiting(conn, lock_wait, "--lock-timeout"), db.pipelined(conn):
             conn.execute(LOAD.begin, {"lock": f"{lock * 1000:.0f}ms"})
             conn.execute(SCHEMA.lock, [db.LOCK_LOAD])
+        # After the lock (a load that waited sees what the one before committed), all at once.
+        with db.pipelined(conn):
             rule = conn.execute(SCHEMA.residency_rule)
             ledger = None if force else conn.execute(LOAD.ledger_find, found)
             asked = self._later_files.ask(conn, later)
@@ -171,6 +169,7 @@ class ShardWriter(ShardLink):
         rows, self._rows = self._rows, None
         try:
             if rows is not None:
+                self._staging.filled(rows.copied)
                 rows.abandon()
             with self._watchdog.waiting(conn):
                 conn.execute(LOAD.file_restart)
@@ -384,6 +383,7 @@ class ShardWriter(ShardLink):
         rows, self._rows = self._rows, None
         conn = self._conn
         if rows is not None:
+            self._staging.filled(rows.copied)  # a COPY into them may have failed half-way
             # Ending a COPY with an exception sends CopyFail: the server drops what it got
             # (after the rows queued for it: a wait like any other).
             rows.abandon()

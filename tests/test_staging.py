@@ -98,12 +98,13 @@ def test_each_shards_threads_are_started_once_a_run(
         _write(tmp_path / f"f{n}.csv", _people(range(n * 10 + 1, n * 10 + 11), "N"))
         for n in range(3)
     ]
-    found: list[set[int | None]] = []
+    # The threads themselves, held: a thread started after another ended may reuse its id.
+    found: list[set[threading.Thread]] = []
 
     def look(result: FileResult, read: int, done: bool) -> None:
         if done:  # the file's rows sent: each shard has probed and copied (both of them)
             named = ("probe", "direct-copy")
-            found.append({t.ident for t in threading.enumerate() if t.name.startswith(named)})
+            found.append({t for t in threading.enumerate() if t.name.startswith(named)})
 
     options = LoadOptions(rejects_dir=tmp_path / "rejects")
     assert load(shard_map, load_rules(shard_map), files, options, progress=look).exit_code == 0
