@@ -162,13 +162,18 @@ def half_done(
     # again by the next rebalance (pipeline.move.unfinished takes the latest copy): the
     # latest copy of each (country, source, target) stands for the earlier ones.
     latest: dict[tuple[str, str, str], Step] = {}
+    # A copy whose rows a later move took back to its source (the map turned back before its
+    # delete was done) is over: the last move back of each (country, from, to).
+    back: dict[tuple[str, str, str], datetime] = {}
     for steps in ledgers.values():
         for step in steps:
             moves.setdefault(step.move_id, step)
+            key = (step.country, step.source, step.target)
             if step.step == "copied":
-                key = (step.country, step.source, step.target)
                 if key not in latest or step.at > latest[key].at:
                     latest[key] = step
+            else:
+                back[key] = max(back.get(key, step.at), step.at)
     for move in moves.values():
         if move.source not in seen or move.target not in seen:
             continue  # one side not read: its rows are read once at most
@@ -178,5 +183,7 @@ def half_done(
         deleted = (move.move_id, "deleted") in seen[move.source]
         if copied and latest[(move.country, move.source, move.target)].move_id != move.move_id:
             continue  # superseded by a later copy
+        if copied and back.get((move.country, move.target, move.source), move.at) > move.at:
+            continue  # moved back to the source since, over the rows it kept
         if copied != deleted:
             yield move, copied

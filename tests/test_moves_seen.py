@@ -246,3 +246,40 @@ def test_a_copy_that_a_later_rebalance_copied_again_is_not_left_half_way(
         result = run_cli(*command, config=config)
         assert result.exit_code == 0, (command, result.output)
         assert "unfinished" not in result.output and "still holds" not in result.output
+
+
+def test_a_copy_the_map_turned_back_from_is_neither_half_way_nor_finished_later(
+    run_cli: RunCli,
+    indonesians_on_default: None,  # noqa: F811
+    id_map: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # A move of ID to db_id killed between its commits (the rows on both shards); the map is
+    # turned back (ID on default) and rebalanced: db_id's copy moves back onto default,
+    # which holds the same rows, and leaves db_id. That first copy never gets its delete:
+    # it stood as a move left half-way for ever (extract and report refused), and when the
+    # map turned to db_id again, rebalance "finished" it by deleting default's rows, the
+    # only ones left.
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _killed_between_copy_and_delete(config, dsns, tmp_path)
+    back = write_map(tmp_path / "back", shard_map_yaml(dsns, routes="db_us: [US]"))
+    moved_back = run_cli("rebalance", config=back)
+    assert moved_back.exit_code == 0, moved_back.output
+    assert moved_back.output.startswith("moved ID  db_id -> default  3 rows")
+    for command in (
+        ["status"],
+        ["report", "-o", str(tmp_path / "report.json")],
+        ["extract", "-o", str(tmp_path / "all.csv")],
+    ):
+        result = run_cli(*command, config=back)
+        assert result.exit_code == 0, (command, result.output)
+        assert "unfinished" not in result.output and "still holds" not in result.output
+
+    again = run_cli("rebalance", config=config)  # the map turned to db_id once more
+    assert again.exit_code == 0, again.output
+    assert again.output.startswith("moved ID  default -> db_id  3 rows (3 copied"), again.output
+    indonesians = "SELECT count(*) FROM residents WHERE country = 'ID'"
+    with psycopg.connect(dsns["db_id"]) as on_db_id, psycopg.connect(dsns["default"]) as on_default:
+        assert on_db_id.execute(indonesians).fetchone() == (3,)
+        assert on_default.execute(indonesians).fetchone() == (0,)
