@@ -253,10 +253,13 @@ def check(
     except PipelineError as exc:
         # CI reads the report: a missing one is no failure to it. Write one that fails.
         report = render_error(str(exc), fmt, summary_path)
-        if output is not None:
-            write_atomically(output, report.encode())
-        elif fmt != "text":  # text: the Error line below says it all
-            write_stdout(report)
+        try:
+            if output is not None:
+                write_atomically(output, report.encode())
+            elif fmt != "text":  # text: the Error line below says it all
+                write_stdout(report)
+        except PipelineError as unwritten:  # a full disk: the checks' error still comes first
+            raise type(unwritten)(f"{exc}; {unwritten}") from None
         fail(ctx, str(exc), EXIT_USAGE)
     text = render(results, fmt, warn_error, show_samples, summary_path)
     if output is None:

@@ -305,6 +305,31 @@ def test_stdout_that_the_disk_cannot_hold_is_an_error_not_a_short_file(
         assert out.stat().st_size == limit
 
 
+def test_checks_that_cannot_run_and_whose_report_cannot_be_written_say_both(
+    tmp_path: Path,
+) -> None:
+    # The report of checks that could not run (pipeline check's error path) on a full disk:
+    # its error named the disk only, and the reason the checks did not run was lost.
+    config = tmp_path / "bad.yaml"
+    config.write_text("shards: {}\n")
+    report = tmp_path / "reports" / "r.xml"
+    unwritten = {
+        "stdout": "stdout: cannot write: File too large; the output is incomplete",
+        "-o": f"-o {report}: cannot write: File too large; nothing was written",
+    }
+    for where, options in (("stdout", ["--format", "junit"]), ("-o", ["-o", str(report)])):
+        with open(tmp_path / "stdout.txt", "wb") as stdout:
+            done = subprocess.run(
+                [sys.executable, "-c", limited(10), "--config", str(config), "check", *options],
+                stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120,
+            )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("Error: ") and "shards:" in line, line  # why the checks did not run
+        assert line.endswith("; " + unwritten[where]), line
+    assert not report.parent.exists() or list(report.parent.iterdir()) == []  # nor a partial
+
+
 def test_dash_is_stdout_and_dot_slash_dash_a_file(run_cli: RunCli, loaded: None) -> None:
     for command in (["extract"], ["report", "--format", "json"], ["check", "--format", "json"]):
         to_stdout = run_cli(*command, "-o", "-")
