@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from psycopg import conninfo
 
 FILES = 200
 ROWS = 10
@@ -44,15 +43,10 @@ def write_files(folder: Path) -> list[Path]:
 
 
 def measure_many_files(
-    run: Run, measure: Measure, cli: list[str], admins: list[str], psql: str, workdir: Path
+    run: Run, measure: Measure, cli: list[str], dsns: list[str], psql: str, workdir: Path
 ) -> None:
-    """One round of the three rows (see the module docstring); fails unless every row landed."""
-    dsns = []
-    for admin in admins:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-        dsns.append(conninfo.make_conninfo(admin, dbname=DATABASE))
+    """One round of the three rows (see the module docstring) in the empty databases
+    `dsns` (DATABASE on each server); fails unless every row landed."""
     config = workdir / "many.yaml"
     config.write_text(MAP.format(a=dsns[0], b=dsns[1]))
     env = {"PYTHONWARNINGS": "ignore"}
@@ -77,6 +71,3 @@ def measure_many_files(
     half = FILES * ROWS // 2
     if counts != [FILES * ROWS, half, half]:
         raise RuntimeError(f"psql copied, the shards hold {counts} rows: no figure")
-    for admin in admins:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {DATABASE} WITH (FORCE)")

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from psycopg import conninfo
 
 MOVE_COPY = "psql \\copy out of one shard piped into \\copy into the other"
 REBALANCE = "pipeline rebalance, one country between two shards"
@@ -28,21 +27,12 @@ Run = Callable[..., tuple[float, int]]
 Measure = Callable[..., None]
 
 
-def fresh(admins: list[str]) -> list[str]:
-    dsns = []
-    for admin in admins:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {DATABASE}")
-        dsns.append(conninfo.make_conninfo(admin, dbname=DATABASE))
-    return dsns
-
-
 def measure_rebalance(
-    run: Run, measure: Measure, cli: list[str], admins: list[str], psql: str, workdir: Path, n: int
+    run: Run, measure: Measure, cli: list[str], dsns: list[str], psql: str, workdir: Path, n: int
 ) -> None:
-    """One round of the two rows (see the module docstring); fails unless every row moved."""
-    a, b = fresh(admins)
+    """One round of the two rows (see the module docstring) in the empty databases `dsns`
+    (DATABASE on each server); fails unless every row moved."""
+    a, b = dsns
     before, after = workdir / "move-before.yaml", workdir / "move-after.yaml"
     before.write_text(MAP.format(a=a, b=b, countries="US"))
     after.write_text(MAP.format(a=a, b=b, countries="US, ID"))
@@ -67,6 +57,3 @@ def measure_rebalance(
         copied = conn_b.execute("SELECT count(*) FROM bench_move_copy").fetchone()
     if (left, moved, copied) != ((0,), (n,), (n,)):
         raise RuntimeError(f"the move left {left}, moved {moved}, psql copied {copied}: no figure")
-    for admin in admins:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {DATABASE} WITH (FORCE)")

