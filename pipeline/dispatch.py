@@ -30,7 +30,7 @@ from pipeline.routing import Router
 from pipeline.rules import Rules
 from pipeline.shard_rows import Conflict
 from pipeline.sources import Source
-from pipeline.validate import Validator
+from pipeline.validate import Validator, given_ids
 from pipeline.writer import ShardWriter
 
 PROGRESS_EVERY = 10_000  # records between progress callbacks: cheap enough to not show up
@@ -89,6 +89,9 @@ class Dispatch:
             narrow.mark(checked)
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
+            if snapshot and batch.early:  # refused by the reader: keep whom they name too
+                given = [text for entry in batch.early for text in source.ids_given(entry[4])]
+                self.refused_ids.extend(given_ids(given))
             refused = checked.refused()
             if len(refused):
                 if snapshot:

@@ -216,6 +216,15 @@ def _ids(id_text: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.if_else(bad, None, value), bad
 
 
+def given_ids(texts: list[str]) -> np.ndarray:
+    """The ids (int64) among id fields as text, trimmed and judged by the id rule; the
+    fields that break it give none."""
+    if not texts:
+        return np.zeros(0, np.int64)
+    ids, _ = _ids(_trimmed(pa.array(texts, pa.string())))
+    return np.asarray(ids.drop_null().to_numpy(), dtype=np.int64)
+
+
 def _whole_numbers(text: pa.Array, digits: int, others: Callable[[pa.Array], pa.Array]) -> pa.Array:
     """Each field as int64: a field of 1 to `digits` ASCII digits (most of them) cast in
     bulk, any other by `others` (the value, or null), which sees only those. A regular

@@ -188,6 +188,50 @@ def test_a_refused_record_does_not_delete_its_resident(
     assert 10 not in held and {3, count - 3} <= set(held) and len(held) == count - 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_a_record_the_reader_refuses_does_not_delete_its_resident(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    # Refused before the rules (malformed, too large), in the Python readers' batches: the
+    # id the record shows keeps its resident, as a record the rules refused does.
+    crm = people(range(1, 21))
+    load_json(run_cli, "--source", "crm", "--mode", "snapshot", str(write(tmp_path / "a.csv", crm)))
+    del crm[9]  # id 10 left
+    path = tmp_path / f"b.{fmt}"
+    if fmt == "csv":
+        lines = [",".join(HEADER)] + [",".join(map(str, r)) for r in crm]
+        lines[3] += ",one field too many"  # id 3
+        lines[5] = lines[5].replace("Street 5", "x" * 70_000)  # id 5: a field too long
+        lines[7] = lines[7].replace("8,DE", " 8 ,DE") + ",,"  # id 8, padded: two fields too many
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        objects: list[Any] = [dict(zip(HEADER, r, strict=True)) for r in crm]
+        objects[2]["address"] = {"street": "Main"}  # id 3: a nested value
+        objects[4]["name"] = True  # id 5: no text
+        objects[6] = {"ID ": "7", "country": "DE", "name": ["a"]}  # id 7, under another spelling
+        objects[7]["id"] = "+8"  # id 8, with its sign (the id rule takes it)
+        objects[7]["age"] = [30]
+        objects[8] = {"id": "nine", "country": "DE", "name": {}}  # no id the rule takes
+        objects[10] = "not an object"  # id 12: nothing shows it
+        if fmt == "ndjson":
+            path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+        else:
+            path.write_text(json.dumps(objects))
+    summary = load_json(
+        run_cli, "--source", "crm", "--mode", "snapshot", "--max-rejects", "100%",
+        "--max-deletes", "100%", str(path),
+    )  # fmt: skip
+    held = set(by_source(shard_dsns["default"]))
+    if fmt == "csv":
+        assert summary["rows_rejected"] == 3
+        assert held == set(range(1, 21)) - {10}
+    else:  # 9 and 12 show no id the rule takes: they go, as 10 does
+        assert summary["rows_rejected"] == 6
+        assert held == set(range(1, 21)) - {9, 10, 12}
+    deleted = summary["files"][0]["deleted"]["default"]["rows"]
+    assert deleted == 20 - len(held)
+
+
 def test_refused_records_past_a_copy_chunk_all_keep_their_residents(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
