@@ -74,15 +74,16 @@ class ExtractResult:
 
 
 def shards_to_read(shard_map: ShardMap, selection: Selection) -> list[Shard]:
-    """The shards that can hold the selection, in map order; unknown names are usage errors."""
+    """The shards selected, in map order; unknown names are usage errors.
+
+    Countries do not narrow them: the map says where a country is to be, a shard's residency
+    constraint what it may hold now, and after a change of the map the old shard holds the
+    country until `pipeline rebalance` has moved it (or forever, for a move it stopped). A
+    shard whose constraint refuses every country asked for answers from its plan, without
+    reading a row (constraint_exclusion, sql/db/snapshot_settings.sql)."""
     for name in selection.shards:
         shard_map.shard(name)  # raises ConfigError naming the map
-    chosen = [s for s in shard_map.shards if not selection.shards or s.name in selection.shards]
-    if selection.countries:
-        # A routed country lives on its shard only: ask no other.
-        holders = {s.name for c in selection.countries if (s := shard_map.route_for(c))}
-        chosen = [s for s in chosen if s.name in holders]
-    return chosen
+    return [s for s in shard_map.shards if not selection.shards or s.name in selection.shards]
 
 
 def check_countries(countries: Iterable[str]) -> tuple[str, ...]:

@@ -17,8 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from pipeline import to_dataframe
+from pipeline import db, to_dataframe
+from pipeline.config import load_shard_map
 from pipeline.errors import ShardError
+from pipeline.extract import Selection, _select
 from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer, shard_map_yaml, write_map
 
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
@@ -102,6 +104,42 @@ def test_filters(run_cli: RunCli, loaded: None, args: list[str], expected: list[
     result = run_cli("extract", *args)
     assert result.exit_code == 0
     assert from_csv(result.stdout) == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_country_is_read_wherever_it_still_is_after_the_map_changed(
+    run_cli: RunCli, loaded: None, shard_dsns: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    # The map now sends US to default, and no rebalance has moved it (the move stops on the
+    # ids 1 and 2 both shards hold): db_us's constraint still takes US, and it holds them.
+    config = write_map(tmp_path / "moved", shard_map_yaml(shard_dsns, routes="db_us: [CA]"))
+    assert run_cli("rebalance", config=config).exit_code == 1
+    out = tmp_path / f"us.{fmt}"
+    result = run_cli("extract", "--country", "US", "-o", str(out), config=config)
+    assert result.exit_code == 0, result.output
+    if fmt == "csv":
+        got = from_csv(out.read_text())
+    else:
+        got = [tuple(row.values()) for row in pq.read_table(out).to_pylist()]
+    assert got == [r for r in EXPECTED if r[2] == "US"]
+    frame = to_dataframe(countries=["US"], config=config)
+    assert frame["id"].tolist() == [1, 2, 21, 23]
+
+
+@pytest.mark.parametrize("statement", ["extract_rows", "extract_json"])
+def test_a_shard_whose_constraint_refuses_the_countries_reads_no_row_for_them(
+    loaded: None, config_file: Path, statement: str
+) -> None:
+    # Every shard is asked for the countries (above): one that may not hold them answers
+    # from its plan, where a scan of all its rows would find none.
+    shard_map = load_shard_map(config_file)
+    shard = shard_map.shard("db_us")
+    with db.snapshot(shard_map, shard) as conn:
+        for countries, excluded in ((("DE", "FR"), True), (("DE", "US"), False)):
+            select = _select(shard, Selection(countries=countries), statement, defuse=True)
+            plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + select.as_bytes(conn)))
+            assert ("One-Time Filter: false" in plan) is excluded, plan
+            assert ("Scan on residents" not in plan) is excluded, plan
 
 
 @pytest.mark.parametrize(
