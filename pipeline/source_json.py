@@ -23,7 +23,7 @@ from pipeline.bounded import (
     cut,
     escaped_text,
 )
-from pipeline.json_array import DECODER, JsonArray
+from pipeline.json_array import DECODER, JsonArray, Repeated
 from pipeline.rules import COUNTRY_MAX, TRIM, Limits
 from pipeline.source_file import (
     _REQUIRED,
@@ -107,6 +107,9 @@ class JsonRecords(SourceFile):
             return Record(number, line, None, _raw_json(obj, text, limits), problem)
         # This runs once per record: the common record (the six names as written here, text
         # and integers) takes the path with the fewest Python-level steps.
+        if isinstance(obj, Repeated):
+            problem = f"a column named twice ({', '.join(map(repr, obj.repeated))})"
+            return Record(number, line, None, _raw_json(obj, text, limits), problem)
         known = self._known
         fields = obj if obj.keys() <= known else {k.strip(TRIM).lower(): v for k, v in obj.items()}
         if len(self.required_seen) < len(REQUIRED):

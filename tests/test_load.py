@@ -267,20 +267,26 @@ def test_a_json_record_naming_a_column_twice_is_rejected(
         {"id": 2, "country": "DE", "name": "lower", "Name": "Upper"},
         {"id": 3, "country": "DE", "name": "Bo"},
     ]
+    texts = [json.dumps(r) for r in records]
+    # The same key twice, which json.dumps cannot write (and Python's json reads as the last).
+    texts += ['{"id": 4, "country": "DE", "name": "A", "name": "B"}']
+    texts += ['{"id": 5, "country": "DE", "name": "C", "country": "US", "country": "DE"}']
     path = tmp_path / name
     if name.endswith(".json"):
-        path.write_text(json.dumps(records))
+        path.write_text("[" + ", ".join(texts) + "]")
     else:
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        path.write_text("".join(text + "\n" for text in texts))
     rejects = tmp_path / "rejects"
     result = run_cli("load", str(path), "--max-rejects", "100%", "--rejects", str(rejects))
     assert result.exit_code == 0, result.output
-    assert "3 read = 1 loaded + 2 rejected" in result.output
+    assert "5 read = 1 loaded + 4 rejected" in result.output
     assert [r[:3] for r in rows(shard_dsns["default"])] == [(3, "DE", "Bo")]
     assert rows(shard_dsns["db_us"]) == []
     assert [(r["record"], r["reason"], r["message"]) for r in read_rejects(rejects)] == [
         (1, "malformed_record", "a column named twice ('country', 'country ')"),
         (2, "malformed_record", "a column named twice ('name', 'Name')"),
+        (4, "malformed_record", "a column named twice ('name')"),
+        (5, "malformed_record", "a column named twice ('country')"),
     ]
 
 
