@@ -182,8 +182,9 @@ def load_command(
     from pipeline.interrupt import Interrupt
     from pipeline.load import LoadOptions, load
     from pipeline.preflight import before_load
+    from pipeline.printable import printable
     from pipeline.shard_link import Timeouts
-    from pipeline.summary import ProgressBars, printable
+    from pipeline.summary import ProgressBars
     from pipeline.sync import Source
 
     source = (
@@ -212,7 +213,8 @@ def load_command(
 def _print_load_result(
     result: LoadResult, paths: tuple[Path, ...], files: list[Path], quiet: bool, as_json: bool
 ) -> None:
-    from pipeline.summary import error_lines, printable, summary_lines, warning_lines
+    from pipeline.printable import printable
+    from pipeline.summary import error_lines, summary_lines, warning_lines
 
     for warning in warning_lines(result):
         click.echo(f"Warning: {warning}", err=True)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
+from pipeline.printable import printable
 from pipeline.report import Report
 
 
@@ -36,7 +38,8 @@ def render_text(report: Report, markdown: bool = False) -> str:
 
 
 def _text_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    cells = [columns] + [[str(v) for v in row] for row in rows]
+    # File names, and values a shard holds (a row written by hand: any gender), printable.
+    cells = [columns] + [[printable(str(v)) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     numeric = [all(isinstance(row[i], int) for row in rows) and rows for i in range(len(columns))]
 
@@ -51,7 +54,8 @@ def _text_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 
 def _markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     def cell(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        # Markdown renders inline HTML (a file named `<img onerror=...>`): as text here.
+        return html.escape(printable(str(value)), quote=False).replace("|", "\\|")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

@@ -12,6 +12,7 @@ from pipeline.config import Shard, ShardMap
 from pipeline.errors import PipelineError
 from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import shared_databases
+from pipeline.printable import printable
 from pipeline.queries import STATUS
 from pipeline.schema import current_version, latest_version
 from pipeline.shards import on_every_shard
@@ -121,7 +122,8 @@ def format_line(status: ShardStatus) -> str:
         return f"{status.shard}  {status.dsn}  reachable  {version} (run `pipeline init`)"
     last = "no loads yet"
     if status.last_load_at is not None:
-        last = f"last load {status.last_load_at:%Y-%m-%d %H:%M:%S%z} {status.last_load_file}"
+        file = printable(status.last_load_file or "")  # a file name may hold a newline, an ESC
+        last = f"last load {status.last_load_at:%Y-%m-%d %H:%M:%S%z} {file}"
     residents = f"{status.residents} residents"
     line = f"{status.shard}  {status.dsn}  reachable  {version}  {residents}  {last}"
     for m in status.unfinished_moves:

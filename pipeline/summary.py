@@ -1,27 +1,19 @@
 """What `pipeline load` tells a person: a progress bar while it runs, a summary when done.
 
-Every line goes through `printable`: file names (and the messages quoting them) may hold
-newlines or terminal escape sequences, which must not reach the terminal raw.
+Every line goes through `printable` (pipeline.printable): file names (and the messages
+quoting them) may hold newlines or terminal escape sequences, which must not reach the
+terminal raw.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
 from tqdm import tqdm
 
 from pipeline.load_result import FileResult, LoadResult
-
-# C0 and C1 controls (newline, ESC...), DEL, the Unicode line and paragraph separators, and
-# the bidirectional overrides that can make a name read as another.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """`text` with each control character spelled as Python would (`\\n`, `\\x1b`)."""
-    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+from pipeline.printable import printable
 
 
 class ProgressBars:

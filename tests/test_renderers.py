@@ -14,8 +14,9 @@ from pathlib import Path
 from pipeline import check_output, report_output
 from pipeline.checks import CheckResult
 from pipeline.load_result import FileResult, LoadResult, ShardCounts
+from pipeline.printable import printable
 from pipeline.report import Load, Report
-from pipeline.summary import error_lines, printable, summary_lines, warning_lines
+from pipeline.summary import error_lines, summary_lines, warning_lines
 
 # -- the load's summary ---------------------------------------------------------------------
 

@@ -144,6 +144,25 @@ def test_values_from_the_data_are_escaped_in_html(
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def test_file_names_and_values_are_printable_in_text_and_markdown_tables(
+    run_cli: RunCli, initialised: None, connect: Connect, tmp_path: Path
+) -> None:
+    # A file named with an escape sequence, a newline and HTML; a gender written by hand.
+    path = tmp_path / "esc\x1b[31mred\n<img src=x onerror=alert(1)>|.csv"
+    path.write_text("id,country,name\n1,DE,Ann\n")
+    assert run_cli("load", str(path)).exit_code == 0
+    with connect("default") as conn:
+        conn.execute("INSERT INTO residents (country, name, gender) VALUES ('DE', 'x', 'a\nb')")
+    text = run_cli("report").stdout
+    assert "esc\\x1b[31mred\\n<img" in text and "a\\nb" in text
+    assert "\x1b" not in text and "red\n" not in text
+    markdown = run_cli("report", "--format", "markdown").stdout
+    assert "esc\\x1b[31mred\\n&lt;img src=x onerror=alert(1)&gt;\\|.csv" in markdown
+    assert "<img" not in markdown and "\x1b" not in markdown
+    status = run_cli("status").stdout
+    assert "esc\\x1b[31mred\\n<img" in status and "\x1b" not in status
+
+
 @pytest.mark.slow
 def test_an_unreachable_shard_fails_the_report_unless_partial_is_allowed(
     run_cli: RunCli,
