@@ -60,7 +60,12 @@ def atomic_output(path: Path) -> Iterator[Path]:
         fcntl.flock(fd, fcntl.LOCK_EX)  # "still being written": see remove_stale_partials
         yield partial
         _keep_mode_and_owner(fd, target)
+        # On disk before it is renamed, and the rename on disk before we say it is done: a
+        # power cut must leave the old file or the whole new one, never an empty one under
+        # PATH (a file system may commit the rename before the data).
+        os.fsync(fd)
         os.replace(partial, target)
+        _sync_folder(target.parent)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if exc.filename is not None or isinstance(exc, BrokenPipeError):
@@ -70,6 +75,19 @@ def atomic_output(path: Path) -> Iterator[Path]:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # a folder we may write but not open: the rename stands, unsynced
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder (EINVAL): nothing more to do
+        pass
     finally:
         os.close(fd)
 
