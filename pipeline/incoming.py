@@ -139,14 +139,20 @@ class FileHashes:
 
     def readable_after(self, index: int) -> list[str]:
         """The hashes of the run's files after its `index`-th that can be read (one that
-        cannot fails at its own turn). Each file of a run asks: the hashes are gathered
-        once, in order, and each answer is a slice (a run of 10,000 small files asked for
-        them file by file for minutes)."""
+        cannot fails at its own turn), each at its first place in the run only: a content
+        named again is loaded where it first comes (the ledger skips it after), so a file
+        between is no earlier than it (`load a b a` leaves b's rows, as `load a b` does).
+        Each file of a run asks: the hashes are gathered once, in order, and each answer is
+        a slice (a run of 10,000 small files asked for them file by file for minutes)."""
         if self._readable is None:
             self._readable = []
+            seen: set[str] = set()
             for i, path in enumerate(self.files):
                 with contextlib.suppress(OSError):
-                    self._readable.append((i, self.of(path)))
+                    sha256 = self.of(path)
+                    if sha256 not in seen:
+                        seen.add(sha256)
+                        self._readable.append((i, sha256))
         start = bisect.bisect_right(self._readable, index, key=lambda item: item[0])
         return [sha256 for _, sha256 in self._readable[start:]]
 

@@ -37,8 +37,6 @@ class LaterFiles:
         give its cursor to `protected`, or drop it (nothing is learnt from it then)."""
         if not later:
             return None
-        # The file's own content may come again later in the run: asked for too (a dry run,
-        # which commits nothing, would otherwise never learn that the ledger holds it).
         if self._mark is None:
             return conn.execute(LOAD.ledger_holds, {"later": later})
         return conn.execute(LOAD.ledger_since, {"mark": self._mark})

@@ -449,6 +449,31 @@ def test_dry_run_reports_and_writes_nothing(
     assert not (tmp_path / "r").exists()
 
 
+def test_a_dry_run_previews_each_file_against_the_shards_as_they_were(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # As the README says: each file of a dry run is rolled back before the next, so two
+    # files giving the same ids both count them inserted; the real run does not.
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.ndjson"
+        records = [{"id": i, "country": "DE", "name": f"{name}{i}"} for i in range(1, 6)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        paths.append(str(path))
+
+    def counts(*args: str) -> tuple[int, int]:
+        result = run_cli("load", "--json", *args, *paths, paths[0])
+        shard = json.loads(result.stdout)["shards"]["default"]
+        return shard["inserted"], shard["updated"]
+
+    assert counts("--dry-run") == (15, 0)  # a, b, then a again: each against empty shards
+    assert rows(shard_dsns["default"]) == []
+    # a inserts, b updates, a again is in the ledger: skipped, and no "later file" of b's
+    # (it kept a's rows from b once, taking a's first load for a later one's).
+    assert counts() == (5, 5)
+    assert {r[2] for r in rows(shard_dsns["default"])} == {f"b{i}" for i in range(1, 6)}
+
+
 def test_force_reloads_and_counts_changes(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
