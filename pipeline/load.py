@@ -377,3 +377,11 @@ class _Run:
             else:
                 result.rows_loaded += counts.loaded
                 result.rows_rejected += counts.rejected
+                # (--force loads the later files again in this run, after this one.)
+                if counts.before_later and not self.options.force and counts.loaded:
+                    result.warnings.append(
+                        f"{result.path}: loaded on shard {name} after later files of this"
+                        " command it already held: the rows they wrote were kept, but ids they"
+                        " left unchanged or deleted there now hold this file's values; load"
+                        " those files again with --force to have them apply last"
+                    )

@@ -35,6 +35,9 @@ class ShardCounts:
     deleted_ids: list[int] | None = None
     source_rows: int = 0
     already_loaded: bool = False  # the ledger held this file: nothing was sent
+    # The shard already held later files of this command (a file completed late): what they
+    # left unchanged or deleted there is not known as theirs, and takes this file's values.
+    before_later: bool = False
     earlier_rejected: int = 0  # then: how many of its rows the run that loaded it rejected
 
     @property

@@ -7,9 +7,8 @@ For each file, a `ShardWriter`:
    other one committed); set a savepoint the file can start again from (`restart`). The
    staging tables (sql/load/staging.sql) are made once a connection (pipeline.shard_link).
 2. `write`:  send each batch of valid rows (the rules ran on the client, pipeline.validate):
-   new ids straight into residents, the others spooled for staging (pipeline.shard_rows).
-   The queued writer sends them from a worker thread, so shards take rows concurrently
-   while the main thread parses.
+   new ids straight into residents, from a thread of the shard's while the main thread
+   reads on, the others spooled for staging (pipeline.shard_rows, direct_copy).
 3. `check`:  end the COPYs, copy the spool into staging, find the ids the file holds twice
    (sql/load/duplicates.sql; not needed when they came in rising order).
 4. `commit`: update the changed staged rows and insert the new ones (falling back to one
@@ -142,6 +141,7 @@ class ShardWriter(ShardLink):
             self.counts.earlier_rejected = int(earlier[0])
             return False
         self._protected = self._later_files.protected(conn, sha256, later, asked)
+        self.counts.before_later = bool(self._protected["kept_load"])
         self._rows = self._new_rows(conn)
         return True
 

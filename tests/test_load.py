@@ -474,6 +474,40 @@ def test_a_dry_run_previews_each_file_against_the_shards_as_they_were(
     assert {r[2] for r in rows(shard_dsns["default"])} == {f"b{i}" for i in range(1, 6)}
 
 
+def test_a_file_loaded_after_later_files_of_its_command_says_what_it_could_not_keep(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # B is loaded alone first (as after `load A B` failed during A), then `load A B`: A keeps
+    # the rows B wrote, but not those B found already holding its values, nor those B
+    # deleted: it says so, and loading B again with --force has B apply last.
+    def file(name: str, records: list[dict[str, Any]]) -> str:
+        path = tmp_path / f"{name}.ndjson"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return str(path)
+
+    c = file("c", [{"id": 5, "country": "DE", "name": "from B"}])
+    b = file("b", [{"id": i, "country": "DE", "name": "from B"} for i in (5, 6)]
+             + [{"id": 7, "country": "DE", "name": "x", "_op": "delete"}])  # fmt: skip
+    a = file("a", [{"id": i, "country": "DE", "name": "from A"} for i in (5, 6, 7)])
+    assert run_cli("load", c, b).exit_code == 0  # B leaves 5 unchanged: it is still C's
+
+    def names() -> dict[int, str]:
+        return {r[0]: r[2] for r in rows(shard_dsns["default"])}
+
+    result = run_cli("load", a, b)
+    assert result.exit_code == 0, result.output
+    assert names() == {5: "from A", 6: "from B", 7: "from A"}  # 6 kept: B wrote it
+    assert f"Warning: {a}: loaded on shard default after later files of this command" in (
+        result.output
+    )
+    assert "load those files again with --force" in result.output
+    assert run_cli("load", "--force", b).exit_code == 0
+    assert names() == {5: "from B", 6: "from B"}
+    # With --force the later files load again in the run, after A: nothing to say.
+    forced = run_cli("load", "--force", a, b)
+    assert "Warning" not in forced.output and names() == {5: "from B", 6: "from B"}
+
+
 def test_force_reloads_and_counts_changes(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
