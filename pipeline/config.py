@@ -226,6 +226,8 @@ def _parse_routes(raw: Any, dsns: Mapping[str, str], fail: Any) -> dict[str, str
             owner = routes.get(country)
             if owner is not None and owner != name:
                 raise fail(item, f"country {country} is routed to both {owner} and {name}")
+            if owner is not None:  # a slip, where another country was meant
+                raise fail(item, f"country {country} is listed twice for {name}")
             routes[country] = name
     return routes
 

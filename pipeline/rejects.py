@@ -56,7 +56,11 @@ class RejectWriter:
         self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
 
     def prepare(self) -> None:
-        """Make the folder now, so that a bad --rejects fails before any shard is written."""
+        """Make the folder now, so that a bad --rejects fails before any shard is written
+        (a dry run, which makes none, fails as the real run would for one that is no folder)."""
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--rejects {folder}: not a folder")
         if not self.enabled:
             return
         try:

@@ -30,8 +30,9 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text)
-        if not match:
+        # ASCII digits (\d takes any script's); a count is whole, a percentage may not be.
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(%?)\s*", text, re.ASCII)
+        if not match or ("." in match.group(1) and not match.group(2)):
             raise ValueError(f"{text!r} is not a count (25) or a percentage (10%)")
         if match.group(2) and float(match.group(1)) > 100:
             raise ValueError(f"{text!r}: a percentage is at most 100%")

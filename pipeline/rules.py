@@ -128,7 +128,10 @@ def parse_rules(path: Path, doc: Any) -> Rules:
             raise fail(f"country.aliases.{alias}", f"{code!r} is not an ISO 3166-1 alpha-2 code")
         if len(str(alias).strip(TRIM)) > COUNTRY_MAX:
             raise fail(f"country.aliases.{alias}", f"longer than {COUNTRY_MAX} characters")
-        country_aliases[str(alias).strip(TRIM).upper()] = target
+        key = str(alias).strip(TRIM).upper()
+        if country_aliases.get(key, target) != target:  # one would win, unsaid
+            raise fail(f"country.aliases.{alias}", f"{key} is an alias of two countries")
+        country_aliases[key] = target
     lookup = country.get("lookup_names", True)
     if not isinstance(lookup, bool):
         raise fail("country.lookup_names", "expected true or false")
@@ -145,7 +148,10 @@ def parse_rules(path: Path, doc: Any) -> Rules:
         target = str(value).strip()
         if genders and target.casefold() not in by_fold:
             raise fail(f"gender.aliases.{alias}", f"{value!r} is not in gender.accepted")
-        gender_aliases[str(alias).strip().casefold()] = by_fold.get(target.casefold(), target)
+        key, canonical = str(alias).strip().casefold(), by_fold.get(target.casefold(), target)
+        if gender_aliases.get(key, canonical) != canonical:  # one would win, unsaid
+            raise fail(f"gender.aliases.{alias}", f"{key!r} is an alias of two genders")
+        gender_aliases[key] = canonical
 
     age_min = _int(age.get("min", SCHEMA_MIN_AGE), "age.min", fail)
     age_max = _int(age.get("max", SCHEMA_MAX_AGE), "age.max", fail)

@@ -57,6 +57,11 @@ BAD_MAPS = [
         id="country-under-two-shards",
     ),
     pytest.param(
+        "shards: {a: {dsn: 'host=a'}}\nroutes: {a: [US, us]}\ndefault: a",
+        "routes.a[1]: country US is listed twice for a",
+        id="country-twice-under-one-shard",
+    ),
+    pytest.param(
         "shards:\n  a: {dsn: 'host=a'}\nroutes:\n  eu: [DE]\ndefault: a\n",
         "routes.eu: route to unknown shard 'eu'",
         id="route-to-unknown-shard",

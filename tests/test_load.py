@@ -760,6 +760,18 @@ def test_a_rejects_folder_that_cannot_be_made_is_a_usage_error(
     assert rows(shard_dsns["default"]) == []
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_rejects_folder_that_is_a_device_fails_a_dry_run_as_the_real_run(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path,
+    dry_run: list[str],
+) -> None:  # fmt: skip
+    # A device (click refuses a regular file itself): the real run met it at its mkdir.
+    result = run_cli("load", str(ORIGINAL_DATA), *dry_run, "--rejects", "/dev/null")
+    assert result.exit_code == 2
+    assert "--rejects /dev/null: not a folder" in result.output
+    assert rows(shard_dsns["default"]) == []
+
+
 def test_a_file_that_changes_while_loading_is_refused(tmp_path: Path) -> None:
     from pipeline.sources import SourceError, open_source
 

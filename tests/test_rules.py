@@ -84,6 +84,14 @@ def test_names_are_looked_up_only_when_the_rules_say_so() -> None:
             {"gender": {"accepted": ["Male"], "aliases": {"F": "Female"}}},
             "gender.aliases.F: 'Female' is not in gender.accepted",
         ),
+        (
+            {"country": {"aliases": {"usa": "DE", " USA": "GB"}}},
+            "country.aliases. USA: USA is an alias of two countries",
+        ),
+        (
+            {"gender": {"accepted": ["Male", "Female"], "aliases": {"f": "Male", "F": "Female"}}},
+            "gender.aliases.F: 'f' is an alias of two genders",
+        ),
         ({"age": {"min": 10, "max": 5}}, "age: need 0 <= min <= max <= 150"),
         ({"age": {"max": 151}}, "age: need 0 <= min <= max <= 150"),
         ({"colour": {}}, "colour: unknown key"),
@@ -198,6 +206,9 @@ def test_a_budget_is_a_count_or_a_percentage(
         ("-1", "'-1' is not a count (25) or a percentage (10%)"),
         ("10%%", "'10%%' is not a count (25) or a percentage (10%)"),
         ("", "'' is not a count (25) or a percentage (10%)"),
+        ("1.5", "'1.5' is not a count (25) or a percentage (10%)"),  # a count is whole
+        ("\u0662", "'\u0662' is not a count (25) or a percentage (10%)"),  # Arabic-Indic 2
+        ("\uff12%", "'\uff12%' is not a count (25) or a percentage (10%)"),  # fullwidth 2
         ("150%", "'150%': a percentage is at most 100%"),
     ],
 )
