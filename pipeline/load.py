@@ -352,7 +352,8 @@ class _Run:
         """Roll the file back everywhere: it is rejected as a whole."""
         for writer in active.values():
             writer.rollback()
-            writer.counts.deleted, writer.counts.deleted_by_country = 0, {}
+            counts = writer.counts  # a refused snapshot deletes nothing: no ids either
+            counts.deleted, counts.deleted_by_country, counts.deleted_ids = 0, {}, None
         result.error = error
         result.rows_loaded, result.rows_pending = 0, 0
         result.rows_rejected = result.rows_read

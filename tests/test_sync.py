@@ -123,6 +123,10 @@ def test_a_snapshot_over_max_deletes_changes_nothing_anywhere(
             "SELECT count(*) FROM residents WHERE address = 'Moved'"
         ).fetchone() == (0,)
     assert len(ledger_deletes(shard_dsns["default"])) == 1
+    # A dry run says the same, and lists no ids of a deletion that will not happen.
+    dry = load_json(run_cli, "--source", "crm", "--mode", "snapshot", "--dry-run", "--json",
+                    str(path), code=1)  # fmt: skip
+    assert dry["files"][0]["deleted"]["default"] == {"rows": 0, "countries": {}}
     # A count allows it; so does a larger percentage.
     summary = load_json(
         run_cli, "--source", "crm", "--mode", "snapshot", "--max-deletes", "3", str(path)
