@@ -11,10 +11,10 @@ For each file, a `ShardWriter`:
    reads on, the others spooled for staging (pipeline.shard_rows, direct_copy).
 3. `check`:  end the COPYs, copy the spool into staging, find the ids the file holds twice
    (sql/load/duplicates.sql; not needed when they came in rising order).
-4. `commit`: update the changed staged rows and insert the new ones (falling back to one
-   INSERT ... ON CONFLICT when someone inserted one of the ids meanwhile), write the ledger
-   row, COMMIT (or, for a dry run, preview the counts and roll back). `rollback` abandons
-   the file on this shard.
+4. `commit`: update the changed staged rows and insert the new ones (pipeline.staged_write;
+   falling back to one INSERT ... ON CONFLICT when someone inserted one of the ids
+   meanwhile), write the ledger row, COMMIT (or, for a dry run, preview the counts and roll
+   back). `rollback` abandons the file on this shard.
 `write` and `check` raise Conflict when the direct COPY meets an id the shard holds: the
 caller `restart`s every shard and reads the file again, this one through staging alone.
 A shard that fails raises ShardError; the caller carries on with the other shards, and
@@ -48,6 +48,7 @@ from pipeline.routing import Budget
 from pipeline.rules import Rules
 from pipeline.shard_link import ShardLink, Timeouts
 from pipeline.shard_rows import Conflict, ShardRows
+from pipeline.staged_write import scalar, write_staged
 from pipeline.sync import Source
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
@@ -212,7 +213,7 @@ class ShardWriter(ShardLink):
                 self._staging.filled(rows.copied)
                 self._duplicates = 0
                 if not rows.ids_once and conn.execute(LOAD.duplicates).rowcount:
-                    if _scalar(conn.execute(LOAD.seen_superseded).fetchone()):
+                    if scalar(conn.execute(LOAD.seen_superseded).fetchone()):
                         # An unchanged row that was not sent comes again later: its raw
                         # record is needed for the rejects file.
                         raise Conflict("an unchanged row's id twice in the file")
@@ -265,7 +266,7 @@ class ShardWriter(ShardLink):
                 # A lower bound (rows given unchanged are the source's): counted only if over.
                 counts.source_rows = counts.deleted + self._rows.seen
                 if counts.deleted and budget.exceeded(counts.deleted, counts.source_rows):
-                    held = _scalar(conn.execute(LOAD.source_rows, params).fetchone())
+                    held = scalar(conn.execute(LOAD.source_rows, params).fetchone())
                     counts.source_rows = counts.deleted + held
         except psycopg.Error as exc:
             self._abandon()
@@ -279,7 +280,13 @@ class ShardWriter(ShardLink):
             with self._watchdog.waiting(conn):
                 valid = counts.staged - counts.rejected
                 assert self._rows is not None
-                row = self._write_staged(conn) if self._rows.spooled else (0, 0)
+                rows = self._rows
+                params = {**self._protected, **self._source_params()}
+                row = (0, 0)
+                if rows.spooled:
+                    row = write_staged(
+                        conn, counts, params, rows.deleting, self.dry_run, self.load_id
+                    )
                 counts.inserted = int(row[0]) + self._rows.inserted
                 self._rows = None  # the file's rows are all written
                 counts.updated = int(row[1])
@@ -317,58 +324,6 @@ class ShardWriter(ShardLink):
             raise self._failure(exc) from None
         return counts
 
-    def _write_staged(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-        """Write the staged rows, counting the kept and delete markers (a dry run counts
-        what it would write); returns (inserted, updated)."""
-        protected = {**self._protected, **self._source_params()}
-        conn.execute(LOAD.joins_by_id)  # each statement below finds rows by id
-        if protected["kept_load"]:
-            # Counted before the upsert, which would move the rows it writes out of reach.
-            self.counts.kept = _scalar(conn.execute(LOAD.kept, protected).fetchone())
-        self._delete_marked(conn, protected)
-        if self.dry_run:
-            preview = conn.execute(LOAD.preview, protected).fetchone()
-            assert preview is not None
-            row = (int(preview[0]), int(preview[1]) - self.counts.kept)
-        else:
-            row = self._write_rows(conn, {"load_id": self.load_id, **protected})
-        conn.execute(LOAD.joins_any)
-        return row
-
-    def _delete_marked(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> None:
-        """Apply the file's delete markers (sql/load/delete_marked.sql), and count them: a
-        marker whose id the shard does not hold is `not_found`; one a later file of the run
-        wrote is left alone, `unchanged` and `kept` as an upsert's row would be."""
-        assert self._rows is not None
-        if not self._rows.deleting:
-            return
-        row = conn.execute(LOAD.delete_marked, params).fetchone()
-        assert row is not None
-        markers, deleted, later = (int(v) for v in row)
-        counts = self.counts
-        counts.marked_deleted = deleted
-        counts.deleted += deleted
-        counts.not_found = markers - deleted - later
-        counts.kept += later
-
-    @staticmethod
-    def _write_rows(conn: psycopg.Connection[Any], params: dict[str, Any]) -> tuple[int, int]:
-        """Write the file's valid rows: the changed ones updated, the new ones inserted.
-        Returns (inserted, updated)."""
-        conn.execute(LOAD.savepoint)
-        try:
-            updated = conn.execute(LOAD.update, params).rowcount
-            inserted = conn.execute(LOAD.insert, {**params, "updated": updated}).rowcount
-        except psycopg.errors.UniqueViolation:
-            # Someone inserted one of these ids by hand after sql/load/update.sql looked (loads
-            # cannot: they hold the lock). The one-statement upsert takes each row as it
-            # finds it: such a row is updated, never duplicated, and the file still loads.
-            conn.execute(LOAD.savepoint_undo)
-            row = conn.execute(LOAD.upsert, params).fetchone()
-            assert row is not None
-            return int(row[0]), int(row[1])
-        return inserted, updated
-
     def rollback(self) -> None:
         """Abandon this file on this shard (nothing of it stays)."""
         self._abandon()
@@ -394,7 +349,3 @@ class ShardWriter(ShardLink):
             except psycopg.Error:
                 conn.close()  # a broken connection: the next file opens a new one
         self._staging.rolled_back()
-
-
-def _scalar(row: Any) -> int:
-    return int(row[0]) if row else 0
