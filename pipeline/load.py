@@ -52,6 +52,7 @@ from pipeline.reasons import RejectReason
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, describe_reject
 from pipeline.rules import Rules
+from pipeline.schema import arrivals
 from pipeline.shard_link import Timeouts
 from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
@@ -266,6 +267,12 @@ class _Run:
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
             result.shards[name] = writer.counts
+        # Every shard's rule was read under its lock: none takes a country still on another.
+        found = {name: writer.found_rule for name, writer in self.writers.items()}
+        for name, reason in arrivals(self.shard_map, found).items():
+            if name in active:
+                active.pop(name).rollback()
+                self._shard_failed(result, name, ShardError(name, reason))
         return active
 
     def _shard_failed(self, result: FileResult, name: str, error: ShardError) -> None:

@@ -10,10 +10,12 @@ code path, ours or a person's psql session, can put a resident in the wrong regi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pycountry
 from psycopg import sql
 
 from pipeline import db
@@ -26,6 +28,7 @@ from pipeline.shards import Outcome, on_every_shard
 from pipeline.sqlfiles import migrations
 
 CONSTRAINT = "residents_residency"
+_COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,25 @@ class ResidencyRule:
             return "any country"
         return f"country NOT IN ({', '.join(sorted(self.refused))})"
 
+    @classmethod
+    def parse(cls, text: str | None) -> ResidencyRule | None:
+        """The rule `describe` wrote (a constraint's comment), or None for any other text."""
+        if text == "any country":
+            return cls(None, frozenset())
+        match = re.fullmatch(r"country (NOT )?IN \(([A-Z, ]*)\)", text or "")
+        if match is None:
+            return None
+        codes = frozenset(c for c in match.group(2).split(", ") if c)
+        return cls(None, codes) if match.group(1) else cls(codes, frozenset())
+
+    def accepts(self, country: str) -> bool:
+        if self.allowed is not None:
+            return country in self.allowed
+        return country not in self.refused
+
+    def named(self) -> frozenset[str]:
+        return self.refused if self.allowed is None else self.allowed
+
 
 def residency_rule(shard_map: ShardMap, shard: Shard) -> ResidencyRule:
     """The rule the map asks of `shard`."""
@@ -61,6 +83,38 @@ def residency_rule(shard_map: ShardMap, shard: Shard) -> ResidencyRule:
         # The default shard holds its own routed countries plus every unrouted one.
         return ResidencyRule(allowed=None, refused=shard_map.other_routed_countries(shard))
     return ResidencyRule(allowed=shard.countries, refused=frozenset())
+
+
+def leaving(shard_map: ShardMap, shard: Shard, found: ResidencyRule | None) -> list[str]:
+    """The countries `shard`'s constraint (`found`) still takes that the map sends elsewhere:
+    its rows of them, if any, wait for `pipeline rebalance`."""
+    if found is None:
+        return []
+    expected = residency_rule(shard_map, shard)
+    codes = _COUNTRIES | found.named() | expected.named()
+    return sorted(c for c in codes if found.accepts(c) and not expected.accepts(c))
+
+
+def arrivals(shard_map: ShardMap, found: Mapping[str, ResidencyRule | None]) -> dict[str, str]:
+    """The shards a load must not write to now, with why: each is where the map sends a
+    country another shard's constraint still takes (`found`: each shard's, by name; a shard
+    not known is left out). Its rows may still be on that shard: a resident loaded on the new
+    one would be on two, until `pipeline rebalance` moves them."""
+    moving: dict[str, str] = {}
+    for shard in shard_map.shards:
+        for country in leaving(shard_map, shard, found.get(shard.name)):
+            moving.setdefault(country, shard.name)
+    held = {}
+    for shard in shard_map.shards:
+        arriving = [c for c in moving if residency_rule(shard_map, shard).accepts(c)]
+        if arriving:
+            c = min(arriving)
+            held[shard.name] = (
+                f"the shard map moves {c} here from shard {moving[c]}, whose constraint still"
+                f" takes it (its rows may be there): run `pipeline rebalance`, then re-run the"
+                " same command"
+            )
+    return held
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ from pipeline.config import Shard, ShardMap
 from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.queries import LOAD
-from pipeline.schema import current_version, latest_version, residency_rule
+from pipeline.schema import (
+    ResidencyRule,
+    current_version,
+    latest_version,
+    leaving,
+    residency_rule,
+)
 from pipeline.staging import Staging
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
 
@@ -51,6 +57,9 @@ class ShardLink:
         self._down: str | None = None  # why this shard is out of the run, once it is
         self._stopping: str | None = None  # the load was interrupted (`interrupt`), and why
         self._staging = Staging()  # the first connection's working tables
+        # The residency rule the shard's constraint had when last asked (None: not known):
+        # kept once the shard fails, for the other shards' arrivals (pipeline.schema).
+        self.found_rule: ResidencyRule | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._down is not None:
@@ -135,12 +144,19 @@ class ShardLink:
         the load lock, file after file: a rebalance changes the rule while it holds that
         lock, and a load that waited for it sees the rule it left."""
         expected = residency_rule(self.shard_map, self.shard).describe()
+        self.found_rule = ResidencyRule.parse(row[0] if row else None)  # load: arrivals
         if row is not None and row[0] == expected:
             return None
         found = row[0] if row else "none"
+        advice = "run `pipeline init`"
+        gone = leaving(self.shard_map, self.shard, self.found_rule)
+        if gone:  # init narrows a rule only over no rows of them
+            advice = (
+                f"run `pipeline rebalance`, which moves its rows of {', '.join(gone)} where"
+                " the map sends them and then narrows it"
+            )
         return self._error(
-            f"residency rule is {found!r} but the shard map asks for {expected!r}: "
-            "run `pipeline init`",
+            f"residency rule is {found!r} but the shard map asks for {expected!r}: {advice}",
             transient=False,
         )
 

@@ -668,6 +668,37 @@ def test_a_shard_behind_the_map_refuses_the_load(
     assert rows(shard_dsns["default"]) == [] and rows(shard_dsns["db_us"]) == []
 
 
+def test_a_country_the_map_moved_loads_nowhere_until_its_rows_have_moved(
+    run_cli: RunCli, loaded: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # CA moves from default (which holds resident 25 of CA) to db_us. init widens db_us and
+    # cannot narrow default; a load then must not put resident 25 on db_us too.
+    moved = write_map(tmp_path / "moved", shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
+    run_cli("init", config=moved)
+    path = tmp_path / "more.ndjson"
+    records = [{"id": 25, "country": "CA", "name": "Chloé v2"},
+               {"id": 30, "country": "DE", "name": "Nora"}, {"id": 40, "country": "US", "name": "Sam"}]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_cli("load", str(path), config=moved)
+    assert result.exit_code == 1
+    assert "3 read = 0 loaded + 0 rejected + 3 pending" in result.output
+    assert (
+        "the shard map moves CA here from shard default, whose constraint still takes it (its"
+        " rows may be there): run `pipeline rebalance`, then re-run the same command"
+    ) in result.output
+    assert "run `pipeline rebalance`, which moves its rows of CA where the map sends them" in (
+        result.output
+    )
+    assert [r[0] for r in rows(shard_dsns["db_us"])] == [1, 2, 21, 23]
+    # Once the rows have moved, the same command loads, and 25 is on one shard only.
+    assert run_cli("rebalance", config=moved).exit_code == 0
+    assert run_cli("load", str(path), config=moved).exit_code == 0
+    assert [r[0] for r in rows(shard_dsns["default"])] == [1, 2, 17, 22, 30]
+    assert [r[:3] for r in rows(shard_dsns["db_us"]) if r[0] in (25, 40)] == [
+        (25, "CA", "Chloé v2"), (40, "US", "Sam"),
+    ]  # fmt: skip
+
+
 def test_a_shard_whose_dsn_asks_for_another_encoding_refuses_the_load(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
