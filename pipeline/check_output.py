@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.checks import CheckResult
 from pipeline.errors import ConfigError
+from pipeline.printable import markdown_cell, printable
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -38,9 +39,10 @@ def render_text(results: list[CheckResult]) -> str:
     lines = []
     for r in results:
         what = f"{r.failing} failing" if not r.passed else "ok"
-        lines.append(
+        # A sample is a value a shard holds: a row written by hand may hold a newline, an ESC.
+        lines.append(printable(
             f"{r.status.upper():4}  {r.level:5}  {r.name}  [{r.shard}]  {what}{_samples(r)}"
-        )
+        ))  # fmt: skip
     failed = sum(r.status == "fail" for r in results)
     warned = sum(r.status == "warn" for r in results)
     lines.append(f"{len(results)} checks: {failed} failed, {warned} warnings")
@@ -88,7 +90,7 @@ def render_github(results: list[CheckResult], warn_error: bool, summary: Path | 
         table = ["| status | check | shard | failing | samples |", "|---|---|---|---|---|"]
         table += [
             f"| {r.status} | {r.name} | {r.shard} | {r.failing} | "
-            + "; ".join(r.samples[:5]).replace("|", "\\|")
+            + markdown_cell("; ".join(r.samples[:5]))
             + " |"
             for r in results
         ]

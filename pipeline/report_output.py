@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
-from pipeline.printable import printable
+from pipeline.printable import markdown_cell, printable
 from pipeline.report import Report
 
 
@@ -53,12 +52,8 @@ def _text_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
 
 
 def _markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    def cell(value: Any) -> str:
-        # Markdown renders inline HTML (a file named `<img onerror=...>`): as text here.
-        return html.escape(printable(str(value)), quote=False).replace("|", "\\|")
-
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(markdown_cell(str(v)) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

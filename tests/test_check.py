@@ -314,6 +314,26 @@ def test_github_annotations_and_step_summary(
     )
 
 
+def test_values_a_shard_holds_are_printable_in_text_and_the_step_summary(
+    run_cli: RunCli, loaded: None, connect: Connect, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    with connect("default") as conn:  # a gender written by hand, as the samples show it
+        conn.execute(
+            "INSERT INTO residents (id, country, name, gender)"
+            " VALUES (9, 'DE', 'X', E'X\\n::set-output name=a::b\\x1b[31m<script>|')"
+        )
+    text = run_cli("check").stdout
+    line = next(x for x in text.splitlines() if x.split()[2] == "gender_values")
+    assert "X\\n::set-output name=a::b\\x1b[31m<script>|" in line
+    assert "\x1b" not in text and "\n::set-output" not in text
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    run_cli("check", "--format", "github")
+    row = next(x for x in summary.read_text().splitlines() if "gender_values" in x)
+    assert row.endswith("X\\n::set-output name=a::b\\x1b[31m&lt;script&gt;\\| |"), row
+
+
 def test_custom_sql_may_end_in_a_comment_and_junit_stays_valid_xml(
     run_cli: RunCli, loaded: None, connect: Connect, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
