@@ -62,10 +62,11 @@ class PipelineGroup(click.Group):
         except click.Abort as exc:
             # Ctrl-C or SIGTERM: every `with` and `finally` on the way out has run (partial
             # output files removed, COPYs cancelled, transactions rolled back).
+            # One line, as every error is (click's own says "Aborted!").
             if isinstance(exc.__cause__, Terminated):
                 click.echo("Error: terminated (SIGTERM)", err=True)
             else:
-                click.echo("Aborted!", err=True)
+                click.echo("Error: interrupted (SIGINT)", err=True)
             sys.exit(EXIT_DATA)
         except BrokenPipeError:
             # `pipeline extract | head`: the reader has what it wanted. Keep Python's exit

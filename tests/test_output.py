@@ -204,7 +204,7 @@ def test_a_signalled_extract_exits_1_and_leaves_no_partial_file(
             time.sleep(0.05)
     assert "Traceback" not in stderr
     assert stderr.strip() == (
-        "Error: terminated (SIGTERM)" if how == signal.SIGTERM else "Aborted!"
+        "Error: terminated (SIGTERM)" if how == signal.SIGTERM else "Error: interrupted (SIGINT)"
     )
     assert not out.exists() and partials(out.parent) == []
 
