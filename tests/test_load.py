@@ -676,8 +676,11 @@ def test_a_country_the_map_moved_loads_nowhere_until_its_rows_have_moved(
     moved = write_map(tmp_path / "moved", shard_map_yaml(shard_dsns, routes="db_us: [US, CA]"))
     run_cli("init", config=moved)
     path = tmp_path / "more.ndjson"
-    records = [{"id": 25, "country": "CA", "name": "Chloé v2"},
-               {"id": 30, "country": "DE", "name": "Nora"}, {"id": 40, "country": "US", "name": "Sam"}]  # fmt: skip
+    records = [
+        {"id": 25, "country": "CA", "name": "Chloé v2"},
+        {"id": 30, "country": "DE", "name": "Nora"},
+        {"id": 40, "country": "US", "name": "Sam"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     result = run_cli("load", str(path), config=moved)
     assert result.exit_code == 1
