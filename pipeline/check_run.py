@@ -25,7 +25,8 @@ def run_all(
     per shard then across shards; failures first, then in declaration order."""
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
     if unknown:
-        raise ConfigError(f"--only {unknown[0]}: no such check")
+        names = ", ".join([RESIDENCY, *(s.name for s in specs)])
+        raise ConfigError(f"--only {unknown[0]}: no such check (the checks: {names})")
     chosen = with_residency([s for s in specs if not only or s.name in only])
     # The cross-shard reads are the longest: numpy, which they need, is imported while the
     # shards are asked who they are, so that those reads start first (a tenth of a second).

@@ -70,7 +70,9 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
         return CHECK.schema.format(expected=expected, latest=sql.Literal(latest_version()))
     if spec.kind == "row_count":
         low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
-        return CHECK.row_count.format(min=low, max=high)
+        # "17 rows (expected 20..any)": the figure beside what it failed.
+        expected = sql.Literal(f" rows (expected {spec.threshold().removesuffix(' rows')})")
+        return CHECK.row_count.format(min=low, max=high, expected=expected)
     if spec.kind == "ledger":
         return CHECK.ledger.format(written=CHECK.ledger_written)
     if spec.kind == "custom_sql":

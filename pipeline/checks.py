@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.columns import CHECKABLE
+from pipeline.columns import BY_NAME, CHECKABLE
 from pipeline.config import ShardMap, read_beside
 from pipeline.errors import ConfigError, PipelineError
 
@@ -159,14 +159,35 @@ def parse_checks(path: Path, doc: Any, shard_names: list[str]) -> list[CheckSpec
         for column in _columns_of(params):
             if column not in COLUMNS:
                 raise fail(key, f"{column!r} is not a column of residents")
+        _range(key, kind, params, fail)
         shards = item.get("shards") or []
         if not isinstance(shards, list) or any(s not in shard_names for s in shards):
             raise fail(
                 f"{key}.shards",
                 "expected a list of shard names: " + ", ".join(shard_names),
             )
+        if len(set(shards)) < len(shards):
+            raise fail(f"{key}.shards", "a shard is listed twice")
+        if kind in CROSS_SHARD and len(shards) == 1:  # a shard beside itself: never fails
+            raise fail(f"{key}.shards", f"{kind} compares shards: name two or more, or none")
         specs.append(CheckSpec(name, kind, level, params, tuple(shards)))
     return specs
+
+
+def _range(key: str, kind: str, params: dict[str, Any], fail: Any) -> None:
+    """A row_count's or between's bounds: one at least (without, it cannot fail), in order
+    (reversed, it cannot pass), and between's on a column of numbers (the others compare as
+    text, which no range of numbers means)."""
+    if kind not in ("row_count", "between"):
+        return
+    low, high = params.get("min"), params.get("max")
+    if low is None and high is None:
+        raise fail(key, f"{kind} needs 'min', 'max' or both")
+    if low is not None and high is not None and low > high:
+        raise fail(key, f"min {low} is over max {high}")
+    column = str(params.get("column"))
+    if kind == "between" and BY_NAME[column].pg_type not in ("bigint", "smallint"):
+        raise fail(f"{key}.column", f"{column!r} is not a column of numbers (id, age)")
 
 
 def _columns_of(params: dict[str, Any]) -> list[str]:

@@ -186,7 +186,7 @@ class CHECK:
     rows = Template("check/rows", "sample", "condition")
     # The other per-shard checks, each a query of its failing rows.
     schema = Template("check/schema", "expected", "latest")
-    row_count = Template("check/row_count", "min", "max")
+    row_count = Template("check/row_count", "min", "max", "expected")
     ledger = Template("check/ledger", "written")
     ledger_written = Statement("check/ledger_written")
     custom = Template("check/custom", "custom")
