@@ -56,6 +56,18 @@ def test_residency_always_runs_and_fails_on_a_misplaced_row(
     assert {r.split()[2] for r in result.stdout.splitlines()[:-1]} == {"residency", "schema"}
 
 
+def test_residency_fails_on_a_country_written_in_lower_case(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    # The default shard's constraint (NOT IN (US)) takes `us`, written by hand: a US
+    # resident on the wrong shard all the same.
+    with connect("default") as conn:
+        conn.execute("INSERT INTO residents (id, country, name) VALUES (78, 'us', 'Lower')")
+    result = run_cli("check", "--only", "schema")
+    assert result.exit_code == 1
+    assert "FAIL  error  residency  [default]  1 failing (id=78 country=us)" in result.stdout
+
+
 BROKEN: list[tuple[str, str, str, str]] = [
     # (check, its yaml, SQL that breaks it on shard default, the failing sample)
     (
