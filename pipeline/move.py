@@ -143,10 +143,14 @@ def move_rows(
     docstring; `beside` is a second session on the source); returns the copy and how many
     rows left the source."""
     move_id = str(uuid.uuid4())
-    keys = {"country": country, "source": names[0], "target": names[1], "move_id": move_id}
+    keys: dict[str, Any] = {
+        "country": country, "source": names[0], "target": names[1], "move_id": move_id
+    }  # fmt: skip
     with on_shard(names[0]), source.transaction(), beside.transaction():
         snapshot = source.execute(REBALANCE.export_snapshot).fetchone()
         assert snapshot is not None
+        known = source.execute(REBALANCE.known_loads).fetchone()
+        keys["known"] = known[0] if known else []
         with (
             _gone_beside(beside, str(snapshot[0]), keys) as gone,
             on_shard(names[1]),

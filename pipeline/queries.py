@@ -130,6 +130,7 @@ class REBALANCE:
     insert = Statement("rebalance/insert")
     record_renumbered = Statement("rebalance/record_renumbered")
     record_loads = Statement("rebalance/record_loads")
+    known_loads = Statement("rebalance/known_loads")
     ledger_insert = Statement("rebalance/ledger_insert")
     delete = Statement("rebalance/delete")
     taken = Statement("rebalance/taken")

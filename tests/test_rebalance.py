@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.schema import latest_version
 from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
+from tests.test_check import results, status_of
 from tests.test_docs import readme_examples
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
 
@@ -53,6 +54,34 @@ def _init_new_map(run_cli: RunCli, config: Path) -> None:
     result = run_cli("init", config=config)
     assert result.exit_code == 1
     assert "default: 3 existing row(s) would break the new residency rule" in result.output
+
+
+def test_a_row_of_a_load_no_ledger_knows_stays_unaccounted_for_where_it_moves(
+    run_cli: RunCli, indonesians_on_default: None, id_map: tuple[Path, dict[str, str]]
+) -> None:
+    config, dsns = id_map
+    ghost = "00000000-0000-0000-0000-000000000001"
+    with psycopg.connect(dsns["default"]) as conn:
+        conn.execute(
+            "INSERT INTO residents (id, country, name, load_id) VALUES (104, 'ID', 'Ghost', %s)",
+            [ghost],
+        )
+    assert status_of(results(run_cli), "load_reconciliation")["default"] == "fail"
+    _init_new_map_with(run_cli, config, rows=4)
+    assert run_cli("rebalance", config=config).exit_code == 0
+    found = results(run_cli, config=config)
+    # The three Indonesians' load moved with them, accounted for; the ghost's is not.
+    assert status_of(found, "load_reconciliation") == {
+        "default": "pass", "db_us": "pass", "db_id": "fail", "*": "pass",
+    }  # fmt: skip
+    (failing,) = [r for r in found if r["name"] == "load_reconciliation" and r["shard"] == "db_id"]
+    assert failing["samples"] == [f"load {ghost} holds 1 rows but the ledger says it wrote 0"]
+
+
+def _init_new_map_with(run_cli: RunCli, config: Path, rows: int) -> None:
+    result = run_cli("init", config=config)
+    assert result.exit_code == 1
+    assert f"default: {rows} existing row(s) would break the new residency rule" in result.output
 
 
 def _count(dsn: str, query: str) -> int:
