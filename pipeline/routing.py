@@ -95,5 +95,8 @@ def describe_reject(reason: RejectReason, raw: dict[str, Any], rules: Rules, sha
             f"id {raw.get('id')!r} comes again later in this file for shard {shard}; the last wins"
         )
     if reason == RejectReason.ERASED:
-        return "this person was erased (pipeline erase); the erasure log keeps them out"
+        return (
+            "this person was erased (pipeline erase); the erasure log keeps them out, and"
+            " their record is not copied here"
+        )
     return reason
