@@ -92,10 +92,11 @@ def erase_command(
     """
     from pipeline.erase import Match, Request, Target, erase
 
-    if bool(targets) == (name is not None):
-        raise click.UsageError("name residents as SHARD:ID, or a person with --name; not both")
     if name is None and (age is not None or address is not None):
         raise click.UsageError("--age and --address go with --name")
+    if bool(targets) == (name is not None):
+        which = "not both" if targets else "nothing to erase"
+        raise click.UsageError(f"name residents as SHARD:ID, or a person with --name; {which}")
     match = None
     if name is not None:
         if not name.strip(TRIM):

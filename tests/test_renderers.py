@@ -229,7 +229,7 @@ def test_check_text_is_one_line_per_check_and_a_count() -> None:
         "WARN  warn   ids_in_several_shards  [*]  3 failing"
         " (default:1 = db_us:1; default:2 = db_us:2 ...)\n"
         "PASS  error  names  [db_us]  ok\n"
-        "WARN  warn   odd  [db_us]  1 failing (a:b,c\n%\x01)\n"
+        "WARN  warn   odd  [db_us]  1 failing (a:b,c\\n%\\x01)\n"  # one line, printable
         "4 checks: 1 failed, 2 warnings\n"
     )
 
