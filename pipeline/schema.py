@@ -88,9 +88,9 @@ def residency_rule(shard_map: ShardMap, shard: Shard) -> ResidencyRule:
 def leaving(shard_map: ShardMap, shard: Shard, found: ResidencyRule | None) -> list[str]:
     """The countries `shard`'s constraint (`found`) still takes that the map sends elsewhere:
     its rows of them, if any, wait for `pipeline rebalance`."""
-    if found is None:
-        return []
     expected = residency_rule(shard_map, shard)
+    if found is None or found == expected:  # the usual answer, at every file's start
+        return []
     codes = _COUNTRIES | found.named() | expected.named()
     return sorted(c for c in codes if found.accepts(c) and not expected.accepts(c))
 
