@@ -3,5 +3,6 @@ INSERT INTO rebalance_loads (move_id, load_id, rows_moved)
 SELECT %(move_id)s, load_id, count(*)
 FROM rebalance_staging
 WHERE NOT present AND load_id IS NOT NULL
-  AND load_id = ANY(%(known)s::uuid[])  -- known_loads.sql
+  -- a set, not `= ANY(array)`: PostgreSQL 13 searches an array row by row
+  AND load_id IN (SELECT unnest(%(known)s::uuid[]))  -- known_loads.sql
 GROUP BY load_id
