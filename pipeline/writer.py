@@ -165,7 +165,7 @@ class ShardWriter(ShardLink):
         """Undo what this file sent (back to file_start.sql), to send it again: `direct`
         False takes every row through staging."""
         self.direct = direct
-        self.counts = ShardCounts()
+        self.counts = ShardCounts(before_later=self.counts.before_later)  # what begin found
         conn = self._connection()
         rows, self._rows = self._rows, None
         try:

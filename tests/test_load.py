@@ -474,9 +474,11 @@ def test_a_dry_run_previews_each_file_against_the_shards_as_they_were(
     assert {r[2] for r in rows(shard_dsns["default"])} == {f"b{i}" for i in range(1, 6)}
 
 
+@pytest.mark.parametrize("read_again", [False, True])
 def test_a_file_loaded_after_later_files_of_its_command_says_what_it_could_not_keep(
-    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
-) -> None:
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path,
+    read_again: bool,
+) -> None:  # fmt: skip
     # B is loaded alone first (as after `load A B` failed during A), then `load A B`: A keeps
     # the rows B wrote, but not those B found already holding its values, nor those B
     # deleted: it says so, and loading B again with --force has B apply last.
@@ -489,10 +491,15 @@ def test_a_file_loaded_after_later_files_of_its_command_says_what_it_could_not_k
     b = file("b", [{"id": i, "country": "DE", "name": "from B"} for i in (5, 6)]
              + [{"id": 7, "country": "DE", "name": "x", "_op": "delete"}])  # fmt: skip
     a = file("a", [{"id": i, "country": "DE", "name": "from A"} for i in (5, 6, 7)])
+    if read_again:  # A as a CSV the bulk reader gives up on (a lone CR): read again, the
+        # file restarts on every shard, and what its start found must stand
+        a = str(tmp_path / "a.csv")
+        Path(a).write_bytes(b"id,country,name\n5,DE,from A\n6,DE,from A\n7,DE,from A\n"
+                            b'8,DE,"a\rb"\n')  # fmt: skip
     assert run_cli("load", c, b).exit_code == 0  # B leaves 5 unchanged: it is still C's
 
     def names() -> dict[int, str]:
-        return {r[0]: r[2] for r in rows(shard_dsns["default"])}
+        return {r[0]: r[2] for r in rows(shard_dsns["default"]) if r[0] != 8}
 
     result = run_cli("load", a, b)
     assert result.exit_code == 0, result.output
