@@ -34,6 +34,8 @@ class Batch:
     nul_free: bool = False
     # Records the reader itself refused, between these: (record, line, reason, message, raw).
     early: list[tuple[int, int | None, RejectReason, str, Any]] = field(default_factory=list)
+    # The id fields those records give (pipeline.source_file.Record.ids), for a snapshot.
+    early_ids: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)

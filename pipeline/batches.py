@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.batch import BATCH_RECORDS, Batch
+from pipeline.source_file import id_texts
 from pipeline.sources import READ, Record, Source
 
 BATCH_CHARS = 8 << 20
@@ -28,6 +29,7 @@ def batches(source: Source) -> Iterator[Batch]:
     kept: list[Record] = []
     rows: list[tuple[str | None, ...]] = []
     early: list[tuple[Any, ...]] = []
+    early_ids: list[str] = []
     chars = 0
     for record in source.records():
         values = record.values
@@ -35,16 +37,17 @@ def batches(source: Source) -> Iterator[Batch]:
             problem = record.problem or "malformed record"
             raw = source.raw_of(record)
             early.append((record.number, record.line, record.reason, problem, raw))
+            early_ids.extend(id_texts(record.ids))
             chars += 64
         else:
             kept.append(record)
             rows.append(values)
             chars += sum(map(len, filter(None, values)))  # in C: this loop runs per record
         if len(kept) + len(early) >= BATCH_RECORDS or chars >= BATCH_CHARS:
-            yield _batch(source, kept, rows, early)
-            kept, rows, early, chars = [], [], [], 0
+            yield _batch(source, kept, rows, early, early_ids)
+            kept, rows, early, early_ids, chars = [], [], [], [], 0
     if kept or early:
-        yield _batch(source, kept, rows, early)
+        yield _batch(source, kept, rows, early, early_ids)
 
 
 def _batch(
@@ -52,6 +55,7 @@ def _batch(
     records: list[Record],
     rows: list[tuple[str | None, ...]],
     early: list[tuple[Any, ...]],
+    early_ids: list[str],
 ) -> Batch:
     def raws(chosen: list[int]) -> list[Any]:
         return [source.raw_of(records[i]) for i in chosen]
@@ -63,4 +67,5 @@ def _batch(
         fields={name: pa.array(c, pa.string()) for name, c in zip(READ, columns, strict=True)},
         raws=raws,
         early=early,
+        early_ids=early_ids,
     )

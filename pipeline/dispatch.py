@@ -89,9 +89,8 @@ class Dispatch:
             narrow.mark(checked)
             rejects = [Reject(result.path, *entry) for entry in batch.early]
             rejected += len(batch.early)
-            if snapshot and batch.early:  # refused by the reader: keep whom they name too
-                given = [text for entry in batch.early for text in source.ids_given(entry[4])]
-                self.refused_ids.extend(given_ids(given))
+            if snapshot and batch.early_ids:  # refused by the reader: keep whom they name
+                self.refused_ids.extend(given_ids(batch.early_ids))
             refused = checked.refused()
             if len(refused):
                 if snapshot:

@@ -21,10 +21,11 @@ from pipeline.rules import Limits
 class Repeated(dict):  # type: ignore[type-arg]
     """A JSON object that names a key more than once, as decoded (json keeps the last
     value): its record is refused, not loaded with whichever value came last. `repeated`:
-    those keys."""
+    those keys; `pairs`: every key and value as given."""
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
         super().__init__(pairs)
+        self.pairs = pairs
         counts = Counter(k for k, _ in pairs)  # linear: a record may hold many keys
         self.repeated = sorted(k for k, n in counts.items() if n > 1)
 

@@ -114,13 +114,15 @@ class CsvRecords(SourceFile):
                         reason = MALFORMED
                         if why is not None:
                             problem, reason = why
-                        yield Record(number, start + folded, None, raw, problem, reason)
+                        # Its fields shifted, any could be the id: all are kept (safe side).
+                        yield Record(number, start + folded, None, raw, problem, reason, tuple(row))
                         continue
                     number += 1
                     if source.careful or line > start:
                         raw, why = self._row_check(row, positions[1])
                         if why is not None:
-                            yield Record(number, start + folded, None, raw, why[0], why[1])
+                            ids: tuple[str, ...] = (row[positions[0]],)
+                            yield Record(number, start + folded, None, raw, *why, ids)
                             continue
                     if pad:
                         row.append("")
@@ -128,7 +130,7 @@ class CsvRecords(SourceFile):
                     if len(values[1]) > COUNTRY_MAX:  # one len(): lines this long are common
                         raw, why = self._row_check(row, positions[1])
                         if why is not None:
-                            yield Record(number, start + folded, None, raw, why[0], why[1])
+                            yield Record(number, start + folded, None, raw, *why, values[:1])
                             continue
                     yield Record(number, start + folded, values, row)
                 return
@@ -154,11 +156,12 @@ class CsvRecords(SourceFile):
                 number += 1
                 problem = f"a quoted field goes on after its closing quote ({exc})"
                 raw = None
+                whole: list[str] | None = None
                 text = source.text(start, line)
                 if text is not None:
                     again = csv.reader(itertools.chain(text, lines), delimiter=delimiter)
                     try:
-                        whole: list[str] | None = next(again, None)
+                        whole = next(again, None)
                     except csv.Error:  # a field over the size limit
                         raise SourceError(
                             f"line {start + folded}: a quoted field runs over more than"
@@ -172,7 +175,8 @@ class CsvRecords(SourceFile):
                     problem += (
                         f" in the record running from line {start + folded} to {line + folded}"
                     )
-                yield Record(number, start + folded, None, raw, problem)
+                ids = tuple(whole or ())  # read leniently: any of its fields could be the id
+                yield Record(number, start + folded, None, raw, problem, MALFORMED, ids)
 
     def _csv_header(self, header_line: str) -> tuple[str, list[str]]:
         """(the delimiter, the column names) of a header line (one line, within its limit)."""

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from pipeline.bounded import MALFORMED
 from pipeline.columns import FIELDS
 from pipeline.reasons import RejectReason
-from pipeline.rules import DEFAULT_LIMITS, TRIM, Limits
+from pipeline.rules import DEFAULT_LIMITS, Limits
 
 COLUMNS = FIELDS
 # A change file's optional delete-marker column ("upsert", "delete"): its key in a batch,
@@ -54,6 +54,9 @@ class Record(NamedTuple):
     raw: Any
     problem: str | None = None
     reason: RejectReason = MALFORMED  # why it is rejected, when values is None
+    # When rejected here: the id fields it gives, as text (the id rule judges them), which a
+    # snapshot must not delete: a refused record is no sign that the resident left.
+    ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -101,22 +104,6 @@ class SourceFile:
         one_byte = codec in ("ascii", "latin-1") or codec.startswith(("iso8859", "cp125"))
         return self.format != "json" and (codec == "utf-8" or one_byte)
 
-    def ids_given(self, raw: Any) -> list[str]:
-        """The id fields, as text, of a record the reader refused, where its raw record (a
-        CSV row, a JSON object) shows them: a snapshot must not delete those residents (a
-        refused record is no sign that the resident left). Text, for the id rule to judge
-        (pipeline.validate.given_ids); a JSON object that names the id twice gives both."""
-        if isinstance(raw, list):
-            header = self._header or []
-            at = header.index("id") if "id" in header else len(raw)
-            values = [raw[at]] if at < len(raw) else []
-        elif isinstance(raw, dict):
-            values = [v for k, v in raw.items() if str(k).strip(TRIM).lower() == "id"]
-        else:  # the record's text, or nothing kept: no field to be sure of
-            return []
-        # JSON's true and false are ints to Python, and no id.
-        return [str(v) for v in values if isinstance(v, (str, int)) and not isinstance(v, bool)]
-
     def _note_unknown(self, names: Any) -> None:
         """Remember unknown column names for the warning: at most UNKNOWN_COLUMNS_KEPT, each
         shown short and printable; "…" stands for the ones left out."""
@@ -125,6 +112,12 @@ class SourceFile:
                 self.unknown_columns.add("…")
                 return
             self.unknown_columns.add(_shown(name))
+
+
+def id_texts(values: Any) -> tuple[str, ...]:
+    """The values that could be an id, as text: JSON's numbers and strings (its true and
+    false are ints to Python, and no id)."""
+    return tuple(str(v) for v in values if isinstance(v, (str, int)) and not isinstance(v, bool))
 
 
 def _shown(name: str) -> str:

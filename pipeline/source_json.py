@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from pipeline.bounded import (
     BLANK_RUN,
+    MALFORMED,
     MARK,
     NOT_UNICODE,
     SURROGATE,
@@ -24,6 +25,7 @@ from pipeline.bounded import (
     escaped_text,
 )
 from pipeline.json_array import DECODER, JsonArray, Repeated
+from pipeline.reasons import RejectReason
 from pipeline.rules import COUNTRY_MAX, TRIM, Limits
 from pipeline.source_file import (
     _REQUIRED,
@@ -34,6 +36,7 @@ from pipeline.source_file import (
     Record,
     SourceError,
     SourceFile,
+    id_texts,
 )
 
 
@@ -109,7 +112,7 @@ class JsonRecords(SourceFile):
         # and integers) takes the path with the fewest Python-level steps.
         if isinstance(obj, Repeated):
             problem = f"a column named twice ({', '.join(map(repr, obj.repeated))})"
-            return Record(number, line, None, _raw_json(obj, text, limits), problem)
+            return _refused(number, line, obj, _raw_text(text), problem)
         known = self._known
         fields = obj if obj.keys() <= known else {k.strip(TRIM).lower(): v for k, v in obj.items()}
         if len(self.required_seen) < len(REQUIRED):
@@ -117,34 +120,45 @@ class JsonRecords(SourceFile):
         if fields is not obj:
             if len(fields) < len(obj):  # two keys that name one column ("name", " Name")
                 problem = f"a column named twice ({_named_twice(obj)})"
-                return Record(number, line, None, _raw_json(obj, text, limits), problem)
+                return _refused(number, line, obj, _raw_json(obj, text, limits), problem)
             extra = fields.keys() - known
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
         if unchecked and _has_surrogate(obj, limits.max_depth):
-            return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
+            return _refused(number, line, obj, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
         columns = self.columns
         values = tuple(map(fields.get, columns))
         if not _TEXT_TYPES.issuperset(map(type, values)):
             try:
                 values = tuple(map(_text, columns, values))
             except ValueError as exc:
-                return Record(number, line, None, _raw_json(obj, text, limits), str(exc))
+                return _refused(number, line, obj, _raw_json(obj, text, limits), str(exc))
         if len(text) > limits.max_field:
             for column, value in zip(columns, values, strict=True):
                 if value is not None and len(value) > limits.max_field:
                     problem = f"{column}: longer than {limits.max_field} characters"
-                    return Record(number, line, None, _raw_text(text), problem, TOO_LARGE)
+                    return _refused(number, line, obj, _raw_text(text), problem, TOO_LARGE)
         country = values[1]
         if country is not None and len(country) > COUNTRY_MAX:
             country = country.strip(TRIM)
             if len(country) > COUNTRY_MAX:
                 problem = f"country is {len(country)} characters long: no country is"
-                return Record(number, line, None, _raw_text(text), problem, INVALID_COUNTRY)
+                return _refused(number, line, obj, _raw_text(text), problem, INVALID_COUNTRY)
         return Record(number, line, values, obj)
 
 
 _TEXT_TYPES = frozenset((str, type(None)))
+
+
+def _refused(
+    number: int, line: int | None, obj: dict[str, Any], raw: Any, problem: str,
+    reason: RejectReason = MALFORMED,
+) -> Record:  # fmt: skip
+    """A record the reader refuses, with the id fields its object gives (every one, for an
+    object that names it twice): a snapshot keeps their residents (pipeline.dispatch)."""
+    pairs = obj.pairs if isinstance(obj, Repeated) else obj.items()
+    ids = tuple(v for k, v in pairs if str(k).strip(TRIM).lower() == "id")
+    return Record(number, line, None, raw, problem, reason, id_texts(ids))
 
 
 def _text(column: str, value: Any) -> str | None:

@@ -217,10 +217,16 @@ def test_a_record_the_reader_refuses_does_not_delete_its_resident(
         objects[7]["age"] = [30]
         objects[8] = {"id": "nine", "country": "DE", "name": {}}  # no id the rule takes
         objects[10] = "not an object"  # id 12: nothing shows it
+        objects[12]["address"] = "x" * 70_000  # id 14: too large, kept as its text
+        objects[13]["country"] = "D" * 120  # id 15: no country is that long
+        texts = [json.dumps(o) for o in objects]
+        # id 16 twice: 16, then 18 (whose own record is left out): both kept
+        texts[14] = '{"id": 16, "country": "DE", "name": "Twice", "id": 18}'
+        del texts[16]
         if fmt == "ndjson":
-            path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+            path.write_text("".join(text + "\n" for text in texts))
         else:
-            path.write_text(json.dumps(objects))
+            path.write_text("[" + ", ".join(texts) + "]")
     summary = load_json(
         run_cli, "--source", "crm", "--mode", "snapshot", "--max-rejects", "100%",
         "--max-deletes", "100%", str(path),
@@ -230,7 +236,7 @@ def test_a_record_the_reader_refuses_does_not_delete_its_resident(
         assert summary["rows_rejected"] == 3
         assert held == set(range(1, 21)) - {10}
     else:  # 9 and 12 show no id the rule takes: they go, as 10 does
-        assert summary["rows_rejected"] == 6
+        assert summary["rows_rejected"] == 9
         assert held == set(range(1, 21)) - {9, 10, 12}
     deleted = summary["files"][0]["deleted"]["default"]["rows"]
     assert deleted == 20 - len(held)
