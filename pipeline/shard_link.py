@@ -149,11 +149,15 @@ class ShardLink:
             return None
         found = row[0] if row else "none"
         advice = "run `pipeline init`"
-        gone = leaving(self.shard_map, self.shard, self.found_rule)
-        if gone:  # init narrows a rule only over no rows of them
+        # Countries the map sends to another shard: rebalance moves them (init narrows a
+        # rule only over no rows of them). One the map sends nowhere has nowhere to go.
+        gone = [c for c in leaving(self.shard_map, self.shard, self.found_rule)
+                if self.shard_map.route_for(c) is not None]  # fmt: skip
+        if gone:
+            shown = ", ".join(gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
             advice = (
-                f"run `pipeline rebalance`, which moves its rows of {', '.join(gone)} where"
-                " the map sends them and then narrows it"
+                f"run `pipeline rebalance`, which moves its rows of {shown} where the map"
+                " sends them and then narrows it"
             )
         return self._error(
             f"residency rule is {found!r} but the shard map asks for {expected!r}: {advice}",

@@ -709,6 +709,19 @@ def test_a_country_the_map_moved_loads_nowhere_until_its_rows_have_moved(
     ]  # fmt: skip
 
 
+def test_a_shard_holding_countries_the_map_now_rejects_is_not_sent_to_rebalance(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # default: reject leaves every country but US nowhere to go: rebalance cannot move them.
+    rejecting = write_map(
+        tmp_path / "reject", shard_map_yaml(shard_dsns, routes="db_us: [US]", default="reject")
+    )
+    result = run_cli("load", str(ORIGINAL_DATA), config=rejecting)
+    assert result.exit_code == 1
+    assert "but the shard map asks for 'country IN ()': run `pipeline init`" in result.output
+    assert "rebalance" not in result.output
+
+
 def test_a_shard_whose_dsn_asks_for_another_encoding_refuses_the_load(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
