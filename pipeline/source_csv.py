@@ -114,15 +114,17 @@ class CsvRecords(SourceFile):
                         reason = MALFORMED
                         if why is not None:
                             problem, reason = why
-                        # Its fields shifted, any could be the id: all are kept (safe side).
-                        yield Record(number, start + folded, None, raw, problem, reason, tuple(row))
+                        ids: tuple[str, ...] = _shifted_ids(row, positions[0], width)
+                        raw = _cut_row(row)  # as many fields as it holds: bounded
+                        yield Record(number, start + folded, None, raw, problem, reason, ids)
                         continue
                     number += 1
                     if source.careful or line > start:
                         raw, why = self._row_check(row, positions[1])
                         if why is not None:
-                            ids: tuple[str, ...] = (row[positions[0]],)
-                            yield Record(number, start + folded, None, raw, *why, ids)
+                            yield Record(
+                                number, start + folded, None, raw, *why, (row[positions[0]],)
+                            )
                             continue
                     if pad:
                         row.append("")
@@ -175,7 +177,7 @@ class CsvRecords(SourceFile):
                     problem += (
                         f" in the record running from line {start + folded} to {line + folded}"
                     )
-                ids = tuple(whole or ())  # read leniently: any of its fields could be the id
+                ids = _shifted_ids(whole, positions[0], width) if whole else ()
                 yield Record(number, start + folded, None, raw, problem, MALFORMED, ids)
 
     def _csv_header(self, header_line: str) -> tuple[str, list[str]]:
@@ -237,8 +239,22 @@ class CsvRecords(SourceFile):
         return [header.index(c) if c in header else None for c in columns]
 
 
+# Fields of a row kept as its raw record: a line of a million commas is a million fields,
+# and 15,000 such rows a batch would hold them all (a 50 MB file of 100 of them: 0.9 GB).
+RAW_FIELDS = 64
+
+
 def _cut_row(row: list[str]) -> list[str]:
-    return [escaped_text(cut(f.replace(MARK, "…"))) for f in row]
+    kept = [escaped_text(cut(f.replace(MARK, "…"))) for f in row[:RAW_FIELDS]]
+    return [*kept, f"… ({len(row)} fields)"] if len(row) > RAW_FIELDS else kept
+
+
+def _shifted_ids(row: list[str], at: int, width: int) -> tuple[str, ...]:
+    """The fields that could be the id of a row whose fields do not fit the header (`at`:
+    the id's place in it): a delimiter too many or too few before it moves it by as many
+    places; no more than 16 either way (a row further off is no record)."""
+    off = min(abs(len(row) - width), 16)
+    return tuple(row[max(0, at - off) : at + off + 1])
 
 
 def _blank(stream: IO[str]) -> bool:

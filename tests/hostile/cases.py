@@ -400,6 +400,17 @@ CASES: list[Case] = [
         names=("Good Row",),
     ),
     Case(
+        # Each a line of half a million empty fields (under max_line): their raw records
+        # are cut to a few fields, or 30 of them held 0.25 GB (0.9 GB for 100 before).
+        "csv-rows-of-half-a-million-fields",
+        write("w.csv", HEADER + ("1,DE,A,F,1,x" + "," * 500_000 + "\n") * 30 + GOOD_CSV),
+        0,
+        ("malformed_record",) * 30,
+        "500006 fields where the header has 6",
+        ("Good Row",),
+        args=("--max-rejects", "100%", "--source", "crm", "--mode", "snapshot"),
+    ),
+    Case(
         "csv-field-over-the-limit",
         write("f.csv", HEADER + "1,DE,A,F,1," + "a" * 70_000 + "\n" + GOOD_CSV),
         0,
