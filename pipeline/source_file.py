@@ -114,10 +114,17 @@ class SourceFile:
             self.unknown_columns.add(_shown(name))
 
 
+# Characters an id field may hold at most and still be one (15 digits, a sign, white
+# space): longer values are dropped unjudged, so that a batch of refused records does not
+# hold on to their megabyte-long id fields.
+ID_TEXT_MAX = 64
+
+
 def id_texts(values: Any) -> tuple[str, ...]:
     """The values that could be an id, as text: JSON's numbers and strings (its true and
-    false are ints to Python, and no id)."""
-    return tuple(str(v) for v in values if isinstance(v, (str, int)) and not isinstance(v, bool))
+    false are ints to Python, and no id), none longer than ID_TEXT_MAX."""
+    texts = (str(v) for v in values if isinstance(v, (str, int)) and not isinstance(v, bool))
+    return tuple(t for t in texts if len(t) <= ID_TEXT_MAX)
 
 
 def _shown(name: str) -> str:

@@ -411,6 +411,22 @@ CASES: list[Case] = [
         args=("--max-rejects", "100%", "--source", "crm", "--mode", "snapshot"),
     ),
     Case(
+        # Ids of 70,000 characters, each record too large: a snapshot keeps no such id (no
+        # id is that long), where a batch held on to them all (some 100 MB).
+        "ndjson-ids-of-70k-characters-in-a-snapshot",
+        write(
+            "i.ndjson",
+            (json.dumps({"id": "7" * 70_000, "country": "DE", "name": "X"}) + "\n") * 1500
+            + GOOD_JSON.decode()
+            + "\n",
+        ),
+        0,
+        ("too_large",) * 1500,
+        "id: longer than 65536",
+        ("Good Row",),
+        args=("--max-rejects", "100%", "--source", "crm", "--mode", "snapshot"),
+    ),
+    Case(
         "csv-field-over-the-limit",
         write("f.csv", HEADER + "1,DE,A,F,1," + "a" * 70_000 + "\n" + GOOD_CSV),
         0,
