@@ -106,7 +106,8 @@ def arrivals(shard_map: ShardMap, found: Mapping[str, ResidencyRule | None]) -> 
             moving.setdefault(country, shard.name)
     held = {}
     for shard in shard_map.shards:
-        arriving = [c for c in moving if residency_rule(shard_map, shard).accepts(c)]
+        rule = residency_rule(shard_map, shard)
+        arriving = [c for c in moving if rule.accepts(c)]
         if arriving:
             c = min(arriving)
             held[shard.name] = (

@@ -110,7 +110,7 @@ class CsvRecords(SourceFile):
                                 f" (the record runs from line {start + folded} to"
                                 f" {line + folded}: a quote not closed?)"
                             )
-                        raw, why = self._row_check(row, -1)
+                        why = self._row_check(row, -1)[1]
                         reason = MALFORMED
                         if why is not None:
                             problem, reason = why
