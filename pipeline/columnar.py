@@ -146,7 +146,7 @@ def _unpack(shard: str, fields: list[memoryview], schema: Any) -> Any:
     (rows,) = struct.unpack(">q", fields[0])
     arrays = [_repeated(shard, rows)]
     for field, value in zip(list(schema)[1:], fields[1:], strict=True):
-        array = packed.unpack(value, field.type, rows)
+        array = packed.unpack(value, field.name, field.type, rows)
         if len(array) != rows:
             raise PipelineError(
                 f"shard {shard}: {field.name} has {len(array)} values for {rows} rows"

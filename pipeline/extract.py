@@ -118,9 +118,11 @@ def _chosen(selection: Selection) -> tuple[str, ...]:
     return FIELDS + (PROVENANCE if selection.provenance else ())
 
 
-def _packed_copy(selection: Selection, after: int | None, rows: int) -> sql.Composed:
+def _packed_copy(
+    selection: Selection, after: int | None, rows: int, server_encoding: str
+) -> sql.Composed:
     """The COPY of extract/columns.sql: the selection's residents after id `after` (None:
-    all), packed `rows` a COPY row."""
+    all), packed `rows` a COPY row, for a server of `server_encoding`."""
     chosen = _chosen(selection)
     where: sql.Composable = sql.SQL("")
     if selection.countries:
@@ -131,7 +133,7 @@ def _packed_copy(selection: Selection, after: int | None, rows: int) -> sql.Comp
         after=resume,
         skip=sql.Literal(rows - 1),
         rows=sql.Literal(rows),
-        packed=packed_columns(chosen),
+        packed=packed_columns(chosen, server_encoding),
         fields=sql.SQL(", ").join(map(sql.Identifier, chosen)),
     )
     return EXTRACT.copy.format(rows=select, format=sql.SQL("binary"))
@@ -188,8 +190,11 @@ def shard_streams(
                         f" its DSN sets client_encoding to {conn.info.encoding} (leave it out)"
                     )
 
+                encoding = conn.info.parameter_status("server_encoding") or ""
+
                 def packed_copy(after: int | None, rows: int) -> CopyOut:
-                    return CopyOut(conn, _packed_copy(selection, after, rows), stop, on_sent)
+                    query = _packed_copy(selection, after, rows, encoding)
+                    return CopyOut(conn, query, stop, on_sent)
 
                 id_field = 1 + _chosen(selection).index("id")  # after the count
                 yield from packed.resumable(packed_copy, id_field)

@@ -14,6 +14,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 
 from pipeline import binary_rows
 from pipeline.errors import PipelineError
@@ -23,7 +24,12 @@ from pipeline.validate import OUTPUT, as_mask
 HELD = (*OUTPUT, "source")
 _HELD_KINDS = [pa.int64(), pa.string(), pa.string(), pa.string(), pa.int16(), pa.string(),
                pa.string()]  # fmt: skip
-PACKED = packed_columns(HELD)
+
+
+def packed_held(server_encoding: str) -> sql.Composable:
+    """The select list of sql/load/probe.sql: HELD's columns packed, for a server of
+    `server_encoding`."""
+    return packed_columns(HELD, server_encoding)
 
 
 def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
@@ -31,8 +37,8 @@ def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
     of HELD's columns."""
     tables = []
     for count, *packed in packs:
-        values = zip(packed, _HELD_KINDS, strict=True)
-        columns = [unpack(memoryview(value), kind, count) for value, kind in values]
+        values = zip(packed, HELD, _HELD_KINDS, strict=True)
+        columns = [unpack(memoryview(value), name, kind, count) for value, name, kind in values]
         if any(len(column) != count for column in columns):
             raise PipelineError("the shard's answer to a probe is not whole")
         tables.append(pa.Table.from_arrays(columns, names=list(HELD)))

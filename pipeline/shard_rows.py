@@ -48,7 +48,7 @@ from pipeline.copyin import QueuedWriter
 from pipeline.direct_copy import DirectCopy
 from pipeline.encodable import python_codec, storable
 from pipeline.errors import PipelineError
-from pipeline.held import PACKED, BinaryIds, read_held, unchanged
+from pipeline.held import BinaryIds, packed_held, read_held, unchanged
 from pipeline.queries import LOAD
 from pipeline.sqlfiles import Statement
 from pipeline.validate import OUTPUT, as_mask
@@ -283,8 +283,9 @@ class ShardRows:
 
     def _held(self, where: sql.Composable) -> pa.Table | None:
         """The rows the shard holds (committed) where `where`; None when it holds none."""
-        query = LOAD.probe.format(where=where, packed=PACKED, pack_bytes=sql.Literal(PROBE_PACK))
         conn = self._probe()
+        packed = packed_held(conn.info.parameter_status("server_encoding") or "")
+        query = LOAD.probe.format(where=where, packed=packed, pack_bytes=sql.Literal(PROBE_PACK))
         with self._probe_watchdog.waiting(conn), conn.cursor(binary=True) as cursor:
             packs = cursor.execute(query).fetchall()
         return read_held(packs) if packs else None

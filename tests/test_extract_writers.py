@@ -14,6 +14,7 @@ import json
 import struct
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -67,10 +68,16 @@ def copy_csv(rows: list[tuple[object, ...]]) -> bytes:
 
 def copy_packed(rows: list[tuple[object, ...]], chunk_rows: int) -> bytes:
     """What sql/extract/columns.sql sends for `rows` (no shard column) in COPY's binary
-    format: a tuple a chunk of `chunk_rows`, its count, then each column packed."""
+    format: a tuple a chunk of `chunk_rows`, its count, then each column packed (country
+    between zero bytes, the text columns with their sizes)."""
 
     def text(value: object) -> bytes:
         return b"\xff" if value is None else str(value).encode()
+
+    def sized(values: tuple[object, ...]) -> bytes:  # extract/packed_sized.sql
+        data = [b"" if v is None else str(v).encode() for v in values]
+        sizes = (-1 if v is None else len(d) for v, d in zip(values, data, strict=True))
+        return b"".join(struct.pack(">i", size) for size in sizes) + b"".join(data)
 
     def field(data: bytes) -> bytes:
         return struct.pack(">i", len(data)) + data
@@ -82,9 +89,10 @@ def copy_packed(rows: list[tuple[object, ...]], chunk_rows: int) -> bytes:
         packed = [
             struct.pack(">q", len(chunk)),
             b"".join(struct.pack(">q", i) for i in columns[0]),
-            *(b"\x00".join(map(text, columns[c])) for c in (1, 2, 3)),
+            b"\x00".join(map(text, columns[1])),  # country: char(2)
+            *(sized(columns[c]) for c in (2, 3)),
             b"".join(struct.pack(">i", 65536 if a is None else a) for a in columns[4]),
-            b"\x00".join(map(text, columns[5])),
+            sized(columns[5]),
         ]
         out += struct.pack(">h", len(packed)) + b"".join(map(field, packed))
     return out + struct.pack(">h", -1)
@@ -201,10 +209,11 @@ def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
 def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A packed text column is cut by numpy up to SPLIT_WIDTH bytes a value and by pyarrow's
-    # compute past it. Chunks of values of every width around it, with NULLs and empty
-    # strings among them (first, last, alone), are read each way and both ways must agree
-    # with what was packed; one chunk sits exactly on the width, one a byte past it.
+    # A column packed between zero bytes (char(n), uuid) is cut by numpy up to SPLIT_WIDTH
+    # bytes a value and by pyarrow's compute past it. Chunks of values of every width around
+    # it, with NULLs and empty strings among them (first, last, alone), are read each way
+    # and both ways must agree with what was packed; one chunk sits exactly on the width,
+    # one a byte past it.
     import pyarrow as pa
 
     def pack(chunk: list[str | None]) -> bytes:
@@ -227,7 +236,7 @@ def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
         arrays = []
         for split_width in (width, 0, 10**9):  # as shipped, always split, never split
             monkeypatch.setattr(packed, "SPLIT_WIDTH", split_width)
-            array = packed.unpack(memoryview(data), pa.string(), len(chunk))
+            array = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
             array.validate(full=True)
             assert array.to_pylist() == chunk
             assert array.null_count == chunk.count(None)
@@ -246,10 +255,52 @@ def test_packed_text_is_cut_the_same_without_pyarrows_private_compute_module(
     chunk = ["Łukasz Smith", None, "", "282 Main St, Apt 16", "x" * 40]
     data = b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
     assert len(data) > packed.SPLIT_WIDTH * len(chunk)  # the kernel's side of the width
-    expected = packed.unpack(memoryview(data), pa.string(), len(chunk))
+    expected = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
     monkeypatch.setitem(sys.modules, "pyarrow._compute", None)
     with pytest.raises(ImportError):
         import pyarrow._compute
-    array = packed.unpack(memoryview(data), pa.string(), len(chunk))
+    array = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
     assert array.to_pylist() == chunk
     assert array.equals(expected)
+
+
+def sized_texts(values: list[str | None]) -> bytes:
+    """A text column as extract/packed_sized.sql packs it: the sizes (-1: NULL), the values."""
+    data = [b"" if v is None else v.encode() for v in values]
+    sizes = [-1 if v is None else len(d) for v, d in zip(values, data, strict=True)]
+    return b"".join(struct.pack(">i", n) for n in sizes) + b"".join(data)
+
+
+def test_a_text_column_packed_with_its_sizes_is_read_value_for_value() -> None:
+    # NULLs and empty strings first, last, alone and together; multibyte letters whose
+    # bytes the sizes count; text holding what separators once were (a byte FF cannot be
+    # in UTF-8, but a zero-width joiner or a lone space can).
+    import pyarrow as pa
+
+    values: list[str | None] = [None, "", "Łukasz", "", None, "李", " ", "a\u200db", None]
+    chunks = [values[s : s + n] for n in (1, 2, 3, len(values)) for s in range(0, len(values), n)]
+    chunks += [[None] * 3, [""] * 3, []]
+    for chunk in chunks:
+        array = packed.unpack(memoryview(sized_texts(chunk)), "name", pa.string(), len(chunk))
+        array.validate(full=True)
+        assert array.to_pylist() == chunk
+        assert array.null_count == chunk.count(None)
+
+
+def test_a_text_column_whose_sizes_do_not_fit_its_bytes_is_refused() -> None:
+    import pyarrow as pa
+
+    def read(data: bytes, rows: int) -> Any:
+        return packed.unpack(memoryview(data), "address", pa.string(), rows)
+
+    whole = sized_texts(["ab", None, "c"])
+    assert read(whole, 3).to_pylist() == ["ab", None, "c"]
+    for data, rows, reason in [
+        (whole[:-1], 3, "add up to 3 bytes where it holds 2"),  # a byte short
+        (whole + b"d", 3, "add up to 3 bytes where it holds 4"),  # a byte over
+        (whole[:8], 3, "sizes are not whole"),  # fewer sizes than rows
+        (struct.pack(">ii", -2, 2) + b"ab", 2, "sizes are not whole"),  # no size is below -1
+        (struct.pack(">ii", 5, -3) + b"ab", 2, "sizes are not whole"),
+    ]:
+        with pytest.raises(PipelineError, match=reason):
+            read(data, rows)

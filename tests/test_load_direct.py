@@ -19,7 +19,7 @@ from click.testing import Result
 from psycopg import sql
 
 from pipeline.batch import BATCH_RECORDS
-from pipeline.held import PACKED, read_held
+from pipeline.held import packed_held, read_held
 from pipeline.queries import LOAD
 from pipeline.shard_rows import PROBE_PACK, PROBE_RANGE_SPAN, SPOOL_IN_MEMORY, ShardRows
 from pipeline.source_arrow import BLOCK_BYTES
@@ -170,7 +170,9 @@ def test_the_rows_a_probe_finds_are_read_whole_across_its_packs(
 
 
 def _probe(dsn: str, where: str) -> list[dict[str, Any]]:
-    query = LOAD.probe.format(where=sql.SQL(where), packed=PACKED, pack_bytes=sql.Literal(64))
+    query = LOAD.probe.format(
+        where=sql.SQL(where), packed=packed_held("UTF8"), pack_bytes=sql.Literal(64)
+    )
     with psycopg.connect(dsn, autocommit=True) as conn:
         packs = conn.cursor(binary=True).execute(query).fetchall()
     table = read_held(packs)
@@ -207,7 +209,9 @@ def test_a_probe_answer_keeps_nulls_apart_from_text_that_reads_like_one(
             conn.cursor(binary=True)
             .execute(
                 LOAD.probe.format(
-                    where=sql.SQL("id > 100"), packed=PACKED, pack_bytes=sql.Literal(64)
+                    where=sql.SQL("id > 100"),
+                    packed=packed_held("UTF8"),
+                    pack_bytes=sql.Literal(64),
                 )
             )
             .fetchall()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from pipeline.batch import BATCH_RECORDS
 from pipeline.encodable import python_codec
+from pipeline.packed import CHUNK_ROWS
 from tests.conftest import SHARDS, RunCli, Server, shard_map_yaml, write_map
 
 # default holds Europe in LATIN1, db_us the US in WIN1252: '€' and 'Œ' are in the second
@@ -203,3 +205,42 @@ def test_a_rerun_counts_the_rows_a_narrow_shard_refused_when_it_already_holds_th
     assert "default: already loaded by an earlier run (2 rows, 1 of them rejected then)" in (
         again.output
     )
+
+
+def test_text_a_narrow_shard_holds_comes_back_whole_in_parquet_and_to_a_forced_reload(
+    narrow_map: tuple[Path, dict[str, str]], run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Parquet and a load's probe take text packed with its sizes (pipeline.packed): sizes
+    # in bytes of UTF-8, which a LATIN1 or WIN1252 database does not store ('é' is one byte
+    # there, two as sent). Enough rows that default's cross a packed chunk.
+    import pyarrow.parquet as pq
+
+    config, _ = narrow_map
+    count = 2 * CHUNK_ROWS + 10
+    records, refused = _records(count)
+    records[1]["gender"] = ""  # a NULL among the text
+    path = tmp_path / "residents.csv"
+    _write(path, "csv", records)
+    load = run_cli("load", "--max-rejects", "100", str(path), config=config)
+    assert load.exit_code == 0, load.output
+    loaded = count - len(refused)
+
+    parquet, text = tmp_path / "out.parquet", tmp_path / "out.csv"
+    for out in (parquet, text):
+        result = run_cli("extract", "-o", str(out), config=config)
+        assert result.exit_code == 0, result.output
+    with text.open(newline="", encoding="utf-8") as f:
+        from_csv = [
+            {k: v or None for k, v in row.items() if k in ("id", "name", "gender", "address")}
+            for row in csv.DictReader(f)
+        ]
+    from_parquet = pq.read_table(parquet, columns=["id", "name", "gender", "address"]).to_pylist()
+    assert [dict(r, id=str(r["id"])) for r in from_parquet] == from_csv
+    assert len(from_csv) == loaded
+    assert sum("Müller" in (r["name"] or "") for r in from_parquet) > 0
+    assert sum("€" in (r["address"] or "") for r in from_parquet) > 0  # WIN1252's, on db_us
+
+    again = run_cli("load", "--force", "--max-rejects", "100", str(path), config=config)
+    assert again.exit_code == 0, again.output
+    unchanged = [int(n) for n in re.findall(r"(\d+) unchanged", again.output)][:2]
+    assert sum(unchanged) == loaded, again.output

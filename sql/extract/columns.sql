@@ -1,8 +1,8 @@
 -- One shard's residents for Parquet and DataFrames, packed into columns by the server: a
 -- COPY row for every {rows} residents in id order, holding their count and each column's
--- values packed into one bytea ({packed}: extract/packed_fixed.sql, packed_text.sql,
--- packed_smallint.sql), which pipeline/columnar.py unpacks into Arrow arrays with a few
--- numpy calls. As CSV, the client parsed every field of every row (measured on 600k rows:
+-- values packed into one bytea ({packed}: extract/packed_fixed.sql, packed_sized.sql,
+-- packed_text.sql, packed_smallint.sql), which pipeline/columnar.py unpacks into Arrow
+-- arrays with a few numpy calls. As CSV, the client parsed every field of every row (measured on 600k rows:
 -- 0.6 s of client CPU against 0.2 s, for 0.05 s more of server CPU).
 -- `chunk` walks the id index to each chunk's first id (the first id, then {skip} ids on:
 -- a step of the recursion reads ids only); each chunk is then read from its first id,
