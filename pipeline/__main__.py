@@ -1,0 +1,5 @@
+"""`python -m pipeline`: the `pipeline` command."""
+
+from pipeline.entry import main
+
+main()
