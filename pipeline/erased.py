@@ -45,7 +45,8 @@ class Erased:
         self.levels = sorted({e.fields for e in entries})
 
     def mark(self, checked: Checked) -> None:
-        """Refuse (reason `erased`) the valid rows of `checked` that an erasure matches."""
+        """Refuse (reason `erased`) the valid rows of `checked` that an erasure matches, and
+        mark its refused rows that bear an erased name (`Checked.unquoted`)."""
         if self.key is None or not self.names:
             return  # no erasure: nothing to do, whatever the batch holds
         names = checked.table["name"].combine_chunks()
@@ -56,7 +57,12 @@ class Erased:
         if not erased.any():
             return
         indices = distinct.indices.to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(erased[indices] & (checked.reason == 0))
+        named = erased[indices]
+        # A record refused for a fault of its own (a gender, an age the rules cannot read)
+        # may be the erased person's all the same, and its age or address cannot say: the
+        # name is enough to keep its raw record out of the rejects file.
+        checked.unquoted.update(np.flatnonzero(named & (checked.reason != 0)).tolist())
+        rows = np.flatnonzero(named & (checked.reason == 0))
         table = checked.table
         for row in rows.tolist():
             name, age, address = (table[c][row].as_py() for c in ("name", "age", "address"))

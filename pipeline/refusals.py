@@ -61,7 +61,7 @@ def refusals(
         else:
             text = {f: values[i] for f, values in quoted.items()}
             message = checked.shard_messages.get(row) or describe_reject(reason, text, rules, name)
-        if reason == RejectReason.ERASED:
+        if reason == RejectReason.ERASED or row in checked.unquoted:
             raw = None  # their data is copied nowhere again: the record's number finds it
         rejects.append(Reject(result.path, numbers[i], lines[i], reason, message, raw, name))
     return rejects

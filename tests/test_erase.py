@@ -285,6 +285,34 @@ def test_erase_then_reload_the_original_file_the_person_stays_gone(
     assert 70 not in ids(shard_dsns["default"]) and 71 in ids(shard_dsns["default"])
 
 
+def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_record(
+    run_cli: RunCli, loaded: None, key: str, tmp_path: Path
+) -> None:
+    # Its age unreadable, its gender or its country wrong: refused for that, it may be the
+    # erased person all the same, and its raw record is left out. A namesake's too (the
+    # name is all an unreadable age leaves); another name's refusal keeps its record.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    records = [
+        {"id": 80, "country": "FR", "name": " amelia CLARKE", "age": "twenty-nine"},
+        {"id": 81, "country": "FR", "name": AMELIA, "age": 29, "gender": "Zzz"},
+        {"id": 82, "country": "XX", "name": AMELIA, "age": 29},
+        {"id": 83, "country": "FR", "name": "Bob Stone", "age": 29, "gender": "Zzz"},
+    ]
+    path = tmp_path / "faulty.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_cli("load", "--max-rejects", "100%", str(path))
+    assert "4 read = 0 loaded + 4 rejected" in result.output, result.output
+    rejects = {r["record"]: r for r in read_rejects(tmp_path / "data" / "rejects")}
+    assert [rejects[n]["reason"] for n in (1, 2, 3, 4)] == [
+        "invalid_age", "invalid_gender", "invalid_country", "invalid_gender"
+    ]  # fmt: skip
+    assert [rejects[n]["raw"] for n in (1, 2, 3)] == [None, None, None]
+    assert rejects[4]["raw"] == records[3]
+    assert not any(
+        "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
+    )
+
+
 def test_a_load_with_erasures_and_no_key_refuses(
     run_cli: RunCli, loaded: None, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
