@@ -141,18 +141,14 @@ def _unpack(shard: str, fields: list[memoryview], schema: Any) -> Any:
     """One packed chunk as a record batch of `schema`: the shard's name, then the columns."""
     import pyarrow as pa
 
-    if len(fields) != len(schema):  # the count, then a field a column but the shard's name
-        raise PipelineError(f"shard {shard}: the server sent {len(fields)} fields a chunk")
+    if not fields or len(fields[0]) != 8:
+        raise PipelineError(f"shard {shard}: the server sent a chunk without its count")
     (rows,) = struct.unpack(">q", fields[0])
-    arrays = [_repeated(shard, rows)]
-    for field, value in zip(list(schema)[1:], fields[1:], strict=True):
-        array = packed.unpack(value, field.name, field.type, rows)
-        if len(array) != rows:
-            raise PipelineError(
-                f"shard {shard}: {field.name} has {len(array)} values for {rows} rows"
-            )
-        arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    try:
+        columns = packed.unpack_all(fields[1:], schema.names[1:], schema.types[1:], rows)
+    except PipelineError as exc:
+        raise PipelineError(f"shard {shard}: {exc}") from None
+    return pa.RecordBatch.from_arrays([_repeated(shard, rows), *columns], schema=schema)
 
 
 def _repeated(text: str, count: int) -> Any:

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from pipeline import binary_rows
 from pipeline.errors import PipelineError
-from pipeline.packed import packed_columns, unpack
+from pipeline.packed import packed_columns, unpack_all
 from pipeline.validate import OUTPUT, as_mask
 
 HELD = (*OUTPUT, "source")
@@ -37,10 +37,10 @@ def read_held(packs: list[tuple[Any, ...]]) -> pa.Table:
     of HELD's columns."""
     tables = []
     for count, *packed in packs:
-        values = zip(packed, HELD, _HELD_KINDS, strict=True)
-        columns = [unpack(memoryview(value), name, kind, count) for value, name, kind in values]
-        if any(len(column) != count for column in columns):
-            raise PipelineError("the shard's answer to a probe is not whole")
+        try:
+            columns = unpack_all([memoryview(v) for v in packed], HELD, _HELD_KINDS, count)
+        except PipelineError as exc:
+            raise PipelineError(f"the shard's answer to a probe is not whole: {exc}") from None
         tables.append(pa.Table.from_arrays(columns, names=list(HELD)))
     return pa.concat_tables(tables).combine_chunks()
 

@@ -15,7 +15,7 @@ more of server CPU).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -47,10 +47,11 @@ END = -1
 # times fewer rows.
 SHRINK = 16
 # Server encodings whose text reaches the client as stored: the client's encoding is UTF8
-# (pipeline.db), and a SQL_ASCII server sends its bytes unconverted (having checked that
-# they are UTF-8). Their text's octet_length is its size as sent; on other servers the
-# packed sizes are taken of the text converted (twice the server's time).
-SENT_AS_STORED = ("UTF8", "SQL_ASCII")
+# (pipeline.db). Their text's octet_length is its size as sent; on other servers the packed
+# sizes are taken of the text converted (twice the server's time). A SQL_ASCII server sends
+# its bytes unconverted but checks them, and checked joined, two values each holding half
+# of a character would pass: convert_to checks each value.
+SENT_AS_STORED = ("UTF8",)
 
 
 def packed_columns(names: Iterable[str], server_encoding: str) -> sql.Composable:
@@ -60,8 +61,9 @@ def packed_columns(names: Iterable[str], server_encoding: str) -> sql.Composable
 
 
 def sized(name: str) -> bool:
-    """Whether a column is packed with its values' sizes (extract/packed_sized.sql): a text
-    column. The others that are text to Arrow (char(n), uuid) come between zero bytes."""
+    """Whether a column is packed with its values' sizes (extract/packed_sized.sql), in two
+    fields: a text column. The others that are text to Arrow (char(n), uuid) come between
+    zero bytes, in one."""
     return BY_NAME[name].pg_type == "text"
 
 
@@ -78,7 +80,8 @@ def _packed(name: str, server_encoding: str) -> sql.Composable:
         size = sql.SQL("octet_length({})").format(column)
         if server_encoding.upper() not in SENT_AS_STORED:
             size = sql.SQL("octet_length(convert_to({}, 'UTF8'))").format(column)
-        return EXTRACT.packed_sized.format(size=size, column=column)
+        sizes = sql.Identifier(f"{name}_sizes")
+        return EXTRACT.packed_sized.format(size=size, sizes=sizes, column=column)
     if pg_type == "character":
         value = sql.SQL("bpcharsend({})").format(column)
     else:  # the text form of the others (uuid)
@@ -86,14 +89,37 @@ def _packed(name: str, server_encoding: str) -> sql.Composable:
     return EXTRACT.packed_text.format(value=value, column=column)
 
 
-def unpack(value: memoryview, name: str, kind: Any, rows: int) -> Any:
-    """Column `name`, packed (sql/extract/packed_*.sql), `rows` values, as an Arrow array of
-    type `kind`."""
+def unpack_all(
+    fields: Sequence[memoryview], names: Sequence[str], kinds: Sequence[Any], rows: int
+) -> list[Any]:
+    """The columns `names` of a packed row (its fields after the count: one a column, two a
+    text column's, its sizes then its values) as Arrow arrays of `kinds`, `rows` values each."""
+    if rows < 0:
+        raise PipelineError(f"the server sent a chunk of {rows} rows")
+    wanted = len(names) + sum(map(sized, names))
+    if len(fields) != wanted:
+        raise PipelineError(f"the server sent {len(fields)} fields a chunk, not {wanted}")
+    values = iter(fields)
+    arrays = []
+    for name, kind in zip(names, kinds, strict=True):
+        if sized(name):
+            array = _sized_texts(next(values), next(values), rows)
+        else:
+            array = unpack(next(values), kind, rows)
+        if len(array) != rows:
+            raise PipelineError(f"{name} has {len(array)} values for {rows} rows")
+        arrays.append(array)
+    return arrays
+
+
+def unpack(value: memoryview, kind: Any, rows: int) -> Any:
+    """A column packed in one field (sql/extract/packed_fixed.sql, packed_smallint.sql,
+    packed_text.sql), `rows` values, as an Arrow array of type `kind`."""
     import numpy as np
     import pyarrow as pa
 
     if pa.types.is_string(kind):
-        return _sized_texts(value, rows) if sized(name) else _texts(value, rows)
+        return _texts(value, rows)
     # Arrays are made from their buffers: pa.array() would import pandas (0.45 s) to ask
     # whether a numpy array is a pandas one.
     if pa.types.is_int16(kind):
@@ -163,21 +189,21 @@ def _texts(value: memoryview, rows: int) -> Any:
     return _strings(count, offsets_buffer, data_buffer, nulls)
 
 
-def _sized_texts(value: memoryview, rows: int) -> Any:
-    """A packed text column with its sizes (each value's, -1 for NULL, then the values
+def _sized_texts(packed_sizes: memoryview, data: memoryview, rows: int) -> Any:
+    """A text column packed with its sizes (each value's, -1 for NULL; and the values
     joined) as an Arrow string array: the sizes summed are the offsets, and the values'
     bytes are the data as they came, not copied. Not checked for UTF-8, as in _texts."""
     import numpy as np
     import pyarrow as pa
 
-    head = 4 * rows
-    sizes = np.frombuffer(value[:head], ">i4") if len(value) >= head else None
-    if sizes is None or (rows and sizes.min() < -1):
+    if len(packed_sizes) != 4 * rows:
+        raise PipelineError("cannot convert the rows: a text column's sizes are not whole")
+    sizes = np.frombuffer(packed_sizes, ">i4")
+    if rows and sizes.min() < -1:
         raise PipelineError("cannot convert the rows: a text column's sizes are not whole")
     nulls = sizes < 0
     offsets = np.zeros(rows + 1, np.int64)
     np.cumsum(np.where(nulls, 0, sizes), out=offsets[1:])
-    data = value[head:]
     if offsets[-1] != len(data):
         raise PipelineError(
             f"cannot convert the rows: a text column's sizes add up to {offsets[-1]} bytes"

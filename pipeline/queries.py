@@ -158,7 +158,7 @@ class EXTRACT:
     copy = Template("extract/copy", "rows", "format")
     columns = Template("extract/columns", "filter", "after", "skip", "rows", "packed", "fields")
     packed_fixed = Template("extract/packed_fixed", "send", "column")
-    packed_sized = Template("extract/packed_sized", "size", "column")
+    packed_sized = Template("extract/packed_sized", "size", "sizes", "column")
     packed_smallint = Template("extract/packed_smallint", "column")
     packed_text = Template("extract/packed_text", "value", "column")
     moves = Statement("extract/moves")

@@ -361,8 +361,21 @@ def test_parquet_from_a_sql_ascii_shard_checks_its_text(
             result = run_cli("extract", "-o", str(out), config=config)
             assert result.exit_code == 0, result.output
             assert pq.read_table(out).column("name").to_pylist() == ["Ren\u00e9 \U0001f600"]
-            conn.execute(insert, [2, b"Ren\xe9"])  # LATIN1's é: not UTF-8
+            # Each value checked, not the chunk's text joined: two values that each hold
+            # half of an é (C3 A9) would read as one whole character.
+            conn.execute(insert, [2, b"Ren\xc3"])
+            conn.execute(insert, [3, b"\xa9 Muller"])
         out.unlink()
+        for target in (out, tmp_path / "residents.csv"):
+            result = run_cli("extract", "-o", str(target), config=config)
+            assert result.exit_code == 1
+            assert 'invalid byte sequence for encoding "UTF8": 0xc3' in result.output
+            assert len(result.output.strip().splitlines()) == 1
+            assert not target.exists()
+        with psycopg.connect(dsns["default"], autocommit=True) as conn:
+            conn.execute("DELETE FROM residents WHERE id = 3")
+            conn.execute(insert, [3, b"Ren\xe9"])  # LATIN1's é: not UTF-8
+            conn.execute("DELETE FROM residents WHERE id = 2")
         result = run_cli("extract", "-o", str(out), config=config)
         assert result.exit_code == 1
         assert 'invalid byte sequence for encoding "UTF8"' in result.output

@@ -101,17 +101,17 @@ def test_a_tuple_in_many_small_pieces_is_read_as_one(piece: int) -> None:
     assert [tuple(r.values())[1:] for b in batches for r in b.to_pylist()] == rows
 
 
-def wide_name(rid: int) -> str:
-    return hashlib.md5(str(rid).encode()).hexdigest() * 2048  # 65,536 bytes
+def wide_name(rid: int, width: int = 65_536) -> str:
+    return (hashlib.md5(str(rid).encode()).hexdigest() * 2048)[:width]  # 65,536 bytes at most
 
 
 def narrow_name(rid: int) -> str:
     return f"n{rid}" + "-" * 80
 
 
-def fill_wide(dsn: str, country: str, narrow: int, wide: int) -> None:
-    """`narrow` residents of short names (ids from 1), then `wide` of 65,536-byte names (the
-    longest field a load accepts: rules.yaml)."""
+def fill_wide(dsn: str, country: str, narrow: int, wide: int, width: int = 65_536) -> None:
+    """`narrow` residents of short names (ids from 1), then `wide` of names `width` bytes
+    long (65,536: the longest field a load accepts, rules.yaml)."""
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE residents")
         conn.execute(
@@ -120,9 +120,10 @@ def fill_wide(dsn: str, country: str, narrow: int, wide: int) -> None:
             [country, narrow],
         )
         conn.execute(
-            "INSERT INTO residents (id, country, name) SELECT g, %s, repeat(md5(g::text), 2048)"
+            "INSERT INTO residents (id, country, name)"
+            " SELECT g, %s, left(repeat(md5(g::text), 2048), %s)"
             " FROM generate_series(%s::int, %s::int) AS g",
-            [country, narrow + 1, narrow + wide],
+            [country, width, narrow + 1, narrow + wide],
         )
 
 
@@ -133,12 +134,14 @@ def test_a_parquet_export_of_rows_too_wide_for_a_packed_chunk_is_whole(
 ) -> None:  # fmt: skip
     # default, streamed: a first chunk of short names (over copyout.CHUNK, so it is handed
     # on), then CHUNK_ROWS of 64 KB names: more than 1 GB in one value, which the server
-    # refuses; db_us, read ahead: such a chunk first, nothing handed on before it.
+    # refuses; db_us, read ahead: such a chunk first, nothing handed on before it, its
+    # names a byte shorter: the value fits in 1 GB, the COPY row that holds it does not.
     size = packed.CHUNK_ROWS
     assert size * 65_536 > (1 << 30) - 1 and size * len(narrow_name(1)) > copyout.CHUNK
+    assert (1 << 30) - 1 - size * 65_535 < 65_536  # its sizes field and the rest
     narrow = size
     fill_wide(shard_dsns["default"], "DE", narrow, size)
-    fill_wide(shard_dsns["db_us"], "US", 0, size)
+    fill_wide(shard_dsns["db_us"], "US", 0, size, width=65_535)
     out = tmp_path / "r.parquet"
     result = run_cli("extract", "-o", str(out), config=config_file)
     assert result.exit_code == 0, result.output
@@ -146,8 +149,10 @@ def test_a_parquet_export_of_rows_too_wide_for_a_packed_chunk_is_whole(
     file = pq.ParquetFile(out)
     for batch in file.iter_batches(batch_size=1024, columns=["shard", "id", "name"]):
         for shard, rid, name in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True):
-            wide = shard == "db_us" or rid > narrow
-            assert name == (wide_name(rid) if wide else narrow_name(rid)), (shard, rid)
+            if shard == "db_us":
+                assert name == wide_name(rid, 65_535), (shard, rid)
+            else:
+                assert name == (wide_name(rid) if rid > narrow else narrow_name(rid)), rid
             found[shard].append(rid)
     assert found == {
         "default": list(range(1, narrow + size + 1)),

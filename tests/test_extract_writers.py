@@ -69,15 +69,15 @@ def copy_csv(rows: list[tuple[object, ...]]) -> bytes:
 def copy_packed(rows: list[tuple[object, ...]], chunk_rows: int) -> bytes:
     """What sql/extract/columns.sql sends for `rows` (no shard column) in COPY's binary
     format: a tuple a chunk of `chunk_rows`, its count, then each column packed (country
-    between zero bytes, the text columns with their sizes)."""
+    between zero bytes, each text column as its sizes and its values, two fields)."""
 
     def text(value: object) -> bytes:
         return b"\xff" if value is None else str(value).encode()
 
-    def sized(values: tuple[object, ...]) -> bytes:  # extract/packed_sized.sql
+    def sized(values: tuple[object, ...]) -> tuple[bytes, bytes]:  # extract/packed_sized.sql
         data = [b"" if v is None else str(v).encode() for v in values]
         sizes = (-1 if v is None else len(d) for v, d in zip(values, data, strict=True))
-        return b"".join(struct.pack(">i", size) for size in sizes) + b"".join(data)
+        return b"".join(struct.pack(">i", size) for size in sizes), b"".join(data)
 
     def field(data: bytes) -> bytes:
         return struct.pack(">i", len(data)) + data
@@ -90,9 +90,10 @@ def copy_packed(rows: list[tuple[object, ...]], chunk_rows: int) -> bytes:
             struct.pack(">q", len(chunk)),
             b"".join(struct.pack(">q", i) for i in columns[0]),
             b"\x00".join(map(text, columns[1])),  # country: char(2)
-            *(sized(columns[c]) for c in (2, 3)),
+            *sized(columns[2]),
+            *sized(columns[3]),
             b"".join(struct.pack(">i", 65536 if a is None else a) for a in columns[4]),
-            sized(columns[5]),
+            *sized(columns[5]),
         ]
         out += struct.pack(">h", len(packed)) + b"".join(map(field, packed))
     return out + struct.pack(">h", -1)
@@ -200,10 +201,12 @@ def test_the_columnar_reader_refuses_packed_rows_it_cannot_trust() -> None:
     with pytest.raises(PipelineError, match="ended inside a row"):
         read(copy_packed(rows, 1)[:-3])
     one = copy_packed(rows[:1], 1)
-    count = struct.pack(">hiq", 7, 8, 1)  # a tuple of 7 fields, the first the row count
+    count = struct.pack(">hiq", 10, 8, 1)  # 10 fields (3 text columns' take 2), the count first
     assert count in one
-    with pytest.raises(PipelineError, match="values for 2 rows"):
-        read(one.replace(count, struct.pack(">hiq", 7, 8, 2)))
+    with pytest.raises(PipelineError, match="shard default: id has 1 values for 2 rows"):
+        read(one.replace(count, struct.pack(">hiq", 10, 8, 2)))
+    with pytest.raises(PipelineError, match="shard default: the server sent a chunk of -1 rows"):
+        read(one.replace(count, struct.pack(">hiq", 10, 8, -1)))
 
 
 def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
@@ -236,7 +239,7 @@ def test_packed_text_is_read_the_same_on_either_side_of_the_split_width(
         arrays = []
         for split_width in (width, 0, 10**9):  # as shipped, always split, never split
             monkeypatch.setattr(packed, "SPLIT_WIDTH", split_width)
-            array = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
+            array = packed.unpack(memoryview(data), pa.string(), len(chunk))
             array.validate(full=True)
             assert array.to_pylist() == chunk
             assert array.null_count == chunk.count(None)
@@ -255,20 +258,21 @@ def test_packed_text_is_cut_the_same_without_pyarrows_private_compute_module(
     chunk = ["Łukasz Smith", None, "", "282 Main St, Apt 16", "x" * 40]
     data = b"\x00".join(b"\xff" if v is None else v.encode() for v in chunk)
     assert len(data) > packed.SPLIT_WIDTH * len(chunk)  # the kernel's side of the width
-    expected = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
+    expected = packed.unpack(memoryview(data), pa.string(), len(chunk))
     monkeypatch.setitem(sys.modules, "pyarrow._compute", None)
     with pytest.raises(ImportError):
         import pyarrow._compute
-    array = packed.unpack(memoryview(data), "country", pa.string(), len(chunk))
+    array = packed.unpack(memoryview(data), pa.string(), len(chunk))
     assert array.to_pylist() == chunk
     assert array.equals(expected)
 
 
-def sized_texts(values: list[str | None]) -> bytes:
-    """A text column as extract/packed_sized.sql packs it: the sizes (-1: NULL), the values."""
+def sized_texts(values: list[str | None]) -> list[memoryview]:
+    """A text column's two fields as extract/packed_sized.sql packs it: the sizes (-1:
+    NULL), the values."""
     data = [b"" if v is None else v.encode() for v in values]
     sizes = [-1 if v is None else len(d) for v, d in zip(values, data, strict=True)]
-    return b"".join(struct.pack(">i", n) for n in sizes) + b"".join(data)
+    return [memoryview(b"".join(struct.pack(">i", n) for n in sizes)), memoryview(b"".join(data))]
 
 
 def test_a_text_column_packed_with_its_sizes_is_read_value_for_value() -> None:
@@ -281,7 +285,7 @@ def test_a_text_column_packed_with_its_sizes_is_read_value_for_value() -> None:
     chunks = [values[s : s + n] for n in (1, 2, 3, len(values)) for s in range(0, len(values), n)]
     chunks += [[None] * 3, [""] * 3, []]
     for chunk in chunks:
-        array = packed.unpack(memoryview(sized_texts(chunk)), "name", pa.string(), len(chunk))
+        (array,) = packed.unpack_all(sized_texts(chunk), ["name"], [pa.string()], len(chunk))
         array.validate(full=True)
         assert array.to_pylist() == chunk
         assert array.null_count == chunk.count(None)
@@ -290,17 +294,20 @@ def test_a_text_column_packed_with_its_sizes_is_read_value_for_value() -> None:
 def test_a_text_column_whose_sizes_do_not_fit_its_bytes_is_refused() -> None:
     import pyarrow as pa
 
-    def read(data: bytes, rows: int) -> Any:
-        return packed.unpack(memoryview(data), "address", pa.string(), rows)
+    def read(sizes: bytes, data: bytes, rows: int) -> Any:
+        fields = [memoryview(sizes), memoryview(data)]
+        return packed.unpack_all(fields, ["address"], [pa.string()], rows)[0]
 
-    whole = sized_texts(["ab", None, "c"])
-    assert read(whole, 3).to_pylist() == ["ab", None, "c"]
-    for data, rows, reason in [
-        (whole[:-1], 3, "add up to 3 bytes where it holds 2"),  # a byte short
-        (whole + b"d", 3, "add up to 3 bytes where it holds 4"),  # a byte over
-        (whole[:8], 3, "sizes are not whole"),  # fewer sizes than rows
-        (struct.pack(">ii", -2, 2) + b"ab", 2, "sizes are not whole"),  # no size is below -1
-        (struct.pack(">ii", 5, -3) + b"ab", 2, "sizes are not whole"),
+    sizes, data = (bytes(f) for f in sized_texts(["ab", None, "c"]))
+    assert read(sizes, data, 3).to_pylist() == ["ab", None, "c"]
+    for case in [
+        (sizes, data[:-1], 3, "add up to 3 bytes where it holds 2"),  # a byte short
+        (sizes, data + b"d", 3, "add up to 3 bytes where it holds 4"),  # a byte over
+        (sizes[:8], data, 3, "sizes are not whole"),  # fewer sizes than rows
+        (sizes + sizes[:4], data, 3, "sizes are not whole"),  # more
+        (struct.pack(">ii", -2, 2), b"ab", 2, "sizes are not whole"),  # none is below -1
+        (struct.pack(">ii", 5, -3), b"ab", 2, "sizes are not whole"),
+        (b"", b"", -1, "a chunk of -1 rows"),
     ]:
-        with pytest.raises(PipelineError, match=reason):
-            read(data, rows)
+        with pytest.raises(PipelineError, match=case[-1]):
+            read(*case[:-1])

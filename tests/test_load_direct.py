@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from click.testing import Result
 from psycopg import sql
 
 from pipeline.batch import BATCH_RECORDS
+from pipeline.errors import PipelineError
 from pipeline.held import packed_held, read_held
 from pipeline.queries import LOAD
 from pipeline.shard_rows import PROBE_PACK, PROBE_RANGE_SPAN, SPOOL_IN_MEMORY, ShardRows
@@ -423,3 +425,27 @@ def test_insert_adds_what_update_did_not_find_and_probes_nothing_when_it_found_a
         names = conn.execute("SELECT name FROM residents WHERE name NOT LIKE 'P%'").fetchall()
         assert len(names) == updated + added == 100 + (staged == NO_ID)
         conn.rollback()
+
+
+def test_a_probe_answer_that_is_not_whole_is_an_error_not_a_traceback() -> None:
+    # One held row as sql/load/probe.sql packs it (a text column in two fields: its sizes,
+    # its values), then answers a broken or hostile server could give.
+    texts = [(struct.pack(">i", 3), b"Ann"), (struct.pack(">i", -1), b"")]  # name; a NULL
+    row = [
+        struct.pack(">q", 7), b"US", *texts[0], *texts[1], struct.pack(">i", 30), *texts[1],
+        *texts[1],
+    ]  # fmt: skip
+    assert read_held([(1, *row)]).to_pylist() == [
+        {"id": 7, "country": "US", "name": "Ann", "gender": None, "age": 30, "address": None,
+         "source": None}
+    ]  # fmt: skip
+    for count, fields, reason in [
+        (-1, row, "a chunk of -1 rows"),
+        (2, row, "id has 1 values for 2 rows"),
+        (1, row[:-1], "10 fields a chunk, not 11"),
+        (1, [*row[:2], struct.pack(">i", 4), *row[3:]], "sizes add up to 4 bytes where it holds 3"),
+    ]:
+        with pytest.raises(
+            PipelineError, match=f"the shard's answer to a probe is not whole: .*{reason}"
+        ):
+            read_held([(count, *fields)])
