@@ -194,7 +194,9 @@ def _found(
         # Samples and rows from one query, so that they describe the same rows.
         first = _first(conn, failing, show_samples)
         samples = [r[0] for r in first]
-        details = [r[1] for r in first] if show_samples else []
+        # A check whose failures are not rows (the ledger's loads, the schema's columns)
+        # has no row to show: its samples say it all.
+        details = [r[1] for r in first if r[1] is not None] if show_samples else []
     return count, samples, details
 
 

@@ -168,6 +168,10 @@ def test_load_reconciliation_fails_when_the_ledger_no_longer_matches(
         "db_us": "fail",
         "*": "pass",
     }
+    # Its failures are loads, not rows: --show-samples adds no rows (it gave nulls).
+    shown = results(run_cli, "--show-samples", "--only", "load_reconciliation")
+    (failed,) = [r for r in shown if r["status"] == "fail"]
+    assert failed["samples"][0].startswith("load ") and failed["rows"] == []
 
 
 def test_load_reconciliation_accepts_hand_edits_and_erasures(
