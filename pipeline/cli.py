@@ -79,7 +79,8 @@ def init(ctx: click.Context, roles: bool) -> None:
     """Create or upgrade the schema on every shard and set its residency constraint.
 
     Safe to re-run: applied migrations are skipped, and the constraint is only
-    rebuilt when the shard map changed. Stops (exit 1) on a shard whose existing
+    rebuilt when the shard map changed. A shard whose erasure log lacks erasures
+    another shard's holds (one added to the map) gets them. Stops (exit 1) on a shard whose existing
     rows would break its new residency rule, and says how many. Refuses (exit 2),
     changing nothing, when two shards are one database.
 
@@ -90,14 +91,17 @@ def init(ctx: click.Context, roles: bool) -> None:
     Example: pipeline init --roles
     """
     from pipeline import schema
+    from pipeline.erase import share_logs
 
     shard_map = shard_map_of(ctx)
     failed = 0
+    initialised = []
     for outcome in schema.init_all(shard_map, roles):
         if outcome.error is not None:
             failed += 1
             click.echo(f"Error: {outcome.error}", err=True)
             continue
+        initialised.append(outcome.shard)
         result = outcome.unwrap()
         if result.from_version == result.to_version:
             migrated = f"schema {result.to_version} (up to date)"
@@ -109,6 +113,10 @@ def init(ctx: click.Context, roles: bool) -> None:
             made = ", ".join(result.roles_created)
             granted = "; roles granted" + (f" (created {made})" if made else "")
         click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
+    if len(initialised) > 1:
+        # A shard added to the map starts with an empty erasure log: the others' go to it.
+        for name, recorded in share_logs(shard_map, initialised).items():
+            click.echo(f"{name}: recorded {recorded} erasure(s) the other shards' logs hold")
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
 

@@ -228,6 +228,39 @@ def read_log(conn: psycopg.Connection[Any], shard: Shard) -> list[Entry]:
         ) from None
 
 
+def share_logs(shard_map: ShardMap, shards: Sequence[Shard]) -> dict[str, int]:
+    """Record on each of `shards` the erasures another one's log holds and its own lacks:
+    a shard added to the map starts with an empty log, which `pipeline check` fails until
+    an erase records them there (`pipeline init` calls this). Copies hashes only: no key is
+    needed. Returns how many were recorded on each shard that lacked some. A shard that
+    cannot be read stops it before any log is written; one that cannot be written fails
+    alone, the others commit (its ShardError is raised after)."""
+
+    def read(shard: Shard) -> list[Entry]:
+        with db.connect(shard_map, shard, autocommit=True) as conn:
+            return read_log(conn, shard)
+
+    logs = {o.shard.name: o.unwrap() for o in on_every_shard(shards, read)}
+    every = {e.key: e for log in logs.values() for e in log}
+
+    def record(shard: Shard) -> int:
+        held = {e.key for e in logs[shard.name]}
+        lacking = [e for k, e in every.items() if k not in held]
+        if not lacking:
+            return 0
+        with db.connect(shard_map, shard) as conn, conn.transaction(), conn.cursor() as cursor:
+            conn.execute(ERASE.lock_timeout, [LOCK_TIMEOUT])
+            conn.execute(SCHEMA.lock, [db.LOCK_LOAD])  # as an erase records: after a load's file
+            recorded = 0
+            for entry in lacking:
+                cursor.execute(ERASE.record, entry.row())
+                recorded += cursor.rowcount
+        return recorded
+
+    counts = {o.shard.name: o.unwrap() for o in on_every_shard(shards, record)}
+    return {name: n for name, n in counts.items() if n}
+
+
 def _refuse_other_keys(entries: Any, key: ErasureKey) -> None:
     others = sum(1 for e in entries if bytes(e.key_id) != key.key_id)
     if others:

@@ -313,6 +313,33 @@ def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_recor
     )
 
 
+def test_init_gives_a_shard_the_erasures_its_log_lacks(
+    run_cli: RunCli,
+    loaded: None,
+    key: str,
+    shard_dsns: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A shard added to the map starts with an empty log (here db_us's, emptied by hand):
+    # the erasures check fails on it until init records the others' erasures there. No key
+    # is needed for that: it copies hashes.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    assert run_cli("erase", "--name", "Nobody Known", "--yes").exit_code == 0
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("DELETE FROM erasure_log")
+    assert run_cli("check", "--only", "erasures").exit_code == 1
+    monkeypatch.delenv("PIPELINE_ERASURE_KEY")
+    result = run_cli("init")
+    assert result.exit_code == 0, result.output
+    assert "db_us: recorded 2 erasure(s) the other shards' logs hold" in result.output
+    assert "default: recorded" not in result.output
+    assert log(shard_dsns["db_us"]) == log(shard_dsns["default"])
+    again = run_cli("init")  # nothing lacking: nothing said
+    assert again.exit_code == 0 and "recorded" not in again.output
+    monkeypatch.setenv("PIPELINE_ERASURE_KEY", key)
+    assert run_cli("check", "--only", "erasures").exit_code == 0
+
+
 def test_a_load_with_erasures_and_no_key_refuses(
     run_cli: RunCli, loaded: None, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
