@@ -179,7 +179,12 @@ class ShardRows:
             staged[rows[~same]] = True
             if self._unbroken:
                 given = pc.is_in(held.column("id"), value_set=id_column.filter(mask))
-                self._missing.add(held.column("id").filter(pc.invert(given)).to_numpy())
+                # This source's rows only: the deletion takes no other (another source's,
+                # or a hand-written row, stays), and the list is its array of ids
+                # (sql/load/gone_in_range.sql), which must not grow with the shard.
+                theirs = pc.fill_null(pc.equal(held.column("source"), self._source), False)
+                gone = pc.and_(pc.invert(given), theirs)
+                self._missing.add(held.column("id").filter(gone).to_numpy())
         new = mask & ~staged & ~seen
         self._note_given(id_column, staged | seen)
         new_ids = id_column.filter(new).to_numpy()  # no nulls: rows without an id are staged

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from click.testing import Result
 
 from pipeline.batch import BATCH_RECORDS
+from pipeline.held import BinaryIds
 from pipeline.shard_rows import PROBE_RANGE_SPAN, SPOOL_CHUNK, SPOOL_IN_MEMORY, ShardRows
 from tests.test_load_direct import write
 from tests.test_sync import hand_insert, load_json
@@ -64,7 +66,7 @@ def deletions(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 def test_a_sorted_snapshot_deletes_by_its_covered_range_what_the_full_search_deletes(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path,
-    deletions: list[bool],
+    deletions: list[bool], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # crm's residents over three batches, every seventh in the US; ids a multiple of 97
     # are erp's, inside crm's range; hand-written rows below and above it.
@@ -98,6 +100,16 @@ def test_a_sorted_snapshot_deletes_by_its_covered_range_what_the_full_search_del
     far = [person(i, "US" if i % 2 else "DE") for i in range(20 * last, 20 * last + 10)]
     assert 20 * last - last > PROBE_RANGE_SPAN * BATCH_RECORDS
 
+    # Every id the load lists for the shards (unchanged, missing, kept): the missing list is
+    # the deletion's array, and holds crm's ids only, not the erp rows inside its range.
+    listed: set[int] = set()
+    add = BinaryIds.add
+
+    def listing(self: BinaryIds, *columns: np.ndarray) -> None:
+        listed.update(int(i) for i in columns[0])
+        add(self, *columns)
+
+    monkeypatch.setattr(BinaryIds, "add", listing)
     results = {}
     for case, records, covered in (
         ("sorted", file, True),
@@ -110,6 +122,8 @@ def test_a_sorted_snapshot_deletes_by_its_covered_range_what_the_full_search_del
         assert deletions == [covered, covered], case
         results[case] = (summary["files"][0]["deleted"], summary["rows_rejected"],
                          state(shard_dsns))  # fmt: skip
+        if case == "sorted":
+            assert listed and not listed & {*range(194, last, 97), 50, last + 60}
 
     deleted, rejected, held = results["sorted"]
     assert results["falling"] == results["sorted"]

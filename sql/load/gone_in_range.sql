@@ -11,12 +11,14 @@
 -- rows where it held 600k) it hashed all of residents to find 6k of them, 0.45 s a shard
 -- where the lookups take 0.03 (measured on PG18). Not `id = ANY(list) OR id < low OR id >
 -- high`: planned as a sequential scan, that searched the list once a row (10.8 s). An OR of
--- an EXISTS would be a subplan that scans load_missing once a row. The array holds the ids
--- to delete: past PostgreSQL's largest (134M) the shard's load fails, changing nothing.
+-- an EXISTS would be a subplan that scans load_missing once a row. The array holds only
+-- this source's ids (load_missing holds no other's: pipeline/shard_rows.py), the rows the
+-- deletion takes; past 67M of them (2^26: the array doubles up to PostgreSQL's 1 GB) the
+-- shard's load fails, changing nothing.
 r.id = ANY (ARRAY(
     SELECT m.id FROM load_missing AS m
     UNION ALL
-    SELECT o.id FROM residents AS o WHERE o.id < %(low)s::bigint
+    SELECT o.id FROM residents AS o WHERE o.id < %(low)s::bigint AND o.source = %(source)s::text
     UNION ALL
-    SELECT o.id FROM residents AS o WHERE o.id > %(high)s::bigint
+    SELECT o.id FROM residents AS o WHERE o.id > %(high)s::bigint AND o.source = %(source)s::text
 ))
