@@ -58,10 +58,11 @@ class Erased:
             return
         indices = distinct.indices.to_numpy(zero_copy_only=False)
         named = erased[indices]
-        # A record refused for a fault of its own (a gender, an age the rules cannot read)
-        # may be the erased person's all the same, and its age or address cannot say: the
-        # name is enough to keep its raw record out of the rejects file.
-        checked.unquoted.update(np.flatnonzero(named & (checked.reason != 0)).tolist())
+        # A record refused for a fault of its own (a gender, an age the rules cannot read;
+        # now, or later: a character its shard cannot store, an id twice) may be the erased
+        # person's all the same, and its age or address cannot say: the name is enough to
+        # keep its values out of the rejects file.
+        checked.unquoted.update(np.flatnonzero(named).tolist())
         rows = np.flatnonzero(named & (checked.reason == 0))
         table = checked.table
         for row in rows.tolist():

@@ -75,8 +75,8 @@ class Checked:
     # What the rejects file says for rows refused for their shard alone (pipeline.encodable):
     # they count on that shard, as the rules' other refusals do.
     shard_messages: dict[int, str] = field(default_factory=dict)
-    # Rows refused for a fault of their own that bear an erased person's name (marked by
-    # pipeline.erased): the rejects file leaves their raw record out, as an erased one's.
+    # Rows that bear an erased person's name (marked by pipeline.erased): refused for a
+    # fault of their own, the rejects file quotes none of their values, as an erased one's.
     unquoted: set[int] = field(default_factory=set)
 
     def refused(self) -> np.ndarray:

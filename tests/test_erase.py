@@ -307,7 +307,10 @@ def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_recor
         "invalid_age", "invalid_gender", "invalid_country", "invalid_gender"
     ]  # fmt: skip
     assert [rejects[n]["raw"] for n in (1, 2, 3)] == [None, None, None]
-    assert rejects[4]["raw"] == records[3]
+    for n in (1, 2, 3):  # nor any value of theirs in the message
+        assert "so no value is quoted" in rejects[n]["message"]
+        assert not [v for v in ("twenty-nine", "Zzz", "XX") if v in rejects[n]["message"]]
+    assert rejects[4]["raw"] == records[3] and "'Zzz'" in rejects[4]["message"]
     assert not any(
         "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
     )

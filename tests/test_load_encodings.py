@@ -244,3 +244,29 @@ def test_text_a_narrow_shard_holds_comes_back_whole_in_parquet_and_to_a_forced_r
     assert again.exit_code == 0, again.output
     unchanged = [int(n) for n in re.findall(r"(\d+) unchanged", again.output)][:2]
     assert sum(unchanged) == loaded, again.output
+
+
+def test_a_record_of_an_erased_name_its_shard_cannot_store_quotes_nothing(
+    narrow_map: tuple[Path, dict[str, str]], run_cli: RunCli, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Valid by the rules (so not refused when the erasures are matched), refused after by
+    # its shard's encoding: a record bearing an erased name still has none of its values
+    # quoted, as one the rules refused.
+    config, _ = narrow_map
+    monkeypatch.setenv("PIPELINE_ERASURE_KEY", "k" * 40)
+    erase = ["erase", "--name", "Amelia Clarke", "--age", "29", "--yes"]  # a namesake of 30
+    assert run_cli(*erase, config=config).exit_code == 0
+    data = tmp_path / "residents.csv"
+    data.write_text(
+        "id,country,name,gender,age,address\n"
+        "1,FR,Amelia Clarke,F,30,ul. Łódzka 5\n2,FR,Bob Stone,M,30,ul. Łódzka 6\n"
+    )
+    result = run_cli("load", "--max-rejects", "100%", str(data), config=config)
+    assert "2 read = 0 loaded + 2 rejected" in result.output, result.output
+    text = next(Path("data/rejects").glob("*.ndjson")).read_text(encoding="utf-8")
+    rejects = {r["record"]: r for r in map(json.loads, text.splitlines())}
+    assert [rejects[n]["reason"] for n in (1, 2)] == ["invalid_text", "invalid_text"]
+    assert rejects[1]["raw"] is None and "Łódzka" not in rejects[1]["message"]
+    assert "so no value is quoted" in rejects[1]["message"]
+    assert rejects[2]["raw"]["address"] == "ul. Łódzka 6"
