@@ -13,6 +13,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,7 @@ from pipeline.erased import Erased
 from pipeline.errors import ShardError
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, Progress
+from pipeline.reasons import RejectReason, unquoted_message
 from pipeline.refusals import refusals
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Router
@@ -87,7 +89,7 @@ class Dispatch:
             checked = validator.check(batch)
             self.erased.mark(checked)
             narrow.mark(checked)
-            rejects = [Reject(result.path, *entry) for entry in batch.early]
+            rejects = [self._early_reject(result, *entry) for entry in batch.early]
             rejected += len(batch.early)
             if snapshot and batch.early_ids:  # refused by the reader: keep whom they name
                 self.refused_ids.extend(given_ids(batch.early_ids))
@@ -145,6 +147,16 @@ class Dispatch:
                 del active[name]
         if conflicts:
             raise Restart(conflicts)
+
+    def _early_reject(
+        self, result: FileResult, record: int, line: int | None, reason: RejectReason,
+        message: str, raw: Any,
+    ) -> Reject:  # fmt: skip
+        """The reject of a record the reader refused; one that bears an erased person's
+        name quotes none of its values."""
+        if self.erased.bears_erased_name(raw):
+            message, raw = unquoted_message(reason), None
+        return Reject(result.path, record, line, reason, message, raw)
 
     def refused_id_array(self) -> np.ndarray:
         """The ids of the records the rules refused in the file (int64)."""

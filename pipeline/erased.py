@@ -14,8 +14,10 @@ batch is one HMAC a distinct name (about 2 us on the workbench).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -32,6 +34,9 @@ from pipeline.shards import on_every_shard
 from pipeline.validate import REASONS, Checked
 
 ERASED = REASONS.index(RejectReason.ERASED)  # its code in Checked.reason
+# Texts of a record the reader refused that are tried as a name, at most (a JSON object may
+# hold thousands): one with more is taken for an erased person's, quoting none of them.
+MAX_TEXTS = 256
 
 
 class Erased:
@@ -72,6 +77,31 @@ class Erased:
                 if key.digest(message) in self.people:
                     checked.reason[row] = ERASED
                     break
+
+    def bears_erased_name(self, raw: Any) -> bool:
+        """Whether a record the reader refused (malformed, too large: `raw` as the rejects
+        file would quote it) holds an erased person's name in any of its texts. The reader
+        read no field as the name (a CSV row's fields may be shifted, a JSON object's keys
+        spelt twice), so every text is tried: a few hashes for a record the rules never saw."""
+        if self.key is None or not self.names:
+            return False
+        texts: list[str | None] = list(itertools.islice(_texts(raw), MAX_TEXTS + 1))
+        if len(texts) > MAX_TEXTS:  # too many to try, for a record that is refused anyway
+            return True
+        return any(h in self.names for h in self.key.name_hashes(texts))
+
+
+def _texts(raw: Any) -> Iterator[str]:
+    """The texts of a raw record: itself, or the values of its fields, nested ones too (the
+    readers' limits bound how many and how deep)."""
+    if isinstance(raw, str):
+        yield raw
+    elif isinstance(raw, dict):
+        for value in raw.values():
+            yield from _texts(value)
+    elif isinstance(raw, list):
+        for value in raw:
+            yield from _texts(value)
 
 
 def read_erasures(shard_map: ShardMap, connect_timeout: int | None = None) -> Erased:

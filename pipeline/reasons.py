@@ -52,3 +52,9 @@ MEANINGS = {
     RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
     RejectReason.ERASED: "a person `pipeline erase` removed: the erasure log keeps them out",
 }
+
+
+def unquoted_message(reason: RejectReason) -> str:
+    """What the rejects file says of a record refused for `reason` that bears an erased
+    person's name (pipeline.erased): the reason, and none of the record's values."""
+    return f"{MEANINGS[reason]}; it bears an erased person's name, so no value is quoted"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.load_result import FileResult
-from pipeline.reasons import MEANINGS, RejectReason
+from pipeline.reasons import RejectReason, unquoted_message
 from pipeline.rejects import Reject
 from pipeline.routing import describe_reject
 from pipeline.rules import Rules
@@ -63,7 +63,7 @@ def refusals(
             message = checked.shard_messages.get(row) or describe_reject(reason, text, rules, name)
         if row in checked.unquoted and reason != RejectReason.ERASED:
             # Maybe the erased person's: no value of theirs is quoted, the reason is.
-            message = f"{MEANINGS[reason]}; it bears an erased person's name, so no value is quoted"
+            message = unquoted_message(reason)
         if reason == RejectReason.ERASED or row in checked.unquoted:
             raw = None  # their data is copied nowhere again: the record's number finds it
         rejects.append(Reject(result.path, numbers[i], lines[i], reason, message, raw, name))

@@ -17,6 +17,7 @@ from psycopg import sql
 from pipeline import erase as erase_module
 from pipeline.config import load_shard_map
 from pipeline.db import LOCK_LOAD
+from pipeline.erased import MAX_TEXTS
 from pipeline.erasure_key import (
     LEVELS,
     ErasureKey,
@@ -311,6 +312,46 @@ def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_recor
         assert "so no value is quoted" in rejects[n]["message"]
         assert not [v for v in ("twenty-nine", "Zzz", "XX") if v in rejects[n]["message"]]
     assert rejects[4]["raw"] == records[3] and "'Zzz'" in rejects[4]["message"]
+    assert not any(
+        "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
+    )
+
+
+def test_a_record_the_reader_refuses_bearing_an_erased_name_quotes_nothing(
+    run_cli: RunCli, loaded: None, key: str, tmp_path: Path
+) -> None:
+    # Refused before any field is read as the name (a comma too many, a list for a value):
+    # every text of the record is tried against the erased names.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    csv_path = tmp_path / "shifted.csv"
+    csv_path.write_text(
+        "id,country,name,gender,age,address\n"
+        "85,GB,Amelia Clarke,F,29,12 Rosewood Lane, Leeds\n"
+        "86,GB,Bob Stone,M,40,1 High Street, Leeds\n"
+    )
+    ndjson_path = tmp_path / "nested.ndjson"
+    ndjson_path.write_text(
+        json.dumps({"id": 87, "country": "FR", "name": " amelia CLARKE", "address": ["x"]})
+        + "\n"
+        + json.dumps({"id": 88, "country": "FR", "name": "Bob Stone", "address": ["y"]})
+        + "\n"
+    )
+    many = tmp_path / "many.ndjson"  # more texts than are tried: none quoted
+    many.write_text(
+        json.dumps({"id": 89, "country": "FR", "name": "Bob", "address": ["a"] * MAX_TEXTS})
+    )
+    for path in (csv_path, ndjson_path, many):
+        result = run_cli("load", "--max-rejects", "100%", str(path))
+        assert f"{1 if path == many else 2} read = 0 loaded" in result.output, result.output
+    rejects = {
+        (Path(r["file"]).name, r["record"]): r for r in read_rejects(tmp_path / "data" / "rejects")
+    }
+    for name in ("shifted.csv", "nested.ndjson"):
+        erased, other = rejects[(name, 1)], rejects[(name, 2)]
+        assert erased["reason"] == other["reason"] == "malformed_record"
+        assert erased["raw"] is None and "so no value is quoted" in erased["message"]
+        assert "Bob Stone" in json.dumps(other["raw"])
+    assert rejects[("many.ndjson", 1)]["raw"] is None
     assert not any(
         "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
     )
