@@ -80,8 +80,8 @@ def init(ctx: click.Context, roles: bool) -> None:
 
     Safe to re-run: applied migrations are skipped, and the constraint is only
     rebuilt when the shard map changed. A shard whose erasure log lacks erasures
-    another shard's holds (one added to the map) gets them. Stops (exit 1) on a shard whose existing
-    rows would break its new residency rule, and says how many. Refuses (exit 2),
+    another shard's holds (one added to the map) gets them. Stops (exit 1) on a
+    shard whose existing rows would break its new residency rule, and says how many. Refuses (exit 2),
     changing nothing, when two shards are one database.
 
     With --roles: pipeline_loader may read and write residents and the ledger (for
