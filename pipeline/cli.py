@@ -81,8 +81,8 @@ def init(ctx: click.Context, roles: bool) -> None:
     Safe to re-run: applied migrations are skipped, and the constraint is only
     rebuilt when the shard map changed. A shard whose erasure log lacks erasures
     another shard's holds (one added to the map) gets them. Stops (exit 1) on a
-    shard whose existing rows would break its new residency rule, and says how many. Refuses (exit 2),
-    changing nothing, when two shards are one database.
+    shard whose existing rows would break its new residency rule, and says how many.
+    Refuses (exit 2), changing nothing, when two shards are one database.
 
     With --roles: pipeline_loader may read and write residents and the ledger (for
     `load`), pipeline_analyst may read them (for `extract`, `report`, `check`);
@@ -115,8 +115,12 @@ def init(ctx: click.Context, roles: bool) -> None:
         click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
     if len(initialised) > 1:
         # A shard added to the map starts with an empty erasure log: the others' go to it.
-        for name, recorded in share_logs(shard_map, initialised).items():
-            click.echo(f"{name}: recorded {recorded} erasure(s) the other shards' logs hold")
+        recorded, errors = share_logs(shard_map, initialised)
+        for name, count in recorded.items():
+            click.echo(f"{name}: recorded {count} erasure(s) the other shards' logs hold")
+        for error in errors:
+            failed += 1
+            click.echo(f"Error: {error}", err=True)
     if failed:
         fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
 

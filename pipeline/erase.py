@@ -228,19 +228,26 @@ def read_log(conn: psycopg.Connection[Any], shard: Shard) -> list[Entry]:
         ) from None
 
 
-def share_logs(shard_map: ShardMap, shards: Sequence[Shard]) -> dict[str, int]:
+def share_logs(
+    shard_map: ShardMap, shards: Sequence[Shard]
+) -> tuple[dict[str, int], list[PipelineError]]:
     """Record on each of `shards` the erasures another one's log holds and its own lacks:
     a shard added to the map starts with an empty log, which `pipeline check` fails until
     an erase records them there (`pipeline init` calls this). Copies hashes only: no key is
-    needed. Returns how many were recorded on each shard that lacked some. A shard that
-    cannot be read stops it before any log is written; one that cannot be written fails
-    alone, the others commit (its ShardError is raised after)."""
+    needed. Returns how many were recorded on each shard that lacked some, and the errors
+    of the shards that could not be read (left out) or written (rolled back)."""
 
     def read(shard: Shard) -> list[Entry]:
         with db.connect(shard_map, shard, autocommit=True) as conn:
             return read_log(conn, shard)
 
-    logs = {o.shard.name: o.unwrap() for o in on_every_shard(shards, read)}
+    errors: list[PipelineError] = []
+    logs = {}
+    for outcome in on_every_shard(shards, read):
+        if outcome.error is not None:
+            errors.append(outcome.error)
+        else:
+            logs[outcome.shard.name] = outcome.unwrap()
     every = {e.key: e for log in logs.values() for e in log}
 
     def record(shard: Shard) -> int:
@@ -257,8 +264,13 @@ def share_logs(shard_map: ShardMap, shards: Sequence[Shard]) -> dict[str, int]:
                 recorded += cursor.rowcount
         return recorded
 
-    counts = {o.shard.name: o.unwrap() for o in on_every_shard(shards, record)}
-    return {name: n for name, n in counts.items() if n}
+    counts: dict[str, int] = {}
+    for written in on_every_shard([s for s in shards if s.name in logs], record):
+        if written.error is not None:
+            errors.append(written.error)
+        elif written.value:
+            counts[written.shard.name] = written.value
+    return counts, errors
 
 
 def _refuse_other_keys(entries: Any, key: ErasureKey) -> None:

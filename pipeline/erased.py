@@ -15,6 +15,8 @@ batch is one HMAC a distinct name (about 2 us on the workbench).
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -37,6 +39,7 @@ ERASED = REASONS.index(RejectReason.ERASED)  # its code in Checked.reason
 # Texts of a record the reader refused that are tried as a name, at most (a JSON object may
 # hold thousands): one with more is taken for an erased person's, quoting none of them.
 MAX_TEXTS = 256
+_JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')  # a JSON string's content, escapes kept
 
 
 class Erased:
@@ -80,28 +83,54 @@ class Erased:
 
     def bears_erased_name(self, raw: Any) -> bool:
         """Whether a record the reader refused (malformed, too large: `raw` as the rejects
-        file would quote it) holds an erased person's name in any of its texts. The reader
-        read no field as the name (a CSV row's fields may be shifted, a JSON object's keys
-        spelt twice), so every text is tried: a few hashes for a record the rules never saw."""
+        file would quote it) may hold an erased person's name. The reader read no field as
+        the name (a CSV row's fields may be shifted, a JSON line may not parse), so each
+        text it could be is tried (`_candidates`): at most MAX_TEXTS, a record with more
+        is taken as bearing one."""
         if self.key is None or not self.names:
             return False
-        texts: list[str | None] = list(itertools.islice(_texts(raw), MAX_TEXTS + 1))
-        if len(texts) > MAX_TEXTS:  # too many to try, for a record that is refused anyway
-            return True
+        texts: list[str | None] = []
+        for text in _candidates(raw):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no stored name holds one
+                continue
+            texts.append(text)
+            if len(texts) > MAX_TEXTS:  # too many to try, for a record refused anyway
+                return True
         return any(h in self.names for h in self.key.name_hashes(texts))
 
 
-def _texts(raw: Any) -> Iterator[str]:
-    """The texts of a raw record: itself, or the values of its fields, nested ones too (the
-    readers' limits bound how many and how deep)."""
+def _candidates(raw: Any) -> Iterator[str]:
+    """The texts a refused record's name may be: each text it holds, and in each of those
+    every JSON string (a line kept as read: no JSON, too large, a column named twice) and
+    every piece between commas; two neighbouring pieces or fields joined by a comma too (a
+    name such as "Clarke, Amelia", cut by a CSV row's unquoted comma)."""
     if isinstance(raw, str):
         yield raw
+        for literal in _JSON_STRING.findall(raw):
+            yield _unescaped(literal)
+        pieces = raw.split(",")
+        if len(pieces) > 1:
+            yield from pieces
+            yield from (f"{a},{b}" for a, b in itertools.pairwise(pieces))
     elif isinstance(raw, dict):
         for value in raw.values():
-            yield from _texts(value)
+            yield from _candidates(value)
     elif isinstance(raw, list):
         for value in raw:
-            yield from _texts(value)
+            yield from _candidates(value)
+        fields = [value for value in raw if isinstance(value, str)]
+        yield from (f"{a},{b}" for a, b in itertools.pairwise(fields))
+
+
+def _unescaped(literal: str) -> str:
+    """A JSON string's content as text (as it was, where its escapes are broken)."""
+    try:
+        text = json.loads(f'"{literal}"')
+    except ValueError:
+        return literal
+    return text if isinstance(text, str) else literal
 
 
 def read_erasures(shard_map: ShardMap, connect_timeout: int | None = None) -> Erased:

@@ -130,7 +130,10 @@ class RejectWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL: never append to, or through a link into, a file that is not ours.
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        return os.fdopen(fd, "w", encoding="utf-8")
+        # A lone surrogate in a raw record (JSON's "\ud800", refused for what else it holds)
+        # is written as its JSON escape, which reads back as the same text: strict UTF-8
+        # failed the load with a traceback.
+        return os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
 
     @property
     def written(self) -> Path | None:

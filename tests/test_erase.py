@@ -336,6 +336,18 @@ def test_a_record_the_reader_refuses_bearing_an_erased_name_quotes_nothing(
         + json.dumps({"id": 88, "country": "FR", "name": "Bob Stone", "address": ["y"]})
         + "\n"
     )
+    # Kept as read, as text: a line that is no JSON, a column named twice, a bare string.
+    amelia = {"id": 30, "country": "GB", "name": "Amelia Clarke", "age": 29}
+    text_path = tmp_path / "texts.ndjson"
+    text_path.write_text(
+        json.dumps(amelia)[:-1]
+        + ', "address": "12 King\'s Road"\n'  # no closing brace
+        + '{"name": "Amelia Clarke", "country": "GB", " Name": "Amelia Clarke"}\n'
+        + '"Amelia Clarke, 29, 12 King\'s Road"\n'
+        + '{"name": "Bob", " Name": "x", "country": "GB", "address": "a\\ud800"}\n'
+    )
+    result = run_cli("load", "--max-rejects", "100%", str(text_path))
+    assert "4 read = 0 loaded + 4 rejected" in result.output, result.output
     many = tmp_path / "many.ndjson"  # more texts than are tried: none quoted
     many.write_text(
         json.dumps({"id": 89, "country": "FR", "name": "Bob", "address": ["a"] * MAX_TEXTS})
@@ -352,6 +364,9 @@ def test_a_record_the_reader_refuses_bearing_an_erased_name_quotes_nothing(
         assert erased["raw"] is None and "so no value is quoted" in erased["message"]
         assert "Bob Stone" in json.dumps(other["raw"])
     assert rejects[("many.ndjson", 1)]["raw"] is None
+    assert [rejects[("texts.ndjson", n)]["raw"] for n in (1, 2, 3)] == [None, None, None]
+    # Bob's, a lone surrogate and all, is quoted: as its JSON escape, which reads back.
+    assert rejects[("texts.ndjson", 4)]["raw"]["address"] == "a\ud800"
     assert not any(
         "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
     )
@@ -514,3 +529,40 @@ def test_the_servers_hash_is_pythons_for_any_text(connect: Connect, initialised:
             query = sql.SQL("SELECT {} FROM p AS r").format(person)
             found = [bytes(r[0]) for r in conn.execute(query, k.pads())]
             assert found == [k.person_hash(level, *p) for p in people], level
+
+
+def test_a_name_cut_by_an_unquoted_comma_is_still_found(
+    run_cli: RunCli, loaded: None, key: str, tmp_path: Path
+) -> None:
+    assert run_cli("erase", "--name", "Clarke, Amelia", "--yes").exit_code == 0
+    path = tmp_path / "cut.csv"
+    path.write_text(
+        "id,country,name,gender,age,address\n31,GB,Clarke, Amelia,F,29,12 King's Road\n"
+    )
+    result = run_cli("load", "--max-rejects", "100%", str(path))
+    assert "1 read = 0 loaded + 1 rejected" in result.output, result.output
+    (reject,) = read_rejects(tmp_path / "data" / "rejects")
+    assert reject["reason"] == "malformed_record" and reject["raw"] is None
+
+
+def test_init_says_what_it_recorded_where_another_shard_refused(
+    run_cli: RunCli, loaded: None, key: str, shard_dsns: dict[str, str]
+) -> None:
+    # Each log lacks one of the other's erasures; db_us refuses to take any: default's
+    # recording is said, and db_us's refusal, exit 1.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    assert run_cli("erase", "--name", "Nobody Known", "--yes").exit_code == 0
+    with psycopg.connect(shard_dsns["default"]) as conn:
+        conn.execute("DELETE FROM erasure_log WHERE fields = 'name'")
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("DELETE FROM erasure_log WHERE fields <> 'name'")
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'refused by trigger'; END$$"
+        )
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON erasure_log EXECUTE FUNCTION refuse()")
+    result = run_cli("init")
+    assert result.exit_code == 1
+    assert "default: recorded 1 erasure(s) the other shards' logs hold" in result.output
+    assert "Error: shard db_us" in result.output and "refused by trigger" in result.output
+    assert len(log(shard_dsns["default"])) == 2 and len(log(shard_dsns["db_us"])) == 1
