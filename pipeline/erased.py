@@ -81,6 +81,13 @@ class Erased:
                     checked.reason[row] = ERASED
                     break
 
+    def bears_name(self, name: str | None) -> bool:
+        """Whether `name`, a row's name as the rules gave it, is an erased person's (a row
+        refused after `mark`, on its shard: an id the file gives again later)."""
+        if self.key is None or not self.names or name is None:
+            return False
+        return self.key.name_hashes([name])[0] in self.names
+
     def bears_erased_name(self, raw: Any) -> bool:
         """Whether a record the reader refused (malformed, too large: `raw` as the rejects
         file would quote it) may hold an erased person's name. The reader read no field as

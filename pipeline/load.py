@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline import threads
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
@@ -48,7 +49,7 @@ from pipeline.errors import ShardError
 from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
-from pipeline.reasons import RejectReason
+from pipeline.reasons import RejectReason, unquoted_message
 from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, describe_reject
 from pipeline.rules import Rules
@@ -348,8 +349,11 @@ class _Run:
             try:
                 for r in writer.refused():
                     message = describe_reject(r.reason, r.raw, self.rules, name)
+                    raw: dict[str, Any] | None = r.raw
+                    if self.erased.bears_name(r.name):  # maybe the erased person's
+                        message, raw = unquoted_message(r.reason), None
                     self.rejects.write(
-                        Reject(result.path, r.record, r.line, r.reason, message, r.raw, name)
+                        Reject(result.path, r.record, r.line, r.reason, message, raw, name)
                     )
             except ShardError as exc:
                 self._shard_failed(result, name, exc)

@@ -63,6 +63,7 @@ class SqlReject:
     line: int | None
     reason: RejectReason
     raw: dict[str, Any]
+    name: str | None  # as the rules gave it (pipeline.erased looks it up)
 
 
 class ShardWriter(ShardLink):
@@ -234,8 +235,8 @@ class ShardWriter(ShardLink):
                 cursor.itersize = REJECTS_BATCH
                 cursor.execute(LOAD.rejects)
                 for r in cursor:
-                    raw = dict(zip(FIELDS, r[3:], strict=True))
-                    yield SqlReject(r[0], r[1], RejectReason(r[2]), raw)
+                    raw = dict(zip(FIELDS, r[3:9], strict=True))
+                    yield SqlReject(r[0], r[1], RejectReason(r[2]), raw, r[9])
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None

@@ -298,17 +298,20 @@ def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_recor
         {"id": 81, "country": "FR", "name": AMELIA, "age": 29, "gender": "Zzz"},
         {"id": 82, "country": "XX", "name": AMELIA, "age": 29},
         {"id": 83, "country": "FR", "name": "Bob Stone", "age": 29, "gender": "Zzz"},
+        # A namesake of another age, whose id comes again: refused on the shard, later.
+        {"id": 84, "country": "FR", "name": " AMELIA clarke", "age": 40},
+        {"id": 84, "country": "FR", "name": "Bob Stone", "age": 41},
     ]
     path = tmp_path / "faulty.ndjson"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     result = run_cli("load", "--max-rejects", "100%", str(path))
-    assert "4 read = 0 loaded + 4 rejected" in result.output, result.output
+    assert "6 read = 1 loaded + 5 rejected" in result.output, result.output
     rejects = {r["record"]: r for r in read_rejects(tmp_path / "data" / "rejects")}
-    assert [rejects[n]["reason"] for n in (1, 2, 3, 4)] == [
-        "invalid_age", "invalid_gender", "invalid_country", "invalid_gender"
+    assert [rejects[n]["reason"] for n in (1, 2, 3, 4, 5)] == [
+        "invalid_age", "invalid_gender", "invalid_country", "invalid_gender", "duplicate_id"
     ]  # fmt: skip
-    assert [rejects[n]["raw"] for n in (1, 2, 3)] == [None, None, None]
-    for n in (1, 2, 3):  # nor any value of theirs in the message
+    assert [rejects[n]["raw"] for n in (1, 2, 3, 5)] == [None, None, None, None]
+    for n in (1, 2, 3, 5):  # nor any value of theirs in the message
         assert "so no value is quoted" in rejects[n]["message"]
         assert not [v for v in ("twenty-nine", "Zzz", "XX") if v in rejects[n]["message"]]
     assert rejects[4]["raw"] == records[3] and "'Zzz'" in rejects[4]["message"]
