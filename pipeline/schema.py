@@ -28,6 +28,12 @@ from pipeline.shards import Outcome, on_every_shard
 from pipeline.sqlfiles import migrations
 
 CONSTRAINT = "residents_residency"
+# Codes a list of the constraint's condition holds, at most: PostgreSQL proves that a query's
+# countries are not in a list of up to 100 (predtest.c's MAX_SAOP_ARRAY_SIZE) and skips the
+# shard without reading a row (`extract --country`, sql/db/snapshot_settings.sql); a longer
+# list it cannot, and the shard is scanned. A longer rule is written as a few shorter lists
+# (of more than one code each: PostgreSQL writes a list of one as `=`, without a list).
+LIST_MAX = 100
 _COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
 
@@ -44,10 +50,16 @@ class ResidencyRule:
         if self.allowed is not None:
             if not self.allowed:
                 return sql.SQL("false")
-            return sql.SQL("country IN ({})").format(_literals(self.allowed))
+            lists = (sql.SQL("country IN ({})").format(codes) for codes in _lists(self.allowed))
+            return sql.SQL("({})").format(sql.SQL(" OR ").join(lists))
         if not self.refused:
             return sql.SQL("true")
-        return sql.SQL("country NOT IN ({})").format(_literals(self.refused))
+        lists = (sql.SQL("country NOT IN ({})").format(codes) for codes in _lists(self.refused))
+        return sql.SQL("({})").format(sql.SQL(" AND ").join(lists))
+
+    def lists(self) -> int:
+        """How many lists of codes `condition` writes."""
+        return len(_lists(self.named()))
 
     def describe(self) -> str:
         """Stable text of the rule; stored in the constraint's comment to detect changes."""
@@ -221,7 +233,12 @@ def set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRu
     with conn.transaction():
         conn.execute(SCHEMA.lock, [db.LOCK_INIT])
         row = conn.execute(SCHEMA.residency_rule).fetchone()
-        if row is not None and row[0] == rule.describe():
+        # The same rule is left as it is; but one of more than LIST_MAX codes written as one
+        # list (as before session 29) is set again, as lists PostgreSQL can reason with.
+        described, lists = (row[0], row[1]) if row is not None else (None, 0)
+        if described == rule.describe() and (
+            len(rule.named()) <= LIST_MAX or lists == rule.lists()
+        ):
             return False
         conn.execute(SCHEMA.residency_drop)
         condition = rule.condition()
@@ -242,5 +259,12 @@ def init_all(shard_map: ShardMap, roles: bool = False) -> list[Outcome[InitResul
     return on_every_shard(shard_map.shards, lambda shard: init_shard(shard_map, shard, roles))
 
 
-def _literals(values: frozenset[str]) -> sql.Composable:
-    return sql.SQL(", ").join(sql.Literal(v) for v in sorted(values))
+def _lists(values: frozenset[str]) -> list[sql.Composable]:
+    """`values`, sorted, as lists of literals, as few as LIST_MAX allows, of even sizes."""
+    ordered = sorted(values)
+    count = -(-len(ordered) // LIST_MAX)
+    size = -(-len(ordered) // count) if count else 0
+    return [
+        sql.SQL(", ").join(sql.Literal(v) for v in ordered[start : start + size])
+        for start in range(0, len(ordered), size or 1)
+    ]

@@ -14,13 +14,16 @@ from typing import Any
 
 import psycopg
 import pyarrow.parquet as pq
+import pycountry
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pipeline import db, to_dataframe
 from pipeline.config import load_shard_map
 from pipeline.errors import ShardError
 from pipeline.extract import Selection, _select
+from pipeline.schema import LIST_MAX, ResidencyRule
 from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer, shard_map_yaml, write_map
 
 COLUMNS = ["shard", "id", "country", "name", "gender", "age", "address"]
@@ -140,6 +143,57 @@ def test_a_shard_whose_constraint_refuses_the_countries_reads_no_row_for_them(
             plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + select.as_bytes(conn)))
             assert ("One-Time Filter: false" in plan) is excluded, plan
             assert ("Scan on residents" not in plan) is excluded, plan
+
+
+def test_a_constraint_of_more_than_a_hundred_countries_still_reads_no_row_for_others(
+    run_cli: RunCli, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # PostgreSQL reasons with lists of up to LIST_MAX (100) codes only: db_us takes 150
+    # countries and default refuses them, each rule written as lists of 75.
+    codes = sorted(c.alpha_2 for c in pycountry.countries if c.alpha_2 not in ("FR", "GB"))
+    routed = ["US", *codes[:149]]
+    assert "US" in routed and len(routed) > LIST_MAX
+    config = write_map(
+        tmp_path / "wide", shard_map_yaml(shard_dsns, f"db_us: [{', '.join(routed)}]")
+    )
+    shard_map = load_shard_map(config)
+
+    def plans(shard_name: str) -> dict[tuple[str, ...], str]:
+        shard = shard_map.shard(shard_name)
+        with db.snapshot(shard_map, shard) as conn:
+            found: dict[tuple[str, ...], str] = {}
+            for countries in (("FR",), ("US",), ("FR", "GB"), ("US", "FR")):
+                select = _select(shard, Selection(countries=countries), "extract_rows", False)
+                rows = conn.execute(b"EXPLAIN " + select.as_bytes(conn))
+                found[countries] = "\n".join(row[0] for row in rows)
+        return found
+
+    # A rule of 150 codes that an earlier version wrote as one list, by hand: init sets it
+    # again, in lists.
+    assert run_cli("init", config=config).exit_code == 0
+    one_list = ResidencyRule(frozenset(routed), frozenset())
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        conn.execute("ALTER TABLE residents DROP CONSTRAINT residents_residency")
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE residents ADD CONSTRAINT residents_residency CHECK (country IN ({}));"
+                " COMMENT ON CONSTRAINT residents_residency ON residents IS {}"
+            ).format(sql.SQL(", ").join(map(sql.Literal, routed)), one_list.describe())
+        )
+    assert "Scan on residents" in plans("db_us")[("FR",)]  # PostgreSQL cannot tell
+    again = run_cli("init", config=config)
+    assert again.exit_code == 0, again.output
+    for shard_name, held, other in (("db_us", "US", "FR"), ("default", "FR", "US")):
+        found = plans(shard_name)
+        for countries, plan in found.items():
+            excluded = held not in countries
+            assert ("One-Time Filter: false" in plan) is excluded, (shard_name, countries, plan)
+            assert ("Scan on residents" not in plan) is excluded, (shard_name, countries, plan)
+        assert found[(other,)] != found[(held,)]
+    # Set as lists, the rule is left as it is by the next init.
+    last = run_cli("init", config=config).output
+    assert "db_us: schema" in last and "residency unchanged: country IN (" in last, last
+    assert "residency set to" not in last, last
 
 
 @pytest.mark.parametrize(
