@@ -155,7 +155,7 @@ class Dispatch:
         """The reject of a record the reader refused; one that bears an erased person's
         name quotes none of its values."""
         if self.erased.bears_erased_name(raw):
-            message, raw = unquoted_message(reason), None
+            message, raw = unquoted_message(reason, not self.erased.exhausted), None
         return Reject(result.path, record, line, reason, message, raw)
 
     def refused_id_array(self) -> np.ndarray:

@@ -39,6 +39,10 @@ ERASED = REASONS.index(RejectReason.ERASED)  # its code in Checked.reason
 # Texts of a record the reader refused that are tried as a name, at most (a JSON object may
 # hold thousands): one with more is taken for an erased person's, quoting none of them.
 MAX_TEXTS = 256
+# Texts of refused records hashed in one run, at most (some 2 s of HMACs): past that, a record
+# the reader refuses quotes none of its values, unsearched. A hostile file of malformed
+# records, each with MAX_TEXTS texts, would cost a load that many hashes a record.
+MAX_TRIED = 1_000_000
 _JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')  # a JSON string's content, escapes kept
 
 
@@ -51,6 +55,8 @@ class Erased:
         self.names = {bytes(e.name_hash) for e in entries}
         self.people = {bytes(e.person_hash) for e in entries}
         self.levels = sorted({e.fields for e in entries})
+        self.tried = 0  # texts of refused records hashed, up to MAX_TRIED
+        self.exhausted = False  # MAX_TRIED reached: refused records are no longer searched
 
     def mark(self, checked: Checked) -> None:
         """Refuse (reason `erased`) the valid rows of `checked` that an erasure matches, and
@@ -93,9 +99,12 @@ class Erased:
         file would quote it) may hold an erased person's name. The reader read no field as
         the name (a CSV row's fields may be shifted, a JSON line may not parse), so each
         text it could be is tried (`_candidates`): at most MAX_TEXTS, a record with more
-        is taken as bearing one."""
+        is taken as bearing one, and so is every record once MAX_TRIED texts were tried
+        (`exhausted`)."""
         if self.key is None or not self.names:
             return False
+        if self.exhausted:
+            return True
         texts: list[str | None] = []
         for text in _candidates(raw):
             try:
@@ -105,6 +114,10 @@ class Erased:
             texts.append(text)
             if len(texts) > MAX_TEXTS:  # too many to try, for a record refused anyway
                 return True
+        self.tried += len(texts)
+        if self.tried > MAX_TRIED:
+            self.exhausted = True
+            return True
         return any(h in self.names for h in self.key.name_hashes(texts))
 
 

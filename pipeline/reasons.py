@@ -54,7 +54,13 @@ MEANINGS = {
 }
 
 
-def unquoted_message(reason: RejectReason) -> str:
+def unquoted_message(reason: RejectReason, searched: bool = True) -> str:
     """What the rejects file says of a record refused for `reason` that bears an erased
-    person's name (pipeline.erased): the reason, and none of the record's values."""
+    person's name (pipeline.erased), or that was not `searched` for one (more records came
+    before it than are searched): the reason, and none of the record's values."""
+    if not searched:
+        return (
+            f"{MEANINGS[reason]}; too many refused records to search them all for erased"
+            " persons' names, so no value is quoted"
+        )
     return f"{MEANINGS[reason]}; it bears an erased person's name, so no value is quoted"

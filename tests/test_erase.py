@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from pipeline import erase as erase_module
+from pipeline import erased as erased_module
 from pipeline.config import load_shard_map
 from pipeline.db import LOCK_LOAD
 from pipeline.erased import MAX_TEXTS
@@ -373,6 +374,27 @@ def test_a_record_the_reader_refuses_bearing_an_erased_name_quotes_nothing(
     assert not any(
         "amelia" in f.read_text().lower() for f in (tmp_path / "data" / "rejects").iterdir()
     )
+
+
+def test_refused_records_past_the_search_budget_quote_nothing_unsearched(
+    run_cli: RunCli, loaded: None, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each of these rows holds 13 texts to try (7 fields, 6 pairs): the first is searched
+    # and quoted; past MAX_TRIED texts, the others quote nothing, and say why.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    monkeypatch.setattr(erased_module, "MAX_TRIED", 20)
+    path = tmp_path / "shifted.csv"
+    path.write_text(
+        "id,country,name,gender,age,address\n"
+        + "".join(f"{90 + n},GB,Bob Stone,M,40,1 High Street, Leeds\n" for n in range(3))
+    )
+    result = run_cli("load", "--max-rejects", "100%", str(path))
+    assert "3 read = 0 loaded + 3 rejected" in result.output, result.output
+    rejects = sorted(read_rejects(tmp_path / "data" / "rejects"), key=lambda r: r["record"])
+    assert [r["reason"] for r in rejects] == ["malformed_record"] * 3
+    assert "Bob Stone" in json.dumps(rejects[0]["raw"])
+    for r in rejects[1:]:
+        assert r["raw"] is None and "too many refused records to search" in r["message"]
 
 
 def test_init_gives_a_shard_the_erasures_its_log_lacks(
