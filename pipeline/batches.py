@@ -2,8 +2,9 @@
 and the writers take: from Python's readers (JSON, NDJSON, CSV the fast reader does not
 take) record by record, or from pipeline.source_arrow block by block.
 
-A batch holds at most BATCH_RECORDS records and about BATCH_CHARS characters of fields, so
-its memory stays bounded whatever the records hold (each is bounded by the rules' limits).
+A batch holds at most BATCH_RECORDS records, about BATCH_CHARS characters of fields and
+raw records of about RAW_BYTES, so its memory stays bounded whatever the records hold (each
+is bounded by the rules' limits).
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from pipeline.source_file import id_texts
 from pipeline.sources import READ, Record, Source
 
 BATCH_CHARS = 8 << 20
+# About how much memory the raw records a batch keeps (for the rejects file) may take: a
+# record's raw is all it holds, the six fields and every other (a CSV row of thousands of
+# columns, a JSON object with a list of 50,000 strings: 15,000 of those held 3 GB). A batch
+# takes some twice as much at its peak (measured: 80,000 CSV rows of 65 fields, 143 MB;
+# with 64 MB here, 253). Records of the six fields and a few more stay BATCH_RECORDS a batch.
+RAW_BYTES = 16 << 20
+# Bytes a character of JSON text may take decoded, at most: `[{}, {}, ...]` is a 64-byte dict
+# and an 8-byte pointer for every three characters. A record's fields, keys and punctuation
+# (some JSON_RECORD characters) are counted as text.
+JSON_BYTES_A_CHAR = 24
+JSON_RECORD = 96
+# Bytes a Python object takes besides its characters, about: a str of a few ASCII
+# characters is 49-60, and a list's pointer to it 8.
+OBJECT_BYTES = 64
 
 
 def batches(source: Source) -> Iterator[Batch]:
@@ -30,7 +45,7 @@ def batches(source: Source) -> Iterator[Batch]:
     rows: list[tuple[str | None, ...]] = []
     early: list[tuple[Any, ...]] = []
     early_ids: list[str] = []
-    chars = 0
+    chars = raw_bytes = 0
     for record in source.records():
         values = record.values
         if values is None:
@@ -39,15 +54,37 @@ def batches(source: Source) -> Iterator[Batch]:
             early.append((record.number, record.line, record.reason, problem, raw))
             early_ids.extend(id_texts(record.ids))
             chars += 64
+            # Its id fields and message too (a shifted row's are up to 33 of its fields).
+            raw_bytes += _raw_bytes(record.size, raw, 0) + len(problem)
+            raw_bytes += OBJECT_BYTES * (len(record.ids) + 4)
         else:
             kept.append(record)
             rows.append(values)
-            chars += sum(map(len, filter(None, values)))  # in C: this loop runs per record
-        if len(kept) + len(early) >= BATCH_RECORDS or chars >= BATCH_CHARS:
+            texts = sum(map(len, filter(None, values)))  # in C: this loop runs per record
+            chars += texts
+            raw_bytes += _raw_bytes(record.size, record.raw, texts)
+        if (
+            len(kept) + len(early) >= BATCH_RECORDS
+            or chars >= BATCH_CHARS
+            or raw_bytes >= RAW_BYTES
+        ):
             yield _batch(source, kept, rows, early, early_ids)
-            kept, rows, early, early_ids, chars = [], [], [], [], 0
+            kept, rows, early, early_ids, chars, raw_bytes = [], [], [], [], 0, 0
     if kept or early:
         yield _batch(source, kept, rows, early, early_ids)
+
+
+def _raw_bytes(size: int, raw: Any, texts: int) -> int:
+    """About how much memory a record's raw takes: a decoded JSON text of `size` characters,
+    those past its fields' `texts` and JSON_RECORD at JSON_BYTES_A_CHAR each; a CSV row (a
+    list of its fields) or a text, its characters and an object's bytes each."""
+    if size:
+        return texts + OBJECT_BYTES * 16 + max(0, size - texts - JSON_RECORD) * JSON_BYTES_A_CHAR
+    if isinstance(raw, list):
+        return sum(map(len, raw)) + OBJECT_BYTES * (len(raw) + 1)
+    if isinstance(raw, str):
+        return len(raw) + OBJECT_BYTES
+    return OBJECT_BYTES
 
 
 def _batch(

@@ -57,6 +57,9 @@ class Record(NamedTuple):
     # When rejected here: the id fields it gives, as text (the id rule judges them), which a
     # snapshot must not delete: a refused record is no sign that the resident left.
     ids: tuple[str, ...] = ()
+    # The characters of the JSON text its raw object (a dict or list) was decoded from; 0 for
+    # any other raw. pipeline.batches bounds a batch's raw records by it.
+    size: int = 0
 
 
 @dataclass

@@ -107,7 +107,7 @@ class JsonRecords(SourceFile):
             if unchecked and _has_surrogate(obj, limits.max_depth):
                 return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
             problem = f"expected an object, got {type(obj).__name__}"
-            return Record(number, line, None, _raw_json(obj, text, limits), problem)
+            return Record(number, line, None, _raw_json(obj, text, limits), problem, size=len(text))
         # This runs once per record: the common record (the six names as written here, text
         # and integers) takes the path with the fewest Python-level steps.
         if isinstance(obj, Repeated):
@@ -120,7 +120,8 @@ class JsonRecords(SourceFile):
         if fields is not obj:
             if len(fields) < len(obj):  # two keys that name one column ("name", " Name")
                 problem = f"a column named twice ({_named_twice(obj)})"
-                return _refused(number, line, obj, _raw_json(obj, text, limits), problem)
+                raw = _raw_json(obj, text, limits)
+                return _refused(number, line, obj, raw, problem, size=len(text))
             extra = fields.keys() - known
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
@@ -132,7 +133,8 @@ class JsonRecords(SourceFile):
             try:
                 values = tuple(map(_text, columns, values))
             except ValueError as exc:
-                return _refused(number, line, obj, _raw_json(obj, text, limits), str(exc))
+                raw = _raw_json(obj, text, limits)
+                return _refused(number, line, obj, raw, str(exc), size=len(text))
         if len(text) > limits.max_field:
             for column, value in zip(columns, values, strict=True):
                 if value is not None and len(value) > limits.max_field:
@@ -144,7 +146,7 @@ class JsonRecords(SourceFile):
             if len(country) > COUNTRY_MAX:
                 problem = f"country is {len(country)} characters long: no country is"
                 return _refused(number, line, obj, _raw_text(text), problem, INVALID_COUNTRY)
-        return Record(number, line, values, obj)
+        return Record(number, line, values, obj, size=len(text))
 
 
 _TEXT_TYPES = frozenset((str, type(None)))
@@ -152,13 +154,13 @@ _TEXT_TYPES = frozenset((str, type(None)))
 
 def _refused(
     number: int, line: int | None, obj: dict[str, Any], raw: Any, problem: str,
-    reason: RejectReason = MALFORMED,
+    reason: RejectReason = MALFORMED, size: int = 0,
 ) -> Record:  # fmt: skip
     """A record the reader refuses, with the id fields its object gives (every one, for an
     object that names it twice): a snapshot keeps their residents (pipeline.dispatch)."""
     pairs = obj.pairs if isinstance(obj, Repeated) else obj.items()
     ids = tuple(v for k, v in pairs if str(k).strip(TRIM).lower() == "id")
-    return Record(number, line, None, raw, problem, reason, id_texts(ids))
+    return Record(number, line, None, raw, problem, reason, id_texts(ids), size)
 
 
 def _text(column: str, value: Any) -> str | None:

@@ -411,6 +411,77 @@ CASES: list[Case] = [
         args=("--max-rejects", "100%", "--source", "crm", "--mode", "snapshot"),
     ),
     Case(
+        # 40,000 rows of 65 short fields, each a reject (a comma too many): their raw
+        # records (65 objects each) are counted in a batch's bytes; counted as 64 characters
+        # a record, 15,000 of them a batch took a load to 268 MB.
+        "csv-40k-rows-of-65-fields",
+        write(
+            "m.csv",
+            HEADER
+            + "".join(",".join(f"w{r}x{f}" for f in range(65)) + "\n" for r in range(40_000))
+            + GOOD_CSV,
+        ),
+        0,
+        ("malformed_record",) * 40_000,
+        "65 fields where the header has 6",
+        ("Good Row",),
+        max_cpu_s=20,
+        slow=True,
+    ),
+    Case(
+        # A header of 1,000 columns, 2,000 valid rows: each row's raw record is kept in its
+        # batch for the rejects file, 1,000 objects a row (133 MB a batch before its bytes
+        # were counted).
+        "csv-2000-rows-of-1000-columns",
+        write(
+            "k.csv",
+            HEADER.rstrip("\n")
+            + "".join(f",extra{c}" for c in range(994))
+            + "\n"
+            + "".join(
+                f"{r + 10},DE,Row {r},F,40,Main St" + "".join(f",v{c}" for c in range(994)) + "\n"
+                for r in range(2_000)
+            )
+            + GOOD_CSV.rstrip("\n")
+            + "," * 994
+            + "\n",
+        ),
+        0,
+        names=tuple(sorted(["Good Row", *(f"Row {r}" for r in range(2_000))])),
+        max_cpu_s=20,
+        slow=True,
+    ),
+    Case(
+        # JSON objects with a list of strings beside their fields: 60 valid records with
+        # 50,000 each, 2,000 refused records (a list for the address) with 2,000. Decoded,
+        # such a record takes 3 MB and 120 KB: 15,000 of them a batch took a load to 3 GB
+        # (800 of the larger, 240 MB of NDJSON) and 270 MB.
+        "ndjson-records-with-long-lists-of-strings",
+        write(
+            "j.ndjson",
+            "".join(
+                json.dumps(
+                    {"id": r + 10, "country": "DE", "name": f"Row {r}", "junk": ["ab"] * 50_000}
+                )
+                + "\n"
+                for r in range(60)
+            )
+            + "".join(
+                json.dumps({"id": r + 100, "country": "DE", "name": "X", "address": ["ab"] * 2_000})
+                + "\n"
+                for r in range(2_000)
+            )
+            + GOOD_JSON.decode()
+            + "\n",
+        ),
+        0,
+        ("malformed_record",) * 2_000,
+        "address",
+        tuple(sorted(["Good Row", *(f"Row {r}" for r in range(60))])),
+        max_cpu_s=20,
+        slow=True,
+    ),
+    Case(
         # Ids of 70,000 characters, each record too large: a snapshot keeps no such id (no
         # id is that long), where a batch held on to them all (some 100 MB).
         "ndjson-ids-of-70k-characters-in-a-snapshot",
