@@ -23,7 +23,13 @@ from pipeline.errors import ShardError
 from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REBALANCE, SCHEMA
-from pipeline.schema import ResidencyRule, current_version, latest_version, residency_rule
+from pipeline.schema import (
+    ResidencyRule,
+    current_version,
+    latest_version,
+    residency_rule,
+    rule_found,
+)
 from pipeline.shards import on_every_shard
 
 
@@ -133,7 +139,7 @@ def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
         row = conn.execute(SCHEMA.residency_rule).fetchone()
         ledger = ledger_if_readable(conn, version)
     steps = None if ledger is None else tuple(ledger)
-    return ShardHolding(shard.name, by_country, row[0] if row else None, version, steps)
+    return ShardHolding(shard.name, by_country, rule_found(row), version, steps)
 
 
 def holdings(shard_map: ShardMap) -> dict[str, ShardHolding]:

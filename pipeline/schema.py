@@ -89,6 +89,18 @@ class ResidencyRule:
         return self.refused if self.allowed is None else self.allowed
 
 
+# How a residency constraint init did not set (no rule in its comment) is shown.
+NOT_INITS = "a constraint `pipeline init` did not set"
+
+
+def rule_found(row: tuple[Any, ...] | None) -> str | None:
+    """The rule a shard's constraint holds, as shown (sql/schema/residency_rule.sql's row):
+    its comment; NOT_INITS for a constraint without one; None for no constraint."""
+    if row is None:
+        return None
+    return NOT_INITS if row[0] is None else str(row[0])
+
+
 def residency_rule(shard_map: ShardMap, shard: Shard) -> ResidencyRule:
     """The rule the map asks of `shard`."""
     if shard.is_default:

@@ -22,6 +22,7 @@ from pipeline.schema import (
     latest_version,
     leaving,
     residency_rule,
+    rule_found,
 )
 from pipeline.staging import Staging
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS, Watchdog, cancel
@@ -147,7 +148,7 @@ class ShardLink:
         self.found_rule = ResidencyRule.parse(row[0] if row else None)  # load: arrivals
         if row is not None and row[0] == expected:
             return None
-        found = row[0] if row else "none"
+        found = rule_found(row) or "none"
         advice = "run `pipeline init`"
         # Countries the map sends to another shard: rebalance moves them (init narrows a
         # rule only over no rows of them). One the map sends nowhere has nowhere to go.

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pipeline.schema import latest_version
-from tests.conftest import RunCli, Server, rows, shard_map_yaml, write_map
+from pipeline.schema import NOT_INITS, latest_version
+from tests.conftest import ORIGINAL_DATA, RunCli, Server, rows, shard_map_yaml, write_map
 from tests.test_check import results, status_of
 from tests.test_docs import readme_examples
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
@@ -89,6 +89,25 @@ def _count(dsn: str, query: str) -> int:
         row = conn.execute(query).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def test_a_constraint_made_by_hand_is_named_as_such_not_as_none(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str]
+) -> None:
+    # The same name, no rule in its comment: plan and load say what is there, init
+    # replaces it.
+    with psycopg.connect(shard_dsns["db_us"], autocommit=True) as conn:
+        conn.execute("ALTER TABLE residents DROP CONSTRAINT residents_residency")
+        conn.execute("ALTER TABLE residents ADD CONSTRAINT residents_residency CHECK (true)")
+    hand = f"constraint db_us  {NOT_INITS} -> country IN (US)"
+    assert run_cli("plan").output.splitlines() == [hand]
+    load = run_cli("load", str(ORIGINAL_DATA))
+    assert load.exit_code == 1
+    assert f"residency rule is '{NOT_INITS}' but the shard map asks for" in load.output
+    assert run_cli("init").exit_code == 0
+    assert run_cli("plan").output.splitlines() == [
+        "nothing to move; every shard's residency constraint is the map's"
+    ]
 
 
 def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
