@@ -146,7 +146,9 @@ class JsonRecords(SourceFile):
             if len(country) > COUNTRY_MAX:
                 problem = f"country is {len(country)} characters long: no country is"
                 return _refused(number, line, obj, _raw_text(text), problem, INVALID_COUNTRY)
-        return Record(number, line, values, obj, size=len(text))
+        # Its text, not the decoded object, is kept for the rejects file, in case the rules
+        # refuse it (Source.raw_of decodes it again): a third of the memory, or less.
+        return Record(number, line, values, text)
 
 
 _TEXT_TYPES = frozenset((str, type(None)))

@@ -36,6 +36,7 @@ from typing import IO, Any
 from pipeline.batch import Batch
 from pipeline.bounded import BLOCK, BrokenInput, LineGuard, cut
 from pipeline.incoming import FORMATS, SUPPORTED, not_regular, regular_file_error, source_format
+from pipeline.json_array import DECODER
 from pipeline.regular_file import NotRegular, open_regular
 from pipeline.rules import DEFAULT_LIMITS, Limits
 from pipeline.source_arrow import arrow_batches
@@ -144,10 +145,14 @@ class Source(CsvRecords, JsonRecords):
         return io.TextIOWrapper(binary, encoding=encoding, errors="strict", newline="")
 
     def raw_of(self, record: Record) -> Any:
-        """The raw record for a rejects file: a CSV row as {column: value}, JSON as it was."""
+        """The raw record for a rejects file: a CSV row as {column: value}, JSON as it was
+        (a record read whole keeps its text, decoded again here: see source_json)."""
         row = record.raw
-        if self._header is not None and isinstance(row, list) and record.values is not None:
-            return dict(zip(self._header, row, strict=False))
+        if record.values is not None:
+            if self._header is not None and isinstance(row, list):
+                return dict(zip(self._header, row, strict=False))
+            if isinstance(row, str):
+                return DECODER.decode(row)
         return row
 
 
