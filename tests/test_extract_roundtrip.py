@@ -330,6 +330,10 @@ def test_parquet_row_groups_hold_row_group_rows_across_shards(
     sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     whole, rest = divmod(len(rows), columnar.ROW_GROUP)
     assert sizes == [columnar.ROW_GROUP] * whole + ([rest] if rest else [])
+    # Ids as their differences, which go back down where a group goes on to the next shard.
+    at = metadata.schema.to_arrow_schema().names.index("id")
+    for i in range(metadata.num_row_groups):
+        assert "DELTA_BINARY_PACKED" in metadata.row_group(i).column(at).encodings
 
 
 def test_parquet_from_a_sql_ascii_shard_checks_its_text(
