@@ -23,12 +23,14 @@ BATCH_CHARS = 8 << 20
 # record's raw is all it holds, the six fields and every other (a CSV row of thousands of
 # columns, a JSON object with a list of 50,000 strings: 15,000 of those held 3 GB). A batch
 # takes some twice as much at its peak (measured: 80,000 CSV rows of 65 fields, 143 MB;
-# with 64 MB here, 253). Records of the six fields and a few more stay BATCH_RECORDS a batch.
+# with 64 MB here, 253). Valid records of the six fields and a few more (a CSV row, a JSON
+# text: pipeline.source_json keeps a valid record's text) stay BATCH_RECORDS a batch.
 RAW_BYTES = 16 << 20
-# Bytes a character of JSON text may take decoded, at most: `[{}, {}, ...]` is a 64-byte dict
-# and an 8-byte pointer for every three characters. A record's fields, keys and punctuation
-# (some JSON_RECORD characters) are counted as text.
-JSON_BYTES_A_CHAR = 24
+# Bytes a character of JSON text may take decoded, at most: `[{}]` repeated, a 64-byte dict
+# and an 8-byte pointer (and the list's spare room) for every three or four characters,
+# 32.0 measured. A record's fields, keys and punctuation (some JSON_RECORD characters) are
+# counted as text.
+JSON_BYTES_A_CHAR = 32
 JSON_RECORD = 96
 # Bytes a Python object takes besides its characters, about: a str of a few ASCII
 # characters is 49-60, and a list's pointer to it 8.

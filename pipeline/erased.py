@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import conninfo
 
@@ -77,6 +78,8 @@ class Erased:
         # person's all the same, and its age or address cannot say: the name is enough to
         # keep its values out of the rejects file.
         checked.unquoted.update(np.flatnonzero(named).tolist())
+        # And for a row refused later, on its shard (an id the file gives again): staged.
+        checked.table = checked.table.append_column("unquoted", pa.array(named))
         rows = np.flatnonzero(named & (checked.reason == 0))
         table = checked.table
         for row in rows.tolist():
@@ -87,13 +90,6 @@ class Erased:
                     checked.reason[row] = ERASED
                     break
 
-    def bears_name(self, name: str | None) -> bool:
-        """Whether `name`, a row's name as the rules gave it, is an erased person's (a row
-        refused after `mark`, on its shard: an id the file gives again later)."""
-        if self.key is None or not self.names or name is None:
-            return False
-        return self.key.name_hashes([name])[0] in self.names
-
     def bears_erased_name(self, raw: Any) -> bool:
         """Whether a record the reader refused (malformed, too large: `raw` as the rejects
         file would quote it) may hold an erased person's name. The reader read no field as
@@ -103,8 +99,6 @@ class Erased:
         (`exhausted`)."""
         if self.key is None or not self.names:
             return False
-        if self.exhausted:
-            return True
         texts: list[str | None] = []
         for text in _candidates(raw):
             try:
@@ -114,6 +108,10 @@ class Erased:
             texts.append(text)
             if len(texts) > MAX_TEXTS:  # too many to try, for a record refused anyway
                 return True
+        if not texts:  # nothing that could be a name (a line over max_line, kept as null)
+            return False
+        if self.exhausted:
+            return True
         self.tried += len(texts)
         if self.tried > MAX_TRIED:
             self.exhausted = True

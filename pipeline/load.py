@@ -350,7 +350,7 @@ class _Run:
                 for r in writer.refused():
                     message = describe_reject(r.reason, r.raw, self.rules, name)
                     raw: dict[str, Any] | None = r.raw
-                    if self.erased.bears_name(r.name):  # maybe the erased person's
+                    if r.unquoted:  # maybe the erased person's
                         message, raw = unquoted_message(r.reason), None
                     self.rejects.write(
                         Reject(result.path, r.record, r.line, r.reason, message, raw, name)

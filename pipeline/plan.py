@@ -24,11 +24,13 @@ from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import REBALANCE, SCHEMA
 from pipeline.schema import (
+    LIST_MAX,
+    NOT_INITS,
     ResidencyRule,
     current_version,
     latest_version,
     residency_rule,
-    rule_found,
+    rule_in_lists,
 )
 from pipeline.shards import on_every_shard
 
@@ -70,11 +72,25 @@ class ConstraintChange:
     """A shard whose residency constraint is not yet the one the map asks for."""
 
     shard: str
-    current: str | None  # None: the shard has none (never initialised)
+    current: str | None  # None: the shard has none (never initialised), or `by_hand`
     wanted: str
+    by_hand: bool = False  # a constraint of the pipeline's name without a rule in its comment
+    as_lists: bool = False  # the same rule, to be written as lists (schema.rule_in_lists)
 
     def to_json(self) -> dict[str, Any]:
-        return {"shard": self.shard, "from": self.current, "to": self.wanted}
+        return {
+            "shard": self.shard, "from": self.current, "to": self.wanted,
+            "made_by_hand": self.by_hand, "as_lists": self.as_lists,
+        }  # fmt: skip
+
+    def line(self) -> str:
+        if self.as_lists:
+            return (
+                f"constraint {self.shard}  {self.current}: the same, to be written as lists of"
+                f" at most {LIST_MAX} codes (`pipeline init`)"
+            )
+        current = NOT_INITS if self.by_hand else self.current or "none"
+        return f"constraint {self.shard}  {current} -> {self.wanted}"
 
 
 @dataclass(frozen=True)
@@ -95,10 +111,12 @@ class ShardHolding:
 
     shard: str
     by_country: dict[str, int]
-    rule: str | None
+    rule: str | None  # its constraint's comment; None: no constraint, or `by_hand`
     version: int
     # Its rebalance moves' steps (pipeline.moves_seen); None: the role may not read them.
     ledger: tuple[Step, ...] | None = ()
+    by_hand: bool = False  # a constraint without a rule in its comment
+    lists: int = 0  # lists of codes in its constraint (schema.rule_in_lists)
 
 
 @dataclass(frozen=True)
@@ -123,9 +141,7 @@ class Plan:
         """The plan as `pipeline plan` prints it, one line each."""
         out = [m.line() for m in self.moves]
         out += [f"stranded {s.country}  on {s.shard}  {s.rows} rows" for s in self.stranded]
-        out += [
-            f"constraint {c.shard}  {c.current or 'none'} -> {c.wanted}" for c in self.constraints
-        ]
+        out += [c.line() for c in self.constraints]
         return out or ["nothing to move; every shard's residency constraint is the map's"]
 
 
@@ -139,7 +155,9 @@ def holding(shard_map: ShardMap, shard: Shard) -> ShardHolding:
         row = conn.execute(SCHEMA.residency_rule).fetchone()
         ledger = ledger_if_readable(conn, version)
     steps = None if ledger is None else tuple(ledger)
-    return ShardHolding(shard.name, by_country, rule_found(row), version, steps)
+    rule, lists = (row[0], row[1]) if row is not None else (None, 0)
+    by_hand = row is not None and rule is None
+    return ShardHolding(shard.name, by_country, rule, version, steps, by_hand, lists)
 
 
 def holdings(shard_map: ShardMap) -> dict[str, ShardHolding]:
@@ -174,9 +192,12 @@ def make_plan(
     moves.sort(key=lambda m: (m.country, m.source))
     changes = []
     for shard in shard_map.shards:
-        wanted = residency_rule(shard_map, shard).describe()
-        if found[shard.name].rule != wanted:
-            changes.append(ConstraintChange(shard.name, found[shard.name].rule, wanted))
+        rule = residency_rule(shard_map, shard)
+        wanted, held = rule.describe(), found[shard.name]
+        if held.rule != wanted:
+            changes.append(ConstraintChange(shard.name, held.rule, wanted, held.by_hand))
+        elif not rule_in_lists(rule, held.lists):
+            changes.append(ConstraintChange(shard.name, held.rule, wanted, as_lists=True))
     return Plan(moves, changes, stranded, found)
 
 

@@ -101,6 +101,13 @@ def rule_found(row: tuple[Any, ...] | None) -> str | None:
     return NOT_INITS if row[0] is None else str(row[0])
 
 
+def rule_in_lists(rule: ResidencyRule, lists: int) -> bool:
+    """Whether a constraint of `rule` holding `lists` lists of codes is written as
+    `condition` writes it now: a rule of more than LIST_MAX codes written as one list (as
+    before session 29) is not, and is set again."""
+    return len(rule.named()) <= LIST_MAX or lists == rule.lists()
+
+
 def residency_rule(shard_map: ShardMap, shard: Shard) -> ResidencyRule:
     """The rule the map asks of `shard`."""
     if shard.is_default:
@@ -245,16 +252,18 @@ def set_residency(conn: psycopg.Connection[Any], shard: Shard, rule: ResidencyRu
     with conn.transaction():
         conn.execute(SCHEMA.lock, [db.LOCK_INIT])
         row = conn.execute(SCHEMA.residency_rule).fetchone()
-        # The same rule is left as it is; but one of more than LIST_MAX codes written as one
-        # list (as before session 29) is set again, as lists PostgreSQL can reason with.
         described, lists = (row[0], row[1]) if row is not None else (None, 0)
-        if described == rule.describe() and (
-            len(rule.named()) <= LIST_MAX or lists == rule.lists()
-        ):
+        same = row is not None and described == rule.describe()
+        if same and rule_in_lists(rule, lists):
             return False
         conn.execute(SCHEMA.residency_drop)
         condition = rule.condition()
-        bad = conn.execute(SCHEMA.residency_violations.format(condition=condition)).fetchall()
+        # The same rule as lists (rule_in_lists): the constraint it replaces kept every row
+        # in it. Adding it scans the table once, under the lock (violations, a second scan,
+        # are asked only of a new rule).
+        bad = []
+        if not same:
+            bad = conn.execute(SCHEMA.residency_violations.format(condition=condition)).fetchall()
         if bad:
             # Leaving the transaction by an exception rolls the DROP back: the old rule stays.
             raise ResidencyViolation(shard.name, rule.describe(), {c: int(n) for c, n in bad})

@@ -303,7 +303,13 @@ class ShardRows:
         self.inserted += rows.num_rows
 
     def _to_spool(self, rows: pa.Table) -> None:
-        table = pa.table({name: rows.column(source) for name, source in _STAGED.items()})
+        columns = {name: rows.column(source) for name, source in _STAGED.items()}
+        # Marked by pipeline.erased in a batch that bears an erased person's name.
+        unquoted = "unquoted" in rows.column_names
+        columns["unquoted"] = (
+            rows.column("unquoted") if unquoted else pa.array(np.zeros(rows.num_rows, bool))
+        )
+        table = pa.table(columns)
         if self._codec is not None:
             # The fields as read (for the rejects file only) and a delete marker's text (never
             # stored) may hold what the shard's encoding lacks: escaped, not refused.

@@ -63,7 +63,7 @@ class SqlReject:
     line: int | None
     reason: RejectReason
     raw: dict[str, Any]
-    name: str | None  # as the rules gave it (pipeline.erased looks it up)
+    unquoted: bool  # it bears an erased person's name: no value of it is quoted
 
 
 class ShardWriter(ShardLink):

@@ -387,14 +387,18 @@ def test_refused_records_past_the_search_budget_quote_nothing_unsearched(
     path.write_text(
         "id,country,name,gender,age,address\n"
         + "".join(f"{90 + n},GB,Bob Stone,M,40,1 High Street, Leeds\n" for n in range(3))
+        + "93,GB,"
+        + "y" * (1 << 20)
+        + "\n"  # over max_line: nothing kept, nothing to search
     )
     result = run_cli("load", "--max-rejects", "100%", str(path))
-    assert "3 read = 0 loaded + 3 rejected" in result.output, result.output
+    assert "4 read = 0 loaded + 4 rejected" in result.output, result.output
     rejects = sorted(read_rejects(tmp_path / "data" / "rejects"), key=lambda r: r["record"])
-    assert [r["reason"] for r in rejects] == ["malformed_record"] * 3
+    assert [r["reason"] for r in rejects] == ["malformed_record"] * 3 + ["too_large"]
     assert "Bob Stone" in json.dumps(rejects[0]["raw"])
-    for r in rejects[1:]:
+    for r in rejects[1:3]:
         assert r["raw"] is None and "too many refused records to search" in r["message"]
+    assert rejects[3]["raw"] is None and "a line longer than" in rejects[3]["message"]
 
 
 def test_init_gives_a_shard_the_erasures_its_log_lacks(

@@ -181,6 +181,10 @@ def test_a_constraint_of_more_than_a_hundred_countries_still_reads_no_row_for_ot
             ).format(sql.SQL(", ").join(map(sql.Literal, routed)), one_list.describe())
         )
     assert "Scan on residents" in plans("db_us")[("FR",)]  # PostgreSQL cannot tell
+    assert run_cli("plan", config=config).output.splitlines() == [
+        f"constraint db_us  {one_list.describe()}: the same, to be written as lists of at most"
+        " 100 codes (`pipeline init`)"
+    ]
     again = run_cli("init", config=config)
     assert again.exit_code == 0, again.output
     for shard_name, held, other in (("db_us", "US", "FR"), ("default", "FR", "US")):
@@ -194,6 +198,7 @@ def test_a_constraint_of_more_than_a_hundred_countries_still_reads_no_row_for_ot
     last = run_cli("init", config=config).output
     assert "db_us: schema" in last and "residency unchanged: country IN (" in last, last
     assert "residency set to" not in last, last
+    assert "nothing to move" in run_cli("plan", config=config).output
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,11 @@ def test_a_constraint_made_by_hand_is_named_as_such_not_as_none(
         conn.execute("ALTER TABLE residents ADD CONSTRAINT residents_residency CHECK (true)")
     hand = f"constraint db_us  {NOT_INITS} -> country IN (US)"
     assert run_cli("plan").output.splitlines() == [hand]
+    (as_json,) = json.loads(run_cli("plan", "--json").output)["constraints"]
+    assert as_json == {
+        "shard": "db_us", "from": None, "to": "country IN (US)",
+        "made_by_hand": True, "as_lists": False,
+    }  # fmt: skip
     load = run_cli("load", str(ORIGINAL_DATA))
     assert load.exit_code == 1
     assert f"residency rule is '{NOT_INITS}' but the shard map asks for" in load.output
@@ -128,7 +133,13 @@ def test_plan_lists_the_moves_and_constraint_changes_and_changes_nothing(
             {"country": "ID", "from": "default", "to": "db_id", "rows": 3, "unfinished_move": None}
         ],
         "constraints": [
-            {"shard": "default", "from": "country NOT IN (US)", "to": "country NOT IN (ID, US)"}
+            {
+                "shard": "default",
+                "from": "country NOT IN (US)",
+                "to": "country NOT IN (ID, US)",
+                "made_by_hand": False,
+                "as_lists": False,
+            }
         ],
         "stranded": [],
     }

@@ -26,6 +26,7 @@ CREATE TEMP TABLE load_staging (
     age_v        smallint,
     address_v    text,
     deleting     boolean NOT NULL,  -- a delete marker (pipeline/validate.py): delete_marked.sql
+    unquoted     boolean NOT NULL DEFAULT false,  -- an erased name (pipeline.erased): quote none
     superseded   boolean NOT NULL DEFAULT false  -- a later row of its id: superseded.sql
 ) ON COMMIT DELETE ROWS;
 
