@@ -61,10 +61,16 @@ def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may handle signals (the CLI run from a thread)
         return
+    # pyarrow puts a handler of its own in for the length of a long operation (a block's
+    # parse): a signal then was its, and ended the load in its ArrowCancelled, a traceback.
+    import pyarrow
+
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    pyarrow.enable_signal_handlers(False)
     try:
         yield
     finally:
+        pyarrow.enable_signal_handlers(True)
         for s, h in previous.items():
             signal.signal(s, h)
 
