@@ -178,7 +178,12 @@ class ReadAhead:
     raises what `produce` raised. `produce` hands `stop` to its CopyOut: `close` sets it,
     which cancels the COPY on the server at once, and returns within CLOSE_WAIT."""
 
-    def __init__(self, produce: Callable[[Stop], Iterable[Chunk]], directory: str | None) -> None:
+    def __init__(
+        self,
+        produce: Callable[[Stop], Iterable[Chunk]],
+        directory: str | None,
+        answered: threading.Event | None = None,
+    ) -> None:
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed below
             max_size=SPOOL_IN_MEMORY, dir=directory
         )
@@ -188,6 +193,8 @@ class ReadAhead:
         # SIGTERM) marks the thread as ended while it runs (CPython's bpo-45274 fix), and the
         # next join, in close(), would return before the thread cancelled its query.
         self._done = threading.Event()
+        # Set by `produce` once its query is out (CopyOut's `sent`), and here when it ends.
+        self._answered = answered or threading.Event()
         self._thread = threads.start(self._run, produce, name="read-ahead")
 
     def _run(self, produce: Callable[[Stop], Iterable[Chunk]]) -> None:
@@ -207,6 +214,12 @@ class ReadAhead:
                 with contextlib.suppress(Exception):
                     close()
             self._done.set()
+            self._answered.set()
+
+    def failure(self) -> BaseException | None:
+        """Once its query is out (`answered`), or it ended: the error it ended in, if any."""
+        threads.wait(self._answered)
+        return self._error
 
     def __iter__(self) -> Iterator[Chunk]:
         threads.wait(self._done)  # a server may keep it waiting: see pipeline.threads

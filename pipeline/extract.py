@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
@@ -180,7 +181,15 @@ def shard_streams(
 
     moves = MovesSeen(shard_map, shards, selection.countries)  # no rows read twice
 
-    def read(shard: Shard, stop: Stop | None = None) -> Iterator[Chunk]:
+    def read(
+        shard: Shard, stop: Stop | None = None, out: threading.Event | None = None
+    ) -> Iterator[Chunk]:
+        def sent() -> None:  # the query is out: `out` tells the first shard's reader
+            if on_sent is not None:
+                on_sent()
+            if out is not None:
+                out.set()
+
         with moves.snapshot(shard) as conn:
             if statement == "extract_columns":  # its reader counts the residents
                 if conn.info.encoding != "utf-8":
@@ -194,7 +203,7 @@ def shard_streams(
 
                 def packed_copy(after: int | None, rows: int) -> CopyOut:
                     query = _packed_copy(selection, after, rows, encoding)
-                    return CopyOut(conn, query, stop, on_sent)
+                    return CopyOut(conn, query, stop, sent)
 
                 id_field = 1 + _chosen(selection).index("id")  # after the count
                 yield from packed.resumable(packed_copy, id_field)
@@ -202,7 +211,7 @@ def shard_streams(
                 return
             select = _select(shard, selection, statement, defuse, with_shard)
             statement_sql = EXTRACT.copy.format(rows=select, format=copy_format)
-            copy = CopyOut(conn, statement_sql, stop, on_sent)
+            copy = CopyOut(conn, statement_sql, stop, sent)
             yield from copy
             counted[shard.name] = copy.rows
 
@@ -210,8 +219,15 @@ def shard_streams(
         sent = False
         try:
             for chunk in chunks:
-                if unshared is not None and not sent:
-                    threads.result(unshared)  # ConfigError: two shards are one database
+                if not sent:
+                    if unshared is not None:
+                        threads.result(unshared)  # ConfigError: two shards are one database
+                    if not selection.allow_partial:
+                        # Every shard's query is out before a row goes out: one that cannot
+                        # be reached fails the extract with nothing written, to stdout too.
+                        for spool in later:
+                            if (error := spool.failure()) is not None:
+                                raise error
                 sent = True
                 yield chunk
         except ShardError as exc:
@@ -230,7 +246,8 @@ def shard_streams(
     current: Generator[Chunk, None, None] | None = None
     try:
         for shard in shards[1:]:
-            later.append(ReadAhead(functools.partial(read, shard), spool_dir))
+            out = threading.Event()
+            later.append(ReadAhead(functools.partial(read, shard, out=out), spool_dir, out))
         streams: list[Iterable[Chunk]] = [read(shards[0]), *later] if shards else []
         for shard, chunks in zip(shards, streams, strict=True):
             current = accounted(shard, chunks)

@@ -306,6 +306,10 @@ def test_an_unreachable_shard_fails_the_extract_unless_partial_is_allowed(
     assert failed.exit_code == 1
     assert "shard db_us: unreachable" in failed.output
     assert not out.exists() and list(out.parent.iterdir()) == []  # no half-written file
+    for fmt in ("csv", "ndjson"):  # nor a row to stdout, where the first shard streams
+        to_stdout = run_cli("extract", "--format", fmt, config=config)
+        assert to_stdout.exit_code == 1 and to_stdout.stdout == "", to_stdout.stdout
+        assert "shard db_us: unreachable" in to_stdout.stderr
     partial = run_cli("extract", "-o", str(out), "--allow-partial", config=config)
     assert partial.exit_code == 0, partial.output
     assert "Warning: shard db_us left out (--allow-partial)" in partial.output
