@@ -15,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline import batches as batches_module
 from pipeline import sources
 from pipeline.bounded import BLOCK
 from pipeline.errors import ConfigError
@@ -502,3 +503,57 @@ def test_unknown_columns_are_noted_and_their_records_read(tmp_path: Path) -> Non
         ("2", "DE", "Bo", "", "", ""),
     ]
     assert source.unknown_columns == {"shoe_size"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+def test_batches_cut_by_their_raw_records_keep_every_record_in_order(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Records that hold 1,000 characters beside their fields, every third refused by the
+    # reader: batches are cut by RAW_BYTES (made small here), before BATCH_RECORDS or
+    # BATCH_CHARS, and every record comes once, in order, with its line and raw record.
+    raw_bytes = 40_000
+    monkeypatch.setattr(batches_module, "RAW_BYTES", raw_bytes)
+    count = 120
+    extra = "n" * 1_000
+    refused = set(range(3, count + 1, 3))
+    path = tmp_path / f"wide.{fmt}"
+    if fmt == "csv":
+        lines = ["id,country,name,notes"]
+        for i in range(1, count + 1):  # a refused row: a comma too many
+            lines.append(f"{i},DE,N{i},{extra}" + (",x" if i in refused else ""))
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        objects = [
+            {"id": i, "country": "DE", "name": f"N{i}", "notes": extra}
+            | ({"address": ["a"] * 100} if i in refused else {})
+            for i in range(1, count + 1)
+        ]
+        if fmt == "ndjson":
+            path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+        else:
+            path.write_text(json.dumps(objects))
+    source = open_source(path, "utf-8", Limits(), arrow=False)
+    assert not source.bulk
+    got = list(batches_module.batches(source))
+    assert len(got) > 3
+    numbers: list[int] = []
+    for batch in got:
+        kept = batch.records.to_pylist()
+        early = [entry[0] for entry in batch.early]
+        assert set(early) <= refused and not set(kept) & refused
+        numbers += sorted(kept + early)
+        if fmt != "json":  # a JSON array has no lines
+            lines_of = dict(zip(kept, batch.lines.to_pylist(), strict=True))
+            lines_of |= {entry[0]: entry[1] for entry in batch.early}
+            assert all(line == n + (fmt == "csv") for n, line in lines_of.items())
+        chosen = list(range(len(kept)))
+        for number, raw in zip(kept, batch.raws(chosen), strict=True):
+            assert raw["id"] in (number, str(number)) and raw["notes"] == extra
+        for number, *_, raw in batch.early:
+            if fmt == "csv":  # a field of a refused row is cut to its start and length
+                assert raw[:3] == [str(number), "DE", f"N{number}"] and raw[4] == "x"
+                assert raw[3].startswith("nnnn") and raw[3].endswith("(1000 characters)")
+            else:
+                assert raw["id"] == number and raw["address"] == ["a"] * 100
+    assert numbers == list(range(1, count + 1))
