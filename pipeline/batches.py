@@ -21,11 +21,13 @@ from pipeline.sources import READ, Record, Source
 BATCH_CHARS = 8 << 20
 # About how much memory the raw records a batch keeps (for the rejects file) may take: a
 # record's raw is all it holds, the six fields and every other (a CSV row of thousands of
-# columns, a JSON object with a list of 50,000 strings: 15,000 of those held 3 GB). A batch
-# takes some twice as much at its peak (measured: 80,000 CSV rows of 65 fields, 143 MB;
-# with 64 MB here, 253). Valid records of the six fields and a few more (a CSV row, a JSON
-# text: pipeline.source_json keeps a valid record's text) stay BATCH_RECORDS a batch.
-RAW_BYTES = 16 << 20
+# columns, a JSON object with a list of 50,000 strings: 15,000 of those held 3 GB). A load
+# takes some three times as much at its peak (the batch read, the one written, their
+# rejects): the hostile corpus's three such cases 22-30 MB over a one-row load here, 46-50
+# with 16 MB (one over its 50 in a fresh virtualenv), 150 with 64. Valid records of the six
+# fields and a few more (a CSV row, a JSON text: pipeline.source_json keeps a valid record's
+# text) stay BATCH_RECORDS a batch.
+RAW_BYTES = 8 << 20
 # Bytes a character of JSON text may take decoded, at most: `[{}]` repeated, a 64-byte dict
 # and an 8-byte pointer (and the list's spare room) for every three or four characters,
 # 32.0 measured. A record's fields, keys and punctuation (some JSON_RECORD characters) are
