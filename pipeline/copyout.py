@@ -246,10 +246,18 @@ class ReadAhead:
 def _wait(pgconn: Any, selector: selectors.BaseSelector, timeout: float | None = None) -> bool:
     """Wait until the server sends more, then let libpq read it; False when `timeout` passed
     first. The wait is select's, which lets other threads run; libpq's own blocking wait
-    would not (see the module docstring). A `Stop` registered with `selector` raises Stopped."""
-    events = selector.select(timeout)
-    if not events:
-        return False
+    would not (see the module docstring). A `Stop` registered with `selector` raises Stopped.
+    It wakes every threads.SLICE seconds: a signal the kernel hands to another thread (a
+    library's, which does not block it) does not interrupt this select, and a main thread
+    waiting here on a locked table slept through a SIGTERM (CI, once)."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = threads.SLICE if end is None else min(threads.SLICE, end - time.monotonic())
+        events = selector.select(max(0.0, left))
+        if events:
+            break
+        if end is not None and time.monotonic() >= end:
+            return False
     if any(isinstance(key.fileobj, Stop) for key, _ in events):
         raise Stopped()
     pgconn.consume_input()
