@@ -107,8 +107,8 @@ class JsonRecords(SourceFile):
             if unchecked and _has_surrogate(obj, limits.max_depth):
                 return Record(number, line, None, _raw_text(text), NOT_UNICODE, INVALID_TEXT)
             problem = f"expected an object, got {type(obj).__name__}"
-            raw = _raw_json(obj, text, limits)
-            return Record(number, line, None, raw, problem, size=_decoded(raw, obj, text))
+            raw, size = _raw_json(obj, text, limits)
+            return Record(number, line, None, raw, problem, size=size)
         # This runs once per record: the common record (the six names as written here, text
         # and integers) takes the path with the fewest Python-level steps.
         if isinstance(obj, Repeated):
@@ -121,8 +121,8 @@ class JsonRecords(SourceFile):
         if fields is not obj:
             if len(fields) < len(obj):  # two keys that name one column ("name", " Name")
                 problem = f"a column named twice ({_named_twice(obj)})"
-                raw = _raw_json(obj, text, limits)
-                return _refused(number, line, obj, raw, problem, size=_decoded(raw, obj, text))
+                raw, size = _raw_json(obj, text, limits)
+                return _refused(number, line, obj, raw, problem, size=size)
             extra = fields.keys() - known
             if extra and len(self.unknown_columns) < UNKNOWN_COLUMNS_KEPT:
                 self._note_unknown(sorted(extra))
@@ -134,8 +134,8 @@ class JsonRecords(SourceFile):
             try:
                 values = tuple(map(_text, columns, values))
             except ValueError as exc:
-                raw = _raw_json(obj, text, limits)
-                return _refused(number, line, obj, raw, str(exc), size=_decoded(raw, obj, text))
+                raw, size = _raw_json(obj, text, limits)
+                return _refused(number, line, obj, raw, str(exc), size=size)
         if len(text) > limits.max_field:
             for column, value in zip(columns, values, strict=True):
                 if value is not None and len(value) > limits.max_field:
@@ -208,15 +208,13 @@ def _within_depth(obj: Any, depth: int) -> bool:
     return all(_within_depth(v, depth - 1) for v in items)
 
 
-def _raw_json(obj: Any, text: str, limits: Limits) -> Any:
-    """The raw record of a rejected JSON value: the value, unless it is nested too deeply to
-    be written back (then the start of its text)."""
-    return obj if _within_depth(obj, limits.max_depth) else _raw_text(text)
-
-
-def _decoded(raw: Any, obj: Any, text: str) -> int:
-    """Record.size: the characters of `text` when `raw` is its decoded object, else 0."""
-    return len(text) if raw is obj else 0
+def _raw_json(obj: Any, text: str, limits: Limits) -> tuple[Any, int]:
+    """The raw record of a rejected JSON value and its Record.size: the value and the
+    characters of its text, unless it is nested too deeply to be written back (then the
+    start of its text, and 0)."""
+    if _within_depth(obj, limits.max_depth):
+        return obj, len(text)
+    return _raw_text(text), 0
 
 
 def _raw_text(text: str) -> str:
