@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,12 +12,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import psycopg
+import pycountry
 import pytest
 from click.testing import Result
 from psycopg import conninfo
 
 from pipeline.queries import SCHEMA
-from pipeline.schema import latest_version
+from pipeline.schema import LIST_MAX, ResidencyRule, latest_version
 from pipeline.sqlfiles import migrations
 from tests.conftest import Connect, Server, rows, shard_map_yaml, write_map
 
@@ -363,3 +365,23 @@ def test_init_refuses_another_apps_tables_before_changing_anything(
             "SELECT count(*) FROM pg_constraint WHERE conname LIKE 'residents_residency%'"
         ).fetchone()
     assert after == before and constraints == (0,)
+
+
+@pytest.mark.parametrize("count", [1, 2, 99, 100, 101, 199, 200, 201, 249])
+def test_a_rule_is_written_as_lists_of_at_most_list_max_codes(count: int) -> None:
+    # On each side of LIST_MAX and its double: as few lists as allowed, none holding one code
+    # when there are several (PostgreSQL writes a list of one as `=`, which residency_rule.sql
+    # would not count), every code once, for an allow-list and a refuse-list alike.
+    codes = sorted(c.alpha_2 for c in pycountry.countries)[:count]
+    for rule in (
+        ResidencyRule(frozenset(codes), frozenset()),
+        ResidencyRule(None, frozenset(codes)),
+    ):
+        text = rule.condition().as_string()
+        lists = re.findall(r"IN \(([^)]*)\)", text)
+        assert len(lists) == rule.lists() == -(-count // LIST_MAX)
+        sizes = [len(found.split(", ")) for found in lists]
+        assert max(sizes) <= LIST_MAX and (len(sizes) == 1 or min(sizes) > 1)
+        written = [code.strip("'") for found in lists for code in found.split(", ")]
+        assert written == codes
+        assert (" OR " if rule.allowed is not None else " AND ") in text or len(lists) == 1
