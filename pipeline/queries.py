@@ -200,6 +200,8 @@ class CHECK:
     size = Statement("check/size")
     ids = Statement("check/ids")
     people = Statement("check/people")
+    ids_shown = Statement("check/ids_shown")
+    people_shown = Statement("check/people_shown")
     keys = Template("check/keys", "aggregates", "blocks")
     keys_pg13 = Template("check/keys_pg13", "aggregates", "groups")
     copy = Template("check/copy", "rows")

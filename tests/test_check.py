@@ -448,6 +448,32 @@ def test_cross_shard_checks_find_the_same_keys_however_they_are_read(
     assert [{**r, "sql": ""} for r in found] == [{**r, "sql": ""} for r in expected]
 
 
+def test_the_cross_shard_checks_sql_pasted_on_each_shard_shows_the_failures(
+    run_cli: RunCli, loaded: None, connect: Connect
+) -> None:
+    # The `sql` of a cross-shard result is what each shard gives, as a person would ask
+    # for it: its first column's values on more than one shard are the failures.
+    for shard, country in (("default", "DE"), ("db_us", "US")):
+        with connect(shard) as conn:
+            conn.execute(
+                "INSERT INTO residents (id, country, name, age, address)"
+                " SELECT i, %s, 'Twin ' || i, 40, i || ' Main St'"
+                " FROM generate_series(1000, 1299) AS i",
+                [country],
+            )
+    found = {r["name"]: r for r in results(run_cli) if r["shard"] == "*"}
+    for name in ("ids_in_several_shards", "same_person_in_several_shards"):
+        check = found[name]
+        given = {}
+        for shard in ("default", "db_us"):
+            with connect(shard) as conn:
+                given[shard] = conn.execute(check["sql"]).fetchall()
+        shared = {row[0] for row in given["default"]} & {row[0] for row in given["db_us"]}
+        assert len(shared) == check["observed"] > 0, name
+        ids = {f"{s}:{row[-1]}" for s, rows in given.items() for row in rows if row[0] in shared}
+        assert {i for sample in check["samples"] for i in sample.split(" = ")} <= ids
+
+
 def test_the_person_key_follows_every_write_and_cannot_be_written(
     run_cli: RunCli, loaded: None, connect: Connect
 ) -> None:
