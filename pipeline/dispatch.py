@@ -121,6 +121,9 @@ class Dispatch:
             if waiting is not None:
                 self._write(result, active, *waiting)
             waiting = (checked.table, sends)
+            # Let go of this batch's records before the next is read: the loop's names
+            # would keep them (a JSON batch's decoded values and texts) while it is built.
+            del batch, checked, rejects
         if waiting is not None:
             self._write(result, active, *waiting)
         return rejected
