@@ -36,7 +36,7 @@ from pipeline.cli_shared import (
     shard_map_of,
 )
 from pipeline.config import DEFAULT_CONFIG_PATH
-from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError
+from pipeline.errors import EXIT_DATA, EXIT_USAGE, ConfigError, PipelineError
 
 
 @click.group(
@@ -95,10 +95,13 @@ def init(ctx: click.Context, roles: bool) -> None:
 
     shard_map = shard_map_of(ctx)
     failed = 0
+    code = EXIT_DATA
     initialised = []
     for outcome in schema.init_all(shard_map, roles):
         if outcome.error is not None:
             failed += 1
+            if isinstance(outcome.error, ConfigError):  # a DSN libpq refuses: no re-run helps
+                code = EXIT_USAGE
             click.echo(f"Error: {outcome.error}", err=True)
             continue
         initialised.append(outcome.shard)
@@ -122,7 +125,7 @@ def init(ctx: click.Context, roles: bool) -> None:
             failed += 1
             click.echo(f"Error: {error}", err=True)
     if failed:
-        fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", EXIT_DATA)
+        fail(ctx, f"{failed} shard(s) not initialised; fix and re-run `pipeline init`", code)
 
 
 @cli.command()
@@ -289,7 +292,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     Also names a rebalance move left copied and not deleted (its rows counted on both
     shards). Exits 1 when any shard is unreachable or such a move is left, 2 when two shards
-    are one database.
+    are one database or a DSN is one libpq refuses.
 
     Example: pipeline status --json
     """

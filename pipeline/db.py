@@ -22,7 +22,7 @@ from psycopg import conninfo, pq, sql
 from pipeline import embedded
 from pipeline.config import Shard, ShardMap
 from pipeline.dsn import redact, scrub
-from pipeline.errors import ShardError
+from pipeline.errors import ConfigError, ShardError
 from pipeline.queries import DB
 from pipeline.watchdog import CANCEL_TIMEOUT_SECONDS
 
@@ -49,6 +49,11 @@ def display_dsn(shard: Shard) -> str:
     return shard.dsn if shard.embedded_database is not None else redact(shard.dsn)
 
 
+def dsn_key(shard_map: ShardMap, shard: Shard) -> str:
+    """Where the shard map gives the shard's DSN, as its errors name it."""
+    return f"{shard_map.path}: shards.{shard.name}.dsn"
+
+
 def resolve_dsn(shard_map: ShardMap, shard: Shard) -> str:
     """A DSN libpq understands: embedded:NAME becomes the embedded server's URI."""
     database = shard.embedded_database
@@ -70,10 +75,22 @@ def pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
 
 
-def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+# What libpq says of a DSN value it refuses before it connects (fe-connect.c, PostgreSQL
+# 13-18): no re-run gets past it, so it is a configuration error, not an unreachable shard.
+_REFUSED_VALUE = re.compile(
+    r"\binvalid (port number|integer value|\w+ value|\w+ method|SSL protocol version range)\b"
+    r"|could not match \d+ (port numbers|host names) to \d+"
+    r"|could not parse network address"
+    r"|value \"[^\"]*\" invalid when"
+)
+
+
+def open_connection(dsn: str, *, where: str = "dsn", **kwargs: Any) -> psycopg.Connection[Any]:
     """psycopg.connect with our defaults for what the DSN leaves open (the user's settings
     win), the server's time-outs included (SERVER_TIMEOUTS), and ISO dates, which psycopg
-    needs to read any (sql/db/date_style.sql)."""
+    needs to read any (sql/db/date_style.sql). A value libpq refuses before connecting (a
+    port of 99999, an unknown sslmode) raises ConfigError, said to be in `where` (the shard
+    map's key)."""
     params = conninfo.conninfo_to_dict(dsn)
     extra: dict[str, Any] = {
         key: value
@@ -88,7 +105,12 @@ def open_connection(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     autocommit = kwargs.pop("autocommit", False)
     # In autocommit for the settings: a transaction begun for them would hold back the
     # isolation level a snapshot sets.
-    conn = psycopg.connect(dsn, **extra, **kwargs, autocommit=True)
+    try:
+        conn = psycopg.connect(dsn, **extra, **kwargs, autocommit=True)
+    except psycopg.OperationalError as exc:
+        if _REFUSED_VALUE.search(str(exc)):
+            raise ConfigError(f"{where}: libpq refuses it: {scrub(str(exc), dsn)}") from None
+        raise
     try:
         # The options libpq used: the DSN's, PGOPTIONS or a service file's.
         given = options_set(conn.info.get_parameters().get("options", ""))
@@ -130,7 +152,7 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
     dsn = shard.dsn
     try:
         dsn = resolve_dsn(shard_map, shard)  # may start the embedded server: it can fail too
-        conn = open_connection(dsn, **kwargs)
+        conn = open_connection(dsn, where=dsn_key(shard_map, shard), **kwargs)
     except psycopg.Error as exc:
         reason = f"unreachable: {scrub(str(exc), dsn)}"
         raise ShardError(shard.name, reason, is_transient(exc)) from None

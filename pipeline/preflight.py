@@ -102,7 +102,9 @@ def _connections(
 
 def _open(shard_map: ShardMap, shard: Shard) -> psycopg.Connection[Any] | None:
     try:
-        return db.open_connection(db.resolve_dsn(shard_map, shard))
+        return db.open_connection(
+            db.resolve_dsn(shard_map, shard), where=db.dsn_key(shard_map, shard)
+        )
     except (psycopg.Error, PipelineError):
         return None  # unreachable: the command itself says so
 

@@ -72,7 +72,7 @@ class ShardLink:
             if self.timeouts.connect is not None:
                 dsn = conninfo.make_conninfo(dsn, connect_timeout=self.timeouts.connect)
             try:
-                conn = db.open_connection(dsn)
+                conn = db.open_connection(dsn, where=db.dsn_key(self.shard_map, self.shard))
             except psycopg.Error as exc:
                 raise self._mark_down(self._failure(exc, "unreachable: ")) from None
             try:
@@ -192,7 +192,8 @@ class ShardLink:
             dsn = db.resolve_dsn(self.shard_map, self.shard)
             if self.timeouts.connect is not None:
                 dsn = conninfo.make_conninfo(dsn, connect_timeout=self.timeouts.connect)
-            self._probe_conn = db.open_connection(dsn, autocommit=True)
+            where = db.dsn_key(self.shard_map, self.shard)
+            self._probe_conn = db.open_connection(dsn, where=where, autocommit=True)
         return self._probe_conn
 
     def _close(self) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.moves_seen import Step, half_done, ledger_if_readable
 from pipeline.preflight import shared_databases
 from pipeline.printable import printable
@@ -35,14 +35,16 @@ class ShardStatus:
     unfinished_moves: tuple[Step, ...] = ()
     # Read to find the above; None: the role may not read it (moves not checked).
     ledger: tuple[Step, ...] | None = field(default=(), repr=False)
+    # The error is the shard map's (a DSN libpq refuses), not the shard's.
+    config_error: bool = field(default=False, repr=False)
 
     @property
     def misconfigured(self) -> bool:
-        return self.same_database_as is not None
+        return self.same_database_as is not None or self.config_error
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        del data["ledger"]
+        del data["ledger"], data["config_error"]
         data["unfinished_moves"] = [
             {"move_id": m.move_id, "country": m.country, "to": m.target, "rows": m.rows}
             for m in self.unfinished_moves
@@ -57,6 +59,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
     last_at: datetime | None = None
     last_file: str | None = None
     error: str | None = None
+    config_error = False
     ledger: list[Step] | None = []
     try:
         with db.connect(shard_map, shard) as conn:
@@ -68,6 +71,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
                     residents, last_at, last_file = int(row[0]), row[1], row[2]
     except PipelineError as exc:
         error = getattr(exc, "reason", str(exc))
+        config_error = isinstance(exc, ConfigError)
     return ShardStatus(
         shard=shard.name,
         dsn=db.display_dsn(shard),
@@ -79,6 +83,7 @@ def shard_status(shard_map: ShardMap, shard: Shard) -> ShardStatus:
         last_load_at=last_at,
         last_load_file=last_file,
         ledger=None if ledger is None else tuple(ledger),
+        config_error=config_error,
     )
 
 

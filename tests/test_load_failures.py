@@ -134,6 +134,38 @@ def test_an_unreachable_shard_does_not_stop_the_others_and_hides_its_password(
     assert len(rows(shard_dsns["default"])) == 5
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["port=99999", "port=S3cretport", "sslmode=S3cretmode", "target_session_attrs=any-old"],
+)
+def test_a_dsn_value_libpq_refuses_is_a_configuration_error_in_every_command(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, value: str
+) -> None:
+    # libpq refuses such a value before it connects: no re-run gets past it, so no command
+    # may call the shard unreachable, or promise that re-running completes it.
+    dsns = dict(shard_dsns, db_us=f"host=127.0.0.1 {value} password=Zq9Xw7")
+    config = write_map(tmp_path / "bad", shard_map_yaml(dsns))
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(people(1, 10)))
+    for args in (
+        ["load", str(path)],
+        ["extract", "-o", str(tmp_path / "out.csv")],
+        ["extract", "--allow-partial", "-o", str(tmp_path / "out.csv")],
+        ["check"],
+        ["status"],
+        ["init"],
+        ["plan"],
+        ["report", "-o", str(tmp_path / "report.html")],
+    ):
+        result = run_cli(*args, config=config)
+        assert result.exit_code == 2, (args, result.output)
+        assert "shards.db_us.dsn: libpq refuses it" in result.output, args
+        assert "unreachable" not in result.output and "completes" not in result.output, args
+        assert "Zq9Xw7" not in result.output and "Traceback" not in result.output, args
+    assert rows(shard_dsns["default"]) == []  # the load began on default, and rolled back
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "report.html").exists()
+
+
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
