@@ -92,9 +92,9 @@ def describe_reject(reason: RejectReason, raw: dict[str, Any], rules: Rules, sha
         return f"gender {raw.get('gender')!r} is not one of {rules.describe_genders()}"
     if reason == RejectReason.DUPLICATE_ID:
         return (
-            # A rule, not an outcome: a file refused over its budget loads no record of it.
+            # What the file holds, not an outcome: a file over its budget loads neither.
             f"id {raw.get('id')!r} comes again later in this file for shard {shard}:"
-            " of an id's records, a file takes only the last"
+            " that later record supersedes this one"
         )
     if reason == RejectReason.ERASED:
         return (

@@ -306,6 +306,25 @@ def test_an_id_twice_in_different_batches_is_loaded_once_the_last_wins(
     assert (7, "US", "Seven again", "Male", 31, "y") in rows(shard_dsns["db_us"])
 
 
+def test_a_later_record_the_rules_refuse_supersedes_no_earlier_one(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # As the README says: of an id's records the rules accept, the last is loaded; one they
+    # refuse is rejected for its own reason and takes no part (the earlier one loads).
+    records = [
+        [200, "DE", "Karl Valid", "M", 30, "x"],
+        [200, "DE", "Karl Typo", "M", 999, "y"],
+        [300, "DE", "Ida Old", "F", 40, "x"],
+        [300, "DE", "Ida New", "F", 41, "x"],
+    ]
+    summary = load(run_cli, write(tmp_path / "a.csv", records))
+    assert [(r["record"], r["reason"]) for r in rejects(summary)] == [
+        (2, "invalid_age"),
+        (3, "duplicate_id"),
+    ]
+    assert [r[2] for r in rows(shard_dsns["default"])] == ["Karl Valid", "Ida New"]
+
+
 def test_a_file_the_bulk_reader_gives_up_on_half_way_is_read_again_rejects_once(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:

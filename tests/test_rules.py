@@ -171,7 +171,7 @@ def test_routing_remembers_a_bounded_number_of_spellings(tmp_path: Path) -> None
             "duplicate_id",
             {"id": "13"},
             "id '13' comes again later in this file for shard db_us:"
-            " of an id's records, a file takes only the last",
+            " that later record supersedes this one",
         ),
     ],
 )
