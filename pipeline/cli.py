@@ -23,6 +23,7 @@ import click
 # modules when it runs, so that `pipeline extract` does not pay for loading the checks,
 # the load path or the report (about 45 ms of a 1M-row extract's 0.7 s).
 from pipeline import cli_shared
+from pipeline.cli_embedded import embedded_group
 from pipeline.cli_erase import erase_command
 from pipeline.cli_load import load_command
 from pipeline.cli_rebalance import plan_command, rebalance_command
@@ -65,6 +66,7 @@ cli.add_command(load_command)  # pipeline/cli_load.py
 cli.add_command(plan_command)  # pipeline/cli_rebalance.py
 cli.add_command(rebalance_command)  # pipeline/cli_rebalance.py
 cli.add_command(erase_command)  # pipeline/cli_erase.py
+cli.add_command(embedded_group)  # pipeline/cli_embedded.py
 
 
 @cli.command()
@@ -308,44 +310,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_USAGE)
     if not all(s.reachable and not s.unfinished_moves for s in statuses):
         ctx.exit(EXIT_DATA)
-
-
-@cli.group(name="embedded")
-def embedded_group() -> None:
-    """Manage the embedded PostgreSQL server behind `embedded:NAME` shards."""
-
-
-@embedded_group.command(name="start")
-@click.pass_context
-def embedded_start(ctx: click.Context) -> None:
-    """Start the embedded server and create its shard databases (commands do this on demand).
-
-    Example: pipeline embedded start
-    """
-    from pipeline import embedded
-
-    shard_map = shard_map_of(ctx)
-    names = [s.embedded_database for s in shard_map.shards if s.embedded_database is not None]
-    for name in names:
-        embedded.server_uri(shard_map.embedded_dir, name)
-    used = ", ".join(names) or "no shard uses it"
-    click.echo(f"embedded PostgreSQL running in {shard_map.embedded_dir} ({used})")
-
-
-@embedded_group.command(name="stop")
-@click.pass_context
-def embedded_stop(ctx: click.Context) -> None:
-    """Stop the embedded server; its data stays for the next command.
-
-    Example: pipeline embedded stop
-    """
-    from pipeline import embedded
-
-    shard_map = shard_map_of(ctx)
-    if embedded.stop(shard_map.embedded_dir):
-        click.echo(f"stopped embedded PostgreSQL in {shard_map.embedded_dir}")
-    else:
-        click.echo(f"embedded PostgreSQL in {shard_map.embedded_dir} was not running")
 
 
 def _terminate(signum: int, frame: Any) -> None:

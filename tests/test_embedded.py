@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +53,28 @@ def test_embedded_shards_start_on_demand_and_stop(embedded_map: Path, tmp_path: 
     again = runner.invoke(cli, ["--config", str(embedded_map), "status"], env=env)
     assert again.exit_code == 0
     assert again.output.count(f"schema {LATEST}/{LATEST}") == 2
+
+
+@pytest.mark.slow
+def test_embedded_psql_opens_the_wheels_psql_on_a_shards_database(
+    embedded_map: Path, tmp_path: Path
+) -> None:
+    # Through a process of its own: the command replaces its process with psql.
+    env = dict(os.environ, DB1_DSN="", DB2_DSN="", PYTHONWARNINGS="ignore")
+    base = [sys.executable, "-m", "pipeline.cli", "--config", str(embedded_map)]
+    subprocess.run([*base, "init"], env=env, check=True, capture_output=True)
+    sql = "SELECT current_database(), count(*) FROM residents"
+    done = subprocess.run(
+        [*base, "embedded", "psql", "db_us", "-At", "-c", sql],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "db_us|0\n"), done.stderr
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(
+        embedded_map.read_text().replace("${DB2_DSN:-embedded:db_us}", "host=/nowhere")
+    )
+    result = CliRunner().invoke(cli, ["--config", str(plain), "embedded", "psql", "db_us"], env={})
+    assert result.exit_code == 2 and "shard db_us is not embedded" in result.output
 
 
 @pytest.mark.parametrize(
