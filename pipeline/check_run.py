@@ -11,7 +11,7 @@ from pipeline import threads
 from pipeline.check_shard import run_per_shard
 from pipeline.checks import CROSS_SHARD, RESIDENCY, CheckResult, CheckSpec, with_residency
 from pipeline.config import ShardMap
-from pipeline.errors import ConfigError
+from pipeline.errors import OptionError
 from pipeline.preflight import refuse_shared_databases
 
 
@@ -26,7 +26,7 @@ def run_all(
     unknown = sorted(set(only) - {s.name for s in specs} - {RESIDENCY})
     if unknown:
         names = ", ".join([RESIDENCY, *(s.name for s in specs)])
-        raise ConfigError(f"--only {unknown[0]}: no such check (the checks: {names})")
+        raise OptionError(f"--only {unknown[0]}: no such check (the checks: {names})")
     chosen = with_residency([s for s in specs if not only or s.name in only])
     # The cross-shard reads are the longest: numpy, which they need, is imported while the
     # shards are asked who they are, so that those reads start first (a tenth of a second).

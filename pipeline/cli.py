@@ -30,6 +30,7 @@ from pipeline.cli_rebalance import plan_command, rebalance_command
 from pipeline.cli_shared import (
     PipelineGroup,
     Terminated,
+    described,
     fail,
     format_for,
     json_option,
@@ -277,7 +278,7 @@ def check(
                 write_stdout(report)
         except PipelineError as unwritten:  # a full disk: the checks' error still comes first
             raise type(unwritten)(f"{exc}; {unwritten}") from None
-        fail(ctx, str(exc), EXIT_USAGE)
+        fail(ctx, described(exc, ctx.command_path), EXIT_USAGE)
     text = render(results, fmt, warn_error, show_samples, summary_path)
     if output is None:
         write_stdout(text)

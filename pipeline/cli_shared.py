@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.errors import EXIT_DATA, EXIT_USAGE, PipelineError, StdoutFailed
+from pipeline.errors import EXIT_DATA, EXIT_USAGE, OptionError, PipelineError, StdoutFailed
 
 # What click (8.2 and later) raises for a group given no command: its message is the whole
 # help, which the one-line usage error below would run together.
@@ -31,6 +31,12 @@ def fail(ctx: click.Context, message: str, code: int) -> NoReturn:
     """Print `Error: <message>` on stderr and exit with `code`: how every error leaves."""
     click.echo(f"Error: {message}", err=True)
     ctx.exit(code)
+
+
+def described(exc: PipelineError, command: str) -> str:
+    """The error's message; for an option's, with where to find `--help`, as click says
+    its own usage errors."""
+    return f"{exc} (see `{command} --help`)" if isinstance(exc, OptionError) else str(exc)
 
 
 class PipelineGroup(click.Group):
@@ -81,7 +87,8 @@ class PipelineGroup(click.Group):
         except PipelineError as exc:
             if isinstance(exc, StdoutFailed):
                 _stdout_failed()
-            fail(ctx, str(exc), exc.exit_code)
+            command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+            fail(ctx, described(exc, command), exc.exit_code)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise

@@ -23,6 +23,11 @@ class ConfigError(PipelineError):
     exit_code = EXIT_USAGE
 
 
+class OptionError(ConfigError):
+    """A command-line option's value is wrong: a usage error, which the command line says
+    with where to find `--help`, as click does its own."""
+
+
 class StdoutFailed(ConfigError):
     """stdout cannot take the output (a full disk under a redirect): pipeline.output."""
 

@@ -33,7 +33,7 @@ from pipeline.columnar import preload_arrow, record_batches, to_frame, write_par
 from pipeline.columns import BY_NAME, FIELDS, PROVENANCE, TEXT_FIELDS
 from pipeline.config import Shard, ShardMap, load_shard_map
 from pipeline.copyout import Chunk, CopyOut, ReadAhead, Stop
-from pipeline.errors import ConfigError, PipelineError, ShardError
+from pipeline.errors import ConfigError, OptionError, PipelineError, ShardError
 from pipeline.moves_seen import MovesSeen
 from pipeline.output import GuardedStdout, atomic_output
 from pipeline.packed import packed_columns
@@ -83,7 +83,10 @@ def shards_to_read(shard_map: ShardMap, selection: Selection) -> list[Shard]:
     shard whose constraint refuses every country asked for answers from its plan, without
     reading a row (constraint_exclusion, sql/db/snapshot_settings.sql)."""
     for name in selection.shards:
-        shard_map.shard(name)  # raises ConfigError naming the map
+        try:
+            shard_map.shard(name)
+        except ConfigError as exc:
+            raise OptionError(f"--shard {name}: {exc}") from None
     return [s for s in shard_map.shards if not selection.shards or s.name in selection.shards]
 
 
@@ -91,7 +94,7 @@ def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
     codes = tuple(c.strip().upper() for c in countries)
     for code in codes:
         if pycountry.countries.get(alpha_2=code) is None:
-            raise ConfigError(f"--country {code}: not an ISO 3166-1 alpha-2 country code")
+            raise OptionError(f"--country {code}: not an ISO 3166-1 alpha-2 country code")
     return codes
 
 
@@ -292,7 +295,7 @@ def extract_to(
 ) -> ExtractResult:
     """Write the selection to `out` (or stdout) in `fmt`. A file appears only when complete."""
     if fmt == "parquet" and out is None:
-        raise ConfigError("--format parquet needs -o PATH (it is not a text format)")
+        raise OptionError("--format parquet needs -o PATH (it is not a text format)")
     shards_to_read(shard_map, selection)  # an unknown shard name fails before any output
     result = ExtractResult()
     columns = output_columns(selection)

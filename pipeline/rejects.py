@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, OptionError, PipelineError
 from pipeline.reasons import RejectReason
 
 
@@ -60,7 +60,7 @@ class RejectWriter:
         (a dry run, which makes none, fails as the real run would for one that is no folder)."""
         folder = self.path.parent
         if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"--rejects {folder}: not a folder")
+            raise OptionError(f"--rejects {folder}: not a folder")
         if not self.enabled:
             return
         try:

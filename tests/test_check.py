@@ -276,6 +276,7 @@ def test_a_bad_checks_file_or_selection_exits_2_before_any_shard_is_asked(
     assert (
         "--only nope: no such check (the checks: residency, schema, has_residents," in only.output
     )
+    assert only.output.rstrip().endswith("(see `pipeline check --help`)")
 
 
 def test_junit_is_valid_xml_with_the_right_counts(

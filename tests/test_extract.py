@@ -219,6 +219,7 @@ def test_bad_selections_are_usage_errors(
     result = run_cli("extract", *[a.format(out=out) for a in args], config=offline_map)
     assert result.exit_code == 2
     assert message in result.output
+    assert result.output.rstrip().endswith("(see `pipeline extract --help`)"), result.output
     assert result.stdout == ""  # not even the header
     assert not out.exists()
 
