@@ -233,5 +233,6 @@ def is_transient(exc: psycopg.Error) -> bool:
 
 
 def one_line(exc: psycopg.Error) -> str:
-    """psycopg's message on one line (libpq's connection errors take several)."""
-    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    """psycopg's message on one line (libpq's connection errors take several), its lines
+    joined by "; " as pipeline.dsn.scrub joins them."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
