@@ -71,7 +71,7 @@ def failing_query(spec: CheckSpec, shard_map: ShardMap, shard: Shard) -> sql.Com
     if spec.kind == "row_count":
         low, high = sql.Literal(p.get("min", 0)), sql.Literal(p.get("max", 2**62))
         # "17 rows (expected 20..any)": the figure beside what it failed.
-        wanted = sql.Literal(f" rows (expected {spec.threshold().removesuffix(' rows')})")
+        wanted = sql.Literal(f" rows (expected {spec.rows_expected()})")
         return CHECK.row_count.format(min=low, max=high, expected=wanted)
     if spec.kind == "ledger":
         return CHECK.ledger.format(written=CHECK.ledger_written)

@@ -60,9 +60,16 @@ class CheckSpec:
     def applies_to(self, shard: str) -> bool:
         return not self.shards or shard in self.shards
 
+    def rows_expected(self) -> str:
+        """A row_count check's range of rows, "20..any"."""
+        return f"{self.params.get('min', 0)}..{self.params.get('max', 'any')}"
+
     def threshold(self) -> str:
+        """What passes. Every check counts failing rows (a row count outside its range is
+        one: its sample says how many rows), so the threshold is 0 of them; for a row count,
+        with the range (a bare "0..5 rows" beside "observed: 1" read as a contradiction)."""
         if self.kind == "row_count":
-            return f"{self.params.get('min', 0)}..{self.params.get('max', 'any')} rows"
+            return f"0 failing: {self.rows_expected()} rows"
         return "0 failing"
 
 

@@ -141,6 +141,10 @@ def test_each_kind_passes_clean_and_fails_broken(
     (failed,) = [r for r in json.loads(broken.stdout) if r["status"] == "fail"]
     assert (failed["name"], failed["shard"]) == (name, "default")
     assert sample in failed["samples"]
+    # observed counts failing rows, and the threshold says how many pass: 0 (a row count's
+    # range beside it)
+    expected = "0 failing: 1..5 rows" if name == "at_most_five" else "0 failing"
+    assert (failed["observed"] > 0, failed["threshold"]) == (True, expected)
 
 
 def test_the_same_person_on_two_shards_is_a_warning(
