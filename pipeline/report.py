@@ -38,7 +38,7 @@ class Load:
     unchanged: int
 
     def row(self) -> tuple[str, str, str, int, int]:
-        """As the reports' "Latest loads" tables show it."""
+        """As the reports' "Latest loads per shard" tables show it."""
         when = f"{self.finished_at:%Y-%m-%d %H:%M}"
         return (when, self.shard, self.source_file, self.rows_loaded, self.rows_rejected)
 

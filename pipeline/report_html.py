@@ -81,7 +81,9 @@ def render_html(report: Report) -> str:
         ),
         _table("Gender", ["gender", "residents", "share"], _shares(report.genders.most_common())),
         _table("Age bands", ["age", "residents", "share"], _shares(report.bands())),
-        _table("Latest loads", ["finished", "shard", "file", "loaded", "rejected"], loads),
+        _table(
+            "Latest loads per shard", ["finished", "shard", "file", "loaded", "rejected"], loads
+        ),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -19,7 +19,7 @@ def render_text(report: Report, markdown: bool = False) -> str:
         ("Gender", ["gender", "residents"], report.genders.most_common()),
         ("Age bands", ["age", "residents"], report.bands()),
         (
-            "Latest loads",
+            "Latest loads per shard",
             ["finished", "shard", "file", "loaded", "rejected"],
             [load.row() for load in report.loads],
         ),

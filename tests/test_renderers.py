@@ -152,7 +152,7 @@ def test_the_report_as_text_is_aligned_tables() -> None:
         "75+              1\n"
         "unknown          2\n"
         "\n"
-        "Latest loads\n"
+        "Latest loads per shard\n"
         "finished          shard  file      loaded  rejected\n"
         "----------------  -----  --------  ------  --------\n"
         "2026-01-02 03:04  db_us  in/a.csv       2         1\n"
@@ -170,7 +170,7 @@ def test_the_report_as_markdown_escapes_the_cell_separator_and_says_what_is_left
     )
     assert "| F\\|R | 1 |\n" in markdown
     assert markdown.endswith(
-        "## Latest loads\n\n| finished | shard | file | loaded | rejected |\n"
+        "## Latest loads per shard\n\n| finished | shard | file | loaded | rejected |\n"
         "|---|---|---|---|---|\n| 2026-01-02 03:04 | db_us | in/a.csv | 2 | 1 |\n"
     )
 
