@@ -169,7 +169,8 @@ def load_command(
     shard's ledger (same sha256) is skipped for that shard, so re-running is safe.
 
     Exit 0 when every file loaded (rejects within budget), 1 when a file or a shard
-    failed (re-running the same command completes it), 2 for usage errors. Ctrl-C or
+    failed (a shard's error says whether re-running completes it; a file over its budget
+    needs fixing first), 2 for usage or configuration errors. Ctrl-C or
     SIGTERM stops it: what has not committed rolls back, and the summary says what did.
 
     Example: pipeline load data/incoming/ --max-rejects 5%
