@@ -422,12 +422,9 @@ def test_ids_in_several_shards_are_all_counted_and_the_smallest_sampled(
     assert len(ids["samples"]) == 20
 
 
-@pytest.mark.parametrize("path", ["partitions in files", "PostgreSQL 13's grouping"])
-def test_cross_shard_checks_find_the_same_keys_however_they_are_read(
-    run_cli: RunCli, loaded: None, connect: Connect, monkeypatch: pytest.MonkeyPatch, path: str
-) -> None:
-    from pipeline import crosscheck
-
+def add_twins(connect: Connect) -> None:
+    """300 people on both shards under the same ids (1000-1299), beside the original data's
+    ids 1 and 2: 302 ids and 300 persons in several shards."""
     for shard, country in (("default", "DE"), ("db_us", "US")):
         with connect(shard) as conn:
             conn.execute(
@@ -436,6 +433,15 @@ def test_cross_shard_checks_find_the_same_keys_however_they_are_read(
                 " FROM generate_series(1000, 1299) AS i",
                 [country],
             )
+
+
+@pytest.mark.parametrize("path", ["partitions in files", "PostgreSQL 13's grouping"])
+def test_cross_shard_checks_find_the_same_keys_however_they_are_read(
+    run_cli: RunCli, loaded: None, connect: Connect, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    from pipeline import crosscheck
+
+    add_twins(connect)
     expected = results(run_cli)
     if path == "partitions in files":  # a partition a few dozen keys: 16 of them, spilled
         monkeypatch.setattr(crosscheck, "KEYS_A_PARTITION", 64)
@@ -458,14 +464,7 @@ def test_the_cross_shard_checks_sql_pasted_on_each_shard_shows_the_failures(
 ) -> None:
     # The `sql` of a cross-shard result is what each shard gives, as a person would ask
     # for it: its first column's values on more than one shard are the failures.
-    for shard, country in (("default", "DE"), ("db_us", "US")):
-        with connect(shard) as conn:
-            conn.execute(
-                "INSERT INTO residents (id, country, name, age, address)"
-                " SELECT i, %s, 'Twin ' || i, 40, i || ' Main St'"
-                " FROM generate_series(1000, 1299) AS i",
-                [country],
-            )
+    add_twins(connect)
     found = {r["name"]: r for r in results(run_cli) if r["shard"] == "*"}
     for name in ("ids_in_several_shards", "same_person_in_several_shards"):
         check = found[name]
