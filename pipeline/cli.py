@@ -119,9 +119,11 @@ def init(ctx: click.Context, roles: bool) -> None:
             made = ", ".join(result.roles_created)
             granted = "; roles granted" + (f" (created {made})" if made else "")
         click.echo(f"{result.shard}: {migrated}; residency {rule}{granted}")
-    if len(initialised) > 1:
-        # A shard added to the map starts with an empty erasure log: the others' go to it.
-        recorded, errors = share_logs(shard_map, initialised)
+    if initialised and len(shard_map.shards) > 1:
+        # A shard added to the map starts with an empty erasure log: the others' go to it,
+        # those of shards whose init failed too (a residency rule their rows break).
+        others = [s for s in shard_map.shards if s not in initialised]
+        recorded, errors = share_logs(shard_map, initialised, others)
         for name, count in recorded.items():
             click.echo(f"{name}: recorded {count} erasure(s) the other shards' logs hold")
         for error in errors:

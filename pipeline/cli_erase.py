@@ -137,7 +137,12 @@ def _print(result: EraseResult) -> None:
         click.echo(f"{target}: erased earlier (in the erasure log)")
     match = result.request.match
     what = f"by {match.level}" if match else "by id"
-    if not result.applied:
+    if result.withheld:
+        click.echo(
+            "nothing changed: an erasure must reach every shard's erasure log (a shard whose"
+            " log lacks it could take the person back in a load), and a shard did not answer"
+        )
+    elif not result.applied:
         click.echo(
             f"would record {result.new_entries} erasure(s) ({what}) in every shard's erasure "
             "log; nothing changed: add --yes to remove"

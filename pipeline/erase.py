@@ -6,9 +6,11 @@ A request names residents by SHARD:ID, or a person by match (name, and age and a
 given; normalised as pipeline.erasure_key says). In two steps:
 1. read, on every shard at once: its erasure log, and the residents the request names (by
    id on their shard) or matches (the hash computed by the server, sql/erase/person.sql);
-2. with `apply` (the command's --yes), on every shard that answered, at once, in one
-   transaction each: wait for the load lock (a load's file in progress on the shard ends
-   first), delete the residents, and record the erasure in the log, with every erasure
+2. with `apply` (the command's --yes), once every shard answered step 1 (else nothing
+   changes: a shard whose log lacked the erasure could take the person back in a load
+   while the shards holding it are down), on every shard at once, in one transaction
+   each: wait for the load lock (a load's file in progress on the shard ends first),
+   delete the residents, and record the erasure in the log, with every erasure
    another shard's log holds and this one lacks. An erasure is the same row on every shard,
    keyed by its hashes, and recorded once (ON CONFLICT DO NOTHING).
 A shard that fails rolls its own part back and the others commit: the result names it
@@ -119,6 +121,8 @@ class EraseResult:
     new_entries: int = 0  # erasures this request adds to the log (0: all recorded before)
     not_found: list[str] = field(default_factory=list)  # SHARD:ID with no row and no erasure
     erased_earlier: list[str] = field(default_factory=list)  # SHARD:ID an earlier run removed
+    # Asked to apply, and did not: a shard did not answer the first step (see `erase`).
+    withheld: bool = False
 
     @property
     def rows(self) -> int:
@@ -144,6 +148,7 @@ class EraseResult:
             "shards": {name: s.to_json() for name, s in self.shards.items()},
             "not_found": self.not_found,
             "erased_earlier": self.erased_earlier,
+            "withheld": self.withheld,
         }
 
 
@@ -176,6 +181,12 @@ def erase(shard_map: ShardMap, request: Request, apply: bool = False) -> EraseRe
     erased_at = datetime.now(timezone.utc)
     entries, expected = _entries(request, key, found, known, erased_at, result)
     result.new_entries = sum(1 for e in entries if e.key not in known)
+    if apply and result.failed:
+        # Every shard's log must record the erasure: a load reads the logs of the shards
+        # that answer it, and one lacking the erasure, while the shards holding it are
+        # down, would take the person back. So nothing is removed until every shard answers.
+        apply = result.applied = False
+        result.withheld = True
     if not apply:
         for name, f in found.items():
             result.shards[name].rows = [(int(r[0]), str(r[1])) for r in f.rows]
@@ -229,13 +240,15 @@ def read_log(conn: psycopg.Connection[Any], shard: Shard) -> list[Entry]:
 
 
 def share_logs(
-    shard_map: ShardMap, shards: Sequence[Shard]
+    shard_map: ShardMap, shards: Sequence[Shard], also_read: Sequence[Shard] = ()
 ) -> tuple[dict[str, int], list[PipelineError]]:
     """Record on each of `shards` the erasures another one's log holds and its own lacks:
     a shard added to the map starts with an empty log, which `pipeline check` fails until
-    an erase records them there (`pipeline init` calls this). Copies hashes only: no key is
-    needed. Returns how many were recorded on each shard that lacked some, and the errors
-    of the shards that could not be read (left out) or written (rolled back)."""
+    an erase records them there (`pipeline init` calls this). The logs of `also_read` (the
+    shards init could not bring up to date: their logs may hold erasures no other has) are
+    read too, where they can be; their errors are their init's to report. Copies hashes
+    only: no key is needed. Returns how many were recorded on each shard that lacked some,
+    and the errors of `shards` that could not be read (left out) or written (rolled back)."""
 
     def read(shard: Shard) -> list[Entry]:
         with db.connect(shard_map, shard, autocommit=True) as conn:
@@ -243,9 +256,11 @@ def share_logs(
 
     errors: list[PipelineError] = []
     logs = {}
-    for outcome in on_every_shard(shards, read):
+    writable = {s.name for s in shards}
+    for outcome in on_every_shard([*shards, *also_read], read):
         if outcome.error is not None:
-            errors.append(outcome.error)
+            if outcome.shard.name in writable:
+                errors.append(outcome.error)
         else:
             logs[outcome.shard.name] = outcome.unwrap()
     every = {e.key: e for log in logs.values() for e in log}

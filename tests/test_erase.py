@@ -28,7 +28,15 @@ from pipeline.erasure_key import (
 )
 from pipeline.errors import ConfigError
 from pipeline.queries import ERASE
-from tests.conftest import ORIGINAL_DATA, Connect, RunCli, rows, shard_map_yaml, write_map
+from tests.conftest import (
+    ORIGINAL_DATA,
+    Connect,
+    RunCli,
+    closed_port,
+    rows,
+    shard_map_yaml,
+    write_map,
+)
 from tests.test_docs import ERASE_DONE, ERASE_SHOWN, readme_examples
 from tests.test_load import read_rejects
 
@@ -223,6 +231,29 @@ def test_a_shard_that_fails_mid_erase_is_completed_by_a_rerun(
     first, second = log(shard_dsns["default"]), log(shard_dsns["db_us"])
     assert len(first) == 2 and sorted(first) == sorted(second)  # never doubled, the same rows
     assert run_cli("check", "--only", "erasures").exit_code == 0
+
+
+def test_an_erase_with_a_shard_not_answering_changes_nothing_until_every_shard_does(
+    run_cli: RunCli, loaded: None, key: str, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Were default to erase and log alone, a later load with default down would find no
+    # erasure in db_us's log, and take the person back there.
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} connect_timeout=3")
+    config = write_map(tmp_path / "down", shard_map_yaml(down))
+    held = run_cli("erase", "--name", AMELIA, "--yes", config=config)
+    assert held.exit_code == 1, held.output
+    assert "default: would remove 1 row(s): 17 (GB)" in held.output
+    assert "nothing changed: an erasure must reach every shard's erasure log" in held.output
+    assert "Error: shard db_us: unreachable" in held.output
+    assert 17 in ids(shard_dsns["default"]) and log(shard_dsns["default"]) == []
+    as_json = json.loads(
+        run_cli("erase", "--name", AMELIA, "--yes", "--json", config=config).stdout
+    )
+    assert (as_json["applied"], as_json["withheld"], as_json["rows"]) == (False, True, 1)
+    done = run_cli("erase", "--name", AMELIA, "--yes")  # every shard answers
+    assert done.exit_code == 0, done.output
+    assert 17 not in ids(shard_dsns["default"])
+    assert len(log(shard_dsns["default"])) == len(log(shard_dsns["db_us"])) == 1
 
 
 def test_a_row_changed_while_it_is_erased_is_not_removed_unrecorded(
@@ -426,6 +457,21 @@ def test_init_gives_a_shard_the_erasures_its_log_lacks(
     assert again.exit_code == 0 and "recorded" not in again.output
     monkeypatch.setenv("PIPELINE_ERASURE_KEY", key)
     assert run_cli("check", "--only", "erasures").exit_code == 0
+
+
+def test_init_gives_a_shard_the_erasures_of_a_shard_whose_own_init_failed(
+    run_cli: RunCli, loaded: None, key: str, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The map moves DE to db_us: default's init fails (its DE rows break its new rule),
+    # db_us's succeeds; the erasure only default's log holds still goes to db_us.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    with psycopg.connect(shard_dsns["db_us"]) as conn:
+        conn.execute("DELETE FROM erasure_log")
+    moved = write_map(tmp_path / "moved", shard_map_yaml(shard_dsns, "db_us: [US, DE]"))
+    result = run_cli("init", config=moved)
+    assert result.exit_code == 1 and "Error: shard default" in result.output, result.output
+    assert "db_us: recorded 1 erasure(s) the other shards' logs hold" in result.output
+    assert log(shard_dsns["db_us"]) == log(shard_dsns["default"])
 
 
 def test_a_load_with_erasures_and_no_key_refuses(
