@@ -28,6 +28,7 @@ from pipeline.load_result import FileResult, Progress
 from pipeline.reasons import RejectReason, unquoted_message
 from pipeline.refusals import refusals
 from pipeline.rejects import Reject, RejectWriter
+from pipeline.renumbered import Renumbered, Taken
 from pipeline.routing import Router
 from pipeline.rules import Rules
 from pipeline.shard_rows import Conflict
@@ -66,16 +67,19 @@ class Dispatch:
         result: FileResult,
         active: dict[str, ShardWriter],
         encodings: Mapping[str, str | None],
+        renumbered: Mapping[str, Taken] | None = None,
     ) -> int:
         """Judge every record and send the valid ones to their shard; returns how many were
         rejected on the way without a shard (refused by the reader, for their country or
         their text). A shard's own refusals count on its ShardCounts. `encodings`: each
         shard's database encoding, where known (those not taking the file too: their rows
-        are counted as they would have gone)."""
+        are counted as they would have gone). `renumbered`: the ids renumbering moves took
+        on each shard taking the file (pipeline.renumbered)."""
         rejected = 0
         names = [shard.name for shard in self.shard_map.shards]
         validator = Validator(self.rules, Router(self.shard_map, self.rules), names)
         narrow = ShardEncodings.of(names, encodings)  # text a shard's encoding lacks
+        taken = Renumbered.of(names, renumbered or {})  # ids another resident now holds
         self.refused_ids = array("q")
         snapshot = result.source is not None and result.source.snapshot
         waiting: tuple[pa.Table, list[tuple[str, np.ndarray]]] | None = None
@@ -89,6 +93,8 @@ class Dispatch:
             checked = validator.check(batch)
             self.erased.mark(checked)
             narrow.mark(checked)
+            if taken.by_shard and (kept := taken.mark(checked)) and snapshot:
+                self.refused_ids.extend(kept)  # the file gives them, under their old ids
             rejects = [self._early_reject(result, *entry) for entry in batch.early]
             rejected += len(batch.early)
             if snapshot and batch.early_ids:  # refused by the reader: keep whom they name

@@ -187,7 +187,8 @@ class _Run:
         while True:
             try:
                 encodings = {name: w.server_encoding for name, w in self.writers.items()}
-                early_rejects = self.dispatch.send(source, result, active, encodings)
+                taken = {name: w.renumbered for name, w in active.items()}
+                early_rejects = self.dispatch.send(source, result, active, encodings, taken)
                 self._read(result)
                 if source.unknown_columns:
                     names = ", ".join(sorted(source.unknown_columns))

@@ -103,6 +103,7 @@ class LOAD:
     savepoint_undo = Statement("load/savepoint_undo")
     upsert = Statement("load/upsert")
     ledger_insert = Statement("load/ledger_insert")
+    renumbered = Statement("load/renumbered")
 
 
 class REBALANCE:

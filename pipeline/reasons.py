@@ -24,6 +24,7 @@ class RejectReason(str, Enum):
     INVALID_OP = "invalid_op"
     FILE_REJECTED = "file_rejected"
     ERASED = "erased"
+    RENUMBERED_ID = "renumbered_id"
 
     def __str__(self) -> str:
         return self.value
@@ -51,6 +52,8 @@ MEANINGS = {
     " upsert, delete or empty",
     RejectReason.FILE_REJECTED: "the whole file failed (one entry for all its records)",
     RejectReason.ERASED: "a person `pipeline erase` removed: the erasure log keeps them out",
+    RejectReason.RENUMBERED_ID: "an id of the record's country that `pipeline rebalance"
+    " --on-id-conflict renumber` replaced on its shard: the id is another resident's there",
 }
 
 

@@ -53,6 +53,7 @@ REASONS: tuple[RejectReason | None, ...] = (
     RejectReason.UNROUTED_COUNTRY,
     RejectReason.INVALID_OP,
     RejectReason.ERASED,  # given by pipeline.erased, after the rules
+    RejectReason.RENUMBERED_ID,  # given by pipeline.renumbered, after the rules
 )
 _CODE = {reason: code for code, reason in enumerate(REASONS)}
 

@@ -87,6 +87,8 @@ class ShardWriter(ShardLink):
         self.direct = True  # new rows straight into residents (shard_rows.py)
         self._protected = NOTHING_PROTECTED
         self._later_files = LaterFiles()  # of this run, in this shard's ledger
+        # (old id, country) -> new id: what renumbering moves took here (pipeline.renumbered)
+        self.renumbered: dict[tuple[int, str], int] = {}
         self.counts = ShardCounts()
         self.source: Source | None = None  # the current file's
         self._pools = (threads.pool(1, "probe"), threads.pool(1, "direct-copy"))  # ShardRows'
@@ -131,7 +133,9 @@ class ShardWriter(ShardLink):
             rule = conn.execute(SCHEMA.residency_rule)
             ledger = None if force else conn.execute(LOAD.ledger_find, found)
             asked = self._later_files.ask(conn, later)
+            renumbered = conn.execute(LOAD.renumbered)
             conn.execute(LOAD.file_start)  # undone by the rollback below, if any
+        self.renumbered = self._taken(renumbered.fetchall())
         lag = self.residency_lag(rule.fetchone())
         if lag is not None:
             conn.rollback()
@@ -146,6 +150,17 @@ class ShardWriter(ShardLink):
         self.counts.before_later = bool(self._protected["kept_load"])
         self._rows = self._new_rows(conn)
         return True
+
+    def _taken(self, found: list[tuple[Any, ...]]) -> dict[tuple[int, str], int]:
+        """sql/load/renumbered.sql's rows as pipeline.renumbered takes them: those of a
+        resident whose source is this file's, or either not known (then its old id and
+        country may be either resident's: refused, never written over the other)."""
+        mine = self.source.name if self.source else None
+        return {
+            (int(old), str(country)): int(new)
+            for old, country, new, theirs in found
+            if mine is None or theirs is None or theirs == mine
+        }
 
     def _new_rows(self, conn: psycopg.Connection[Any]) -> ShardRows:
         source = self.source

@@ -16,6 +16,7 @@ from pipeline.schema import NOT_INITS, latest_version
 from tests.conftest import ORIGINAL_DATA, RunCli, Server, rows, shard_map_yaml, write_map
 from tests.test_check import results, status_of
 from tests.test_docs import readme_examples
+from tests.test_load import read_rejects
 from tests.test_load_failures import _wait_for_statement, loading, ndjson
 
 INDONESIANS: list[dict[str, object]] = [
@@ -260,6 +261,44 @@ def test_renumber_gives_colliding_rows_new_ids_and_records_the_old_ones(
         assert renumbered.fetchall() == [(10**15, "default", 102)]
     assert [r[1] for r in rows(dsns["default"])].count("ID") == 0
     assert run_cli("check", config=config).exit_code == 0
+
+
+def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_took(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    # Budi (ID, 102 on default) moved to db_id as 10^15: 102 is Other's there. The file
+    # that calls Budi 102 must not update Other with his data, nor a marker delete Other.
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    assert run_cli("rebalance", "--on-id-conflict", "renumber", config=config).exit_code == 0
+    budi = {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 46}
+    marker = {"id": 102, "country": "ID", "name": "Budi Santoso", "_op": "delete"}
+    for n, record in enumerate([budi, marker]):
+        path = ndjson(tmp_path / f"budi{n}.ndjson", [record])
+        result = run_cli("load", "--max-rejects", "100%", str(path), config=config)
+        assert result.exit_code == 0, result.output
+        assert "1 read = 0 loaded + 1 rejected" in result.output
+    found = read_rejects(tmp_path / "data" / "rejects")
+    assert [(r["reason"], r["shard"]) for r in found] == [("renumbered_id", "db_id")] * 2
+    assert f"moved that resident to shard db_id as id {10**15}" in found[0]["message"]
+    held = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
+    assert (held[102], held[10**15]) == (("Other", None), ("Budi Santoso", 45))
+    # A load of another source than Budi's means its own resident 102: it loads.
+    with psycopg.connect(dsns["db_id"]) as conn:
+        conn.execute("UPDATE residents SET source = 'crm' WHERE id = %s", [10**15])
+    other = ndjson(tmp_path / "other.ndjson", [{"id": 102, "country": "ID", "name": "Other Two"}])
+    assert run_cli("load", "--source", "hr", str(other), config=config).exit_code == 0
+    # A snapshot of Budi's source that gives him as 102 keeps him: refused, not deleted.
+    again = ndjson(tmp_path / "again.ndjson", [budi])
+    snap = run_cli("load", "--source", "crm", "--mode", "snapshot", "--max-rejects", "100%",
+                   str(again), config=config)  # fmt: skip
+    assert snap.exit_code == 0, snap.output
+    held = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
+    assert (held[102], held[10**15]) == (("Other Two", None), ("Budi Santoso", 45))
 
 
 def _rebalancing(config: Path, cwd: Path, *options: str) -> subprocess.Popen[str]:

@@ -14,8 +14,9 @@ GRANT SELECT ON {schema}.residents, {schema}.load_ledger TO {analyst};
 -- came from.
 GRANT SELECT ON {schema}.rebalance_ledger, {schema}.rebalance_renumbered,
     {schema}.rebalance_loads TO {analyst};
--- `status` and `plan` name a move left half-way (the move ledger), for either role.
-GRANT SELECT ON {schema}.rebalance_ledger TO {loader};
+-- `status` and `plan` name a move left half-way (the move ledger), for either role; a load
+-- reads which ids a renumbering move took (pipeline.renumbered).
+GRANT SELECT ON {schema}.rebalance_ledger, {schema}.rebalance_renumbered TO {loader};
 -- The erasure log: `erase` (a loader's job) records in it, `load` and `check` read it.
 GRANT SELECT, INSERT ON {schema}.erasure_log TO {loader};
 GRANT SELECT ON {schema}.erasure_log TO {analyst};
