@@ -4,7 +4,7 @@ For each file, in order:
 1. hash it (sha256 of its bytes; the run's files are hashed in a thread from its start,
    pipeline.incoming), and open a transaction on every shard (`ShardWriter.begin`),
    in shard-map order so two loads lock shards in the same order and cannot deadlock;
-   a shard whose ledger already holds the file is skipped;
+   a shard whose ledger already holds the file skips it (but see sync.last_of_source);
 2. read its records in batches and apply the rules to them (pipeline.dispatch): refused
    records go to the rejects file, the valid ones to their shard's writer (new ids straight
    into residents, the others through staging: pipeline.shard_rows); when a shard meets an
@@ -59,7 +59,7 @@ from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
 from pipeline.sources import SourceError, open_source, source_format
-from pipeline.sync import Source, source_for
+from pipeline.sync import Source, last_of_source, source_for
 from pipeline.writer import ShardWriter
 
 
@@ -174,8 +174,7 @@ class _Run:
             result.error = f"{path}: {exc}"
             return result
         started = datetime.now().astimezone()
-        # The later files' hashes as taken at the run's start (ShardWriter.begin: "kept").
-        active = self._begin(result, sha256, self.hashes.readable_after(index))
+        active = self._begin(result, sha256, index)
         if not active and not result.shard_errors:
             result.skipped = True  # every shard's ledger already holds this file
             return result
@@ -259,12 +258,15 @@ class _Run:
         if self.progress:
             self.progress(result, result.rows_read, True)
 
-    def _begin(self, result: FileResult, sha256: str, later: list[str]) -> dict[str, ShardWriter]:
-        """Open the file's transaction on every shard, in shard-map order (the lock order)."""
+    def _begin(self, result: FileResult, sha256: str, index: int) -> dict[str, ShardWriter]:
+        """Open the file's transaction on every shard, in shard-map order (the lock order);
+        ShardWriter.begin says what the later files' hashes and `last` are for."""
+        later, files = self.hashes.readable_after(index), self.hashes.files[index + 1 :]
+        last = last_of_source(result.source, files, self.options.source, self.shard_map.sources)
         active: dict[str, ShardWriter] = {}
         for name, writer in self.writers.items():
             try:
-                if writer.begin(sha256, self.options.force, later, result.source):
+                if writer.begin(sha256, self.options.force, later, result.source, last):
                     active[name] = writer
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
@@ -332,8 +334,7 @@ class _Run:
         conflicts = []
         outcomes = on_every_shard(shards, lambda shard: step(active[shard.name]), pool=self.pool)
         for outcome in outcomes:
-            error = outcome.error
-            if error is None:
+            if (error := outcome.error) is None:
                 continue
             if isinstance(error, Conflict):
                 conflicts.append(outcome.shard.name)
@@ -367,8 +368,7 @@ class _Run:
             counts = writer.counts  # a refused snapshot deletes nothing: no ids either
             counts.deleted, counts.deleted_by_country, counts.deleted_ids = 0, {}, None
         result.error = error
-        result.rows_loaded, result.rows_pending = 0, 0
-        result.rows_rejected = result.rows_read
+        result.rows_loaded, result.rows_pending, result.rows_rejected = 0, 0, result.rows_read
         self.rejects.write(Reject(result.path, None, None, RejectReason.FILE_REJECTED, error, None))
 
     def _account(

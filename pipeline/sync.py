@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +55,19 @@ def source_for(path: Path, given: Source | None, declared: tuple[Source, ...]) -
         if source.pattern is not None and fnmatch.fnmatchcase(path.name, source.pattern):
             return source
     return None
+
+
+def last_of_source(
+    source: Source | None, later: Iterable[Path], given: Source | None, declared: tuple[Source, ...]
+) -> bool:
+    """Whether a file of snapshot `source` is the last of its source among the run's files
+    (`later`: those after it): then it is the source's state, and the ledger's entry for its
+    bytes does not skip it on a shard that loaded another file of the source since (a
+    snapshot sent again after another one, ledger_find.sql's `superseded`). An earlier file
+    of the run is skipped as before, so that a re-run stays a no-op."""
+    if source is None or not source.snapshot:
+        return False
+    return not any(source_for(path, given, declared) == source for path in later)
 
 
 def parse_sources(raw: Any, fail: Callable[[str, str], Exception]) -> tuple[Source, ...]:

@@ -96,11 +96,17 @@ class ShardWriter(ShardLink):
     # -- one file ---------------------------------------------------------------------------
 
     def begin(
-        self, sha256: str, force: bool, later: Sequence[str] = (), source: Source | None = None
+        self,
+        sha256: str,
+        force: bool,
+        later: Sequence[str] = (),
+        source: Source | None = None,
+        last: bool = False,
     ) -> bool:
         """Open this file's transaction; False when the ledger already holds the file.
         `later` are the sha256 of the files that come after this one in the run; `source`
-        the one the file loads under (pipeline.sync)."""
+        the one the file loads under (pipeline.sync); `last`: the last snapshot of its
+        source in the run, loaded again where another file of the source came since."""
         self.counts = ShardCounts()
         self.source = source
         self._protected = NOTHING_PROTECTED
@@ -112,13 +118,18 @@ class ShardWriter(ShardLink):
         conn = self._connection()
         try:
             with self._watchdog.waiting(conn):
-                return self._begin(conn, sha256, force, later)
+                return self._begin(conn, sha256, force, later, last)
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None
 
     def _begin(
-        self, conn: psycopg.Connection[Any], sha256: str, force: bool, later: Sequence[str]
+        self,
+        conn: psycopg.Connection[Any],
+        sha256: str,
+        force: bool,
+        later: Sequence[str],
+        last: bool,
     ) -> bool:
         self._staging.ready(conn)
         lock = self.timeouts.lock
@@ -141,7 +152,7 @@ class ShardWriter(ShardLink):
             conn.rollback()
             raise self._mark_down(lag)
         earlier = None if ledger is None else ledger.fetchone()
-        if earlier is not None:
+        if earlier is not None and not (last and earlier[1]):  # superseded: the state again
             conn.rollback()
             self.counts.already_loaded = True
             self.counts.earlier_rejected = int(earlier[0])

@@ -87,6 +87,34 @@ def test_a_snapshot_deletes_the_rows_its_source_no_longer_has_and_nothing_else(
     assert ledger_deletes(shard_dsns["default"])[-1] == ("crm", "snapshot", 0, 0, 19, 1)
 
 
+def test_a_snapshot_sent_again_after_another_is_the_state_again_and_a_rerun_a_no_op(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Day 3's export is day 1's, byte for byte: day 2 dropped id 10 and changed id 1's age.
+    day1 = people(range(1, 11))
+    day2 = [[1, "DE", "Person 1", "F", 31, "Street 1"]] + people(range(2, 10))
+    snapshot = ("--source", "crm", "--mode", "snapshot", "--max-deletes", "50%")
+    first, second = write(tmp_path / "d1.csv", day1), write(tmp_path / "d2.csv", day2)
+    load_json(run_cli, *snapshot, str(first), str(second))
+    third = tmp_path / "d3.csv"
+    third.write_bytes(first.read_bytes())
+    summary = load_json(run_cli, *snapshot, str(third))
+    assert not summary["files"][0]["skipped"]
+    counts = summary["shards"]["default"]
+    assert (counts["inserted"], counts["updated"]) == (1, 1)  # id 10 back, id 1's age
+    assert sorted(by_source(shard_dsns["default"])) == list(range(1, 11))
+    # Then each of those is the last of its source in its own run only: re-runs skip them,
+    # and a folder of the three, in order, skips all (day 3 is the latest in the ledger).
+    for files in ([str(third)], [str(first), str(second), str(third)]):
+        again = load_json(run_cli, *snapshot, *files)
+        assert all(f["skipped"] for f in again["files"]), again
+    # An append of the same bytes as an earlier file is still skipped: exactly once.
+    appended = load_json(run_cli, "--source", "erp", str(first))
+    load_json(run_cli, "--source", "erp", str(second))
+    assert load_json(run_cli, "--source", "erp", str(third))["files"][0]["skipped"]
+    assert not appended["files"][0]["skipped"]
+
+
 def test_a_resident_who_changed_country_moves_between_shards(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
