@@ -92,7 +92,7 @@ def test_a_snapshot_sent_again_after_another_is_the_state_again_and_a_rerun_a_no
 ) -> None:
     # Day 3's export is day 1's, byte for byte: day 2 dropped id 10 and changed id 1's age.
     day1 = people(range(1, 11))
-    day2 = [[1, "DE", "Person 1", "F", 31, "Street 1"]] + people(range(2, 10))
+    day2 = [[1, "DE", "Person 1", "F", 31, "Street 1"], *people(range(2, 10))]
     snapshot = ("--source", "crm", "--mode", "snapshot", "--max-deletes", "50%")
     first, second = write(tmp_path / "d1.csv", day1), write(tmp_path / "d2.csv", day2)
     load_json(run_cli, *snapshot, str(first), str(second))
