@@ -367,9 +367,8 @@ class _Run:
             writer.rollback()
             counts = writer.counts  # a refused snapshot deletes nothing: no ids either
             counts.deleted, counts.deleted_by_country, counts.deleted_ids = 0, {}, None
-        result.error = error
-        result.rows_loaded, result.rows_pending, result.rows_rejected = 0, 0, result.rows_read
-        self.rejects.write(Reject(result.path, None, None, RejectReason.FILE_REJECTED, error, None))
+        error, reason = result.refuse(error), RejectReason.FILE_REJECTED
+        self.rejects.write(Reject(result.path, None, None, reason, error, None))
 
     def _account(
         self, result: FileResult, early_rejects: int, active: dict[str, ShardWriter]

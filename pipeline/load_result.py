@@ -94,6 +94,22 @@ class FileResult:
                 )
         return None
 
+    def refuse(self, error: str) -> str:
+        """The file is refused as a whole (`error`): nothing of it is loaded in this run.
+        A shard an earlier run loaded it on (while another failed) holds its part as that
+        run left it: counted so, and said, as a re-run that completes a file counts it.
+        Returns the error as said."""
+        held = {n: c for n, c in self.shards.items() if c.already_loaded}
+        kept = sum(c.staged - min(c.earlier_rejected, c.staged) for c in held.values())
+        if held:
+            error += (
+                f" in this run; shard {', '.join(held)} loaded it in an earlier run (when another"
+                " shard failed) and keeps its part"
+            )
+        self.error = error
+        self.rows_loaded, self.rows_pending, self.rows_rejected = kept, 0, self.rows_read - kept
+        return error
+
     def _deleted(self) -> dict[str, Any]:
         """A snapshot's deletions, shard by shard: by country, and the ids in a dry run."""
         deleted: dict[str, Any] = {}

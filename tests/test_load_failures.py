@@ -167,6 +167,28 @@ def test_a_dsn_value_libpq_refuses_is_a_configuration_error_in_every_command(
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "report.html").exists()
 
 
+def test_a_file_refused_on_a_rerun_says_which_shard_keeps_it_from_the_earlier_run(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Run 1, db_us down: default commits its 5 rows. Run 2 refuses the file over a budget
+    # of 0: nothing more is loaded, but default keeps its part, and the summary says so.
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} connect_timeout=3")
+    config = write_map(tmp_path / "down", shard_map_yaml(down))
+    records = [*people(1, 10), {"id": 99, "country": "US", "name": "Old", "age": "x"}]
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(records))
+    assert run_cli("load", str(path), config=config).exit_code == 1
+    result = run_cli("load", "--json", "--max-rejects", "0", str(path))
+    assert result.exit_code == 1
+    (file,) = json.loads(result.stdout)["files"]
+    assert (file["rows_read"], file["rows_loaded"], file["rows_rejected"]) == (11, 5, 6)
+    assert (
+        "nothing of it was loaded in this run; shard default loaded it in an earlier run"
+        in (file["error"])
+    )
+    assert len(rows(shard_dsns["default"])) == 5 and rows(shard_dsns["db_us"]) == []
+
+
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
