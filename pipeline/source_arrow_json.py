@@ -39,12 +39,6 @@ from pipeline.source_arrow import (
 )
 from pipeline.source_file import READ, REQUIRED
 
-# pyarrow parses a block in pieces of this many bytes, on its threads (two here), or of the
-# longest line's size and a byte when that is larger: pyarrow refuses a block with a line
-# much longer than its pieces ("straddles two block boundaries"). One piece a block, as the
-# CSV reader has it (pipeline.source_arrow), made no difference here: an NDJSON load of 1M
-# rows, 6 interleaved rounds, 3.26 s against 3.24 s in pieces.
-PARSE_CHUNK = 1 << 18
 _NL, _CR, _BRACE = 10, 13, 123
 # pyarrow's message when a column's values change kind: the column is parsed again as the
 # other kind (text <-> integer), at most once a block.
@@ -126,7 +120,7 @@ class ArrowNdjson:
         taken = np.flatnonzero(~blank)
         if not len(taken):
             return empty_batch(), len(newlines)
-        table = self._parse(block, len(taken), max(PARSE_CHUNK, longest + 1))
+        table = self._parse(block, len(taken))
         n = table.num_rows
         columns = {}
         for key, name in zip(READ, self._names, strict=True):
@@ -152,17 +146,23 @@ class ArrowNdjson:
         batch = Batch(records, lines, columns, raws, nul_free=b"\\u0000" not in block)
         return batch, len(newlines)
 
-    def _parse(self, block: bytes, records: int, piece: int) -> pa.Table:
-        """The block parsed by pyarrow into one column a name, in pieces of `piece` bytes
-        (PARSE_CHUNK); NotSimple unless it holds exactly `records` objects of
-        known keys and simple values."""
+    def _parse(self, block: bytes, records: int) -> pa.Table:
+        """The block parsed by pyarrow into one column a name; NotSimple unless it holds
+        exactly `records` objects of known keys and simple values.
+
+        In one piece, on this thread, as the CSV reader has it (pipeline.source_arrow): in
+        pieces of 256 KiB on pyarrow's threads, an NDJSON load of 1M unchanged rows took
+        2.38 s and 2.45 s of CPU, in one piece 2.26 s and 2.29 s (8 alternating rounds; one
+        piece on pyarrow's threads 2.39 s, pieces on this thread 2.50 s). One piece also
+        takes any line whole: in pieces, pyarrow refuses a line much longer than a piece
+        ("straddles two block boundaries")."""
         flipped: set[str] = set()
         while True:
             schema = pa.schema(list(self._kinds.items()))
             try:
                 table = pjson.read_json(
                     io.BytesIO(block),
-                    read_options=pjson.ReadOptions(use_threads=True, block_size=piece),
+                    read_options=pjson.ReadOptions(use_threads=False, block_size=len(block) + 1),
                     parse_options=pjson.ParseOptions(
                         explicit_schema=schema, unexpected_field_behavior="error"
                     ),

@@ -17,7 +17,6 @@ from pipeline.batch import BATCH_RECORDS
 from pipeline.batches import batches
 from pipeline.rules import Limits
 from pipeline.source_arrow import BLOCK_BYTES
-from pipeline.source_arrow_json import PARSE_CHUNK
 from pipeline.sources import open_source
 from tests.test_source_arrow import refused_by_bulk, same_through_both
 
@@ -179,21 +178,19 @@ def test_records_across_every_block_and_batch_are_the_same(
 
 @pytest.mark.parametrize(
     "size",
-    [PARSE_CHUNK - 1, PARSE_CHUNK, PARSE_CHUNK + 1, 2 * PARSE_CHUNK + 1],
+    [BLOCK_BYTES - 1, BLOCK_BYTES, BLOCK_BYTES + 1, 2 * BLOCK_BYTES + 1],
     ids=["under", "at", "over", "twice"],
 )
-def test_lines_around_pyarrows_piece_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
-    # pyarrow parses a block in pieces of PARSE_CHUNK bytes, or of the longest line and a
-    # byte: lines (`size` bytes with the line end) of the piece's size, one byte either
-    # side, and over twice it (which pyarrow refuses in pieces of PARSE_CHUNK), among
-    # short ones.
+def test_lines_around_a_blocks_size_are_parsed_whole(tmp_path: Path, size: int) -> None:
+    # pyarrow parses each block in one piece: lines (`size` bytes with the line end) of a
+    # block's size, one byte either side, and over twice it (which pyarrow would refuse in
+    # smaller pieces), among short ones.
     head = '{"id": "7", "country": "DE", "name": "'
     short = (BOB + "\n") * 200
     long = head + "x" * (size - len(head) - len('"}\n')) + '"}\n'
     text = short + long + short + long.replace("x", "z") + short
-    found = same_through_both(
-        _write(tmp_path / "f.ndjson", text), Limits(max_field=4 * PARSE_CHUNK)
-    )
+    big = Limits(max_line=4 * BLOCK_BYTES, max_field=4 * BLOCK_BYTES)
+    found = same_through_both(_write(tmp_path / "f.ndjson", text), big)
     assert [len(r[2][2]) for r in found if r[2][0] == "7"] == [len(long) - len(head) - 3] * 2
     assert len(found) == 602
 
