@@ -77,10 +77,13 @@ def pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 # What libpq says of a DSN value it refuses before it connects (fe-connect.c, PostgreSQL
 # 13-18): no re-run gets past it, so it is a configuration error, not an unreachable shard.
+# In libpq's own shapes, a quoted value after them: a server's message that quotes a name
+# ('database "invalid test value" does not exist') is not one.
 _REFUSED_VALUE = re.compile(
-    r"\binvalid (port number|integer value|\w+ value|\w+ method|SSL protocol version range)\b"
+    r"\binvalid (port number: |integer value |\w+ value: |\w+ method: )\""
+    r"|\binvalid SSL protocol version range"
     r"|could not match \d+ (port numbers|host names) to \d+"
-    r"|could not parse network address"
+    r"|could not parse network address \""
     r"|value \"[^\"]*\" invalid when"
 )
 

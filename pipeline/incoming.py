@@ -141,7 +141,8 @@ class FileHashes:
         """The hashes of the run's files after its `index`-th that can be read (one that
         cannot fails at its own turn), each at its first place in the run only: a content
         named again is loaded where it first comes (the ledger skips it after), so a file
-        between is no earlier than it (`load a b a` leaves b's rows, as `load a b` does).
+        between is no earlier than it (`load a b a` leaves b's rows, as `load a b` does; but
+        the last file of a snapshot source is its state again: pipeline.sync.last_of_source).
         Each file of a run asks: the hashes are gathered once, in order, and each answer is
         a slice (a run of 10,000 small files asked for them file by file for minutes)."""
         if self._readable is None:

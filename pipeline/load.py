@@ -383,8 +383,7 @@ class _Run:
                 counts.deleted_by_country = {}
             elif counts.already_loaded:
                 # As the run that loaded the file left them (its rejects file has the refused).
-                counts.rejected = min(counts.earlier_rejected, counts.staged)
-                result.rows_loaded += counts.staged - counts.rejected
+                result.rows_loaded += counts.as_loaded_earlier()
                 result.rows_rejected += counts.rejected
             else:
                 result.rows_loaded += counts.loaded

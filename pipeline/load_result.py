@@ -45,6 +45,12 @@ class ShardCounts:
         """The file's rows this shard took: written, left unchanged, or delete markers."""
         return self.inserted + self.updated + self.unchanged + self.marked_deleted + self.not_found
 
+    def as_loaded_earlier(self) -> int:
+        """For a file an earlier run loaded here (`already_loaded`): count its rows as that
+        run left them, its rejects from the ledger; returns how many it loaded."""
+        self.rejected = min(self.earlier_rejected, self.staged)
+        return self.staged - self.rejected
+
 
 @dataclass
 class FileResult:
@@ -100,11 +106,12 @@ class FileResult:
         run left it: counted so, and said, as a re-run that completes a file counts it.
         Returns the error as said."""
         held = {n: c for n, c in self.shards.items() if c.already_loaded}
-        kept = sum(c.staged - min(c.earlier_rejected, c.staged) for c in held.values())
+        kept = sum(c.as_loaded_earlier() for c in held.values())
         if held:
+            shards = ("shard " if len(held) == 1 else "shards ") + ", ".join(held)
             error += (
-                f" in this run; shard {', '.join(held)} loaded it in an earlier run (when another"
-                " shard failed) and keeps its part"
+                f" in this run; {shards} loaded it in an earlier run (when another shard"
+                " failed) and keep their part"
             )
         self.error = error
         self.rows_loaded, self.rows_pending, self.rows_rejected = kept, 0, self.rows_read - kept

@@ -59,7 +59,11 @@ def summary_lines(result: LoadResult) -> list[str]:
             continue
         counts = _counts(f.rows_read, f.rows_loaded, f.rows_rejected, f.rows_pending)
         if f.error:
-            lines.append(f"{f.path} ({f.format}): NOT LOADED, rejected as a whole: {counts}")
+            # A shard an earlier run loaded it on keeps its part (FileResult.refuse).
+            this_run = " by this run" if f.rows_loaded else ""
+            lines.append(
+                f"{f.path} ({f.format}): NOT LOADED{this_run}, rejected as a whole: {counts}"
+            )
             continue
         source = f" [{f.source.describe()}]" if f.source else ""
         lines.append(f"{f.path} ({f.format}){source}: {counts}")

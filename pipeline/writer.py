@@ -44,6 +44,7 @@ from pipeline.later_files import NOTHING_PROTECTED, LaterFiles
 from pipeline.load_result import ShardCounts
 from pipeline.queries import LOAD, SCHEMA
 from pipeline.reasons import RejectReason
+from pipeline.renumbered import Taken
 from pipeline.routing import Budget
 from pipeline.rules import Rules
 from pipeline.shard_link import ShardLink, Timeouts
@@ -88,7 +89,7 @@ class ShardWriter(ShardLink):
         self._protected = NOTHING_PROTECTED
         self._later_files = LaterFiles()  # of this run, in this shard's ledger
         # (old id, country) -> new id: what renumbering moves took here (pipeline.renumbered)
-        self.renumbered: dict[tuple[int, str], int] = {}
+        self.renumbered: Taken = {}
         self.counts = ShardCounts()
         self.source: Source | None = None  # the current file's
         self._pools = (threads.pool(1, "probe"), threads.pool(1, "direct-copy"))  # ShardRows'
@@ -162,14 +163,14 @@ class ShardWriter(ShardLink):
         self._rows = self._new_rows(conn)
         return True
 
-    def _taken(self, found: list[tuple[Any, ...]]) -> dict[tuple[int, str], int]:
+    def _taken(self, found: list[tuple[Any, ...]]) -> Taken:
         """sql/load/renumbered.sql's rows as pipeline.renumbered takes them: those of a
         resident whose source is this file's, or either not known (then its old id and
         country may be either resident's: refused, never written over the other)."""
         mine = self.source.name if self.source else None
         return {
-            (int(old), str(country)): int(new)
-            for old, country, new, theirs in found
+            (int(old), str(country)): (int(new), bool(alike))
+            for old, country, new, theirs, alike in found
             if mine is None or theirs is None or theirs == mine
         }
 

@@ -167,6 +167,26 @@ def test_a_dsn_value_libpq_refuses_is_a_configuration_error_in_every_command(
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "report.html").exists()
 
 
+def test_only_libpqs_own_refusals_of_a_value_are_taken_for_the_maps() -> None:
+    from pipeline.db import _REFUSED_VALUE
+
+    libpq = [
+        'connection is bad: invalid port number: "99999"',
+        'connection is bad: invalid integer value "S3cretport" for connection option "port"',
+        'connection is bad: invalid sslmode value: "S3cretmode"',
+        'connection is bad: invalid target_session_attrs value: "zz"',
+        "could not match 3 port numbers to 2 hosts",
+        'connection is bad: could not parse network address "1.2.3.999": Name or service',
+    ]
+    servers = [
+        'connection failed: FATAL:  database "invalid test value" does not exist',
+        "connection failed: FATAL:  invalid authentication method",
+        'connection failed: FATAL:  role "invalid port number" does not exist',
+        'FATAL:  invalid value for parameter "statement_timeout": "abc"',
+    ]
+    assert [bool(_REFUSED_VALUE.search(m)) for m in libpq + servers] == [True] * 6 + [False] * 4
+
+
 def test_a_file_refused_on_a_rerun_says_which_shard_keeps_it_from_the_earlier_run(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
@@ -187,6 +207,8 @@ def test_a_file_refused_on_a_rerun_says_which_shard_keeps_it_from_the_earlier_ru
         in (file["error"])
     )
     assert len(rows(shard_dsns["default"])) == 5 and rows(shard_dsns["db_us"]) == []
+    text = run_cli("load", "--max-rejects", "0", str(path)).output
+    assert "NOT LOADED by this run, rejected as a whole: 11 read = 5 loaded + 6 rejected" in text
 
 
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(

@@ -284,7 +284,12 @@ def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_too
         assert "1 read = 0 loaded + 1 rejected" in result.output
     found = read_rejects(tmp_path / "data" / "rejects")
     assert [(r["reason"], r["shard"]) for r in found] == [("renumbered_id", "db_id")] * 2
-    assert f"moved that resident to shard db_id as id {10**15}" in found[0]["message"]
+    # Other is Indonesian too: the record may mean either, and the message says so.
+    message = found[0]["message"]
+    assert "id 102 of a ID resident is two residents' on shard db_id" in message
+    assert f"For the moved one, give the id {10**15}; for the other, load under a source" in (
+        message
+    )
     held = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
     assert (held[102], held[10**15]) == (("Other", None), ("Budi Santoso", 45))
     # A load of another source than Budi's means its own resident 102: it loads.
@@ -299,6 +304,16 @@ def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_too
     assert snap.exit_code == 0, snap.output
     held = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
     assert (held[102], held[10**15]) == (("Other Two", None), ("Budi Santoso", 45))
+
+
+def test_a_renumbered_ids_message_names_the_new_id_where_the_record_means_one_resident() -> None:
+    from pipeline.renumbered import _message
+
+    plain = _message(4, "DE", "db_us", 10**15, False)
+    assert plain == (
+        "id 4 of a DE resident: `pipeline rebalance` moved that DE resident to shard db_us as"
+        f" id {10**15}, since id 4 is another resident's there; give the id {10**15}"
+    )
 
 
 def _rebalancing(config: Path, cwd: Path, *options: str) -> subprocess.Popen[str]:
