@@ -117,6 +117,21 @@ def test_a_load_as_the_analyst_fails_in_one_line_before_writing(
             assert conn.execute("SELECT count(*) FROM load_ledger").fetchone() == (0,)
 
 
+def test_a_loader_role_that_may_not_read_renumbered_ids_is_refused_before_writing(
+    run_cli: RunCli, members: dict[str, Path], connect: Callable[[str], psycopg.Connection[Any]]
+) -> None:
+    # Every file's start reads them (pipeline.renumbered): a role granted by hand without
+    # them must be told before anything is written, not fail each file on each shard.
+    with connect("db_us") as conn:
+        conn.execute("REVOKE SELECT ON rebalance_renumbered FROM pipeline_loader")
+    result = run_cli("load", str(ORIGINAL_DATA), config=members["pipeline_loader"])
+    assert result.exit_code == 2, result.output
+    assert "may not load: it lacks SELECT on rebalance_renumbered" in result.output
+    for shard in ("default", "db_us"):
+        with connect(shard) as conn:
+            assert conn.execute("SELECT count(*) FROM load_ledger").fetchone() == (0,)
+
+
 @pytest.mark.parametrize(
     "statement",
     [
