@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pipeline.batch import BATCH_RECORDS
 from pipeline.schema import NOT_INITS, latest_version
 from tests.conftest import ORIGINAL_DATA, RunCli, Server, rows, shard_map_yaml, write_map
 from tests.test_check import results, status_of
@@ -304,6 +305,36 @@ def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_too
     assert snap.exit_code == 0, snap.output
     held = {r[0]: (r[2], r[4]) for r in rows(dsns["db_id"])}
     assert (held[102], held[10**15]) == (("Other Two", None), ("Budi Santoso", 45))
+
+
+@pytest.mark.parametrize("place", ["first", "last of a batch", "first of the next", "end"])
+def test_a_renumbered_id_is_refused_wherever_it_comes_in_the_batches(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    id_map: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    place: str,
+) -> None:
+    # Each batch is marked on its own: Budi's old id at either side of a batch boundary,
+    # among new Indonesians who load (NDJSON, read in bulk: batches of BATCH_RECORDS).
+    config, dsns = id_map
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    assert run_cli("rebalance", "--on-id-conflict", "renumber", config=config).exit_code == 0
+    others = [
+        {"id": 200_000 + i, "country": "ID", "name": f"New {i}"} for i in range(BATCH_RECORDS + 10)
+    ]
+    at = {"first": 0, "last of a batch": BATCH_RECORDS - 1, "first of the next": BATCH_RECORDS,
+          "end": len(others)}[place]  # fmt: skip
+    budi = {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 46}
+    path = ndjson(tmp_path / "budi.ndjson", [*others[:at], budi, *others[at:]])
+    result = run_cli("load", str(path), config=config)
+    assert result.exit_code == 0, result.output
+    assert f"{len(others) + 1} read = {len(others)} loaded + 1 rejected" in result.output
+    found = read_rejects(tmp_path / "data" / "rejects")
+    assert [(r["record"], r["reason"]) for r in found] == [(at + 1, "renumbered_id")]
+    held = {r[0]: r[2] for r in rows(dsns["db_id"])}
+    assert (held[102], held[10**15]) == ("Other", "Budi Santoso")
 
 
 def test_a_renumbered_ids_message_names_the_new_id_where_the_record_means_one_resident() -> None:
