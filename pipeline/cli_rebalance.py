@@ -83,21 +83,34 @@ def rebalance_command(
 
     Example: pipeline rebalance --country ID
     """
-    from pipeline.rebalance import RebalanceOptions, rebalance
+    from pipeline.rebalance import MoveOutcome, RebalanceOptions, rebalance
 
     options = RebalanceOptions(countries, on_id_conflict == "renumber", dry_run)
-    result = rebalance(shard_map_of(ctx), options)
+
+    def moved(outcome: MoveOutcome) -> None:
+        if as_json or dry_run:
+            return
+        if outcome.error is None:
+            click.echo(outcome.line())
+        for change in outcome.constraints:
+            click.echo(f"constraint {change}")
+
+    try:
+        result = rebalance(shard_map_of(ctx), options, moved)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the moves done are said above
+        if not (as_json or dry_run):
+            click.echo(
+                "rebalance stopped: the moves said above are done; re-running `pipeline"
+                " rebalance` finishes the one under way (no row lost or doubled)",
+                err=True,
+            )
+        raise
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     elif dry_run:
         for line in result.plan.lines():
             click.echo(f"would {line}" if line.startswith("move ") else line)
-    else:
-        for outcome in result.outcomes:
-            if outcome.error is None:
-                click.echo(outcome.line())
-            for change in outcome.constraints:
-                click.echo(f"constraint {change}")
+    else:  # each move was said as it ended (moved)
         for change in result.constraints:
             click.echo(f"constraint {change}")
         counts = ", ".join(f"{n} {result.before[n]} -> {result.after[n]}" for n in result.after)

@@ -21,7 +21,7 @@ copied and not yet deleted; the other moves go on, and the result says which fai
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +114,14 @@ class RebalanceResult:
         }
 
 
-def rebalance(shard_map: ShardMap, options: RebalanceOptions) -> RebalanceResult:
-    """Move every resident the map routes elsewhere (see the module docstring)."""
+def rebalance(
+    shard_map: ShardMap,
+    options: RebalanceOptions,
+    moved: Callable[[MoveOutcome], None] = lambda outcome: None,
+) -> RebalanceResult:
+    """Move every resident the map routes elsewhere (see the module docstring); `moved` is
+    told of each move as it ends (the command line says it then: an interrupt leaves the
+    moves done said)."""
     refuse_shared_databases(shard_map)
     found = holdings(shard_map)
     plan = make_plan(shard_map, found, options.countries)
@@ -132,6 +138,7 @@ def rebalance(shard_map: ShardMap, options: RebalanceOptions) -> RebalanceResult
         except PipelineError as exc:
             outcome.error = str(exc)
         result.outcomes.append(outcome)
+        moved(outcome)
     found = holdings(shard_map)
     _settle_constraints(shard_map, found, result)
     result.after = _residents(found)

@@ -218,6 +218,43 @@ def test_five_rows_leave_default_when_db_id_becomes_the_default(
     assert f"{schema}  0 residents" in status and f"{schema}  5 residents" in status
 
 
+def test_an_interrupted_rebalance_has_said_the_moves_it_did(
+    run_cli: RunCli,
+    loaded: None,
+    id_map: tuple[Path, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C during the third of five moves: the two done are said (each as it ended), and
+    # how the rest is finished; the re-run moves the other three.
+    from pipeline import rebalance as rebalance_module
+
+    config, dsns = id_map
+    config.write_text(shard_map_yaml(dsns, routes=NEW_MAP, default="db_id"))
+    assert run_cli("init", config=config).exit_code == 1
+    move, calls = rebalance_module._move, []
+
+    def third_interrupted(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        move(*args)
+
+    monkeypatch.setattr(rebalance_module, "_move", third_interrupted)
+    result = run_cli("rebalance", config=config)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    moves = [line.split("  ")[0] for line in lines if line.startswith("moved ")]
+    assert moves == ["moved CA", "moved DE"], lines
+    assert "rebalance stopped: the moves said above are done" in result.output
+    assert lines[-1] == "Error: interrupted (SIGINT)"
+    assert sorted(r[1] for r in rows(dsns["db_id"])) == ["CA", "DE"]
+    monkeypatch.setattr(rebalance_module, "_move", move)
+    again = run_cli("rebalance", config=config)
+    assert again.exit_code == 0, again.output
+    moves = [line.split("  ")[0] for line in again.output.splitlines() if line.startswith("moved ")]
+    assert moves == ["moved FR", "moved GB", "moved UA"]
+
+
 def _collide(dsn: str) -> None:
     """Another person on db_id under id 102, the id of an Indonesian on default."""
     with psycopg.connect(dsn) as conn:
