@@ -301,6 +301,17 @@ def test_renumber_gives_colliding_rows_new_ids_and_records_the_old_ones(
     assert run_cli("check", config=config).exit_code == 0
 
 
+# Budi's record as his source still gives it once a renumbering moved him (_renumber_budi).
+BUDI = {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 46}
+
+
+def _renumber_budi(run_cli: RunCli, config: Path, dsns: dict[str, str]) -> None:
+    """Budi (ID, 102 on default) moved to db_id as 10^15: Other holds 102 there."""
+    _init_new_map(run_cli, config)
+    _collide(dsns["db_id"])
+    assert run_cli("rebalance", "--on-id-conflict", "renumber", config=config).exit_code == 0
+
+
 def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_took(
     run_cli: RunCli,
     indonesians_on_default: None,
@@ -310,12 +321,9 @@ def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_too
     # Budi (ID, 102 on default) moved to db_id as 10^15: 102 is Other's there. The file
     # that calls Budi 102 must not update Other with his data, nor a marker delete Other.
     config, dsns = id_map
-    _init_new_map(run_cli, config)
-    _collide(dsns["db_id"])
-    assert run_cli("rebalance", "--on-id-conflict", "renumber", config=config).exit_code == 0
-    budi = {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 46}
+    _renumber_budi(run_cli, config, dsns)
     marker = {"id": 102, "country": "ID", "name": "Budi Santoso", "_op": "delete"}
-    for n, record in enumerate([budi, marker]):
+    for n, record in enumerate([BUDI, marker]):
         path = ndjson(tmp_path / f"budi{n}.ndjson", [record])
         result = run_cli("load", "--max-rejects", "100%", str(path), config=config)
         assert result.exit_code == 0, result.output
@@ -336,7 +344,7 @@ def test_a_load_never_writes_over_another_resident_under_an_id_a_renumbering_too
     other = ndjson(tmp_path / "other.ndjson", [{"id": 102, "country": "ID", "name": "Other Two"}])
     assert run_cli("load", "--source", "hr", str(other), config=config).exit_code == 0
     # A snapshot of Budi's source that gives him as 102 keeps him: refused, not deleted.
-    again = ndjson(tmp_path / "again.ndjson", [budi])
+    again = ndjson(tmp_path / "again.ndjson", [BUDI])
     snap = run_cli("load", "--source", "crm", "--mode", "snapshot", "--max-rejects", "100%",
                    str(again), config=config)  # fmt: skip
     assert snap.exit_code == 0, snap.output
@@ -355,16 +363,13 @@ def test_a_renumbered_id_is_refused_wherever_it_comes_in_the_batches(
     # Each batch is marked on its own: Budi's old id at either side of a batch boundary,
     # among new Indonesians who load (NDJSON, read in bulk: batches of BATCH_RECORDS).
     config, dsns = id_map
-    _init_new_map(run_cli, config)
-    _collide(dsns["db_id"])
-    assert run_cli("rebalance", "--on-id-conflict", "renumber", config=config).exit_code == 0
+    _renumber_budi(run_cli, config, dsns)
     others = [
         {"id": 200_000 + i, "country": "ID", "name": f"New {i}"} for i in range(BATCH_RECORDS + 10)
     ]
     at = {"first": 0, "last of a batch": BATCH_RECORDS - 1, "first of the next": BATCH_RECORDS,
           "end": len(others)}[place]  # fmt: skip
-    budi = {"id": 102, "country": "ID", "name": "Budi Santoso", "gender": "Male", "age": 46}
-    path = ndjson(tmp_path / "budi.ndjson", [*others[:at], budi, *others[at:]])
+    path = ndjson(tmp_path / "budi.ndjson", [*others[:at], BUDI, *others[at:]])
     result = run_cli("load", str(path), config=config)
     assert result.exit_code == 0, result.output
     assert f"{len(others) + 1} read = {len(others)} loaded + 1 rejected" in result.output
