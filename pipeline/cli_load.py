@@ -20,6 +20,7 @@ from pipeline.cli_shared import json_option, pyarrow_for_a_load, shard_map_of
 from pipeline.config import DEFAULT_REJECTS_DIR
 
 if TYPE_CHECKING:
+    from pipeline.config import ShardMap
     from pipeline.load_result import LoadResult
     from pipeline.routing import Budget
 
@@ -48,6 +49,27 @@ def _source_name(ctx: click.Context, param: click.Parameter, value: str | None) 
     if value is not None and not SOURCE_NAME.match(value):
         raise click.BadParameter(f"{value!r}: a source name is {SOURCE_NAME_RULE}")
     return value
+
+
+def _refuse_unused_max_deletes(
+    ctx: click.Context, source_name: str | None, mode: str | None, shard_map: ShardMap
+) -> None:
+    """A --max-deletes given where no file of the run can be a snapshot is a usage error:
+    the user meant a snapshot (and its deletions) that this run would not make. Decided by
+    the options and the shard map, not by the files found, so that a scheduled load whose
+    folder holds no snapshot today still runs."""
+    if ctx.get_parameter_source("max_deletes") is click.core.ParameterSource.DEFAULT:
+        return
+    if source_name is not None:
+        possible = mode == "snapshot"
+    else:
+        possible = any(source.snapshot for source in shard_map.sources)
+    if not possible:
+        raise click.UsageError(
+            "--max-deletes limits what a snapshot deletes, and no file of this run can be one:"
+            " give --source NAME --mode snapshot, or declare a source with mode: snapshot in"
+            " the shard map"
+        )
 
 
 @contextmanager
@@ -181,6 +203,7 @@ def load_command(
     if mode is not None and source_name is None:
         raise click.UsageError("--mode needs --source: a snapshot is the whole truth of a source")
     shard_map = shard_map_of(ctx)
+    _refuse_unused_max_deletes(ctx, source_name, mode, shard_map)
     rules = load_rules(shard_map)
     files, passed_over = find_files(paths)
     # Hashed from now on, in a thread, while the readers' libraries are imported below.

@@ -347,6 +347,9 @@ def test_the_shard_map_declares_sources_by_file_name(
         (["--mode", "snapshot"], "--mode needs --source"),
         (["--source", "crm db"], "a source name is letters"),
         (["--source", "crm", "--max-deletes", "x"], "is not a count"),
+        (["--max-deletes", "5"], "no file of this run can be one"),
+        (["--source", "crm", "--max-deletes", "5%"], "no file of this run can be one"),
+        (["--source", "crm", "--mode", "append", "--max-deletes", "5"], "--mode snapshot"),
     ],
 )
 def test_a_wrong_source_option_is_a_usage_error(
@@ -356,6 +359,20 @@ def test_a_wrong_source_option_is_a_usage_error(
     result = run_cli("load", *args, str(path), config=offline_map)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_max_deletes_is_taken_where_the_shard_map_declares_a_snapshot_source(
+    run_cli: RunCli, offline_map: Path, tmp_path: Path
+) -> None:
+    """Decided by the map, not by today's files: a scheduled load that passes --max-deletes
+    runs on a day no file matches the snapshot source (here it gets as far as the offline
+    shards: exit 1, not a usage error)."""
+    text = offline_map.read_text() + "sources:\n  crm: {pattern: 'crm-*.csv', mode: snapshot}\n"
+    config = write_map(tmp_path / "with-sources", text)
+    path = write(tmp_path / "other.csv", people(range(1, 2)))
+    result = run_cli("load", "--max-deletes", "5", str(path), config=config)
+    assert result.exit_code == 1, result.output
+    assert "no file of this run can be one" not in result.output
 
 
 @pytest.mark.slow
