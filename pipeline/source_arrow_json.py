@@ -123,10 +123,12 @@ class ArrowNdjson:
         table = self._parse(block, len(taken))
         n = table.num_rows
         columns = {}
+        nul_free = True
         for key, name in zip(READ, self._names, strict=True):
             column = table.column(name).combine_chunks()
             if column.type != pa.string():
                 column = pc.cast(column, pa.string())
+            nul_free = nul_free and not _holds_nul(column)
             if column.null_count < n:
                 self._valued.add(key)
                 longest = pc.max(pc.binary_length(column)).as_py()
@@ -143,7 +145,7 @@ class ArrowNdjson:
 
         records = pa.array(np.arange(first_record + 1, first_record + n + 1, dtype=np.int64))
         lines = pa.array((first_line + taken).astype(np.int64))
-        batch = Batch(records, lines, columns, raws, nul_free=b"\\u0000" not in block)
+        batch = Batch(records, lines, columns, raws, nul_free=nul_free)
         return batch, len(newlines)
 
     def _parse(self, block: bytes, records: int) -> pa.Table:
@@ -182,6 +184,19 @@ class ArrowNdjson:
         except pa.ArrowInvalid:
             raise NotSimple("not UTF-8") from None
         return table
+
+
+def _holds_nul(column: pa.Array) -> bool:
+    """Whether a value of the string column holds a NUL character (from a \\u0000 escape:
+    the block holds no raw one). Its values' bytes looked at as one array: searching the
+    block for the escape took 0.8 ms a 1.5 MB block (its backslashes and zeros are
+    frequent), 75 ms a 1M-record file; this, 0.05 ms."""
+    _, offsets, data = column.buffers()
+    if data is None or not len(column):
+        return False
+    ends = np.frombuffer(offsets, dtype=np.int32)
+    low, high = int(ends[column.offset]), int(ends[column.offset + len(column)])
+    return not np.frombuffer(data, dtype=np.uint8)[low:high].all()
 
 
 def _newlines(data: bytes) -> np.ndarray:

@@ -16,7 +16,10 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.copy import QueuedLibpqWriter
 
+from pipeline.batch import BATCH_RECORDS
+from pipeline.batches import batches
 from pipeline.copyin import COPY_QUEUE, QueuedWriter
+from pipeline.sources import open_source
 from pipeline.writer import REJECTS_BATCH
 from tests.conftest import ORIGINAL_DATA, RunCli, ledger, rows, shard_map_yaml, write_map
 
@@ -226,6 +229,30 @@ def test_json_values_are_checked_like_text(
         (6, 6, "malformed_record"),
         (7, 7, "malformed_record"),
     ]
+
+
+def test_a_nul_in_a_bulk_read_ndjson_value_is_refused_as_invalid_text(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    """The bulk NDJSON reader tells the rules which batches hold a NUL (a \\u0000
+    escape): the record is refused in a later batch as in the first."""
+    path = tmp_path / "nul.ndjson"
+    count = 2 * BATCH_RECORDS + 5
+    marked = {3, BATCH_RECORDS + 9}  # one in the first batch, one in the second
+    records = [
+        {"id": i, "country": "DE", "name": f"N\x00{i}" if i in marked else f"N{i}"}
+        for i in range(1, count + 1)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert sum(map(len, batches(open_source(path, arrow=True)))) == count  # taken in bulk
+    rejects = tmp_path / "rejects"
+    result = run_cli("load", str(path), "--rejects", str(rejects))
+    assert result.exit_code == 0, result.output
+    assert sorted((r["record"], r["reason"]) for r in read_rejects(rejects)) == [
+        (n, "invalid_text") for n in sorted(marked)
+    ]
+    held = [r[0] for r in rows(shard_dsns["default"])]
+    assert held == [i for i in range(1, count + 1) if i not in marked]
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,23 @@ def test_a_batch_holds_at_most_batch_records_however_short_they_are(tmp_path: Pa
     assert max(sizes) == BATCH_RECORDS and sum(sizes) == 3 * BATCH_RECORDS
 
 
+@pytest.mark.parametrize("column", ["name", "address", "id"])
+def test_a_batch_is_nul_free_unless_a_value_holds_a_nul(tmp_path: Path, column: str) -> None:
+    """The rules skip their NUL search in a batch said to be free of NULs: only the batch
+    whose record has a \\u0000 escape may say otherwise, wherever the value sits."""
+    text = '{{"id": "{0}", "country": "DE", "name": "A{0}", "address": "{0} Main St"}}'
+    lines = [text.format(i) for i in range(1, 2 * BATCH_RECORDS + 1)]
+    marked = BATCH_RECORDS + 7  # in the second batch, neither its first nor its last record
+    lines[marked - 1] = lines[marked - 1].replace(f'"{column}": "', f'"{column}": "x\\u0000')
+    path = _write(tmp_path / "f.ndjson", "\n".join(lines) + "\n")
+    found = list(batches(open_source(path)))
+    assert len(found) > 1
+    holding = [marked in b.records.to_pylist() for b in found]
+    assert [not b.nul_free for b in found] == holding
+    batch = found[holding.index(True)]
+    assert "\0" in batch.fields[column][batch.records.to_pylist().index(marked)].as_py()
+
+
 def _generated(rng: random.Random, count: int, crlf: bool) -> str:
     """Records of many lengths, integers or text, some blank lines between."""
     end = "\r\n" if crlf else "\n"
