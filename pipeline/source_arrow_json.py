@@ -132,7 +132,10 @@ class ArrowNdjson:
             if column.null_count < n:
                 self._valued.add(key)
                 longest = pc.max(pc.binary_length(column)).as_py()
-                if longest > (COUNTRY_MAX if key == "country" else self.limits.max_field):
+                limit = self.limits.max_field
+                if key == "country":
+                    limit = min(limit, COUNTRY_MAX)
+                if longest > limit:
                     raise NotSimple("a field near its limit, or a country longer than any")
             columns[key] = column
         record_starts, record_ends = starts[taken], ends[taken]

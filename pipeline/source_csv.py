@@ -122,9 +122,9 @@ class CsvRecords(SourceFile):
                     if source.careful or line > start:
                         raw, why = self._row_check(row, positions[1])
                         if why is not None:
-                            yield Record(
-                                number, start + folded, None, raw, *why, (row[positions[0]],)
-                            )
+                            # No id column: its position is past the row's end (see pad).
+                            given = row[positions[0]] if positions[0] < len(row) else ""
+                            yield Record(number, start + folded, None, raw, *why, (given,))
                             continue
                     if pad:
                         row.append("")
@@ -183,6 +183,10 @@ class CsvRecords(SourceFile):
     def _csv_header(self, header_line: str) -> tuple[str, list[str]]:
         """(the delimiter, the column names) of a header line (one line, within its limit)."""
         delimiter = max(_DELIMITERS, key=header_line.count)
+        # The csv module's field limit is the process's, and an earlier file's read set it
+        # to that file's record limit: a header cell is bounded by its line, whatever came
+        # before (a header read the same in a new process and after a load).
+        csv.field_size_limit(self.limits.max_line)
         try:
             cells = next(csv.reader([header_line], delimiter=delimiter))
         except csv.Error as exc:

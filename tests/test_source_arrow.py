@@ -7,6 +7,7 @@ records (numbers, lines, fields and raw records); every file it does not take it
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import random
 from pathlib import Path
@@ -70,6 +71,7 @@ SIMPLE = {
     "white space and unicode": HEADER + "\u00a0 7 ,  de ,\u200bZoë\u3000, f ,+22 ,  \n",
     "header only": HEADER,
     "a doubled quote at a quoted field's end": HEADER + '1,DE,"A""",F,30,""""\n',
+    "a byte order mark opening a later record": HEADER + "1,DE,Ann,F,30,x\n\ufeff2,US,B,M,4,\n",
 }
 
 # Files it must leave to Python's reader.
@@ -85,6 +87,9 @@ NOT_SIMPLE = {
     "not UTF-8": HEADER + "1,DE,Ann\xe9,F,30,x\n",
     "a country longer than any": HEADER + "1," + "D" * 101 + ",Ann,F,30,x\n",
     "no header line end in the first block": "id,country,name" + ",x" * BLOCK_BYTES,
+    # pyarrow drops a byte order mark opening its input: a block's first record is one.
+    "a byte order mark opening the first record": HEADER + "\ufeff1,DE,Ann,F,30,x\n",
+    "a file's byte order mark, and another": "\ufeff" + HEADER + "\ufeffAnn,DE,Ann,F,30,x\n",
 }
 
 
@@ -117,6 +122,43 @@ def test_limits_are_left_to_python_when_near(tmp_path: Path) -> None:
     refused_by_bulk(path, Limits(max_field=40))
     refused_by_bulk(path, Limits(max_line=60, max_field=60))
     refused_by_bulk(path, Limits(max_record=60, max_field=60))
+
+
+def test_a_byte_order_mark_opening_a_later_batch_is_left_to_python(tmp_path: Path) -> None:
+    """Each block is parsed on its own: a record that starts one must keep its mark."""
+    records = [f"{i},DE,N{i},F,30,x\n" for i in range(1, 2 * BATCH_RECORDS + 1)]
+    records[BATCH_RECORDS] = "\ufeff" + records[BATCH_RECORDS]
+    path = tmp_path / "f.csv"
+    path.write_text(HEADER + "".join(records), encoding="utf-8")
+    refused_by_bulk(path)
+    rows = through(path, False)
+    assert rows[BATCH_RECORDS][2][0] == "\ufeff" + str(BATCH_RECORDS + 1)
+
+
+def test_a_record_without_an_id_column_refused_by_the_slow_checks(tmp_path: Path) -> None:
+    """No id column, and a record the slow checks refuse: a reject, not an IndexError."""
+    path = tmp_path / "f.csv"
+    path.write_text("country,name\nDE,xxx\nDE,y\n", encoding="utf-8")
+    limits = Limits(max_field=2)
+    refused_by_bulk(path, limits)
+    first, second = through(path, False, limits)
+    assert first[:3] == (1, 2, ("too_large",))
+    assert second[:3] == (2, 3, ("", "DE", "y", "", "", ""))
+
+
+def test_the_header_is_read_the_same_after_another_file(tmp_path: Path) -> None:
+    """The csv module's field limit is the process's: a file read before must not change
+    how the next one's header reads (a header cell longer than the record limit)."""
+    path = tmp_path / "f.csv"
+    path.write_text("country,name," + "n" * 200 + "\nDE,Ann,x\n", encoding="utf-8")
+    limits = Limits(max_line=1000, max_record=100, max_field=100)
+    before = csv.field_size_limit()
+    try:
+        for _ in range(2):  # the first read sets the limit to max_record
+            for bulk in (False, True):
+                assert [r[2][1:3] for r in through(path, bulk, limits)] == [("DE", "Ann")]
+    finally:
+        csv.field_size_limit(before)
 
 
 def test_a_line_one_character_over_its_limit_is_left_to_python(tmp_path: Path) -> None:

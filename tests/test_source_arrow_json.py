@@ -118,6 +118,14 @@ def test_limits_are_left_to_python_when_near(tmp_path: Path) -> None:
     refused_by_bulk(path, Limits(max_line=line - 1, max_field=60))
 
 
+def test_a_country_over_a_field_limit_below_any_countrys_is_left_to_python(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path / "f.ndjson", '{"country": "Germany", "name": "A"}\n')
+    same_through_both(path)
+    refused_by_bulk(path, Limits(max_field=5))
+
+
 def test_a_line_longer_than_a_block_is_left_to_python_past_its_limit(tmp_path: Path) -> None:
     name = "n" * (2 * BLOCK_BYTES)
     path = _write(tmp_path / "f.ndjson", ANN.replace('"Ann"', f'"{name}"') + "\n" + BOB + "\n")
