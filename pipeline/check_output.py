@@ -13,11 +13,13 @@ from pipeline.checks import CheckResult
 from pipeline.errors import ConfigError
 from pipeline.printable import markdown_cell, printable
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# What XML 1.0 cannot hold: most C0 control characters, U+FFFE and U+FFFF (and lone
+# surrogates, which no text from PostgreSQL holds).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _xml_safe(text: str) -> str:
-    """XML 1.0 cannot hold most C0 control characters; a sample value may."""
+    """A sample value may hold what XML 1.0 cannot: each such character as U+FFFD."""
     return _CONTROL.sub("\ufffd", text)
 
 

@@ -44,7 +44,9 @@ from pipeline.text_output import write_text
 # The shard's name, then a record's fields (pipeline.columns), then with --provenance which
 # load wrote each row, and when.
 COLUMNS = ("shard", *FIELDS)
-TEXT_COLUMNS = TEXT_FIELDS
+# The columns a spreadsheet could take for a formula: the text fields and, with
+# --provenance, the source (a hand-written row's may hold anything).
+TEXT_COLUMNS = (*TEXT_FIELDS, *(n for n in PROVENANCE if BY_NAME[n].pg_type == "text"))
 FORMATS = {
     ".csv": "csv",
     ".json": "json",

@@ -260,6 +260,14 @@ def test_csv_defuses_formulas_unless_raw(
     assert ',""\n' in raw_text.replace("\r\n", "\n")  # an empty address stays empty, not NULL
     as_json = json.loads(run_cli("extract", "--format", "json").stdout)
     assert as_json[0]["name"] == '=HYPERLINK("http://x")'  # only CSV is defused
+    # The source, a provenance column, too: a row written by hand may hold anything there.
+    with connect("default") as conn:
+        conn.execute("UPDATE residents SET source = CASE id WHEN 1 THEN '=cmd()' ELSE 'crm' END")
+    for args, first in ((), "'=cmd()"), (("--raw",), "=cmd()"):
+        text = run_cli("extract", "--with-provenance", *args).stdout
+        (header, *rows) = csv.reader(io.StringIO(text, newline=""))
+        assert header[-1] == "source"
+        assert [r[-1] for r in rows] == [first, "crm", "crm", "crm", "crm"]
 
 
 def test_a_reader_that_leaves_early_gets_exit_1_and_one_line(

@@ -223,6 +223,17 @@ def check_results() -> list[CheckResult]:
     ]  # fmt: skip
 
 
+def test_check_junit_parses_whatever_characters_a_sample_holds() -> None:
+    """Every character XML 1.0 cannot hold (C0 controls, U+FFFE, U+FFFF) as U+FFFD."""
+    odd = "".join(map(chr, range(0x20))) + "\ufffe\uffff\U0010ffff"
+    result = CheckResult("odd", "custom_sql", "error", "db_us", 1, "0", "SELECT 1", [odd])
+    suite = ET.fromstring(check_output.render([result], "junit", False, False))
+    failure = suite.find("testsuite/testcase/failure")
+    assert failure is not None
+    message = failure.get("message") or ""
+    assert "\ufffd\ufffd\U0010ffff)" in message and "\uffff" not in message
+
+
 def test_check_text_is_one_line_per_check_and_a_count() -> None:
     assert check_output.render(check_results(), "text", False, False) == (
         "FAIL  error  residency  [default]  1 failing (id=77)\n"
