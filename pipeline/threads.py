@@ -1,5 +1,6 @@
 """Helper threads that leave Ctrl-C and SIGTERM to the main thread: `start` and `pool` make
-them; `wait`, `wait_all` and `result` are the main thread's waits for them.
+them; `wait`, `wait_all` and `result` are the main thread's waits for them, `settle` its
+wait for tasks that no signal cuts short.
 
 Python runs a signal's handler (KeyboardInterrupt for Ctrl-C, `Terminated` for SIGTERM) in
 the main thread only, but the kernel hands a process's signal to any of its threads that
@@ -64,6 +65,24 @@ def pool(max_workers: int, name: str) -> ThreadPoolExecutor:
     """A thread pool whose threads block Ctrl-C and SIGTERM (from their first task on: the
     pool starts them as tasks come, from whichever thread submits them)."""
     return ThreadPoolExecutor(max_workers, thread_name_prefix=name, initializer=block_signals)
+
+
+def settle(futures: Collection[Future[Any]]) -> None:
+    """Wait until each of `futures` is done, however many signals come meanwhile; the first
+    is raised once they are. An interrupt that cut the wait short let the caller close what
+    a task was still writing into (a Parquet writer closed under its encoder: a file whose
+    columns disagreed, once a crash, "pure virtual method called"). Not a thread's join: a
+    signal in `Thread.join` marks the thread stopped while it runs (Python 3.11's bpo-45274
+    clean-up), and every later join returns at once."""
+    late: BaseException | None = None
+    while True:
+        try:
+            concurrent.futures.wait(futures)
+            break
+        except BaseException as exc:  # KeyboardInterrupt, Terminated
+            late = late or exc
+    if late is not None:
+        raise late
 
 
 def wait(event: threading.Event) -> None:

@@ -110,3 +110,28 @@ def test_wait_all_returns_the_done_ones_at_its_timeout() -> None:
     began = time.monotonic()
     assert threads.wait_all([done, Future()], timeout=threads.SLICE * 1.5) == {done}
     assert threads.SLICE * 1.5 <= time.monotonic() - began < threads.SLICE * 1.5 + 1
+
+
+def test_settle_waits_for_the_task_however_many_signals_come(usr1_raises: None) -> None:
+    """Signals in the main thread's wait do not cut it short (the caller would close what
+    the task still writes into): the first is raised once the task is done."""
+    done = threading.Event()
+
+    def task() -> None:
+        time.sleep(0.6)
+        done.set()
+
+    with threads.pool(1, "t") as pool:
+        future = pool.submit(task)
+        main = threading.main_thread().ident
+        assert main is not None
+        timers = [
+            threading.Timer(d, signal.pthread_kill, (main, signal.SIGUSR1)) for d in (0.1, 0.3)
+        ]
+        for timer in timers:
+            timer.start()
+        with pytest.raises(Handled):
+            threads.settle([future])
+        assert done.is_set()
+        for timer in timers:
+            timer.join()
