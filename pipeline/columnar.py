@@ -9,6 +9,7 @@ start on the rows (preload_arrow).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
 import threading
@@ -179,33 +180,41 @@ def write_parquet(path: Path, batches: Iterable[Any], columns: tuple[str, ...]) 
     if first is not None:
         batches = itertools.chain([first], batches)
     rows = 0
-    with pq.ParquetWriter(
+    writer = pq.ParquetWriter(
         path,
         schema,
         use_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
         write_statistics=[c for c in STATISTICS_COLUMNS if c in columns],
         column_encoding={c: "DELTA_BINARY_PACKED" for c in DELTA_COLUMNS if c in columns},
-    ) as writer:
-        # A row group is encoded in a thread of its own while the next is unpacked (both
-        # let go of Python's lock): once the first shard is done, the later ones are
-        # unpacked and encoded on two cores, not one. One group at a time: memory stays
-        # at two groups.
-        encoder = threads.pool(1, "parquet")
+    )
+    # A row group is encoded in a thread of its own while the next is unpacked (both let go
+    # of Python's lock): once the first shard is done, the later ones are unpacked and
+    # encoded on two cores, not one. One group at a time: memory stays at two groups.
+    encoder = threads.pool(1, "parquet")
+    encoding: Future[None] | None = None
+    try:
         encoder.submit(int).result()  # its thread started and known before any group
-        encoding: Future[None] | None = None
-        try:
-            for group in _row_groups(batches, schema):
-                if encoding is not None:
-                    encoding.result()
-                encoding = encoder.submit(writer.write_table, group, row_group_size=ROW_GROUP)
-                rows += group.num_rows
+        for group in _row_groups(batches, schema):
             if encoding is not None:
                 encoding.result()
-        finally:
-            # The writer closes (the `with`) only once no group is being encoded into it.
+            encoding = encoder.submit(writer.write_table, group, row_group_size=ROW_GROUP)
+            rows += group.num_rows
+        if encoding is not None:
+            encoding.result()
+    except BaseException:
+        # The writer closes only once no group is being encoded into it; what the close
+        # of an unfinished file says (a row group half written) is not the error: the
+        # one on its way is (an interrupt: exit 1, not a write error's 2).
+        try:
             if encoding is not None:
                 threads.settle([encoding])
-            encoder.shutdown(wait=False)
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+        raise
+    finally:
+        encoder.shutdown(wait=False)
+    writer.close()
     return rows
 
 
