@@ -53,6 +53,7 @@ class LineGuard(io.BufferedIOBase):
         self._run = 0  # bytes of the current line passed on so far
         self._skipping = False  # dropping the rest of a line that was cut
         self._drop_lf = False  # a read ended with \r, which may be half of a \r\n
+        self._after_cr = False  # the bytes passed on end with \r (the decoder ends the line)
         self._eof = False
 
     def readable(self) -> bool:
@@ -93,6 +94,12 @@ class LineGuard(io.BufferedIOBase):
             elif data[end:] == b"\r":
                 self._drop_lf = True
             data = data[end + 1 :]
+        if self._after_cr and data.startswith(b"\n") and data.isspace():
+            # The \n of a \r\n cut by the read: the \r passed on has ended its line, and a
+            # blank run must not count the \n as one more (every line number after it
+            # would be one too many).
+            data = data[1:]
+        self._after_cr = False
         if not data:
             return b""
         last = _last_end(data)
@@ -110,6 +117,7 @@ class LineGuard(io.BufferedIOBase):
             self._skipping, self._run = True, 0
             return data[:cut] + b"\n" + self._pass(data[cut:])
         self._run = self._run + len(data) if last < 0 else len(data) - last - 1
+        self._after_cr = data.endswith(b"\r")
         return data
 
 

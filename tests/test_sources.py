@@ -557,3 +557,28 @@ def test_batches_cut_by_their_raw_records_keep_every_record_in_order(
             else:
                 assert raw["id"] == number and raw["address"] == ["a"] * 100
     assert numbers == list(range(1, count + 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "record"),
+    [
+        ("f.csv", b"name,country\r\n", b"Ann,DE\r\n"),
+        ("f.ndjson", b"", b'{"name":"A","country":"DE"}\r\n'),
+    ],
+    ids=["csv", "ndjson"],
+)
+def test_a_crlf_cut_by_a_read_before_blank_lines_keeps_the_line_numbers(
+    tmp_path: Path, name: str, head: bytes, record: bytes
+) -> None:
+    """The line reader reads BLOCK bytes at a time: a read that ends with the \\r of a \\r\\n,
+    then a read of blank lines (folded into one), must count the \\n with its \\r."""
+    body = head + record * ((BLOCK - len(head)) // len(record) - 1)
+    pad = BLOCK + 1 - len(body) - len(record)
+    body += record.replace(b"A", b"A" + b"x" * pad, 1)
+    assert body[BLOCK - 1 : BLOCK + 1] == b"\r\n"
+    path = tmp_path / name
+    path.write_bytes(body + b"\n" * BLOCK + record)
+    expected = (body + b"\n" * BLOCK).count(b"\n") + 1
+    for bulk in (True, False):
+        last = list(batches_module.batches(open_source(path, arrow=bulk)))[-1]
+        assert last.lines.to_pylist()[-1] == expected
