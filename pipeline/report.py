@@ -120,6 +120,15 @@ def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
     return report
 
 
+def _gender_label(gender: str | None) -> str:
+    """How the report names a stored gender: NULL as "unknown"; a value written by hand
+    that would read as another ("" or "unknown" itself) in quotes, so that each value
+    keeps a count of its own and the counts add up to the residents."""
+    if gender is None:
+        return UNKNOWN
+    return f'"{gender}"' if gender in ("", UNKNOWN) else gender
+
+
 def _add(report: Report, shard: str, row: tuple[Any, ...]) -> None:
     grouping, country, gender, band, residents, age_sum, age_count = row
     if grouping == _TOTAL:
@@ -130,6 +139,6 @@ def _add(report: Report, shard: str, row: tuple[Any, ...]) -> None:
     elif grouping == _COUNTRY:
         report.countries[country] += int(residents)
     elif grouping == _GENDER:
-        report.genders[gender or UNKNOWN] += int(residents)
+        report.genders[_gender_label(gender)] += int(residents)
     elif grouping == _BAND:
         report.age_bands[band or UNKNOWN] += int(residents)

@@ -144,6 +144,19 @@ def test_values_from_the_data_are_escaped_in_html(
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def test_a_gender_null_empty_or_written_unknown_by_hand_keeps_a_count_of_its_own(
+    run_cli: RunCli, initialised: None, connect: Connect
+) -> None:
+    with connect("default") as conn:
+        conn.execute(
+            "INSERT INTO residents (country, name, gender) VALUES ('DE', 'a', NULL),"
+            " ('DE', 'b', NULL), ('DE', 'c', ''), ('DE', 'd', 'unknown'), ('DE', 'e', 'Male')"
+        )
+    report = json.loads(run_cli("report", "--format", "json").stdout)
+    assert report["genders"] == {"unknown": 2, '""': 1, '"unknown"': 1, "Male": 1}
+    assert sum(report["genders"].values()) == report["residents"] == 5
+
+
 def test_file_names_and_values_are_printable_in_text_and_markdown_tables(
     run_cli: RunCli, initialised: None, connect: Connect, tmp_path: Path
 ) -> None:
