@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -65,8 +66,33 @@ def test_the_command_line_keeps_psycopgs_clean_up_warnings_off_stderr() -> None:
     assert done.stderr == "still shown\n"
 
 
-@pytest.mark.parametrize("module", ["click", "psycopg"])
-def test_a_ctrl_c_during_the_commands_imports_ends_in_one_line(module: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_once_the_command_is_done_ends_it_with_its_code_and_output(signum: int) -> None:
+    # As the interpreter closes (threads joined, logging shut down), a signal printed a
+    # traceback or ended a finished run as killed.
+    code = (
+        "import os, sys, time\n"
+        "from pipeline.cli import done_at_a_signal\n"
+        "sys.stdout.write('written')\n"  # still in the buffer: a pipe's
+        "done_at_a_signal(3)\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "written", "")
+
+
+@pytest.mark.parametrize(
+    ("module", "signum", "said"),
+    [
+        ("click", signal.SIGINT, "interrupted (SIGINT)"),
+        ("psycopg", signal.SIGINT, "interrupted (SIGINT)"),
+        ("psycopg", signal.SIGTERM, "terminated (SIGTERM)"),
+    ],
+)
+def test_a_signal_during_the_commands_imports_ends_in_one_line(
+    module: str, signum: int, said: str
+) -> None:
     # The entry point imports the command line itself: a SIGINT that lands while click or
     # psycopg is being imported (the first 0.15 s of every command) is reported as every
     # interrupt is, not with a traceback through the import machinery.
@@ -76,7 +102,7 @@ def test_a_ctrl_c_during_the_commands_imports_ends_in_one_line(module: str) -> N
         "def hooked(name, *args, **kwargs):\n"
         f"    if name == {module!r}:\n"
         "        builtins.__import__ = real\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        f"        os.kill(os.getpid(), {int(signum)})\n"
         "    return real(name, *args, **kwargs)\n"
         "builtins.__import__ = hooked\n"
         "sys.argv = ['pipeline', 'status']\n"
@@ -84,4 +110,4 @@ def test_a_ctrl_c_during_the_commands_imports_ends_in_one_line(module: str) -> N
         "main()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert (done.returncode, done.stderr) == (1, "Error: interrupted (SIGINT)\n")
+    assert (done.returncode, done.stderr) == (1, f"Error: {said}\n")
