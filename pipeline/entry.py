@@ -9,8 +9,9 @@ import sys
 from typing import Any
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM's, as pipeline.cli_shared.Terminated: no `except Exception` of an import
+    takes it."""
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         from pipeline import cli
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except KeyboardInterrupt as exc:
         # pipeline.cli_shared's messages and exit code for an interrupt (EXIT_DATA), which
         # cannot be imported here: its imports are the ones that were interrupted.
         said = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted (SIGINT)"
