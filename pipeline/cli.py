@@ -90,7 +90,7 @@ def init(ctx: click.Context, roles: bool) -> None:
     Refuses (exit 2), changing nothing, when two shards are one database.
 
     With --roles: pipeline_loader may read and write residents and the ledger (for
-    `load`), pipeline_analyst may read them (for `extract`, `report`, `check`);
+    `load`), pipeline_analyst may read them (for `extract`, `report`, `check`, `status`, `plan`);
     neither may drop, alter or truncate. Grant them with `GRANT pipeline_loader TO etl;`.
 
     Example: pipeline init --roles
@@ -193,7 +193,7 @@ def extract(
     "--format",
     "fmt",
     type=click.Choice(["text", "markdown", "json", "html"]),
-    help="Default: from the -o extension (.md, .json, .html), else text.",
+    help="Default: from the -o extension (.txt, .md, .json, .html or .htm), else text.",
 )
 @output_option
 @click.option(

@@ -85,8 +85,8 @@ def erase_command(
     check` finds them if they come back. Needs the erasure key (PIPELINE_ERASURE_KEY or
     erasure_key_file: in the shard map).
 
-    Exit 0 done, 1 a shard failed or a SHARD:ID names no resident (re-running the same
-    command completes it), 2 usage or configuration (no key).
+    Exit 0 done, 1 a shard failed (re-running the same command completes it) or a SHARD:ID
+    names no resident, 2 usage or configuration (no key).
 
     Example: pipeline erase --name "Amelia Clarke" --age 29 --reference GDPR-2291 --yes
     """

@@ -146,8 +146,9 @@ def _signals_interrupt(interrupt: Callable[[str], None]) -> Iterator[None]:
 )
 @click.option(
     "--connect-timeout",
-    type=click.IntRange(min=1),
-    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10).",
+    type=click.IntRange(min=0),
+    help="Seconds to wait to connect to a shard (default: the DSN's connect_timeout, else 10;"
+    " 0: no limit).",
 )
 @click.option(
     "--statement-timeout",

@@ -240,6 +240,8 @@ def shard_streams(
             if not selection.allow_partial or sent:
                 raise
             result.missing[shard.name] = exc.reason
+            if len(result.missing) == len(shards):
+                raise  # every shard left out: that is no extract, whatever --allow-partial says
             return
         finally:
             if isinstance(chunks, Generator):  # a COPY read here, stopped early: cancel it

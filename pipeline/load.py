@@ -216,7 +216,8 @@ class _Run:
                 where = f" (after record {result.rows_read})" if result.rows_read else ""
                 self._abandon_file(result, active, f"{path}: {exc}{where}")
                 return result
-        rejected = early_rejects + sum(w.counts.rejected for w in active.values())
+        rejected = early_rejects + result.refused_elsewhere
+        rejected += sum(w.counts.rejected for w in active.values())
         # Written before COMMIT: the staged rows they come from go with the transaction.
         self._write_refused(result, active)
         if self._stopped():

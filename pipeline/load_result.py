@@ -67,6 +67,9 @@ class FileResult:
     shards: dict[str, ShardCounts] = field(default_factory=dict)
     shard_errors: dict[str, str] = field(default_factory=dict)
     source: Source | None = None  # the source it loaded under (pipeline.sync)
+    # Rows the rules refused whose shard does not take the file this run (it holds it, or
+    # failed): not this run's rejects, still the file's, which its budget is about.
+    refused_elsewhere: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,8 +113,8 @@ class FileResult:
         if held:
             shards = ("shard " if len(held) == 1 else "shards ") + ", ".join(held)
             error += (
-                f" in this run; {shards} loaded it in an earlier run (when another shard"
-                " failed) and keep their part"
+                f" in this run; {shards} loaded it in an earlier run and"
+                f" {'keeps its' if len(held) == 1 else 'keep their'} part"
             )
         self.error = error
         self.rows_loaded, self.rows_pending, self.rows_rejected = kept, 0, self.rows_read - kept

@@ -46,6 +46,8 @@ def refusals(
         if name in active:
             counts.rejected += 1
             written.append((row, reason, name))
+        else:
+            result.refused_elsewhere += 1
     chosen = [row for row, _, _ in written]
     raws = batch.raws(chosen)
     # What the entries quote, as Python values for the chosen rows at once (a scalar a

@@ -111,6 +111,8 @@ def build_report(shard_map: ShardMap, allow_partial: bool = False) -> Report:
             report.missing[outcome.shard.name] = getattr(
                 outcome.error, "reason", str(outcome.error)
             )
+            if len(report.missing) == len(shard_map.shards):
+                raise outcome.error  # every shard left out: no report, whatever allow_partial
             continue
         rows, shard_loads = outcome.unwrap()
         for row in rows:

@@ -409,3 +409,17 @@ def test_parquet_refuses_a_shard_whose_dsn_asks_for_text_in_another_encoding(
     assert "shard db_us: Parquet and DataFrames need the text as UTF-8" in result.output
     assert not out.exists()
     assert run_cli("extract", "-o", str(tmp_path / "r.csv"), config=config).exit_code == 0
+
+
+@pytest.mark.parametrize("command", [["extract"], ["extract", "-o", "{out}"], ["report"]])
+def test_allow_partial_with_every_shard_left_out_is_a_failure(
+    run_cli: RunCli, offline_map: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """--allow-partial leaves out some shards; with all of them left out nothing was read:
+    exit 1, no file, rather than an empty extract or report that says 0 and exits 0."""
+    out = tmp_path / "all.csv"
+    args = [a.format(out=out) for a in command]
+    result = run_cli(*args, "--allow-partial", config=offline_map)
+    assert result.exit_code == 1, result.output
+    assert result.output.count("Error: shard ") == 1 and "Traceback" not in result.output
+    assert not out.exists()

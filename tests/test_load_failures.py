@@ -211,6 +211,29 @@ def test_a_file_refused_on_a_rerun_says_which_shard_keeps_it_from_the_earlier_ru
     assert "NOT LOADED by this run, rejected as a whole: 11 read = 5 loaded + 6 rejected" in text
 
 
+def test_a_reruns_budget_counts_the_rejects_of_the_shards_that_hold_the_file(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Run 1, db_us down: default commits its part, one of its records refused. Run 2, with a
+    # budget of 1: the file holds two refused records (one a shard of each), as a first
+    # load of it would count, not only db_us's one.
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} connect_timeout=3")
+    config = write_map(tmp_path / "down", shard_map_yaml(down))
+    bad = [
+        {"id": 98, "country": "DE", "name": "Bad", "age": "x"},
+        {"id": 99, "country": "US", "name": "Bad", "age": "x"},
+    ]
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps([*people(1, 10), *bad]))
+    assert run_cli("load", "--max-rejects", "100%", str(path), config=config).exit_code == 1
+    result = run_cli("load", "--json", "--max-rejects", "1", str(path))
+    assert result.exit_code == 1
+    (file,) = json.loads(result.stdout)["files"]
+    assert file["error"].startswith(f"{path}: 2 of 12 records failed the checks, over the")
+    assert "shard default loaded it in an earlier run and keeps its part" in file["error"]
+    assert rows(shard_dsns["db_us"]) == []
+
+
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
