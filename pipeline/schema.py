@@ -20,7 +20,7 @@ from psycopg import sql
 
 from pipeline import db
 from pipeline.config import Shard, ShardMap
-from pipeline.errors import ResidencyViolation, ShardError
+from pipeline.errors import ConfigError, ResidencyViolation, ShardError
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import SCHEMA
 from pipeline.roles import grant_roles
@@ -176,30 +176,44 @@ def init_shard(shard_map: ShardMap, shard: Shard, roles: bool = False) -> InitRe
     """Apply missing migrations, then set the residency constraint, then (with `roles`)
     create and grant the group roles (see pipeline.roles); idempotent."""
     with db.connect(shard_map, shard) as conn:
-        conn.execute(SCHEMA.lock, [db.LOCK_INIT])
-        _refuse_others_tables(conn, shard)
-        conn.execute(SCHEMA.migrations_table)
-        before = current_version(conn)
-        conn.commit()
-        for migration in migrations()[before:]:
-            # One transaction per migration, re-checked under the lock: two inits at
-            # once apply each migration exactly once.
-            with conn.transaction():
-                conn.execute(SCHEMA.lock, [db.LOCK_INIT])
-                if current_version(conn) >= migration.version:
-                    continue
-                try:
-                    conn.execute(migration.text.encode())
-                except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
-                    what = exc.diag.message_primary or str(exc)
-                    raise _not_ours(shard, what, done="") from None
-                conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
-        rule = residency_rule(shard_map, shard)
-        changed = set_residency(conn, shard, rule)
-        created = grant_roles(conn, shard) if roles else None
-        return InitResult(
-            shard.name, before, current_version(conn), rule.describe(), changed, created
-        )
+        try:
+            return _init(conn, shard_map, shard, roles)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A loader's or an analyst's DSN: the schema is the owner's to change.
+            user = conn.info.user
+            what = exc.diag.message_primary or str(exc)
+            raise ConfigError(
+                f"shard {shard.name}: the role {user} may not change the schema ({what}):"
+                " run `pipeline init` as the database's owner (see Roles in the README)"
+            ) from None
+
+
+def _init(
+    conn: psycopg.Connection[Any], shard_map: ShardMap, shard: Shard, roles: bool
+) -> InitResult:
+    """The body of init_shard, on its connection."""
+    conn.execute(SCHEMA.lock, [db.LOCK_INIT])
+    _refuse_others_tables(conn, shard)
+    conn.execute(SCHEMA.migrations_table)
+    before = current_version(conn)
+    conn.commit()
+    for migration in migrations()[before:]:
+        # One transaction per migration, re-checked under the lock: two inits at
+        # once apply each migration exactly once.
+        with conn.transaction():
+            conn.execute(SCHEMA.lock, [db.LOCK_INIT])
+            if current_version(conn) >= migration.version:
+                continue
+            try:
+                conn.execute(migration.text.encode())
+            except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject) as exc:
+                what = exc.diag.message_primary or str(exc)
+                raise _not_ours(shard, what, done="") from None
+            conn.execute(SCHEMA.record_migration, [migration.version, migration.name])
+    rule = residency_rule(shard_map, shard)
+    changed = set_residency(conn, shard, rule)
+    created = grant_roles(conn, shard) if roles else None
+    return InitResult(shard.name, before, current_version(conn), rule.describe(), changed, created)
 
 
 # What this pipeline's schema_migrations holds (sql/schema/migrations_table.sql).

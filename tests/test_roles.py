@@ -117,6 +117,21 @@ def test_a_load_as_the_analyst_fails_in_one_line_before_writing(
             assert conn.execute("SELECT count(*) FROM load_ledger").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("group", GROUPS)
+def test_init_as_a_group_member_fails_in_one_line_a_shard(
+    run_cli: RunCli, members: dict[str, Path], group: str
+) -> None:
+    """The schema is the owner's to change: a loader's or an analyst's DSN gets a line a
+    shard that says so, exit 2 (the configuration, not the shard, is wrong)."""
+    result = run_cli("init", config=members[group])
+    assert result.exit_code == 2, result.output
+    *lines, summary = result.output.splitlines()
+    assert summary == "Error: 2 shard(s) not initialised; fix and re-run `pipeline init`"
+    for line, shard in zip(lines, ("default", "db_us"), strict=True):
+        assert line.startswith(f"Error: shard {shard}: the role t_")
+        assert "may not change the schema" in line and "as the database's owner" in line
+
+
 def test_a_loader_role_that_may_not_read_renumbered_ids_is_refused_before_writing(
     run_cli: RunCli, members: dict[str, Path], connect: Callable[[str], psycopg.Connection[Any]]
 ) -> None:
