@@ -32,7 +32,7 @@ from psycopg import sql
 from pipeline import db
 from pipeline.config import Shard, ShardMap
 from pipeline.erasure_key import ErasureKey, level_of, require_key
-from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, PipelineError, ShardError
+from pipeline.errors import EXIT_DATA, EXIT_OK, ConfigError, OptionError, PipelineError, ShardError
 from pipeline.preflight import refuse_shared_databases
 from pipeline.queries import ERASE, SCHEMA
 from pipeline.shards import on_every_shard
@@ -165,7 +165,10 @@ def erase(shard_map: ShardMap, request: Request, apply: bool = False) -> EraseRe
     record the erasure in every shard's log (see the module docstring)."""
     key = require_key(shard_map, "pipeline erase")
     for target in request.targets:
-        shard_map.shard(target.shard)  # a shard the map does not have: ConfigError, exit 2
+        try:
+            shard_map.shard(target.shard)
+        except ConfigError as exc:  # a shard the map does not have: a usage error, exit 2
+            raise OptionError(f"{target.shard}:{target.id}: {exc}") from None
     refuse_shared_databases(shard_map)
     result = EraseResult(apply, request, {s.name: ShardErasure(s.name) for s in shard_map.shards})
     found: dict[str, _Found] = {}

@@ -92,12 +92,16 @@ def shards_to_read(shard_map: ShardMap, selection: Selection) -> list[Shard]:
     return [s for s in shard_map.shards if not selection.shards or s.name in selection.shards]
 
 
-def check_countries(countries: Iterable[str]) -> tuple[str, ...]:
-    codes = tuple(c.strip().upper() for c in countries)
-    for code in codes:
+def check_countries(countries: Iterable[str], named: str = "--country") -> tuple[str, ...]:
+    """The country codes, upper-cased; OptionError naming the first that is none, as given
+    (`named`: the option, or the argument of a library call)."""
+    codes = []
+    for given in countries:
+        code = given.strip().upper()
         if pycountry.countries.get(alpha_2=code) is None:
-            raise OptionError(f"--country {code}: not an ISO 3166-1 alpha-2 country code")
-    return codes
+            raise OptionError(f"{named} {given!r}: not an ISO 3166-1 alpha-2 country code")
+        codes.append(code)
+    return tuple(codes)
 
 
 def _select(
@@ -359,7 +363,9 @@ def to_dataframe(
     # One code or name is one, not a sequence of letters.
     countries = [countries] if isinstance(countries, str) else countries
     shards = [shards] if isinstance(shards, str) else shards
-    selection = Selection(tuple(shards), check_countries(countries), provenance, allow_partial)
+    selection = Selection(
+        tuple(shards), check_countries(countries, "countries"), provenance, allow_partial
+    )
     columns = output_columns(selection)
     result = ExtractResult()
     streams = shard_streams(

@@ -181,8 +181,14 @@ def test_usage_errors_are_one_line_and_exit_2(
     result = run_cli("erase", *args, config=offline_map)
     assert result.exit_code == 2, result.output
     assert len(result.output.splitlines()) == 1 and result.output.startswith("Error: ")
-    said = {(): "; nothing to erase", ("--age", "3"): "--age and --address go with --name"}
+    said = {
+        (): "; nothing to erase",
+        ("--age", "3"): "--age and --address go with --name",
+        ("nowhere:1",): "nowhere:1: no shard named 'nowhere'",
+    }
     assert said.get(args, "") in result.output
+    if args == ("nowhere:1",):
+        assert result.output.rstrip().endswith("(see `pipeline erase --help`)")
 
 
 def test_a_shard_id_that_names_nobody_exits_1(run_cli: RunCli, loaded: None, key: str) -> None:

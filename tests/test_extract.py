@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from pipeline import db, to_dataframe
 from pipeline.config import load_shard_map
-from pipeline.errors import ShardError
+from pipeline.errors import OptionError, ShardError
 from pipeline.extract import Selection, _select
 from pipeline.schema import LIST_MAX, ResidencyRule
 from tests.conftest import ORIGINAL_DATA, RunCli, StoppableServer, shard_map_yaml, write_map
@@ -205,7 +205,7 @@ def test_a_constraint_of_more_than_a_hundred_countries_still_reads_no_row_for_ot
     ("args", "message"),
     [
         (["--shard", "nope"], "no shard named 'nope'"),
-        (["--country", "XX"], "--country XX: not an ISO 3166-1 alpha-2 country code"),
+        (["--country", "Germany"], "--country 'Germany': not an ISO 3166-1 alpha-2 country"),
         (["--format", "parquet"], "--format parquet needs -o PATH"),
         (["-o", "{out}/r.xlsx"], ".xlsx names no format this command writes"),
         (["-o", "{out}/r.csv.gz"], ".gz names no format this command writes"),
@@ -423,3 +423,8 @@ def test_allow_partial_with_every_shard_left_out_is_a_failure(
     assert result.exit_code == 1, result.output
     assert result.output.count("Error: shard ") == 1 and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_to_dataframe_names_its_own_argument_for_a_country_that_is_none(offline_map: Path) -> None:
+    with pytest.raises(OptionError, match=r"^countries 'Atlantis': not an ISO 3166-1"):
+        to_dataframe(countries=["DE", "Atlantis"], config=offline_map)
