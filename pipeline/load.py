@@ -313,7 +313,7 @@ class _Run:
         self, result: FileResult, active: dict[str, ShardWriter], direct: dict[str, bool]
     ) -> None:
         """Undo what the file sent to every shard, to read it again (see load_file)."""
-        result.rows_read = 0
+        result.rows_read = result.refused_elsewhere = 0
         for counts in result.shards.values():
             counts.staged = counts.rejected = 0
         for name, writer in list(active.items()):

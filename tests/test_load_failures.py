@@ -234,6 +234,26 @@ def test_a_reruns_budget_counts_the_rejects_of_the_shards_that_hold_the_file(
     assert rows(shard_dsns["db_us"]) == []
 
 
+def test_a_rerun_read_twice_counts_the_holding_shards_rejects_once(
+    run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Run 2 meets a US id twice going straight into the empty db_us, and reads the file
+    # again through staging (a restart): default's refused record is still one reject.
+    down = dict(shard_dsns, db_us=f"host=127.0.0.1 port={closed_port()} connect_timeout=3")
+    config = write_map(tmp_path / "down", shard_map_yaml(down))
+    records = [
+        *people(1, 10),
+        {"id": 98, "country": "DE", "name": "Bad", "age": "x"},
+        {"id": 1, "country": "US", "name": "Twice", "age": 30},
+    ]
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps(records))
+    assert run_cli("load", "--max-rejects", "100%", str(path), config=config).exit_code == 1
+    result = run_cli("load", "--json", "--max-rejects", "2", str(path))
+    assert result.exit_code == 0, result.output  # 1 refused + 1 duplicate_id: within 2
+    assert sorted(r[0] for r in rows(shard_dsns["db_us"])) == [1, 3, 5, 7, 9]
+
+
 def test_a_rerun_reports_the_rows_an_earlier_run_rejected(
     run_cli: RunCli, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
 ) -> None:
