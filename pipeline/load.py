@@ -251,7 +251,7 @@ class _Run:
         # the others roll back (each shard's outcome is the server's answer to its COMMIT).
         self._in_parallel(result, active, lambda writer: writer.commit(ledger))
         result.interrupted = self._interrupted_reason() in result.shard_errors.values()
-        self._account(result, early_rejects, active)
+        result.account(early_rejects, self.options.force)
         return result
 
     def _read(self, result: FileResult) -> None:
@@ -307,7 +307,7 @@ class _Run:
             writer.rollback()
             result.shard_errors.setdefault(name, self._interrupted_reason())
         result.interrupted = True
-        self._account(result, early_rejects, {})
+        result.account(early_rejects, self.options.force)
 
     def _restart(
         self, result: FileResult, active: dict[str, ShardWriter], direct: dict[str, bool]
@@ -370,30 +370,3 @@ class _Run:
             counts.deleted, counts.deleted_by_country, counts.deleted_ids = 0, {}, None
         error, reason = result.refuse(error), RejectReason.FILE_REJECTED
         self.rejects.write(Reject(result.path, None, None, reason, error, None))
-
-    def _account(
-        self, result: FileResult, early_rejects: int, active: dict[str, ShardWriter]
-    ) -> None:
-        """rows_read = loaded + rejected + pending, shard by shard."""
-        result.rows_rejected = early_rejects
-        for name, counts in result.shards.items():
-            if name in result.shard_errors:
-                result.rows_pending += counts.staged  # re-running the command loads them
-                counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
-                counts.kept = counts.deleted = counts.marked_deleted = counts.not_found = 0
-                counts.deleted_by_country = {}
-            elif counts.already_loaded:
-                # As the run that loaded the file left them (its rejects file has the refused).
-                result.rows_loaded += counts.as_loaded_earlier()
-                result.rows_rejected += counts.rejected
-            else:
-                result.rows_loaded += counts.loaded
-                result.rows_rejected += counts.rejected
-                # (--force loads the later files again in this run, after this one.)
-                if counts.before_later and not self.options.force and counts.loaded:
-                    result.warnings.append(
-                        f"{result.path}: loaded on shard {name} after later files of this"
-                        " command it already held: the rows they wrote were kept, but ids they"
-                        " left unchanged or deleted there now hold this file's values; load"
-                        " those files again with --force to have them apply last"
-                    )

@@ -89,6 +89,33 @@ class FileResult:
             "warnings": self.warnings,
         }
 
+    def account(self, early_rejects: int, force: bool) -> None:
+        """Once the file has committed or rolled back on every shard: rows_read = loaded +
+        rejected + pending, shard by shard (`early_rejects`: the records refused before
+        they reached a shard; `force`: the load's --force)."""
+        self.rows_rejected = early_rejects
+        for name, counts in self.shards.items():
+            if name in self.shard_errors:
+                self.rows_pending += counts.staged  # re-running the command loads them
+                counts.inserted = counts.updated = counts.unchanged = counts.rejected = 0
+                counts.kept = counts.deleted = counts.marked_deleted = counts.not_found = 0
+                counts.deleted_by_country = {}
+            elif counts.already_loaded:
+                # As the run that loaded the file left them (its rejects file has the refused).
+                self.rows_loaded += counts.as_loaded_earlier()
+                self.rows_rejected += counts.rejected
+            else:
+                self.rows_loaded += counts.loaded
+                self.rows_rejected += counts.rejected
+                # (--force loads the later files again in this run, after this one.)
+                if counts.before_later and not force and counts.loaded:
+                    self.warnings.append(
+                        f"{self.path}: loaded on shard {name} after later files of this"
+                        " command it already held: the rows they wrote were kept, but ids they"
+                        " left unchanged or deleted there now hold this file's values; load"
+                        " those files again with --force to have them apply last"
+                    )
+
     def too_many_deletes(self, budget: Budget) -> str | None:
         """Why a snapshot must not go ahead: a shard where it would delete more of the
         source's rows than `budget` allows (a truncated export must not wipe a shard)."""
