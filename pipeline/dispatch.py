@@ -110,7 +110,6 @@ class Dispatch:
                 rejected += sum(1 for r in shard_rejects if r.shard is None)
                 rejects.extend(shard_rejects)
                 rejects.sort(key=lambda r: r.record or 0)
-            self.rejects.write_all(rejects)
             sends = []
             for index, name in enumerate(names):
                 mask = checked.valid_for(index)
@@ -122,6 +121,9 @@ class Dispatch:
                     continue  # the shard already holds this file, or has failed: counted
                 writer.ask(checked.table, mask)
                 sends.append((name, mask))
+            # After the shards' counts: if the rejects file fails, the batch's rows are
+            # counted pending on their shards (pipeline.load).
+            self.rejects.write_all(rejects)
             # A batch is written once the next one is read and checked: meanwhile, each
             # shard looks up which of its rows it holds (ShardWriter.ask), both at once.
             if waiting is not None:

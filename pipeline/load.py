@@ -24,6 +24,7 @@ the command already landed leaves that later file's rows alone (writer.py: "kept
 A load can be interrupted (`Interrupt`; the CLI's SIGINT and SIGTERM): the statements the
 shards are running are cancelled, every shard that has not committed the current file rolls
 it back, no later file starts, and the result says exactly what committed.
+A rejects file that cannot be written (a full disk) stops the load the same way.
 
 Every record ends up loaded, rejected (written to the rejects file with a reason) or, when
 its shard failed, pending: `rows_read = rows_loaded + rows_rejected + rows_pending`, and
@@ -32,6 +33,7 @@ pending is 0 unless the run exits 1 naming the shard.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -41,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import threads
+from pipeline import sources, threads
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.dispatch import Dispatch, Restart
 from pipeline.erased import Erased, read_erasures
@@ -50,7 +52,7 @@ from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason, unquoted_message
-from pipeline.rejects import Reject, RejectWriter
+from pipeline.rejects import Reject, RejectsError, RejectWriter
 from pipeline.routing import Budget, describe_reject
 from pipeline.rules import Rules
 from pipeline.schema import arrivals
@@ -60,7 +62,7 @@ from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
 from pipeline.sources import SourceError, open_source, source_format
 from pipeline.sync import Source, last_of_source, source_for
-from pipeline.writer import ShardWriter
+from pipeline.writer import REJECTS_BATCH, ShardWriter
 
 
 @dataclass
@@ -182,6 +184,22 @@ class _Run:
             self._interrupt_file(result, active, 0)
             return result
         mark = self.rejects.mark()
+        try:
+            self._load_rows(result, source, active, mark, started)
+        except RejectsError as exc:
+            self._rejects_failed(result, active, mark, exc)
+        return result
+
+    def _load_rows(
+        self,
+        result: FileResult,
+        source: sources.Source,
+        active: dict[str, ShardWriter],
+        mark: tuple[int, int | None],
+        started: datetime,
+    ) -> None:
+        """Read the file's records into its shards, then commit it (see load_file)."""
+        path, sha256 = Path(result.path), source.sha256
         direct = dict.fromkeys(active, True)
         while True:
             try:
@@ -210,19 +228,19 @@ class _Run:
             except Interrupted as stop:
                 self._read(result)
                 self._interrupt_file(result, active, stop.rejected)
-                return result
+                return
             except SourceError as exc:
                 self._read(result)
                 where = f" (after record {result.rows_read})" if result.rows_read else ""
                 self._abandon_file(result, active, f"{path}: {exc}{where}")
-                return result
+                return
         rejected = early_rejects + result.refused_elsewhere
         rejected += sum(w.counts.rejected for w in active.values())
         # Written before COMMIT: the staged rows they come from go with the transaction.
         self._write_refused(result, active)
         if self._stopped():
             self._interrupt_file(result, active, early_rejects)
-            return result
+            return
         budget = self.options.max_rejects
         if budget.exceeded(rejected, result.rows_read):
             self._abandon_file(
@@ -232,7 +250,7 @@ class _Run:
                 f"budget of {budget} (--max-rejects): the whole file is rejected, nothing of it "
                 "was loaded",
             )
-            return result
+            return
         if result.source is not None and result.source.snapshot:
             refused_ids = self.dispatch.refused_id_array()
             with_ids = self.options.dry_run
@@ -243,7 +261,7 @@ class _Run:
             over = result.too_many_deletes(budget)
             if over is not None:
                 self._abandon_file(result, active, f"{path}: {over}")
-                return result
+                return
         self.rejects.sync()  # the rejects are on disk before the rows they explain are committed
         ledger = {"source_file": str(path), "sha256": sha256, "forced": self.options.force,
                   "started_at": started}  # fmt: skip
@@ -252,7 +270,6 @@ class _Run:
         self._in_parallel(result, active, lambda writer: writer.commit(ledger))
         result.interrupted = self._interrupted_reason() in result.shard_errors.values()
         result.account(early_rejects, self.options.force)
-        return result
 
     def _read(self, result: FileResult) -> None:
         """Tell the progress callback the file has been read."""
@@ -309,6 +326,25 @@ class _Run:
         result.interrupted = True
         result.account(early_rejects, self.options.force)
 
+    def _rejects_failed(
+        self,
+        result: FileResult,
+        active: dict[str, ShardWriter],
+        mark: tuple[int, int | None],
+        error: RejectsError,
+    ) -> None:
+        """The rejects file cannot be written (a full disk): nothing more may load. The run
+        stops as an interrupted one does: the file rolls back on every shard (none has
+        committed it: the rejects are synced first), no later file starts, and the summary
+        says what the earlier files committed. What the rejects file got of this file is cut
+        off (a failed write may have left half a line): its records are all pending."""
+        self.interrupt(str(error))
+        self._interrupt_file(result, active, 0)
+        with contextlib.suppress(RejectsError):  # the run's error names the file already
+            self.rejects.rewind(mark)
+        result.error = None  # refused as a whole, but that is not on record: re-run, it is
+        result.rows_pending = result.rows_read - result.rows_loaded - result.rows_rejected
+
     def _restart(
         self, result: FileResult, active: dict[str, ShardWriter], direct: dict[str, bool]
     ) -> None:
@@ -349,15 +385,20 @@ class _Run:
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
         for name, writer in list(active.items()):
+            rejects = []
             try:
                 for r in writer.refused():
                     message = describe_reject(r.reason, r.raw, self.rules, name)
                     raw: dict[str, Any] | None = r.raw
                     if r.unquoted:  # maybe the erased person's
                         message, raw = unquoted_message(r.reason), None
-                    self.rejects.write(
+                    rejects.append(
                         Reject(result.path, r.record, r.line, r.reason, message, raw, name)
                     )
+                    if len(rejects) == REJECTS_BATCH:  # a write each batch the cursor reads
+                        self.rejects.write_all(rejects)
+                        rejects = []
+                self.rejects.write_all(rejects)
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
                 del active[name]

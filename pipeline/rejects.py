@@ -6,12 +6,13 @@ first reject only, with mode 0600 because it holds personal data.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pipeline.errors import ConfigError, OptionError, PipelineError
 from pipeline.reasons import RejectReason
@@ -52,7 +53,7 @@ class RejectWriter:
         self.load_id = load_id
         self.enabled = enabled
         self.count = 0
-        self._stream: IO[str] | None = None
+        self._stream: io.FileIO | None = None
         self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
 
     def prepare(self) -> None:
@@ -82,23 +83,29 @@ class RejectWriter:
             return
         encode = self._encoder.encode
         lines = "".join([encode(reject.to_json(self.load_id)) + "\n" for reject in rejects])
+        # A lone surrogate in a raw record (JSON's "\ud800", refused for what else it holds)
+        # is written as its JSON escape, which reads back as the same text: strict UTF-8
+        # failed the load with a traceback.
+        data = memoryview(lines.encode("utf-8", "backslashreplace"))
         try:
             if self._stream is None:
                 self._stream = self._open()
-            self._stream.write(lines)
+            while data:  # a write may take part of it (the disk filling up)
+                data = data[self._stream.write(data) :]
         except OSError as exc:
-            # Without the rejects file nothing may load: the caller's open files roll back.
+            # Without the rejects file nothing may load: the caller rolls its file back and
+            # stops (pipeline.load), then `rewind`s what this wrote of it.
             raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
 
     def mark(self) -> tuple[int, int | None]:
         """Where the file is now, for `rewind`."""
         if self._stream is None:
             return (self.count, None)
-        self._stream.flush()
         return (self.count, self._stream.tell())
 
     def rewind(self, mark: tuple[int, int | None]) -> None:
-        """Forget what was written after `mark`: the file it came from is read again."""
+        """Forget what was written after `mark`: the file it came from is read again, or not
+        loaded (a write that failed left part of a batch: cut off too)."""
         count, position = mark
         self.count = count
         if self._stream is None:
@@ -109,31 +116,28 @@ class RejectWriter:
                 self._stream = None
                 self.path.unlink()
                 return
-            self._stream.flush()
             self._stream.seek(position)
             self._stream.truncate()
         except OSError as exc:
             raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
 
     def sync(self) -> None:
-        """Flush and fsync: called before a COMMIT, so that a crash after it cannot lose the
-        rejects of rows the ledger says were handled."""
+        """fsync: called before a COMMIT, so that a crash after it cannot lose the rejects of
+        rows the ledger says were handled."""
         if self._stream is None:
             return
         try:
-            self._stream.flush()
             os.fsync(self._stream.fileno())
         except OSError as exc:
             raise RejectsError(f"cannot write the rejects file {self.path}: {exc}") from None
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> io.FileIO:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL: never append to, or through a link into, a file that is not ours.
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        # A lone surrogate in a raw record (JSON's "\ud800", refused for what else it holds)
-        # is written as its JSON escape, which reads back as the same text: strict UTF-8
-        # failed the load with a traceback.
-        return os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
+        # Unbuffered (each write is a batch's): a write the disk refused leaves nothing in a
+        # buffer that closing the file would try, and fail, to write again.
+        return io.FileIO(fd, "w")
 
     @property
     def written(self) -> Path | None:

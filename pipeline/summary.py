@@ -67,10 +67,12 @@ def summary_lines(result: LoadResult) -> list[str]:
             continue
         source = f" [{f.source.describe()}]" if f.source else ""
         lines.append(f"{f.path} ({f.format}){source}: {counts}")
+        pending = f.rows_pending
         for name, c in f.shards.items():
             if name in f.shard_errors:
                 state = "NOT COMMITTED (interrupted)" if f.interrupted else "FAILED"
                 lines.append(f"  {name}: {state}, {c.staged} rows pending")
+                pending -= c.staged
             elif c.already_loaded:
                 rejected = f", {c.rejected} of them rejected then" if c.rejected else ""
                 lines.append(
@@ -84,6 +86,8 @@ def summary_lines(result: LoadResult) -> list[str]:
                     + (f", {_deleted(c.deleted, c.deleted_by_country)}" if c.deleted else "")
                     + (f", {c.not_found} not found" if c.not_found else "")
                 )
+        if pending > 0:  # the run stopped before they went to a shard (pipeline.load)
+            lines.append(f"  {pending} records pending that no shard was sent")
     total = _counts(
         result.total("rows_read"),
         result.total("rows_loaded"),

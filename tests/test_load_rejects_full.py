@@ -1,0 +1,132 @@
+"""`pipeline load` when the rejects file cannot be written (a full disk): the run stops as an
+interrupted one does, and says what the earlier files committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline.batch import BATCH_RECORDS
+from tests.conftest import RunCli, ledger, rows
+
+
+def _ndjson(path: Path, first_id: int, count: int) -> Path:
+    """Residents alternately US and German; every fourth has an age that is no number."""
+    with path.open("w") as out:
+        for i in range(first_id, first_id + count):
+            age = "old" if i % 4 == 0 else i % 90
+            record = {"id": i, "country": "US" if i % 2 else "DE", "name": f"R {i}", "age": age}
+            out.write(json.dumps(record) + "\n")
+    return path
+
+
+def _load(config: Path, files: list[Path], rejects: Path, max_bytes: int) -> tuple[int, str, str]:
+    """`pipeline load --json` in a process whose files cannot grow past `max_bytes`: a write
+    past it fails (EFBIG) as one to a full disk does (ENOSPC), after writing what fits."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the signal ends the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load"]
+    options = ["--json", "--rejects", str(rejects), "--max-rejects", "100%"]
+    done = subprocess.run(
+        [*command, *map(str, files), *options],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # no .pyc: no other file written
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+# The second file, and how much of its rejects fit: its second batch fails half-way (after
+# its first batch's rejects were written), or its five rejects (less than 2 KB, less than any
+# buffer holds) do not fit at all, so that the failure comes when they are flushed.
+CASES = {
+    "a later batch": (2 * BATCH_RECORDS + 1_000, BATCH_RECORDS / 4 * 1.5, 2 * BATCH_RECORDS),
+    "a few lines": (20, 3, 20),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_a_full_rejects_disk_stops_the_run_and_reports_what_committed(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    case: str,
+) -> None:
+    count, fitting, read = CASES[case]
+    first = _ndjson(tmp_path / "a.ndjson", 1, 2_000)
+    big = _ndjson(tmp_path / "b.ndjson", 10_001, count)
+    later = _ndjson(tmp_path / "c.ndjson", 100_001, 100)
+    # The size of the first file's rejects (500 lines), measured by a run of it alone.
+    alone = tmp_path / "alone"
+    assert (
+        run_cli("load", str(first), "--rejects", str(alone), "--max-rejects", "100%").exit_code == 0
+    )
+    (measured,) = alone.iterdir()
+    line = measured.stat().st_size / 500
+    max_bytes = int(measured.stat().st_size + line * fitting)
+    for dsn in shard_dsns.values():  # the first file again, in the run under test
+        with psycopg.connect(dsn) as conn:
+            conn.execute("TRUNCATE residents, load_ledger")
+
+    folder = tmp_path / "rejects"
+    code, out, err = _load(config_file, [first, big, later], folder, max_bytes)
+
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert "cannot write the rejects file" in err and "File too large" in err
+    assert "the shards keep only what they committed" in err
+    report = json.loads(out)
+    done, stopped = report["files"]
+    assert report["not_started"] == [str(later)]
+    assert report["interrupted"].startswith("cannot write the rejects file ")
+    assert (done["rows_loaded"], done["rows_rejected"], done["interrupted"]) == (1_500, 500, False)
+    # What was read of it is pending, the rest not read.
+    assert stopped["rows_read"] == stopped["rows_pending"] == read
+    assert (stopped["rows_loaded"], stopped["rows_rejected"], stopped["interrupted"]) == (
+        0,
+        0,
+        True,
+    )
+    assert stopped["error"] is None
+    # The summary's shard lines account for every pending record of the batch that failed.
+    pending = re.findall(r"^  \w+: NOT COMMITTED \(interrupted\), (\d+) rows pending$", err, re.M)
+    assert len(pending) == 2 and sum(map(int, pending)) == read
+    assert (
+        report["rows_read"]
+        == report["rows_loaded"] + report["rows_rejected"] + report["rows_pending"]
+    )
+    # The shards hold the first file and nothing of the second; the rejects file holds the
+    # first file's rejects, whole lines, none of the second's.
+    assert sorted(len(rows(dsn)) for dsn in shard_dsns.values()) == [500, 1_000]
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
+    (written,) = folder.iterdir()
+    lines = written.read_bytes().split(b"\n")
+    assert lines.pop() == b""
+    assert {json.loads(entry)["file"] for entry in lines} == {str(first)}
+    assert len(lines) == 500
+
+    # Room again: the same command completes the load.
+    again = run_cli("load", str(first), str(big), str(later), "--rejects", str(tmp_path / "more"),
+                    "--max-rejects", "100%")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "a.ndjson (ndjson): skipped, every shard already holds it" in again.output
+    expected = (2_000 + count + 100) * 3 // 4
+    assert sum(len(rows(dsn)) for dsn in shard_dsns.values()) == expected
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [3, 3]
