@@ -34,7 +34,7 @@ from pipeline.erasure_key import ErasureKey, erasure_key, person_message
 from pipeline.errors import ConfigError
 from pipeline.reasons import RejectReason
 from pipeline.shards import on_every_shard
-from pipeline.validate import REASONS, Checked
+from pipeline.validate import REASONS, Checked, as_mask
 
 ERASED = REASONS.index(RejectReason.ERASED)  # its code in Checked.reason
 # Texts of a record the reader refused that are tried as a name, at most (a JSON object may
@@ -80,7 +80,10 @@ class Erased:
         checked.unquoted.update(np.flatnonzero(named).tolist())
         # And for a row refused later, on its shard (an id the file gives again): staged.
         checked.table = checked.table.append_column("unquoted", pa.array(named))
-        rows = np.flatnonzero(named & (checked.reason == 0))
+        # A delete marker is refused for nobody's name: it stores nothing (its text is never
+        # written), and a system of record that erased the person too sends one for them.
+        marker = as_mask(checked.table["deleting"])
+        rows = np.flatnonzero(named & (checked.reason == 0) & ~marker)
         table = checked.table
         for row in rows.tolist():
             name, age, address = (table[c][row].as_py() for c in ("name", "age", "address"))

@@ -358,6 +358,31 @@ def test_a_record_of_an_erased_name_refused_for_another_fault_keeps_no_raw_recor
     )
 
 
+def test_a_delete_marker_bearing_an_erased_name_is_taken(
+    run_cli: RunCli, loaded: None, key: str, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The system of record erased her too, and says so with a marker that still bears her
+    # fields: a marker stores nothing, so it is taken (her row is gone: not found), where
+    # a record that would load her again is refused.
+    assert run_cli("erase", "default:17", "--yes").exit_code == 0
+    held = ids(shard_dsns["default"])
+    path = tmp_path / "changes.csv"
+    path.write_text(
+        "id,country,name,gender,age,address,_op\n"
+        f'17,GB,{AMELIA},F,29,"12 King\'s Road, London",delete\n'
+        f"{held[0]},FR,{AMELIA},F,29,,delete\n"
+        f'90,GB,{AMELIA},F,29,"12 King\'s Road, London",\n'
+    )
+    result = run_cli("load", "--max-rejects", "100%", str(path))
+    assert "3 read = 2 loaded + 1 rejected" in result.output, result.output
+    assert "  default: 0 inserted, 0 updated, 0 unchanged, 1 rejected, 1 deleted, 1 not found" in (
+        result.output
+    )
+    (reject,) = read_rejects(tmp_path / "data" / "rejects")
+    assert (reject["record"], reject["reason"], reject["raw"]) == (3, "erased", None)
+    assert ids(shard_dsns["default"]) == held[1:]
+
+
 def test_a_record_the_reader_refuses_bearing_an_erased_name_quotes_nothing(
     run_cli: RunCli, loaded: None, key: str, tmp_path: Path
 ) -> None:
