@@ -32,6 +32,7 @@ import psycopg
 from psycopg import pq, sql
 
 from pipeline import threads
+from pipeline.spools import spool_errors
 
 CHUNK = 1 << 20  # bytes handed on at a time
 SPOOL_IN_MEMORY = 4 << 20  # a read-ahead spool moves to a temporary file past this size
@@ -187,6 +188,7 @@ class ReadAhead:
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  # closed below
             max_size=SPOOL_IN_MEMORY, dir=directory
         )
+        self._directory = directory
         self._error: BaseException | None = None
         self._stop = Stop()
         # Waited on instead of the thread itself: a join() that a signal interrupts (Ctrl-C,
@@ -203,7 +205,8 @@ class ReadAhead:
             for chunk in chunks:
                 if self._stop.is_set():
                     break
-                self._spool.write(chunk)
+                with spool_errors(self._directory):  # its file past SPOOL_IN_MEMORY
+                    self._spool.write(chunk)
         except Stopped:
             pass  # closed: nobody reads this spool
         except BaseException as exc:  # handed to the reader, in the main thread

@@ -39,6 +39,7 @@ from pipeline.dsn import scrub
 from pipeline.errors import ShardError
 from pipeline.queries import CHECK
 from pipeline.schema import current_version, latest_version
+from pipeline.spools import spool_errors
 
 # A partition holds at most about KEYS_A_PARTITION keys of the largest shard (2 MB of keys
 # and ids); partitions are a power of two, at most 2**MAX_PARTITION_BITS (past 2**29
@@ -219,9 +220,10 @@ class Spill:
         order = np.argsort(partition, kind="stable")
         rows, partition = rows[order], partition[order]
         bounds = np.searchsorted(partition, np.arange((1 << self.bits) + 1))
-        for p in np.flatnonzero(np.diff(bounds)):
-            with (self.folder / str(p)).open("ab") as out:
-                out.write(rows[bounds[p] : bounds[p + 1]].tobytes())
+        with spool_errors():  # the folder is in $TMPDIR
+            for p in np.flatnonzero(np.diff(bounds)):
+                with (self.folder / str(p)).open("ab") as out:
+                    out.write(rows[bounds[p] : bounds[p + 1]].tobytes())
 
     def read(self, partition: int) -> tuple[np.ndarray, np.ndarray]:
         """The keys and ids of one partition (for ids, the same array twice)."""

@@ -32,6 +32,14 @@ class StdoutFailed(ConfigError):
     """stdout cannot take the output (a full disk under a redirect): pipeline.output."""
 
 
+class LocalFileError(PipelineError):
+    """A file of the command's own cannot be written: the load's rejects file, a temporary
+    spool in $TMPDIR (a full disk, too many open files). A load stops as an interrupted one
+    does (pipeline.load); another command ends with it."""
+
+    exit_code = EXIT_USAGE
+
+
 class ShardError(PipelineError):
     """A shard could not be reached, or a statement on it failed. `transient`: the failure
     may go away by itself (a connection lost, a time-out), so trying again makes sense."""

@@ -19,6 +19,7 @@ from psycopg import sql
 from pipeline import binary_rows
 from pipeline.errors import PipelineError
 from pipeline.packed import packed_columns, unpack_all
+from pipeline.spools import spool_errors
 from pipeline.validate import OUTPUT, as_mask
 
 HELD = (*OUTPUT, "source")
@@ -87,7 +88,8 @@ class BinaryIds:
         for name, column in zip(self._columns, values, strict=True):
             rows[f"{name}_size"] = 8
             rows[name] = column
-        self.spool.write(rows.tobytes())
+        with spool_errors():  # its file in $TMPDIR past `in_memory`
+            self.spool.write(rows.tobytes())
         self.count += len(rows)
 
     def chunks(self, size: int) -> Iterator[bytes]:

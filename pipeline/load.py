@@ -24,7 +24,8 @@ the command already landed leaves that later file's rows alone (writer.py: "kept
 A load can be interrupted (`Interrupt`; the CLI's SIGINT and SIGTERM): the statements the
 shards are running are cancelled, every shard that has not committed the current file rolls
 it back, no later file starts, and the result says exactly what committed.
-A rejects file that cannot be written (a full disk) stops the load the same way.
+A rejects file or a temporary spool that cannot be written (a full disk) stops the load
+the same way.
 
 Every record ends up loaded, rejected (written to the rejects file with a reason) or, when
 its shard failed, pending: `rows_read = rows_loaded + rows_rejected + rows_pending`, and
@@ -47,12 +48,12 @@ from pipeline import sources, threads
 from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
 from pipeline.dispatch import Dispatch, Restart
 from pipeline.erased import Erased, read_erasures
-from pipeline.errors import ShardError
+from pipeline.errors import LocalFileError, ShardError
 from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason, unquoted_message
-from pipeline.rejects import Reject, RejectsError, RejectWriter
+from pipeline.rejects import Reject, RejectWriter
 from pipeline.routing import Budget, describe_reject
 from pipeline.rules import Rules
 from pipeline.schema import arrivals
@@ -186,8 +187,8 @@ class _Run:
         mark = self.rejects.mark()
         try:
             self._load_rows(result, source, active, mark, started)
-        except RejectsError as exc:
-            self._rejects_failed(result, active, mark, exc)
+        except LocalFileError as exc:
+            self._local_file_failed(result, active, mark, exc)
         return result
 
     def _load_rows(
@@ -326,21 +327,22 @@ class _Run:
         result.interrupted = True
         result.account(early_rejects, self.options.force)
 
-    def _rejects_failed(
+    def _local_file_failed(
         self,
         result: FileResult,
         active: dict[str, ShardWriter],
         mark: tuple[int, int | None],
-        error: RejectsError,
+        error: LocalFileError,
     ) -> None:
-        """The rejects file cannot be written (a full disk): nothing more may load. The run
-        stops as an interrupted one does: the file rolls back on every shard (none has
-        committed it: the rejects are synced first), no later file starts, and the summary
-        says what the earlier files committed. What the rejects file got of this file is cut
-        off (a failed write may have left half a line): its records are all pending."""
+        """The rejects file or a spool cannot be written (a full disk): nothing more may
+        load. The run stops as an interrupted one does: the file rolls back on every shard
+        (none has committed it: the spools are copied and the rejects synced first), no
+        later file starts, and the summary says what the earlier files committed. What the
+        rejects file got of this file is cut off (a failed write may have left half a line):
+        its records are all pending."""
         self.interrupt(str(error))
         self._interrupt_file(result, active, 0)
-        with contextlib.suppress(RejectsError):  # the run's error names the file already
+        with contextlib.suppress(LocalFileError):  # the run's error says why already
             self.rejects.rewind(mark)
         result.error = None  # refused as a whole, but that is not on record: re-run, it is
         result.rows_pending = result.rows_read - result.rows_loaded - result.rows_rejected

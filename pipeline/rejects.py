@@ -14,12 +14,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, OptionError, PipelineError
+from pipeline.errors import ConfigError, LocalFileError, OptionError
 from pipeline.reasons import RejectReason
 
 
-class RejectsError(PipelineError):
-    """The rejects file cannot be written: the load stops (exit 1), its open files roll back."""
+class RejectsError(LocalFileError):
+    """The rejects file cannot be written: the load stops (pipeline.load)."""
 
 
 @dataclass(frozen=True)

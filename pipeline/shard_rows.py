@@ -50,6 +50,7 @@ from pipeline.encodable import python_codec, storable
 from pipeline.errors import PipelineError
 from pipeline.held import BinaryIds, packed_held, read_held, unchanged
 from pipeline.queries import LOAD
+from pipeline.spools import spool_errors
 from pipeline.sqlfiles import Statement
 from pipeline.validate import OUTPUT, as_mask
 from pipeline.watchdog import Watchdog
@@ -316,7 +317,8 @@ class ShardRows:
             for i, name in enumerate(table.column_names):
                 if pa.types.is_string(table.schema.field(i).type):
                     table = table.set_column(i, name, storable(table.column(i), self._codec))
-        pcsv.write_csv(table, self._spool, write_options=_CSV)
+        with spool_errors():  # the spool's file in $TMPDIR past SPOOL_IN_MEMORY
+            pcsv.write_csv(table, self._spool, write_options=_CSV)
         self.spooled += rows.num_rows
 
     def finish(self, seen: bool = True) -> None:
