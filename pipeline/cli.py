@@ -41,6 +41,7 @@ from pipeline.cli_shared import (
 )
 from pipeline.config import DEFAULT_CONFIG_PATH
 from pipeline.errors import EXIT_DATA, EXIT_USAGE, ConfigError, PipelineError
+from pipeline.stderr import forgive_stderr
 
 
 @click.group(
@@ -356,6 +357,7 @@ def main() -> None:
     # 125-130 MB, a 1M-row Parquet extract at 162-167 MB against 136-146 MB (measured, same
     # time). Read when pyarrow first allocates, which no command has done yet.
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    forgive_stderr()  # a summary stderr cannot take changes no outcome (pipeline.stderr)
     code = EXIT_DATA
     try:
         cli(prog_name="pipeline")

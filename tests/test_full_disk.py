@@ -1,5 +1,6 @@
-"""`pipeline load` when the rejects file cannot be written (a full disk): the run stops as an
-interrupted one does, and says what the earlier files committed."""
+"""`pipeline load` when a file of its own cannot be written (a full disk): the rejects file, a
+spool in $TMPDIR. The run stops as an interrupted one does, and says what the earlier files
+committed."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pipeline import copyout
 from pipeline.batch import BATCH_RECORDS
+from pipeline.shard_rows import SPOOL_IN_MEMORY
 from tests.conftest import RunCli, ledger, rows
 
 
@@ -29,25 +32,32 @@ def _ndjson(path: Path, first_id: int, count: int) -> Path:
     return path
 
 
-def _load(config: Path, files: list[Path], rejects: Path, max_bytes: int) -> tuple[int, str, str]:
-    """`pipeline load --json` in a process whose files cannot grow past `max_bytes`: a write
-    past it fails (EFBIG) as one to a full disk does (ENOSPC), after writing what fits."""
+def _pipeline(config: Path, *args: str, max_bytes: int, **env: str) -> tuple[int, str, str]:
+    """`pipeline ARGS` in a process whose files cannot grow past `max_bytes`: a write past it
+    fails (EFBIG) as one to a full disk does (ENOSPC), after writing what fits. Its stdout
+    and stderr are pipes, which the limit leaves alone."""
 
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the signal ends the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
-    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "load"]
-    options = ["--json", "--rejects", str(rejects), "--max-rejects", "100%"]
     done = subprocess.run(
-        [*command, *map(str, files), *options],
+        [sys.executable, "-m", "pipeline.cli", "--config", str(config), *args],
         preexec_fn=limit,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # no .pyc: no other file written
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},  # no .pyc: no other file
     )
     return done.returncode, done.stdout, done.stderr
+
+
+def _load(
+    config: Path, files: list[Path], rejects: Path, max_bytes: int, **env: str
+) -> tuple[int, str, str]:
+    """`pipeline load --json FILES` (see `_pipeline`), every record allowed to be rejected."""
+    options = ["--json", "--rejects", str(rejects), "--max-rejects", "100%"]
+    return _pipeline(config, "load", *map(str, files), *options, max_bytes=max_bytes, **env)
 
 
 # The second file, and how much of its rejects fit: its second batch fails half-way (after
@@ -130,3 +140,101 @@ def test_a_full_rejects_disk_stops_the_run_and_reports_what_committed(
     expected = (2_000 + count + 100) * 3 // 4
     assert sum(len(rows(dsn)) for dsn in shard_dsns.values()) == expected
     assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [3, 3]
+
+
+@pytest.mark.slow
+def test_a_full_temporary_disk_stops_the_run_and_reports_what_committed(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    first = _ndjson(tmp_path / "a.ndjson", 1, 2_000)
+    # Records without an id go through staging: their spool outgrows SPOOL_IN_MEMORY, and
+    # its file in $TMPDIR outgrows the limit.
+    records = 2 * SPOOL_IN_MEMORY // 50
+    unnumbered = tmp_path / "b.ndjson"
+    unnumbered.write_text(
+        "".join(f'{{"country": "DE", "name": "Resident {i}", "age": 30}}\n' for i in range(records))
+    )
+    later = _ndjson(tmp_path / "c.ndjson", 100_001, 100)
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    folder = tmp_path / "rejects"
+    code, out, err = _load(
+        config_file, [first, unnumbered, later], folder, 300_000, TMPDIR=str(spools)
+    )
+
+    assert code == 1, err
+    assert "Traceback" not in err
+    said = f"cannot write a temporary file in {spools} ($TMPDIR): File too large"
+    assert f"Error: {said}: the shards keep only what they committed" in err
+    report = json.loads(out)
+    done, stopped = report["files"]
+    assert (report["interrupted"], report["not_started"]) == (said, [str(later)])
+    assert (done["rows_loaded"], done["rows_rejected"]) == (1_500, 500)
+    assert stopped["rows_read"] == stopped["rows_pending"] > 0
+    assert (stopped["rows_loaded"], stopped["rows_rejected"], stopped["interrupted"]) == (
+        0,
+        0,
+        True,
+    )
+    assert sorted(len(rows(dsn)) for dsn in shard_dsns.values()) == [500, 1_000]
+    assert [len(ledger(dsn)) for dsn in shard_dsns.values()] == [1, 1]
+    (written,) = folder.iterdir()  # the first file's rejects, whole
+    assert {json.loads(line)["file"] for line in written.read_text().splitlines()} == {str(first)}
+    assert len(written.read_text().splitlines()) == 500
+
+
+@pytest.mark.slow
+def test_an_extract_whose_spool_the_disk_refuses_names_the_folder(
+    run_cli: RunCli, config_file: Path, initialised: None, tmp_path: Path
+) -> None:
+    # The later shard's rows are read ahead into a spool, past SPOOL_IN_MEMORY in a file.
+    name = "A resident with a long name, " * 2  # rows of some 75 bytes as CSV
+    count = 3 * copyout.SPOOL_IN_MEMORY // 75  # half of them US: 1.5 times the spool
+    path = tmp_path / "a.ndjson"
+    path.write_text(
+        "".join(
+            json.dumps({"id": i, "country": "US" if i % 2 else "DE", "name": name + str(i)}) + "\n"
+            for i in range(1, count + 1)
+        )
+    )
+    assert run_cli("load", str(path)).exit_code == 0
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    code, _, err = _pipeline(config_file, "extract", max_bytes=100_000, TMPDIR=str(spools))
+    assert code == 2, err
+    assert err == f"Error: cannot write a temporary file in {spools} ($TMPDIR): File too large\n"
+    assert list(spools.iterdir()) == []  # the spool's file is gone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_stderr_that_cannot_be_written_changes_no_outcome(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # The summary goes to stderr first: it failed, and the load lost its --json and exited 1
+    # after it had committed; an extract that had written its file whole exited 1.
+    path = _ndjson(tmp_path / "a.ndjson", 1, 100)
+    command = [sys.executable, "-m", "pipeline.cli", "--config", str(config_file)]
+    with open("/dev/full", "w") as full:
+        load = subprocess.run(
+            [*command, "load", str(path), "--json", "--max-rejects", "100%"],
+            stdout=subprocess.PIPE, stderr=full, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert load.returncode == 0
+        assert json.loads(load.stdout)["rows_loaded"] == 75
+        assert sum(len(rows(dsn)) for dsn in shard_dsns.values()) == 75
+        output = tmp_path / "out.csv"
+        extract = subprocess.run(
+            [*command, "extract", "-o", str(output)], stderr=full, timeout=300, cwd=tmp_path
+        )
+        assert extract.returncode == 0
+        assert len(output.read_text().splitlines()) == 76
+        # An error still sets the exit code it always did.
+        failed = subprocess.run(
+            [*command, "extract", "--country", "ZZ"], stderr=full, timeout=300, cwd=tmp_path
+        )
+        assert failed.returncode == 2
