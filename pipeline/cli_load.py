@@ -211,7 +211,8 @@ def load_command(
     hashes = FileHashes(files)
 
     from pipeline.interrupt import Interrupt
-    from pipeline.load import LoadOptions, load
+    from pipeline.load import load
+    from pipeline.load_options import LoadOptions
     from pipeline.preflight import before_load
     from pipeline.printable import printable
     from pipeline.shard_link import Timeouts

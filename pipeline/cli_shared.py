@@ -18,7 +18,15 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pipeline.config import ShardMap, load_shard_map
-from pipeline.errors import EXIT_DATA, EXIT_USAGE, OptionError, PipelineError, StdoutFailed
+from pipeline.errors import (
+    EXIT_DATA,
+    EXIT_USAGE,
+    OUT_OF_MEMORY,
+    OptionError,
+    PipelineError,
+    StdoutFailed,
+    exhausted,
+)
 
 # What click (8.2 and later) raises for a group given no command: its message is the whole
 # help, which the one-line usage error below would run together.
@@ -98,6 +106,11 @@ class PipelineGroup(click.Group):
                 message = f"stdout: cannot write: {exc.strerror}; the output is incomplete"
                 fail(ctx, message, EXIT_USAGE)
             fail(ctx, f"{exc.strerror or exc}{where}", EXIT_USAGE)
+        except Exception as exc:
+            if not exhausted(exc):
+                raise
+            # The command could not run; its outputs are left as any failure leaves them.
+            fail(ctx, OUT_OF_MEMORY, EXIT_USAGE)
 
 
 def _stdout_failed() -> bool:

@@ -64,3 +64,15 @@ class ResidencyViolation(ShardError):
         )
         self.rule = rule
         self.by_country = by_country
+
+
+# What a process out of memory says, whatever ran out: an allocation (MemoryError), or a
+# thread's stack (Python's "can't start new thread", pyarrow's "Failed to launch worker
+# thread"), which under a limit on the address space is what fails first.
+OUT_OF_MEMORY = "out of memory: the process could not allocate what it needed (a memory limit?)"
+_NO_THREAD = ("can't start new thread", "Failed to launch worker thread")
+
+
+def exhausted(exc: BaseException) -> bool:
+    """Whether `exc` says the process ran out of memory (see OUT_OF_MEMORY)."""
+    return isinstance(exc, MemoryError) or any(text in str(exc) for text in _NO_THREAD)

@@ -25,6 +25,12 @@ class Interrupt:
             self.reason = reason
             self._wake.set()
 
+    def stop(self, reason: str) -> None:
+        """The load stops by itself (pipeline.load: a file it cannot write, memory run out):
+        as an interrupt, but with nothing to cancel (its main thread rolls the file back)."""
+        if self.reason is None:
+            self.reason = reason
+
     def cancel_when_asked(self, writers: Iterable[ShardWriter], done: threading.Event) -> None:
         self._wake.wait()
         if self.reason is not None and not done.is_set():

@@ -45,42 +45,25 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import sources, threads
-from pipeline.config import DEFAULT_REJECTS_DIR, ShardMap
+from pipeline.config import ShardMap
 from pipeline.dispatch import Dispatch, Restart
 from pipeline.erased import Erased, read_erasures
-from pipeline.errors import LocalFileError, ShardError
+from pipeline.errors import OUT_OF_MEMORY, LocalFileError, ShardError, exhausted
 from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
+from pipeline.load_options import LoadOptions
 from pipeline.load_result import FileResult, LoadResult, Progress
 from pipeline.reasons import RejectReason, unquoted_message
 from pipeline.rejects import Reject, RejectWriter
-from pipeline.routing import Budget, describe_reject
+from pipeline.routing import describe_reject
 from pipeline.rules import Rules
 from pipeline.schema import arrivals
-from pipeline.shard_link import Timeouts
 from pipeline.shard_rows import Conflict
 from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
 from pipeline.sources import SourceError, open_source, source_format
-from pipeline.sync import Source, last_of_source, source_for
+from pipeline.sync import last_of_source, source_for
 from pipeline.writer import REJECTS_BATCH, ShardWriter
-
-
-@dataclass
-class LoadOptions:
-    max_rejects: Budget = field(default_factory=lambda: Budget(10, True))
-    rejects_dir: Path = DEFAULT_REJECTS_DIR
-    force: bool = False
-    dry_run: bool = False
-    encoding: str = "utf-8"
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    # CSV and NDJSON may be read by pyarrow (pipeline.source_arrow, source_arrow_json);
-    # False: by Python's readers only (the differential tests compare the two).
-    bulk_read: bool = True
-    # The source every file loads under (else the shard map's by file name; pipeline.sync),
-    # and how much of its rows on a shard a snapshot may delete.
-    source: Source | None = None
-    max_deletes: Budget = field(default_factory=lambda: Budget(10, True))
 
 
 def load(
@@ -187,8 +170,10 @@ class _Run:
         mark = self.rejects.mark()
         try:
             self._load_rows(result, source, active, mark, started)
-        except LocalFileError as exc:
-            self._local_file_failed(result, active, mark, exc)
+        except Exception as exc:
+            if not (isinstance(exc, LocalFileError) or exhausted(exc)):
+                raise
+            self._stop_run(result, active, mark, exc)  # nothing more can load
         return result
 
     def _load_rows(
@@ -327,20 +312,20 @@ class _Run:
         result.interrupted = True
         result.account(early_rejects, self.options.force)
 
-    def _local_file_failed(
+    def _stop_run(
         self,
         result: FileResult,
         active: dict[str, ShardWriter],
         mark: tuple[int, int | None],
-        error: LocalFileError,
+        error: Exception,
     ) -> None:
-        """The rejects file or a spool cannot be written (a full disk): nothing more may
-        load. The run stops as an interrupted one does: the file rolls back on every shard
-        (none has committed it: the spools are copied and the rejects synced first), no
-        later file starts, and the summary says what the earlier files committed. What the
-        rejects file got of this file is cut off (a failed write may have left half a line):
-        its records are all pending."""
-        self.interrupt(str(error))
+        """The rejects file or a spool cannot be written (a full disk), or memory ran out:
+        nothing more may load. The run stops as an interrupted one does, for `error`: the
+        file rolls back on every shard (none has committed it: the spools are copied and the
+        rejects synced first), no later file starts, the summary says what the earlier files
+        committed. What the rejects file got of this file is cut off (a failed write may
+        have left half a line): its records are all pending."""
+        self.interrupt.stop(OUT_OF_MEMORY if exhausted(error) else str(error))
         self._interrupt_file(result, active, 0)
         with contextlib.suppress(LocalFileError):  # the run's error says why already
             self.rejects.rewind(mark)

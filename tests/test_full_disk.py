@@ -238,3 +238,43 @@ def test_a_stderr_that_cannot_be_written_changes_no_outcome(
             [*command, "extract", "--country", "ZZ"], stderr=full, timeout=300, cwd=tmp_path
         )
         assert failed.returncode == 2
+
+
+# `pipeline ARGS` with the process's address space limited to what its imports took and
+# EXTRA bytes more: the first of its allocations or threads past that fails.
+LIMITED = """
+import re, resource, sys
+import numpy, pyarrow.compute, pyarrow.csv, pipeline.cli, pipeline.load
+extra = int(sys.argv.pop(1))
+size = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+from pipeline.entry import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="no /proc")
+def test_a_load_out_of_memory_says_so_in_one_line_and_what_committed(
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+) -> None:
+    # Under a memory limit Python raises MemoryError, or cannot start a thread: a
+    # traceback, and the summary of the files that committed was lost.
+    files = [str(_ndjson(tmp_path / f"{n}.ndjson", n * 1_000 + 1, 500)) for n in range(3)]
+    command = [sys.executable, "-c", LIMITED, str(300 << 20), "--config", str(config_file)]
+    done = subprocess.run(
+        [*command, "load", *files, "--json", "--max-rejects", "100%"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr
+    assert done.stderr.endswith(
+        "Error: out of memory: the process could not allocate what it needed (a memory limit?)"
+        ": the shards keep only what they committed (the summary says what); re-running the"
+        " same command completes the load\n"
+    )
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    loaded = report["rows_loaded"]
+    assert report["rows_read"] == loaded + report["rows_rejected"] + report["rows_pending"]
+    assert report["not_started"] or report["rows_pending"]
+    assert sum(len(rows(dsn)) for dsn in shard_dsns.values()) == loaded

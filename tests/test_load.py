@@ -911,7 +911,8 @@ def test_a_later_file_swapped_for_a_fifo_neither_hangs_the_run_nor_stops_the_oth
     # The files a run is given are hashed before the first one loads (pipeline.incoming):
     # one that became a FIFO after it was listed would have hung that hash for ever.
     from pipeline.config import load_rules, load_shard_map
-    from pipeline.load import LoadOptions, load
+    from pipeline.load import load
+    from pipeline.load_options import LoadOptions
 
     good = tmp_path / "good.csv"
     good.write_text(HEADER + "1,DE,Ann,,,\n2,US,Bob,,,\n")

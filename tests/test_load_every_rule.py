@@ -25,7 +25,8 @@ from click.testing import Result
 
 from pipeline.batches import batches
 from pipeline.config import load_rules, load_shard_map
-from pipeline.load import LoadOptions, load
+from pipeline.load import load
+from pipeline.load_options import LoadOptions
 from pipeline.routing import Budget
 from pipeline.sources import open_source
 from pipeline.writer import REJECTS_BATCH

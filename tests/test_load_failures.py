@@ -21,7 +21,8 @@ import pytest
 from pipeline.batch import BATCH_RECORDS
 from pipeline.config import load_rules, load_shard_map
 from pipeline.db import LOCK_LOAD
-from pipeline.load import LoadOptions, load
+from pipeline.load import load
+from pipeline.load_options import LoadOptions
 from pipeline.load_result import FileResult, LoadResult
 from pipeline.shard_link import Timeouts
 from tests.conftest import (

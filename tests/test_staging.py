@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import load_rules, load_shard_map
-from pipeline.load import LoadOptions, load
+from pipeline.load import load
+from pipeline.load_options import LoadOptions
 from pipeline.load_result import FileResult
 from pipeline.routing import Budget
 from tests.conftest import Connect, rows

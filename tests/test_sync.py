@@ -18,7 +18,8 @@ from psycopg import sql
 
 from pipeline.batch import BATCH_RECORDS
 from pipeline.config import load_rules, load_shard_map
-from pipeline.load import LoadOptions, load
+from pipeline.load import load
+from pipeline.load_options import LoadOptions
 from pipeline.load_result import FileResult
 from pipeline.queries import LOAD
 from pipeline.shard_rows import KEPT_CHUNK, SPOOL_IN_MEMORY
