@@ -10,6 +10,7 @@ import json
 import click
 
 from pipeline.cli_shared import json_option, shard_map_of
+from pipeline.errors import StdoutFailed
 
 
 def _countries(
@@ -90,10 +91,17 @@ def rebalance_command(
     def moved(outcome: MoveOutcome) -> None:
         if as_json or dry_run:
             return
-        if outcome.error is None:
-            click.echo(outcome.line())
-        for change in outcome.constraints:
-            click.echo(f"constraint {change}")
+        try:
+            if outcome.error is None:
+                click.echo(outcome.line())
+            for change in outcome.constraints:
+                click.echo(f"constraint {change}")
+        except OSError as exc:  # a full disk under `>`, a closed pipe: the log is lost
+            raise StdoutFailed(
+                f"stdout: cannot write: {exc.strerror or exc}; rebalance stopped after the move"
+                f" of {outcome.move.country}: re-running `pipeline rebalance` moves the rest"
+                " (`pipeline plan` shows what is left)"
+            ) from None
 
     try:
         result = rebalance(shard_map_of(ctx), options, moved)

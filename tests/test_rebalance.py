@@ -771,3 +771,43 @@ def test_a_taken_id_found_mid_stream_falls_back_to_staging(
     assert "200000 rows (200000 copied, 0 already there, 1 renumbered)" in renumbered.output
     assert _count(shard_dsns["db_us"], "SELECT count(*) FROM residents") == 200_001
     assert _count(shard_dsns["default"], "SELECT count(*) FROM residents") == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_rebalance_whose_log_cannot_be_written_stops_and_says_what_is_left(
+    run_cli: RunCli,
+    indonesians_on_default: None,
+    pg_servers: list[Server],
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # Two moves (GB and ID to db_id); stdout, a full disk, fails at the first's line. It said
+    # "the output is incomplete", as if only the log were lost, where the moves stopped.
+    name = pg_servers[1].create_database()
+    try:
+        dsns = {**shard_dsns, "db_id": pg_servers[1].dsn_for(name)}
+        routes = "db_us: [US]\n  db_id: [GB, ID]"
+        config = write_map(tmp_path / "two", shard_map_yaml(dsns, routes=routes))
+        assert run_cli("init", config=config).exit_code == 1  # default keeps its rule for now
+        command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "rebalance"]
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+        assert done.returncode == 2
+        (said,) = done.stderr.splitlines()
+        assert said.startswith("Error: stdout: cannot write: No space left on device;")
+        assert said.endswith(
+            ": re-running `pipeline rebalance` moves the rest (`pipeline plan` shows what is left)"
+        )
+        first = said.split("rebalance stopped after the move of ")[1][:2]
+        left = run_cli("plan", config=config).output.splitlines()
+        assert [line.split()[:2] for line in left if line.startswith("move ")] == [
+            ["move", {"GB": "ID", "ID": "GB"}[first]]
+        ]
+        again = run_cli("rebalance", config=config)
+        assert again.exit_code == 0, again.output
+        assert {r[1] for r in rows(dsns["db_id"])} == {"GB", "ID"}
+        assert run_cli("plan", config=config).output == (
+            "nothing to move; every shard's residency constraint is the map's\n"
+        )
+    finally:
+        pg_servers[1].drop_database(name)
