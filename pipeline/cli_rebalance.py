@@ -98,8 +98,8 @@ def rebalance_command(
                 click.echo(f"constraint {change}")
         except OSError as exc:  # a full disk under `>`, a closed pipe: the log is lost
             raise StdoutFailed(
-                f"stdout: cannot write: {exc.strerror or exc}; rebalance stopped after the move"
-                f" of {outcome.move.country}: re-running `pipeline rebalance` moves the rest"
+                f"stdout: cannot write: {exc.strerror or exc}; rebalance stopped after"
+                f" {outcome.move.country}'s move: re-running `pipeline rebalance` moves the rest"
                 " (`pipeline plan` shows what is left)"
             ) from None
 

@@ -42,7 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pipeline import sources, threads
 from pipeline.config import ShardMap
@@ -53,9 +52,9 @@ from pipeline.incoming import FileHashes
 from pipeline.interrupt import Interrupt, Interrupted
 from pipeline.load_options import LoadOptions
 from pipeline.load_result import FileResult, LoadResult, Progress
-from pipeline.reasons import RejectReason, unquoted_message
+from pipeline.reasons import RejectReason
+from pipeline.refusals import shard_refusals
 from pipeline.rejects import Reject, RejectWriter
-from pipeline.routing import describe_reject
 from pipeline.rules import Rules
 from pipeline.schema import arrivals
 from pipeline.shard_rows import Conflict
@@ -63,7 +62,7 @@ from pipeline.shards import on_every_shard
 from pipeline.source_arrow import NotSimple
 from pipeline.sources import SourceError, open_source, source_format
 from pipeline.sync import last_of_source, source_for
-from pipeline.writer import REJECTS_BATCH, ShardWriter
+from pipeline.writer import ShardWriter
 
 
 def load(
@@ -253,7 +252,15 @@ class _Run:
                   "started_at": started}  # fmt: skip
         # An interruption now cancels the shards' upserts: those that commit first are loaded,
         # the others roll back (each shard's outcome is the server's answer to its COMMIT).
-        self._in_parallel(result, active, lambda writer: writer.commit(ledger))
+        try:
+            self._in_parallel(result, active, lambda writer: writer.commit(ledger))
+        except Exception as exc:  # out of memory as the shards commit: those that did keep it
+            if not exhausted(exc):
+                raise
+            self.interrupt.stop(OUT_OF_MEMORY)
+            uncommitted = {name: w for name, w in active.items() if not w.committed}
+            self._interrupt_file(result, uncommitted, early_rejects)
+            return
         result.interrupted = self._interrupted_reason() in result.shard_errors.values()
         result.account(early_rejects, self.options.force)
 
@@ -322,10 +329,13 @@ class _Run:
         """The rejects file or a spool cannot be written (a full disk), or memory ran out:
         nothing more may load. The run stops as an interrupted one does, for `error`: the
         file rolls back on every shard (none has committed it: the spools are copied and the
-        rejects synced first), no later file starts, the summary says what the earlier files
-        committed. What the rejects file got of this file is cut off (a failed write may
-        have left half a line): its records are all pending."""
+        rejects synced first; commit's own step is _load_rows'), no later file starts, the
+        summary says what the earlier files committed. What the rejects file got of this
+        file is cut off (a failed write may have left half a line): its records are pending."""
         self.interrupt.stop(OUT_OF_MEMORY if exhausted(error) else str(error))
+        self._read(result)
+        # Counted anew (a file refused as a whole was counted so: FileResult.refuse).
+        result.rows_loaded = result.rows_rejected = result.rows_pending = 0
         self._interrupt_file(result, active, 0)
         with contextlib.suppress(LocalFileError):  # the run's error says why already
             self.rejects.rewind(mark)
@@ -372,20 +382,9 @@ class _Run:
 
     def _write_refused(self, result: FileResult, active: dict[str, ShardWriter]) -> None:
         for name, writer in list(active.items()):
-            rejects = []
             try:
-                for r in writer.refused():
-                    message = describe_reject(r.reason, r.raw, self.rules, name)
-                    raw: dict[str, Any] | None = r.raw
-                    if r.unquoted:  # maybe the erased person's
-                        message, raw = unquoted_message(r.reason), None
-                    rejects.append(
-                        Reject(result.path, r.record, r.line, r.reason, message, raw, name)
-                    )
-                    if len(rejects) == REJECTS_BATCH:  # a write each batch the cursor reads
-                        self.rejects.write_all(rejects)
-                        rejects = []
-                self.rejects.write_all(rejects)
+                for rejects in shard_refusals(result.path, name, writer.refused(), self.rules):
+                    self.rejects.write_all(rejects)
             except ShardError as exc:
                 self._shard_failed(result, name, exc)
                 del active[name]

@@ -1,9 +1,11 @@
 """The rejects file's entries for the rows of a batch that the rules refused, and their
-count on each shard (pipeline.load's stream, batch by batch)."""
+count on each shard (pipeline.load's stream, batch by batch); and for the rows a shard
+refused when the file ended (`shard_refusals`)."""
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +19,7 @@ from pipeline.source_file import OP
 from pipeline.validate import NUL_MESSAGE, REASONS, Checked
 
 _QUOTED = ("id", "age", "gender", OP)  # the fields describe_reject quotes
+REFUSED_CHUNK = 2_000  # entries written at a time, as the shard's cursor reads them
 
 
 def refusals(
@@ -70,3 +73,23 @@ def refusals(
             raw = None  # their data is copied nowhere again: the record's number finds it
         rejects.append(Reject(result.path, numbers[i], lines[i], reason, message, raw, name))
     return rejects
+
+
+def shard_refusals(
+    path: str, shard: str, refused: Iterable[Any], rules: Rules
+) -> Iterator[list[Reject]]:
+    """The rejects file's entries for the rows `shard` refused as the file ended
+    (pipeline.writer.SqlReject: an id the file gives twice), in lists of at most
+    REFUSED_CHUNK: one write each, and no more of them in memory."""
+    chunk: list[Reject] = []
+    for r in refused:
+        message = describe_reject(r.reason, r.raw, rules, shard)
+        raw: dict[str, Any] | None = r.raw
+        if r.unquoted:  # maybe the erased person's
+            message, raw = unquoted_message(r.reason), None
+        chunk.append(Reject(path, r.record, r.line, r.reason, message, raw, shard))
+        if len(chunk) == REFUSED_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -6,35 +6,39 @@ What stderr cannot take is dropped: there is nowhere else to say it."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 
-class ForgivingStderr:
-    """Wraps a text stream: writes and flushes that fail are dropped (`failed` is set)."""
+class Forgiving:
+    """Wraps a stream: writes and flushes that fail are dropped. Its `buffer` (the bytes
+    under a text stream, which click writes to when the text's encoding will not do) is
+    wrapped alike."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self.failed = False
 
-    def write(self, text: str) -> int:
+    def write(self, data: Any) -> int:
         try:
-            return self._stream.write(text)
+            return int(self._stream.write(data))
         except OSError:
-            self.failed = True
-            return len(text)
+            return len(data)
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._stream.flush()
-        except OSError:
-            self.failed = True
+
+    @property
+    def buffer(self) -> Forgiving:
+        return Forgiving(self._stream.buffer)  # AttributeError where it has none
 
     def __getattr__(self, name: str) -> Any:  # encoding, errors, isatty, fileno, ...
         return getattr(self._stream, name)
 
 
 def forgive_stderr() -> None:
-    """Make sys.stderr a ForgivingStderr (once)."""
-    if not isinstance(sys.stderr, ForgivingStderr) and sys.stderr is not None:
-        sys.stderr = ForgivingStderr(sys.stderr)
+    """Make sys.stderr Forgiving (once)."""
+    stderr: Any = sys.stderr
+    if stderr is not None and not isinstance(stderr, Forgiving):
+        sys.stderr = Forgiving(stderr)

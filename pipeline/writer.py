@@ -91,6 +91,7 @@ class ShardWriter(ShardLink):
         # (old id, country) -> new id: what renumbering moves took here (pipeline.renumbered)
         self.renumbered: Taken = {}
         self.counts = ShardCounts()
+        self.committed = False  # the current file, on this shard
         self.source: Source | None = None  # the current file's
         self._pools = (threads.pool(1, "probe"), threads.pool(1, "direct-copy"))  # ShardRows'
 
@@ -109,6 +110,7 @@ class ShardWriter(ShardLink):
         the one the file loads under (pipeline.sync); `last`: the last snapshot of its
         source in the run, loaded again where another file of the source came since."""
         self.counts = ShardCounts()
+        self.committed = False
         self.source = source
         self._protected = NOTHING_PROTECTED
         self.direct = True  # a conflict in the file before does not carry over
@@ -347,6 +349,7 @@ class ShardWriter(ShardLink):
                     self._abandon()
                     raise ShardError(self.shard.name, self._stopping)
                 conn.commit()
+                self.committed = True
         except psycopg.Error as exc:
             self._abandon()
             raise self._failure(exc) from None

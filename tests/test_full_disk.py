@@ -62,7 +62,7 @@ def _load(
 
 # The second file, and how much of its rejects fit: its second batch fails half-way (after
 # its first batch's rejects were written), or its five rejects (less than 2 KB, less than any
-# buffer holds) do not fit at all, so that the failure comes when they are flushed.
+# buffer holds) fit only in part, so that a buffered file would fail as it is flushed.
 CASES = {
     "a later batch": (2 * BATCH_RECORDS + 1_000, BATCH_RECORDS / 4 * 1.5, 2 * BATCH_RECORDS),
     "a few lines": (20, 3, 20),
@@ -212,9 +212,16 @@ def test_an_extract_whose_spool_the_disk_refuses_names_the_folder(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])  # ascii: click writes its bytes
 def test_a_stderr_that_cannot_be_written_changes_no_outcome(
-    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    encoding: str,
 ) -> None:
+    monkeypatch.setenv("PYTHONIOENCODING", encoding)
     # The summary goes to stderr first: it failed, and the load lost its --json and exited 1
     # after it had committed; an extract that had written its file whole exited 1.
     path = _ndjson(tmp_path / "a.ndjson", 1, 100)
@@ -240,30 +247,50 @@ def test_a_stderr_that_cannot_be_written_changes_no_outcome(
         assert failed.returncode == 2
 
 
-# `pipeline ARGS` with the process's address space limited to what its imports took and
-# EXTRA bytes more: the first of its allocations or threads past that fails.
-LIMITED = """
-import re, resource, sys
-import numpy, pyarrow.compute, pyarrow.csv, pipeline.cli, pipeline.load
-extra = int(sys.argv.pop(1))
-size = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+# `pipeline ARGS` in a process where memory runs out at a chosen point: the N-th batch's
+# check raises MemoryError ("reading"), or shard db_us's N-th commit cannot start a thread
+# ("committing"), while default commits beside it. (A limit on the address space would
+# fail wherever glibc's per-thread arenas put it: a different place on every machine.)
+OUT_OF_MEMORY_AT = """
+import sys
+from pipeline import validate, writer
+where, nth = sys.argv.pop(1), int(sys.argv.pop(1))
+checks, commits = [], []
+check, commit = validate.Validator.check, writer.ShardWriter.commit
+def checking(self, batch):
+    checks.append(1)
+    if where == "reading" and len(checks) == nth:
+        raise MemoryError()
+    return check(self, batch)
+def committing(self, ledger):
+    if where == "committing" and self.shard.name == "db_us":
+        commits.append(1)
+        if len(commits) == nth:
+            raise RuntimeError("can't start new thread")
+    return commit(self, ledger)
+validate.Validator.check, writer.ShardWriter.commit = checking, committing
 from pipeline.entry import main
 main()
 """
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="no /proc")
+@pytest.mark.parametrize("where", ["reading", "committing"])
 def test_a_load_out_of_memory_says_so_in_one_line_and_what_committed(
-    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path
+    config_file: Path, initialised: None, shard_dsns: dict[str, str], tmp_path: Path, where: str
 ) -> None:
-    # Under a memory limit Python raises MemoryError, or cannot start a thread: a
-    # traceback, and the summary of the files that committed was lost.
-    files = [str(_ndjson(tmp_path / f"{n}.ndjson", n * 1_000 + 1, 500)) for n in range(3)]
-    command = [sys.executable, "-c", LIMITED, str(300 << 20), "--config", str(config_file)]
+    # A traceback before, and the summary of the files that had committed was lost.
+    first = tmp_path / "a.ndjson"  # no rejects: the rejects file is made by the second
+    first.write_text(
+        "".join(f'{{"id": {i}, "country": "DE", "name": "A"}}\n' for i in range(1, 501))
+    )
+    second = _ndjson(tmp_path / "b.ndjson", 10_001, BATCH_RECORDS + 1_000)  # two batches
+    later = _ndjson(tmp_path / "c.ndjson", 100_001, 100)
+    nth = 3 if where == "reading" else 2  # the second file's second batch, or its commit
+    command = [sys.executable, "-c", OUT_OF_MEMORY_AT, where, str(nth), "--config"]
     done = subprocess.run(
-        [*command, "load", *files, "--json", "--max-rejects", "100%"],
+        [*command, str(config_file), "load", str(first), str(second), str(later), "--json",
+         "--max-rejects", "100%", "--rejects", str(tmp_path / "rejects")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert "Traceback" not in done.stderr
@@ -274,7 +301,27 @@ def test_a_load_out_of_memory_says_so_in_one_line_and_what_committed(
     )
     assert done.returncode == 1
     report = json.loads(done.stdout)
-    loaded = report["rows_loaded"]
-    assert report["rows_read"] == loaded + report["rows_rejected"] + report["rows_pending"]
-    assert report["not_started"] or report["rows_pending"]
-    assert sum(len(rows(dsn)) for dsn in shard_dsns.values()) == loaded
+    assert report["not_started"] == [str(later)]
+    done_file, stopped = report["files"]
+    assert (done_file["rows_loaded"], done_file["interrupted"]) == (500, False)
+    assert stopped["interrupted"] and list(stopped["shard_errors"]) == (
+        ["default", "db_us"] if where == "reading" else ["db_us"]
+    )
+    for file in report["files"]:
+        assert (
+            file["rows_read"] == file["rows_loaded"] + file["rows_rejected"] + file["rows_pending"]
+        )
+    rejects = sorted((tmp_path / "rejects").glob("*.ndjson"))
+    if where == "reading":  # nothing of the second file: its rejects (the only ones) are gone
+        read = BATCH_RECORDS + 1_000  # the batch that failed was read, not checked
+        assert (stopped["rows_read"], stopped["rows_pending"]) == (read, read)
+        assert report["rejects_file"] is None and rejects == []
+        assert [len(rows(dsn)) for dsn in shard_dsns.values()] == [500, 0]
+    else:  # default committed its part of the second file, with the rejects that explain it
+        read = BATCH_RECORDS + 1_000
+        assert stopped["rows_read"] == read and stopped["rows_pending"] == read // 2
+        assert stopped["rows_loaded"] == report["shards"]["default"]["inserted"] - 500 > 0
+        (written,) = rejects
+        assert len(written.read_text().splitlines()) == stopped["rows_rejected"] > 0
+        assert len(rows(shard_dsns["default"])) == 500 + stopped["rows_loaded"]
+        assert rows(shard_dsns["db_us"]) == []

@@ -791,14 +791,16 @@ def test_a_rebalance_whose_log_cannot_be_written_stops_and_says_what_is_left(
         assert run_cli("init", config=config).exit_code == 1  # default keeps its rule for now
         command = [sys.executable, "-m", "pipeline.cli", "--config", str(config), "rebalance"]
         with open("/dev/full", "w") as full:
-            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300
+            )
         assert done.returncode == 2
         (said,) = done.stderr.splitlines()
         assert said.startswith("Error: stdout: cannot write: No space left on device;")
         assert said.endswith(
             ": re-running `pipeline rebalance` moves the rest (`pipeline plan` shows what is left)"
         )
-        first = said.split("rebalance stopped after the move of ")[1][:2]
+        first = said.split("rebalance stopped after ")[1][:2]
         left = run_cli("plan", config=config).output.splitlines()
         assert [line.split()[:2] for line in left if line.startswith("move ")] == [
             ["move", {"GB": "ID", "ID": "GB"}[first]]
