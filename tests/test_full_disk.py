@@ -325,3 +325,43 @@ def test_a_load_out_of_memory_says_so_in_one_line_and_what_committed(
         assert len(written.read_text().splitlines()) == stopped["rows_rejected"] > 0
         assert len(rows(shard_dsns["default"])) == 500 + stopped["rows_loaded"]
         assert rows(shard_dsns["db_us"]) == []
+
+
+@pytest.mark.slow
+def test_a_refusal_the_full_disk_cannot_record_leaves_the_counts_whole(
+    run_cli: RunCli,
+    config_file: Path,
+    initialised: None,
+    shard_dsns: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # db_us lost the file (its rows and ledger row gone by hand); default holds it. Loaded
+    # again over its reject budget, the file is refused as a whole, and the disk fills at
+    # the refusal's own line: the counts were made twice (1000 read = 1200 loaded + ... -200
+    # pending, in a reviewer's count).
+    path = _ndjson(tmp_path / "a.ndjson", 1, 1_000)
+    assert run_cli("load", str(path), "--max-rejects", "100%").exit_code == 0
+    held = len(rows(shard_dsns["default"]))
+
+    def forget() -> None:
+        with psycopg.connect(shard_dsns["db_us"]) as conn:
+            conn.execute("TRUNCATE residents, load_ledger")
+
+    forget()
+    roomy = tmp_path / "roomy"
+    refused = ["load", str(path), "--json", "--max-rejects", "0"]
+    code, out, err = _pipeline(config_file, *refused, "--rejects", str(roomy), max_bytes=1 << 30)
+    (written,) = roomy.iterdir()  # the records' rejects, then the refusal's line
+    *_, last = written.read_bytes().splitlines(keepends=True)
+    assert code == 1 and json.loads(last)["reason"] == "file_rejected", err
+    forget()
+    # The same run where the records' rejects fit and the refusal's line does not.
+    size = written.stat().st_size - len(last) + 10
+    full = tmp_path / "full"
+    code, out, err = _pipeline(config_file, *refused, "--rejects", str(full), max_bytes=size)
+    assert code == 1, err
+    (file,) = json.loads(out)["files"]
+    assert file["rows_read"] == 1_000
+    # default's part as the first run left it (its loaded and rejected), db_us's pending.
+    assert (file["rows_loaded"], file["rows_rejected"], file["rows_pending"]) == (held, 250, 500)
+    assert file["error"] is None and list(file["shard_errors"]) == ["db_us"]
