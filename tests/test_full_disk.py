@@ -365,3 +365,35 @@ def test_a_refusal_the_full_disk_cannot_record_leaves_the_counts_whole(
     # default's part as the first run left it (its loaded and rejected), db_us's pending.
     assert (file["rows_loaded"], file["rows_rejected"], file["rows_pending"]) == (held, 250, 500)
     assert file["error"] is None and list(file["shard_errors"]) == ["db_us"]
+
+
+# `pipeline check` with the cross-shard checks' keys spilled to files at once (a partition a
+# few dozen keys), none of which may grow past 100 bytes.
+SPILLING_CHECK = """
+import resource, signal
+from pipeline import crosscheck
+crosscheck.KEYS_A_PARTITION, crosscheck.SPILL_ROWS = 64, 100
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+from pipeline.entry import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_check_whose_spill_the_disk_refuses_names_the_folder(
+    run_cli: RunCli, config_file: Path, initialised: None, tmp_path: Path
+) -> None:
+    assert run_cli("load", str(_ndjson(tmp_path / "a.ndjson", 1, 1_000)), "--max-rejects", "100%")
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", SPILLING_CHECK, "--config", str(config_file), "check"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(spools), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        f"Error: cannot write a temporary file in {spools} ($TMPDIR): File too large\n"
+    )
+    assert list(spools.iterdir()) == []  # its folder is gone
