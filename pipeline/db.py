@@ -11,7 +11,10 @@ what extract, report and check read in.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -157,6 +160,8 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
         dsn = resolve_dsn(shard_map, shard)  # may start the embedded server: it can fail too
         conn = open_connection(dsn, where=dsn_key(shard_map, shard), **kwargs)
     except psycopg.Error as exc:
+        if (spent := _no_file_left()) is not None:  # libpq's message does not say so
+            raise ShardError(shard.name, f"cannot connect: {spent}") from None
         reason = f"unreachable: {scrub(str(exc), dsn)}"
         raise ShardError(shard.name, reason, is_transient(exc)) from None
     try:
@@ -168,6 +173,22 @@ def connect(shard_map: ShardMap, shard: Shard, **kwargs: Any) -> Iterator[psycop
                 raise
     except psycopg.Error as exc:
         raise ShardError(shard.name, error_text(exc, dsn), is_transient(exc)) from None
+
+
+def _no_file_left() -> str | None:
+    """Why a connection failed when this process has no file descriptor left for its socket
+    (its `ulimit -n` reached: libpq said "connection is bad: no error details available");
+    None when it has one."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return (
+                f"this process has no file descriptor left ({os.strerror(exc.errno)};"
+                f" ulimit -n is {limit})"
+            )
+    return None
 
 
 def error_text(exc: psycopg.Error, dsn: str) -> str:

@@ -1,6 +1,6 @@
-"""`pipeline load` when a file of its own cannot be written (a full disk): the rejects file, a
-spool in $TMPDIR. The run stops as an interrupted one does, and says what the earlier files
-committed."""
+"""The commands when the machine runs short: a full disk under a file of their own (a load's
+rejects file, a spool in $TMPDIR: the load stops as an interrupted one does, and says what
+the earlier files committed), memory, file descriptors, a stderr that cannot be written."""
 
 from __future__ import annotations
 
@@ -397,3 +397,37 @@ def test_a_check_whose_spill_the_disk_refuses_names_the_folder(
         f"Error: cannot write a temporary file in {spools} ($TMPDIR): File too large\n"
     )
     assert list(spools.iterdir()) == []  # its folder is gone
+
+
+# `pipeline ARGS` with the process's file descriptors limited to those open after its
+# imports and three more: the config file and the output take one each, and close it or
+# keep it; the first shard's connection finds none left.
+FEW_FILES = """
+import os, resource, sys
+import pipeline.cli, pipeline.extract, psycopg
+n = len(os.listdir("/proc/self/fd")) + 3
+resource.setrlimit(resource.RLIMIT_NOFILE, (n, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+from pipeline.entry import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="no /proc")
+def test_a_connection_without_a_file_descriptor_says_so(
+    config_file: Path, initialised: None, tmp_path: Path
+) -> None:
+    # libpq said only "connection is bad: no error details available", as if the shard were
+    # down, where this process had reached its `ulimit -n`.
+    command = [sys.executable, "-c", FEW_FILES, "--config", str(config_file)]
+    done = subprocess.run(
+        [*command, "extract", "-o", str(tmp_path / "out.csv")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert re.fullmatch(
+        r"Error: shard \w+: cannot connect: this process has no file descriptor left \(Too many"
+        r" open files; ulimit -n is \d+\)\n",
+        done.stderr,
+    )
+    assert not (tmp_path / "out.csv").exists()
